@@ -1,0 +1,102 @@
+//! The admin HTTP server: `/healthz`, `/readyz`, `/status` and `/metrics`.
+
+use std::collections::BTreeMap;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::get;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::metrics::Metrics;
+use crate::status::{StateBoard, service_statuses};
+use crate::xds::ResourceType;
+use crate::xds::cache::SnapshotCache;
+use crate::xds::registry::{ProxyRecord, ProxyRegistry};
+
+/// What the admin handlers read.
+#[derive(Clone, Debug)]
+pub struct AdminState {
+    pub board: StateBoard,
+    pub registry: ProxyRegistry,
+    pub cache: SnapshotCache,
+    pub metrics: Metrics,
+}
+
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/status", get(status))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+/// Ready once a valid state is loaded. The xDS port is bound before the admin server
+/// starts, so reaching this handler also means xDS is listening.
+async fn readyz(State(s): State<AdminState>) -> Response {
+    match s.board.active() {
+        Some(active) => {
+            (StatusCode::OK, format!("ready: state {}\n", active.version)).into_response()
+        }
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: no valid state loaded\n",
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(s): State<AdminState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.encode(),
+    )
+        .into_response()
+}
+
+#[derive(Serialize)]
+struct ProxyStatus<'a> {
+    #[serde(flatten)]
+    record: &'a ProxyRecord,
+    /// Has the proxy acknowledged the current version of every type it subscribes to?
+    synced: bool,
+}
+
+async fn status(State(s): State<AdminState>) -> Json<Value> {
+    let snapshot = s.cache.current();
+    let versions: BTreeMap<&str, &str> = ResourceType::ALL
+        .iter()
+        .map(|t| (t.short_name(), snapshot.version(*t)))
+        .collect();
+    let state = s.board.active().map(|a| {
+        json!({
+            "version": a.version,
+            "content_hash": a.content_hash,
+            "accepted_at": humantime::format_rfc3339_millis(a.accepted_at).to_string(),
+            "resource_versions": versions,
+            "listeners": a.state.listeners,
+            "services": service_statuses(&a.state),
+        })
+    });
+    let proxies = s.registry.proxies();
+    let proxies: Vec<ProxyStatus<'_>> = proxies
+        .iter()
+        .map(|p| ProxyStatus {
+            record: p,
+            synced: ResourceType::ALL
+                .iter()
+                .all(|t| p.type_record(*t).synced != Some(false)),
+        })
+        .collect();
+    Json(json!({
+        "state": state,
+        "rejected": s.board.last_rejection(),
+        "proxies": proxies,
+    }))
+}

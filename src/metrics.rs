@@ -1,0 +1,170 @@
+//! Prometheus metrics, served at `GET /metrics` in the OpenMetrics text format.
+//!
+//! Handles are cheap clones of `Arc`ed atomics; streams update them without locks. The
+//! registry itself sits behind the `Arc` only so `/metrics` can encode it.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::state::{Color, DesiredState};
+use crate::xds::sotw::StreamEvent;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProtocolLabel {
+    protocol: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TypeLabel {
+    r#type: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WeightLabel {
+    service: String,
+    color: &'static str,
+}
+
+/// Every metric switchyard exports.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    connected: Family<ProtocolLabel, Gauge>,
+    responses: Family<TypeLabel, Counter>,
+    acks: Family<TypeLabel, Counter>,
+    nacks: Family<TypeLabel, Counter>,
+    state_files: Family<ResultLabel, Counter>,
+    weights: Family<WeightLabel, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("switchyard");
+        let connected = Family::<ProtocolLabel, Gauge>::default();
+        registry.register(
+            "connected_proxies",
+            "ADS streams open now, by protocol (sotw or delta)",
+            connected.clone(),
+        );
+        let responses = Family::<TypeLabel, Counter>::default();
+        registry.register(
+            "xds_responses",
+            "Discovery responses sent, by resource type",
+            responses.clone(),
+        );
+        let acks = Family::<TypeLabel, Counter>::default();
+        registry.register(
+            "xds_acks",
+            "Responses acknowledged by a proxy",
+            acks.clone(),
+        );
+        let nacks = Family::<TypeLabel, Counter>::default();
+        registry.register("xds_nacks", "Responses rejected by a proxy", nacks.clone());
+        let state_files = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "state_files",
+            "State file contents read, by result (accepted or rejected)",
+            state_files.clone(),
+        );
+        let weights = Family::<WeightLabel, Gauge>::default();
+        registry.register(
+            "service_weight",
+            "Traffic weight (percent) of each service's colors in the active state",
+            weights.clone(),
+        );
+        Metrics {
+            registry: Arc::new(registry),
+            connected,
+            responses,
+            acks,
+            nacks,
+            state_files,
+            weights,
+        }
+    }
+
+    /// Counts an open stream until the returned guard is dropped.
+    pub fn proxy_connected(&self, protocol: &'static str) -> ConnectedGuard {
+        let gauge = self
+            .connected
+            .get_or_create(&ProtocolLabel { protocol })
+            .clone();
+        gauge.inc();
+        ConnectedGuard(gauge)
+    }
+
+    pub fn record_stream_event(&self, event: &StreamEvent) {
+        let label = |t: &crate::xds::ResourceType| TypeLabel {
+            r#type: t.short_name(),
+        };
+        match event {
+            StreamEvent::Sent { type_, .. } => {
+                self.responses.get_or_create(&label(type_)).inc();
+            }
+            StreamEvent::Acked { type_, .. } => {
+                self.acks.get_or_create(&label(type_)).inc();
+            }
+            StreamEvent::Rejected { type_, .. } => {
+                self.nacks.get_or_create(&label(type_)).inc();
+            }
+            StreamEvent::Stale { .. } | StreamEvent::UnknownType { .. } => {}
+        }
+    }
+
+    pub fn state_accepted(&self, state: &DesiredState) {
+        self.state_files
+            .get_or_create(&ResultLabel { result: "accepted" })
+            .inc();
+        self.weights.clear();
+        for s in &state.services {
+            for c in Color::ALL {
+                self.weights
+                    .get_or_create(&WeightLabel {
+                        service: s.name.clone(),
+                        color: c.as_str(),
+                    })
+                    .set(s.weight(c).into());
+            }
+        }
+    }
+
+    pub fn state_rejected(&self) {
+        self.state_files
+            .get_or_create(&ResultLabel { result: "rejected" })
+            .inc();
+    }
+
+    /// The OpenMetrics text of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("bug: encoding metrics into a String cannot fail");
+        out
+    }
+}
+
+/// Decrements the connected-proxies gauge when dropped.
+#[derive(Debug)]
+pub struct ConnectedGuard(Gauge);
+
+impl Drop for ConnectedGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}

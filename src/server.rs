@@ -1,0 +1,325 @@
+//! Wiring: state file -> watcher -> translate -> snapshot cache -> ADS streams, plus the
+//! admin HTTP server. [`Server::bind`] loads the state and binds both ports (port 0 works);
+//! [`Server::run`] serves until `shutdown` completes.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::TcpListenerStream;
+use tracing::{error, info, warn};
+
+use crate::admin::{self, AdminState};
+use crate::metrics::Metrics;
+use crate::state::watch::{self as state_watch, Debounce, WatchError, WatchEvent};
+use crate::state::{self, DesiredState, Problem, StateError};
+use crate::status::StateBoard;
+use crate::translate::translate;
+use crate::xds::cache::{SnapshotCache, SnapshotWriter, snapshot_cache};
+use crate::xds::registry::ProxyRegistry;
+use crate::xds::server::AdsService;
+use crate::xds::snapshot::InconsistentSnapshot;
+
+/// Default xDS (gRPC) address.
+pub const DEFAULT_XDS_ADDR: &str = "127.0.0.1:18000";
+/// Default admin (HTTP) address.
+pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:19000";
+/// How long shutdown waits for connections to close.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What `serve` needs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub state_path: PathBuf,
+    pub xds_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub debounce: Debounce,
+}
+
+impl Config {
+    /// Defaults for everything but the state file.
+    pub fn new(state_path: impl Into<PathBuf>) -> Config {
+        Config {
+            state_path: state_path.into(),
+            xds_addr: DEFAULT_XDS_ADDR.parse().expect("bug: default address"),
+            admin_addr: DEFAULT_ADMIN_ADDR.parse().expect("bug: default address"),
+            debounce: Debounce::default(),
+        }
+    }
+}
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{0}")]
+    State(#[from] StateError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Watch(#[from] WatchError),
+    #[error("bug: the translated state is inconsistent: {0}")]
+    Inconsistent(#[from] InconsistentSnapshot),
+    #[error("xDS server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("admin server failed: {0}")]
+    Admin(std::io::Error),
+}
+
+/// A bound, not yet running server.
+pub struct Server {
+    config: Config,
+    xds: TcpListener,
+    admin: TcpListener,
+    initial_bytes: Vec<u8>,
+    cache: SnapshotCache,
+    writer: SnapshotWriter,
+    board: StateBoard,
+    registry: ProxyRegistry,
+    metrics: Metrics,
+}
+
+impl Server {
+    /// Loads and validates the state file, then binds the xDS and admin ports. A missing
+    /// or invalid file is an error here: switchyard never starts without a good state.
+    pub async fn bind(config: Config) -> Result<Server, ServeError> {
+        let bytes =
+            tokio::fs::read(&config.state_path)
+                .await
+                .map_err(|e| StateError::Unreadable {
+                    path: config.state_path.clone(),
+                    reason: e.to_string(),
+                })?;
+        let state = Arc::new(state::load_bytes(&config.state_path, &bytes)?);
+        let snapshot = translate(&state)?;
+        let (cache, writer) = snapshot_cache(snapshot);
+        let board = StateBoard::default();
+        board.accepted(state.clone(), state_watch::hash(&bytes));
+        let metrics = Metrics::new();
+        metrics.state_accepted(&state);
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServeError::Bind { addr, source })
+        };
+        let xds = bind(config.xds_addr).await?;
+        let admin = bind(config.admin_addr).await?;
+        Ok(Server {
+            config,
+            xds,
+            admin,
+            initial_bytes: bytes,
+            cache,
+            writer,
+            board,
+            registry: ProxyRegistry::default(),
+            metrics,
+        })
+    }
+
+    /// The bound xDS address (the real port when 0 was asked for).
+    pub fn xds_addr(&self) -> SocketAddr {
+        self.xds
+            .local_addr()
+            .expect("bug: a bound listener has an address")
+    }
+
+    /// The bound admin address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
+            .local_addr()
+            .expect("bug: a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, ends every ADS stream and
+    /// waits (at most a few seconds) for connections to close.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let Server {
+            config,
+            xds,
+            admin,
+            initial_bytes,
+            cache,
+            writer,
+            board,
+            registry,
+            metrics,
+        } = self;
+        let xds_addr = xds.local_addr().ok();
+        let admin_addr = admin.local_addr().ok();
+
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let _watcher = state_watch::spawn(
+            &config.state_path,
+            &initial_bytes,
+            config.debounce,
+            events_tx,
+        )?;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let pipeline = tokio::spawn(apply_state_changes(
+            events_rx,
+            writer,
+            board.clone(),
+            metrics.clone(),
+            stop_rx.clone(),
+        ));
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_service_status("", tonic_health::ServingStatus::Serving)
+            .await;
+        health
+            .set_serving::<AggregatedDiscoveryServiceServer<AdsService>>()
+            .await;
+
+        let ads = AdsService::new(
+            cache.clone(),
+            registry.clone(),
+            metrics.clone(),
+            format!("switchyard/{}", env!("CARGO_PKG_VERSION")),
+        );
+        let admin_router = admin::router(AdminState {
+            board,
+            registry,
+            cache,
+            metrics,
+        });
+        let mut admin_stop = stop_rx.clone();
+        let admin_task = tokio::spawn(async move {
+            axum::serve(admin, admin_router)
+                .with_graceful_shutdown(async move {
+                    let _ = admin_stop.wait_for(|s| *s).await;
+                })
+                .await
+        });
+        info!(
+            xds = %xds_addr.map(|a| a.to_string()).unwrap_or_default(),
+            admin = %admin_addr.map(|a| a.to_string()).unwrap_or_default(),
+            state = %config.state_path.display(),
+            "switchyard serving"
+        );
+
+        let mut xds_stop = stop_rx.clone();
+        let grpc = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .add_service(health_service)
+            .add_service(
+                AggregatedDiscoveryServiceServer::new(ads)
+                    .max_decoding_message_size(16 * 1024 * 1024),
+            )
+            .serve_with_incoming_shutdown(TcpListenerStream::new(xds), async move {
+                let _ = xds_stop.wait_for(|s| *s).await;
+            });
+        let grpc = tokio::spawn(grpc);
+
+        shutdown.await;
+        info!("shutting down");
+        // Stopping the pipeline drops the snapshot writer, which ends every ADS stream, so
+        // the gRPC server's graceful shutdown does not wait on proxies that never hang up.
+        let _ = stop_tx.send(true);
+        let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+            let _ = pipeline.await;
+            let grpc = grpc.await;
+            let admin = admin_task.await;
+            (grpc, admin)
+        })
+        .await;
+        match drained {
+            Ok((Ok(Err(e)), _)) => Err(ServeError::Transport(e)),
+            Ok((_, Ok(Err(e)))) => Err(ServeError::Admin(e)),
+            Ok(_) => Ok(()),
+            Err(_) => {
+                warn!("connections did not close within {DRAIN_TIMEOUT:?}; exiting anyway");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Applies each state file change: translate, check, publish; or record the rejection.
+async fn apply_state_changes(
+    mut events: mpsc::UnboundedReceiver<WatchEvent>,
+    writer: SnapshotWriter,
+    board: StateBoard,
+    metrics: Metrics,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut current: Option<Arc<DesiredState>> = board.active().map(|a| a.state);
+    loop {
+        let event = tokio::select! {
+            e = events.recv() => match e { Some(e) => e, None => return },
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        match event {
+            WatchEvent::Accepted {
+                state,
+                content_hash,
+            } => match translate(&state) {
+                Ok(snapshot) => {
+                    let version = snapshot.state_version.clone();
+                    writer.publish(snapshot);
+                    log_switches(current.as_deref(), &state);
+                    metrics.state_accepted(&state);
+                    board.accepted(state.clone(), content_hash);
+                    info!(version, "state accepted");
+                    current = Some(state);
+                }
+                Err(e) => {
+                    error!(error = %e, "bug: valid state translated inconsistently; keeping the last good state");
+                    let error = StateError::Invalid {
+                        path: PathBuf::from("(translation)"),
+                        problems: vec![Problem {
+                            line: 1,
+                            column: 1,
+                            message: e.to_string(),
+                        }],
+                    };
+                    metrics.state_rejected();
+                    board.rejected(&error, content_hash);
+                }
+            },
+            WatchEvent::Rejected {
+                error,
+                content_hash,
+            } => {
+                for line in error.lines() {
+                    warn!(problem = %line, "state file rejected; keeping the last good state");
+                }
+                metrics.state_rejected();
+                board.rejected(&error, content_hash);
+            }
+        }
+    }
+}
+
+/// Logs each service whose active color changed.
+fn log_switches(before: Option<&DesiredState>, after: &DesiredState) {
+    for s in &after.services {
+        let old = before.and_then(|b| b.services.iter().find(|o| o.name == s.name));
+        match old {
+            Some(o) if o.active != s.active => {
+                info!(service = %s.name, from = %o.active, to = %s.active, "switching")
+            }
+            None => info!(service = %s.name, active = %s.active, "service added"),
+            _ => {}
+        }
+    }
+    if let Some(before) = before {
+        for o in &before.services {
+            if !after.services.iter().any(|s| s.name == o.name) {
+                info!(service = %o.name, "service removed");
+            }
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! Watches the state file and reports each new content, accepted or rejected.
+//!
+//! The directory holding the file is watched (not the file), so every way of saving is
+//! seen: a write in place, an editor's temp file renamed over it, delete and recreate, and a
+//! Kubernetes ConfigMap update (the file is a symlink through `..data`, which is swapped
+//! atomically to a new directory).
+//!
+//! Debounce without latency: a save that is known to be complete (a rename into place, a
+//! close after writing) is read at once. Only a write still in progress (data written, no
+//! close yet) waits for the writer to go quiet for `quiet`, or at most `max_wait`, so a
+//! half-written file is not read while the writer is still writing. Content identical to the
+//! last one read is ignored, so unrelated events cost one read at most.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::event::{AccessKind, AccessMode, CreateKind, EventKind, ModifyKind};
+use notify::{RecommendedWatcher, RecursiveMode, Watcher};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use super::{DesiredState, StateError};
+
+/// How long to wait for a write in progress.
+#[derive(Debug, Clone, Copy)]
+pub struct Debounce {
+    /// Quiet period after the last write event before a file still open is read anyway.
+    pub quiet: Duration,
+    /// Longest time a write in progress can delay reading the file.
+    pub max_wait: Duration,
+}
+
+impl Default for Debounce {
+    fn default() -> Self {
+        Debounce {
+            quiet: Duration::from_millis(100),
+            max_wait: Duration::from_millis(1000),
+        }
+    }
+}
+
+/// What the watcher saw.
+#[derive(Debug, Clone)]
+pub enum WatchEvent {
+    /// New content that parsed and validated.
+    Accepted {
+        state: Arc<DesiredState>,
+        /// SHA-256 (hex) of the file's bytes.
+        content_hash: String,
+    },
+    /// New content that did not; the last good state stays in force.
+    Rejected {
+        error: StateError,
+        content_hash: String,
+    },
+}
+
+/// A running watch. Dropping it stops the watch.
+pub struct StateWatcher {
+    _watcher: RecommendedWatcher,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for StateWatcher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Error starting the watch.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot watch {path}: {source}")]
+pub struct WatchError {
+    path: PathBuf,
+    #[source]
+    source: notify::Error,
+}
+
+/// Starts watching `path`. `initial_bytes` is the content already loaded at startup, so
+/// that it is not reported again. Events go to `events`.
+pub fn spawn(
+    path: &Path,
+    initial_bytes: &[u8],
+    debounce: Debounce,
+    events: mpsc::UnboundedSender<WatchEvent>,
+) -> Result<StateWatcher, WatchError> {
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    let dir = path
+        .parent()
+        .map(Path::to_owned)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let file_name = path.file_name().map(|n| n.to_owned()).unwrap_or_default();
+
+    // notify calls back on its own thread; an unbounded channel never blocks it, and the
+    // debounce loop below drains it quickly (events are tiny and coalesced by content).
+    let (raw_tx, raw_rx) = mpsc::unbounded_channel::<notify::Result<notify::Event>>();
+    let mut watcher = notify::recommended_watcher(move |ev| {
+        let _ = raw_tx.send(ev);
+    })
+    .map_err(|source| WatchError {
+        path: path.clone(),
+        source,
+    })?;
+    watcher
+        .watch(&dir, RecursiveMode::NonRecursive)
+        .map_err(|source| WatchError {
+            path: dir.clone(),
+            source,
+        })?;
+
+    let relevant = move |p: &Path| match p.file_name() {
+        // The file itself, or a ConfigMap's `..data` machinery.
+        Some(name) => name == file_name || name.to_string_lossy().starts_with(".."),
+        None => false,
+    };
+    let task = tokio::spawn(debounce_loop(
+        path,
+        hash(initial_bytes),
+        debounce,
+        raw_rx,
+        Box::new(relevant),
+        events,
+    ));
+    Ok(StateWatcher {
+        _watcher: watcher,
+        task,
+    })
+}
+
+/// Whether an event says a save is complete (read now) or still under way (wait).
+#[derive(Debug, PartialEq, Eq)]
+enum Save {
+    Complete,
+    InProgress,
+    Irrelevant,
+}
+
+fn classify(kind: &EventKind) -> Save {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => Save::Complete,
+        EventKind::Modify(ModifyKind::Name(_)) => Save::Complete,
+        // A new symlink (ConfigMap) is complete; a new regular file is about to be written.
+        EventKind::Create(CreateKind::File) => Save::InProgress,
+        EventKind::Create(_) => Save::Complete,
+        EventKind::Modify(_) => Save::InProgress,
+        // A removal keeps the last good state; the recreation will be seen.
+        _ => Save::Irrelevant,
+    }
+}
+
+async fn debounce_loop(
+    path: PathBuf,
+    mut last_hash: String,
+    debounce: Debounce,
+    mut raw: mpsc::UnboundedReceiver<notify::Result<notify::Event>>,
+    relevant: Box<dyn Fn(&Path) -> bool + Send>,
+    events: mpsc::UnboundedSender<WatchEvent>,
+) {
+    // While a write is in progress: when it started and when to read at the latest.
+    let mut pending: Option<(Instant, Instant)> = None;
+    loop {
+        let deadline = pending.map(|(_, d)| d);
+        let read_now = tokio::select! {
+            ev = raw.recv() => {
+                let Some(ev) = ev else { return };
+                let ev = match ev {
+                    Ok(ev) => ev,
+                    Err(e) => {
+                        warn!(error = %e, "state file watch error");
+                        continue;
+                    }
+                };
+                if !ev.paths.iter().any(|p| relevant(p)) {
+                    continue;
+                }
+                match classify(&ev.kind) {
+                    Save::Complete => true,
+                    Save::InProgress => {
+                        let now = Instant::now();
+                        let started = pending.map_or(now, |(s, _)| s);
+                        let at = (now + debounce.quiet).min(started + debounce.max_wait);
+                        pending = Some((started, at));
+                        false
+                    }
+                    Save::Irrelevant => {
+                        debug!(kind = ?ev.kind, "state file event ignored");
+                        false
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => true,
+        };
+        if !read_now {
+            continue;
+        }
+        pending = None;
+        let bytes = match tokio::fs::read(&path).await {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                info!(path = %path.display(), "state file is gone; keeping the last good state");
+                continue;
+            }
+            Err(e) => {
+                warn!(path = %path.display(), error = %e, "cannot read state file; keeping the last good state");
+                continue;
+            }
+        };
+        let content_hash = hash(&bytes);
+        if content_hash == last_hash {
+            continue;
+        }
+        last_hash = content_hash.clone();
+        let event = match super::load_bytes(&path, &bytes) {
+            Ok(state) => WatchEvent::Accepted {
+                state: Arc::new(state),
+                content_hash,
+            },
+            Err(error) => WatchEvent::Rejected {
+                error,
+                content_hash,
+            },
+        };
+        if events.send(event).is_err() {
+            return;
+        }
+    }
+}
+
+/// SHA-256 of a file's bytes, hex.
+pub fn hash(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}

@@ -1,0 +1,133 @@
+//! What `/status` reports about the desired state: the state in force and the last
+//! rejected file. Written by the state pipeline, read by the admin server.
+//!
+//! A `std::sync::RwLock`: one writer per state file change, a few readers per scrape, and
+//! no await while it is held.
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use crate::state::{Color, DesiredState, StateError};
+use crate::xds::registry::rfc3339;
+
+/// The state in force.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActiveState {
+    pub version: String,
+    pub content_hash: String,
+    #[serde(serialize_with = "rfc3339")]
+    pub accepted_at: SystemTime,
+    #[serde(skip)]
+    pub state: Arc<DesiredState>,
+}
+
+/// The last state file content that was rejected.
+#[derive(Debug, Clone, Serialize)]
+pub struct RejectedState {
+    pub path: PathBuf,
+    /// Each problem as `FILE:LINE:COLUMN: message`.
+    pub errors: Vec<String>,
+    pub line: Option<u32>,
+    pub column: Option<u32>,
+    pub content_hash: String,
+    #[serde(serialize_with = "rfc3339")]
+    pub rejected_at: SystemTime,
+}
+
+#[derive(Debug, Default)]
+struct Board {
+    active: Option<ActiveState>,
+    rejected: Option<RejectedState>,
+}
+
+/// Shared handle to the state status.
+#[derive(Debug, Clone, Default)]
+pub struct StateBoard {
+    inner: Arc<RwLock<Board>>,
+}
+
+impl StateBoard {
+    /// A new state is in force; any earlier rejection is resolved by it.
+    pub fn accepted(&self, state: Arc<DesiredState>, content_hash: String) {
+        let mut b = self.inner.write().expect("bug: state board lock poisoned");
+        b.active = Some(ActiveState {
+            version: state.version(),
+            content_hash,
+            accepted_at: SystemTime::now(),
+            state,
+        });
+        b.rejected = None;
+    }
+
+    /// A file was rejected; the active state stays.
+    pub fn rejected(&self, error: &StateError, content_hash: String) {
+        let (path, line, column) = match error {
+            StateError::Unreadable { path, .. } => (path.clone(), None, None),
+            StateError::Invalid { path, .. } => {
+                let loc = error.first_location();
+                (path.clone(), loc.map(|l| l.0), loc.map(|l| l.1))
+            }
+        };
+        let mut b = self.inner.write().expect("bug: state board lock poisoned");
+        b.rejected = Some(RejectedState {
+            path,
+            errors: error.lines(),
+            line,
+            column,
+            content_hash,
+            rejected_at: SystemTime::now(),
+        });
+    }
+
+    pub fn active(&self) -> Option<ActiveState> {
+        self.inner
+            .read()
+            .expect("bug: state board lock poisoned")
+            .active
+            .clone()
+    }
+
+    pub fn last_rejection(&self) -> Option<RejectedState> {
+        self.inner
+            .read()
+            .expect("bug: state board lock poisoned")
+            .rejected
+            .clone()
+    }
+}
+
+/// One service as `/status` shows it.
+#[derive(Debug, Serialize)]
+pub struct ServiceStatus {
+    pub name: String,
+    pub listener: String,
+    pub domains: Vec<String>,
+    pub active: Color,
+    pub weights: Weights,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Weights {
+    pub blue: u32,
+    pub green: u32,
+}
+
+pub fn service_statuses(state: &DesiredState) -> Vec<ServiceStatus> {
+    state
+        .services
+        .iter()
+        .map(|s| ServiceStatus {
+            name: s.name.clone(),
+            listener: s.listener.clone(),
+            domains: s.domains.clone(),
+            active: s.active,
+            weights: Weights {
+                blue: s.weight(Color::Blue),
+                green: s.weight(Color::Green),
+            },
+        })
+        .collect()
+}

@@ -1,0 +1,164 @@
+//! The ADS gRPC service: one task per stream, a thin I/O loop around [`SotwStream`].
+
+use std::pin::Pin;
+
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryService;
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use super::ResourceType;
+use super::cache::SnapshotCache;
+use super::registry::{ProxyRegistry, StreamGuard};
+use super::sotw::{SotwStream, StreamEvent};
+use crate::metrics::Metrics;
+
+/// Responses queued per stream before the stream task waits for the proxy to read. Small:
+/// a SotW stream has at most one response per type in flight that matters.
+const STREAM_BUFFER: usize = 8;
+
+/// The Aggregated Discovery Service.
+#[derive(Debug, Clone)]
+pub struct AdsService {
+    cache: SnapshotCache,
+    registry: ProxyRegistry,
+    metrics: Metrics,
+    control_plane: String,
+}
+
+impl AdsService {
+    pub fn new(
+        cache: SnapshotCache,
+        registry: ProxyRegistry,
+        metrics: Metrics,
+        control_plane: String,
+    ) -> AdsService {
+        AdsService {
+            cache,
+            registry,
+            metrics,
+            control_plane,
+        }
+    }
+}
+
+type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl AggregatedDiscoveryService for AdsService {
+    type StreamAggregatedResourcesStream = ResponseStream<DiscoveryResponse>;
+    type DeltaAggregatedResourcesStream = ResponseStream<DeltaDiscoveryResponse>;
+
+    async fn stream_aggregated_resources(
+        &self,
+        request: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+        let peer = request
+            .remote_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let guard = self.registry.connect("sotw", peer.clone());
+        let span = info_span!(
+            "ads",
+            stream = guard.id(),
+            node_id = tracing::field::Empty,
+            peer
+        );
+        tokio::spawn(
+            run_sotw(
+                inbound,
+                tx,
+                self.cache.clone(),
+                guard,
+                self.metrics.clone(),
+                self.control_plane.clone(),
+            )
+            .instrument(span),
+        );
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn delta_aggregated_resources(
+        &self,
+        _request: Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        Err(Status::unimplemented(
+            "switchyard serves ADS state-of-the-world only so far; use api_type: GRPC",
+        ))
+    }
+}
+
+/// Runs one SotW stream until the proxy hangs up or the server shuts down.
+async fn run_sotw(
+    mut inbound: Streaming<DiscoveryRequest>,
+    tx: mpsc::Sender<Result<DiscoveryResponse, Status>>,
+    cache: SnapshotCache,
+    guard: StreamGuard,
+    metrics: Metrics,
+    control_plane: String,
+) {
+    let mut snapshots = cache.subscribe();
+    let mut stream = SotwStream::new(cache.current(), control_plane);
+    let _connected = metrics.proxy_connected("sotw");
+    let mut node_known = false;
+    loop {
+        let step = tokio::select! {
+            req = inbound.message() => match req {
+                Ok(Some(req)) => stream.on_request(req),
+                Ok(None) => {
+                    debug!("proxy closed the stream");
+                    break;
+                }
+                Err(status) => {
+                    debug!(code = ?status.code(), message = status.message(), "stream ended");
+                    break;
+                }
+            },
+            changed = snapshots.changed() => {
+                if changed.is_err() {
+                    break; // the server is shutting down
+                }
+                let snapshot = snapshots.borrow_and_update().clone();
+                stream.on_snapshot(snapshot)
+            }
+            _ = tx.closed() => break,
+        };
+        if !node_known && let Some(node) = stream.node() {
+            node_known = true;
+            tracing::Span::current().record("node_id", node.id.as_str());
+            guard.set_node(node);
+            info!(cluster = %node.cluster, "proxy connected");
+        }
+        for event in &step.events {
+            metrics.record_stream_event(event);
+            match event {
+                StreamEvent::Rejected {
+                    type_,
+                    version,
+                    message,
+                } => warn!(type_ = %type_, version, message, "proxy rejected config"),
+                StreamEvent::Acked { type_, version } => {
+                    debug!(type_ = %type_, version, "proxy acknowledged")
+                }
+                StreamEvent::UnknownType { type_url } => {
+                    debug!(type_url, "request for a type switchyard does not serve")
+                }
+                _ => {}
+            }
+        }
+        guard.record(&step.events, ResourceType::ALL.map(|t| stream.is_synced(t)));
+        for response in step.responses {
+            if tx.send(Ok(response)).await.is_err() {
+                return;
+            }
+        }
+    }
+    info!("proxy disconnected");
+}

@@ -1,0 +1,138 @@
+//! An immutable, versioned set of Envoy resources: what every proxy should run.
+//!
+//! Each resource is encoded to protobuf once, when the snapshot is built, and shared by
+//! every stream that sends it. Versions come from hashes of the desired state that produced
+//! the resources (see `translate`), never from the encoded bytes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use envoy_types::pb::google::protobuf::Any;
+
+use super::ResourceType;
+use crate::state::short_hash;
+
+/// One encoded resource.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resource {
+    pub name: String,
+    /// Hash of the desired-state input this resource was built from.
+    pub version: String,
+    pub body: Any,
+    /// Clusters this resource sends traffic to (routes only); used to hold a route back
+    /// until a proxy has accepted every cluster it names.
+    pub clusters: Vec<String>,
+}
+
+/// The resources of one type, by name, with the type's version.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TypeSnapshot {
+    /// Hash of every (name, resource version) pair: changes exactly when a resource of
+    /// this type is added, removed or changed.
+    pub version: String,
+    pub resources: BTreeMap<String, Arc<Resource>>,
+}
+
+impl TypeSnapshot {
+    pub fn new(resources: impl IntoIterator<Item = Resource>) -> TypeSnapshot {
+        let resources: BTreeMap<String, Arc<Resource>> = resources
+            .into_iter()
+            .map(|r| (r.name.clone(), Arc::new(r)))
+            .collect();
+        let pairs: Vec<(&str, &str)> = resources
+            .values()
+            .map(|r| (r.name.as_str(), r.version.as_str()))
+            .collect();
+        TypeSnapshot {
+            version: short_hash(&pairs),
+            resources,
+        }
+    }
+}
+
+/// Every resource of every type for one desired state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// Version of the desired state this snapshot was built from.
+    pub state_version: String,
+    types: [TypeSnapshot; 4],
+}
+
+/// A snapshot whose resources do not hang together. Validation should make this
+/// impossible; it is checked anyway before anything is published.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InconsistentSnapshot {
+    #[error("route configuration `{route}` names cluster `{cluster}`, which is not defined")]
+    UnknownCluster { route: String, cluster: String },
+    #[error("endpoints `{0}` have no cluster of that name")]
+    OrphanEndpoints(String),
+    #[error("cluster `{0}` has no endpoints")]
+    ClusterWithoutEndpoints(String),
+    #[error("listener `{0}` has no route configuration of that name")]
+    ListenerWithoutRoutes(String),
+}
+
+impl Snapshot {
+    pub fn new(state_version: String, types: [TypeSnapshot; 4]) -> Snapshot {
+        Snapshot {
+            state_version,
+            types,
+        }
+    }
+
+    /// An empty snapshot (before any state is loaded).
+    pub fn empty() -> Snapshot {
+        Snapshot::new(String::new(), Default::default())
+    }
+
+    pub fn get(&self, t: ResourceType) -> &TypeSnapshot {
+        &self.types[t.index()]
+    }
+
+    /// The version string of type `t`.
+    pub fn version(&self, t: ResourceType) -> &str {
+        &self.get(t).version
+    }
+
+    /// Checks that every route names a defined cluster, every cluster has endpoints and
+    /// every listener its route configuration (go-control-plane's `Consistent()`).
+    pub fn check_consistent(&self) -> Result<(), InconsistentSnapshot> {
+        let clusters = &self.get(ResourceType::Cluster).resources;
+        let endpoints = &self.get(ResourceType::Endpoint).resources;
+        let routes = &self.get(ResourceType::Route).resources;
+        for route in routes.values() {
+            for c in &route.clusters {
+                if !clusters.contains_key(c) {
+                    return Err(InconsistentSnapshot::UnknownCluster {
+                        route: route.name.clone(),
+                        cluster: c.clone(),
+                    });
+                }
+            }
+        }
+        if let Some(orphan) = endpoints.keys().find(|e| !clusters.contains_key(*e)) {
+            return Err(InconsistentSnapshot::OrphanEndpoints(orphan.clone()));
+        }
+        if let Some(bare) = clusters.keys().find(|c| !endpoints.contains_key(*c)) {
+            return Err(InconsistentSnapshot::ClusterWithoutEndpoints(bare.clone()));
+        }
+        let listeners = &self.get(ResourceType::Listener).resources;
+        if let Some(l) = listeners.keys().find(|l| !routes.contains_key(*l)) {
+            return Err(InconsistentSnapshot::ListenerWithoutRoutes(l.clone()));
+        }
+        Ok(())
+    }
+
+    /// Names of every cluster referenced by the route configurations `names`.
+    pub fn clusters_named_by_routes<'a>(
+        &'a self,
+        names: impl IntoIterator<Item = &'a String>,
+    ) -> BTreeSet<&'a str> {
+        let routes = &self.get(ResourceType::Route).resources;
+        names
+            .into_iter()
+            .filter_map(|n| routes.get(n))
+            .flat_map(|r| r.clusters.iter().map(String::as_str))
+            .collect()
+    }
+}

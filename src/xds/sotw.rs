@@ -1,0 +1,682 @@
+//! The state-of-the-world ADS protocol for one stream, free of I/O.
+//!
+//! [`SotwStream`] takes a request (or a new snapshot) and returns the responses to send and
+//! what happened (sent, acknowledged, rejected). The server's stream loop only moves
+//! messages; everything the protocol decides is here and unit-tested without a network.
+//!
+//! Rules it keeps:
+//! - every response carries a nonce unique on the stream;
+//! - a request whose `response_nonce` is not the latest sent for its type is stale and
+//!   ignored, except the first request of a type on this stream, which is always answered
+//!   (it may carry another replica's version and nonce after a reconnect);
+//! - a request with `error_detail` is a NACK: the rejected version is recorded and not sent
+//!   again; the next different version is sent normally;
+//! - make-before-break: a route configuration is held until the proxy has acknowledged
+//!   every cluster it names and their endpoints; a cluster that a route the proxy holds
+//!   (or is being sent) still names is kept in the cluster set until routes that no longer
+//!   name it are acknowledged.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::config::core::v3::{ControlPlane, Node};
+use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+
+use super::ResourceType;
+use super::snapshot::{Resource, Snapshot};
+use crate::state::short_hash;
+
+/// Resources by name, as sent in one response.
+type ResourceSet = BTreeMap<String, Arc<Resource>>;
+
+/// One response sent on this stream for a type.
+#[derive(Debug, Clone)]
+struct Sent {
+    version: String,
+    nonce: String,
+    resources: ResourceSet,
+}
+
+/// The protocol state of one resource type on one stream.
+#[derive(Debug, Default)]
+struct TypeState {
+    /// The proxy has asked for this type.
+    subscribed: bool,
+    /// Names asked for; `None` means every resource (wildcard).
+    names: Option<BTreeSet<String>>,
+    /// The latest response sent.
+    sent: Option<Sent>,
+    /// The latest response the proxy acknowledged.
+    acked: Option<Sent>,
+    /// The latest version the proxy rejected, with its message.
+    rejected: Option<(String, String)>,
+}
+
+/// Something that happened on the stream, for status, metrics and logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamEvent {
+    Sent {
+        type_: ResourceType,
+        version: String,
+        resources: usize,
+    },
+    Acked {
+        type_: ResourceType,
+        version: String,
+    },
+    Rejected {
+        type_: ResourceType,
+        version: String,
+        message: String,
+    },
+    /// A request answering an older response; ignored.
+    Stale { type_: ResourceType, nonce: String },
+    /// A request for a type switchyard does not serve; ignored.
+    UnknownType { type_url: String },
+}
+
+/// What one input produced: responses to send, in order, and events to record.
+#[derive(Debug, Default)]
+pub struct Step {
+    pub responses: Vec<DiscoveryResponse>,
+    pub events: Vec<StreamEvent>,
+}
+
+/// The state of one SotW ADS stream.
+#[derive(Debug)]
+pub struct SotwStream {
+    node: Option<Node>,
+    snapshot: Arc<Snapshot>,
+    types: [TypeState; 4],
+    next_nonce: u64,
+    control_plane: String,
+}
+
+impl SotwStream {
+    /// A new stream serving `snapshot`; `control_plane` identifies this server in responses.
+    pub fn new(snapshot: Arc<Snapshot>, control_plane: impl Into<String>) -> SotwStream {
+        SotwStream {
+            node: None,
+            snapshot,
+            types: Default::default(),
+            next_nonce: 1,
+            control_plane: control_plane.into(),
+        }
+    }
+
+    /// The proxy's node, from the first request that carried one.
+    pub fn node(&self) -> Option<&Node> {
+        self.node.as_ref()
+    }
+
+    /// Version last acknowledged for `t`, if any.
+    pub fn acked_version(&self, t: ResourceType) -> Option<&str> {
+        self.types[t.index()]
+            .acked
+            .as_ref()
+            .map(|s| s.version.as_str())
+    }
+
+    /// Version last sent for `t`, if any.
+    pub fn sent_version(&self, t: ResourceType) -> Option<&str> {
+        self.types[t.index()]
+            .sent
+            .as_ref()
+            .map(|s| s.version.as_str())
+    }
+
+    /// The last rejection of `t`: version and Envoy's message.
+    pub fn rejected(&self, t: ResourceType) -> Option<(&str, &str)> {
+        self.types[t.index()]
+            .rejected
+            .as_ref()
+            .map(|(v, m)| (v.as_str(), m.as_str()))
+    }
+
+    /// Is the proxy up to date for `t`: it acknowledged the latest response and nothing
+    /// newer is due (or held back)? `None` when it has not subscribed to `t`.
+    pub fn is_synced(&self, t: ResourceType) -> Option<bool> {
+        let state = &self.types[t.index()];
+        if !state.subscribed {
+            return None;
+        }
+        let acked_latest = match (&state.sent, &state.acked) {
+            (Some(sent), Some(acked)) => sent.nonce == acked.nonce,
+            _ => false,
+        };
+        let (version, resources) = self.wanted(t);
+        Some(acked_latest && !is_new(state.sent.as_ref(), &version, &resources))
+    }
+
+    /// Handles one request from the proxy.
+    pub fn on_request(&mut self, req: DiscoveryRequest) -> Step {
+        let mut step = Step::default();
+        if self.node.is_none() {
+            self.node = req.node.clone();
+        }
+        let Some(t) = ResourceType::from_type_url(&req.type_url) else {
+            step.events.push(StreamEvent::UnknownType {
+                type_url: req.type_url,
+            });
+            return step;
+        };
+        let state = &mut self.types[t.index()];
+        if let Some(sent) = &state.sent {
+            if req.response_nonce != sent.nonce {
+                // Answers an older response (or none): the proxy will answer the latest.
+                step.events.push(StreamEvent::Stale {
+                    type_: t,
+                    nonce: req.response_nonce,
+                });
+                return step;
+            }
+            if let Some(err) = &req.error_detail {
+                state.rejected = Some((sent.version.clone(), err.message.clone()));
+                step.events.push(StreamEvent::Rejected {
+                    type_: t,
+                    version: sent.version.clone(),
+                    message: err.message.clone(),
+                });
+            } else {
+                state.acked = Some(sent.clone());
+                step.events.push(StreamEvent::Acked {
+                    type_: t,
+                    version: sent.version.clone(),
+                });
+            }
+        }
+        // First request of this type on the stream (whatever version or nonce it carries),
+        // an ACK, or a NACK: it states the current subscription.
+        state.subscribed = true;
+        state.names = subscription(t, &req.resource_names);
+        self.push_due(&mut step);
+        step
+    }
+
+    /// Moves the stream to a new snapshot.
+    pub fn on_snapshot(&mut self, snapshot: Arc<Snapshot>) -> Step {
+        self.snapshot = snapshot;
+        let mut step = Step::default();
+        self.push_due(&mut step);
+        step
+    }
+
+    /// Sends, in push order, every type whose wanted content differs from what was last
+    /// sent, unless make-before-break holds it back.
+    fn push_due(&mut self, step: &mut Step) {
+        for t in ResourceType::ALL {
+            let state = &self.types[t.index()];
+            if !state.subscribed {
+                continue;
+            }
+            let (version, resources) = self.wanted(t);
+            if !is_new(state.sent.as_ref(), &version, &resources) {
+                continue;
+            }
+            if t == ResourceType::Route && !self.clusters_ready(&resources) {
+                continue;
+            }
+            step.events.push(StreamEvent::Sent {
+                type_: t,
+                version: version.clone(),
+                resources: resources.len(),
+            });
+            step.responses.push(self.respond(t, version, resources));
+        }
+    }
+
+    /// What the proxy should hold for `t` now: the version and the resources.
+    fn wanted(&self, t: ResourceType) -> (String, ResourceSet) {
+        let snap = self.snapshot.get(t);
+        let state = &self.types[t.index()];
+        match t {
+            ResourceType::Cluster => {
+                let mut set: ResourceSet = snap.resources.clone();
+                // Keep clusters that routes the proxy holds or is being sent still name.
+                let mut kept = Vec::new();
+                let routes = &self.types[ResourceType::Route.index()];
+                for r in [&routes.acked, &routes.sent].into_iter().flatten() {
+                    for route in r.resources.values() {
+                        for c in &route.clusters {
+                            if set.contains_key(c) {
+                                continue;
+                            }
+                            if let Some(res) = self.previously_sent(ResourceType::Cluster, c) {
+                                set.insert(c.clone(), res);
+                                kept.push(c.clone());
+                            }
+                        }
+                    }
+                }
+                if kept.is_empty() {
+                    (snap.version.clone(), set)
+                } else {
+                    (format!("{}+{}", snap.version, short_hash(&kept)), set)
+                }
+            }
+            _ => match &state.names {
+                None => (snap.version.clone(), snap.resources.clone()),
+                Some(names) => {
+                    let set = names
+                        .iter()
+                        .filter_map(|n| {
+                            snap.resources
+                                .get(n)
+                                .cloned()
+                                .or_else(|| self.previously_sent(t, n))
+                                .map(|r| (n.clone(), r))
+                        })
+                        .collect();
+                    (snap.version.clone(), set)
+                }
+            },
+        }
+    }
+
+    fn previously_sent(&self, t: ResourceType, name: &str) -> Option<Arc<Resource>> {
+        let state = &self.types[t.index()];
+        [&state.sent, &state.acked]
+            .into_iter()
+            .flatten()
+            .find_map(|s| s.resources.get(name).cloned())
+    }
+
+    /// Has the proxy acknowledged every cluster named by `routes`, and their endpoints?
+    fn clusters_ready(&self, routes: &ResourceSet) -> bool {
+        let acked = |t: ResourceType| self.types[t.index()].acked.as_ref().map(|s| &s.resources);
+        let (clusters, endpoints) = (acked(ResourceType::Cluster), acked(ResourceType::Endpoint));
+        routes.values().flat_map(|r| r.clusters.iter()).all(|c| {
+            clusters.is_some_and(|s| s.contains_key(c))
+                && endpoints.is_some_and(|s| s.contains_key(c))
+        })
+    }
+
+    fn respond(
+        &mut self,
+        t: ResourceType,
+        version: String,
+        resources: ResourceSet,
+    ) -> DiscoveryResponse {
+        let nonce = self.next_nonce.to_string();
+        self.next_nonce += 1;
+        let response = DiscoveryResponse {
+            version_info: version.clone(),
+            resources: resources.values().map(|r| r.body.clone()).collect(),
+            type_url: t.type_url().to_owned(),
+            nonce: nonce.clone(),
+            control_plane: Some(ControlPlane {
+                identifier: self.control_plane.clone(),
+            }),
+            ..Default::default()
+        };
+        self.types[t.index()].sent = Some(Sent {
+            version,
+            nonce,
+            resources,
+        });
+        response
+    }
+}
+
+/// Does sending `version` with `resources` tell a proxy that was last sent `sent`
+/// anything new? Not when it is the same version for the same names, nor when only the
+/// version string differs for the very same resources.
+fn is_new(sent: Option<&Sent>, version: &str, resources: &ResourceSet) -> bool {
+    match sent {
+        None => true,
+        Some(sent) => {
+            let unchanged = sent.version == version && sent.resources.keys().eq(resources.keys());
+            !unchanged && !same_content(&sent.resources, resources)
+        }
+    }
+}
+
+/// Same resources, each at the same version?
+fn same_content(a: &ResourceSet, b: &ResourceSet) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|((na, ra), (nb, rb))| na == nb && ra.version == rb.version)
+}
+
+/// The names a request subscribes to: `None` for every resource.
+fn subscription(t: ResourceType, names: &[String]) -> Option<BTreeSet<String>> {
+    let wildcard = names.is_empty() && t.is_wildcard_type() || names.iter().any(|n| n == "*");
+    (!wildcard).then(|| names.iter().cloned().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::parse_str;
+    use crate::translate::translate;
+    use envoy_types::pb::google::rpc::Status;
+
+    const STATE: &str = "\
+listeners:
+  - name: public
+    address: 127.0.0.1
+    port: 10000
+services:
+  - name: summarizer
+    listener: public
+    blue: { endpoints: [\"127.0.0.1:8081\"] }
+    green: { endpoints: [\"127.0.0.1:8082\"] }
+    active: blue
+";
+
+    const TWO_SERVICES: &str = "
+  - name: extra
+    listener: public
+    domains: [\"extra.example\"]
+    blue: { endpoints: [\"127.0.0.1:9081\"] }
+    green: { endpoints: [\"127.0.0.1:9082\"] }
+    active: green
+";
+
+    fn snap(text: &str) -> Arc<Snapshot> {
+        Arc::new(translate(&parse_str(text).unwrap()).unwrap())
+    }
+
+    fn stream(text: &str) -> SotwStream {
+        SotwStream::new(snap(text), "test")
+    }
+
+    fn request(t: ResourceType, version: &str, nonce: &str, names: &[&str]) -> DiscoveryRequest {
+        DiscoveryRequest {
+            version_info: version.to_owned(),
+            type_url: t.type_url().to_owned(),
+            response_nonce: nonce.to_owned(),
+            resource_names: names.iter().map(|n| n.to_string()).collect(),
+            node: Some(Node {
+                id: "envoy-1".to_owned(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn ack(r: &DiscoveryResponse, names: &[&str]) -> DiscoveryRequest {
+        let t = ResourceType::from_type_url(&r.type_url).unwrap();
+        request(t, &r.version_info, &r.nonce, names)
+    }
+
+    fn nack(r: &DiscoveryResponse, names: &[&str], message: &str) -> DiscoveryRequest {
+        let t = ResourceType::from_type_url(&r.type_url).unwrap();
+        let mut req = request(t, "", &r.nonce, names);
+        req.error_detail = Some(Status {
+            code: 3,
+            message: message.to_owned(),
+            details: vec![],
+        });
+        req
+    }
+
+    fn types(step: &Step) -> Vec<ResourceType> {
+        step.responses
+            .iter()
+            .map(|r| ResourceType::from_type_url(&r.type_url).unwrap())
+            .collect()
+    }
+
+    fn names(r: &DiscoveryResponse) -> usize {
+        r.resources.len()
+    }
+
+    const CLUSTERS: [&str; 2] = ["summarizer-blue", "summarizer-green"];
+
+    /// Drives a stream through Envoy's startup: CDS, EDS, LDS, RDS, all acknowledged.
+    /// Returns the last response of each type.
+    fn converge(s: &mut SotwStream) -> [DiscoveryResponse; 4] {
+        let cds = s
+            .on_request(request(ResourceType::Cluster, "", "", &[]))
+            .responses;
+        assert_eq!(cds.len(), 1);
+        let step = s.on_request(request(ResourceType::Endpoint, "", "", &CLUSTERS));
+        let eds = step.responses[0].clone();
+        s.on_request(ack(&cds[0], &[]));
+        s.on_request(ack(&eds, &CLUSTERS));
+        let lds = s
+            .on_request(request(ResourceType::Listener, "", "", &[]))
+            .responses;
+        let rds = s
+            .on_request(request(ResourceType::Route, "", "", &["public"]))
+            .responses;
+        assert_eq!(rds.len(), 1, "routes sent once clusters are acknowledged");
+        s.on_request(ack(&lds[0], &[]));
+        s.on_request(ack(&rds[0], &["public"]));
+        [cds[0].clone(), eds, lds[0].clone(), rds[0].clone()]
+    }
+
+    #[test]
+    fn first_request_is_answered_with_every_cluster() {
+        let mut s = stream(STATE);
+        let step = s.on_request(request(ResourceType::Cluster, "", "", &[]));
+        assert_eq!(types(&step), [ResourceType::Cluster]);
+        assert_eq!(names(&step.responses[0]), 2);
+        assert_eq!(s.node().unwrap().id, "envoy-1");
+    }
+
+    #[test]
+    fn ack_is_recorded_and_nothing_resent() {
+        let mut s = stream(STATE);
+        let r = s
+            .on_request(request(ResourceType::Cluster, "", "", &[]))
+            .responses;
+        let step = s.on_request(ack(&r[0], &[]));
+        assert!(step.responses.is_empty());
+        assert_eq!(
+            step.events,
+            [StreamEvent::Acked {
+                type_: ResourceType::Cluster,
+                version: r[0].version_info.clone()
+            }]
+        );
+        assert_eq!(
+            s.acked_version(ResourceType::Cluster),
+            Some(r[0].version_info.as_str())
+        );
+    }
+
+    #[test]
+    fn nonces_are_unique_on_a_stream() {
+        let mut s = stream(STATE);
+        let all = converge(&mut s);
+        let nonces: BTreeSet<&String> = all.iter().map(|r| &r.nonce).collect();
+        assert_eq!(nonces.len(), 4);
+    }
+
+    #[test]
+    fn nack_is_recorded_and_not_resent() {
+        let mut s = stream(STATE);
+        let [_, _, _, rds] = converge(&mut s);
+        let green = snap(&STATE.replace("active: blue", "active: green"));
+        let step = s.on_snapshot(green);
+        assert_eq!(types(&step), [ResourceType::Route]);
+        let sent = step.responses[0].clone();
+        let step = s.on_request(nack(&sent, &["public"], "bad route"));
+        assert!(
+            step.responses.is_empty(),
+            "a rejected version is not resent"
+        );
+        assert_eq!(
+            s.rejected(ResourceType::Route),
+            Some((sent.version_info.as_str(), "bad route"))
+        );
+        // The proxy still runs what it acknowledged before.
+        assert_eq!(
+            s.acked_version(ResourceType::Route),
+            Some(rds.version_info.as_str())
+        );
+        // The same snapshot again (e.g. a touch of the file) sends nothing either.
+        let same = snap(&STATE.replace("active: blue", "active: green"));
+        assert!(s.on_snapshot(same).responses.is_empty());
+        // The next good version goes out normally.
+        let step = s.on_snapshot(snap(STATE));
+        assert_eq!(types(&step), [ResourceType::Route]);
+        assert_eq!(step.responses[0].version_info, rds.version_info);
+    }
+
+    #[test]
+    fn stale_nonce_is_ignored() {
+        let mut s = stream(STATE);
+        let [_, _, _, rds] = converge(&mut s);
+        let v2 = s.on_snapshot(snap(&STATE.replace("active: blue", "active: green")));
+        let v3 = s.on_snapshot(snap(STATE));
+        assert_eq!(v2.responses.len(), 1);
+        assert_eq!(v3.responses.len(), 1);
+        // An ACK of v2 arrives after v3 was sent: stale, ignored, nothing recorded.
+        let step = s.on_request(ack(&v2.responses[0], &["public"]));
+        assert!(step.responses.is_empty());
+        assert!(matches!(step.events[..], [StreamEvent::Stale { .. }]));
+        assert_eq!(
+            s.acked_version(ResourceType::Route),
+            Some(rds.version_info.as_str())
+        );
+        // Even a NACK with a stale nonce is ignored.
+        let step = s.on_request(nack(&v2.responses[0], &["public"], "old"));
+        assert!(
+            s.rejected(ResourceType::Route).is_none(),
+            "{:?}",
+            step.events
+        );
+        s.on_request(ack(&v3.responses[0], &["public"]));
+        assert_eq!(
+            s.acked_version(ResourceType::Route),
+            Some(v3.responses[0].version_info.as_str())
+        );
+    }
+
+    #[test]
+    fn reconnect_with_another_replicas_version_and_nonce_is_answered() {
+        // The proxy acknowledged version V with nonce "42" on another replica.
+        let other = {
+            let mut s = stream(STATE);
+            converge(&mut s)
+        };
+        let mut s = stream(STATE);
+        for (t, prev, names) in [
+            (ResourceType::Cluster, &other[0], &[][..]),
+            (ResourceType::Endpoint, &other[1], &CLUSTERS[..]),
+        ] {
+            let step = s.on_request(request(t, &prev.version_info, "42", names));
+            assert_eq!(types(&step), [t]);
+            // Same file, same version: the proxy sees no change.
+            assert_eq!(step.responses[0].version_info, prev.version_info);
+        }
+    }
+
+    #[test]
+    fn switch_sends_only_routes() {
+        let mut s = stream(STATE);
+        converge(&mut s);
+        let step = s.on_snapshot(snap(&STATE.replace("active: blue", "active: green")));
+        assert_eq!(types(&step), [ResourceType::Route]);
+    }
+
+    #[test]
+    fn routes_wait_until_new_clusters_and_endpoints_are_acknowledged() {
+        let mut s = stream(STATE);
+        converge(&mut s);
+        let two = format!("{STATE}{TWO_SERVICES}");
+        let step = s.on_snapshot(snap(&two));
+        // Clusters go out; EDS waits for Envoy to ask for the new names; routes wait.
+        assert_eq!(types(&step), [ResourceType::Cluster]);
+        let cds = step.responses[0].clone();
+        assert_eq!(names(&cds), 4);
+        let all = [
+            "extra-blue",
+            "extra-green",
+            "summarizer-blue",
+            "summarizer-green",
+        ];
+        let step = s.on_request(request(ResourceType::Endpoint, "x", "", &all));
+        assert!(matches!(step.events[..], [StreamEvent::Stale { .. }]));
+        // Envoy's EDS request naming the new clusters carries the latest EDS nonce.
+        let eds_nonce = s.types[ResourceType::Endpoint.index()]
+            .sent
+            .as_ref()
+            .unwrap()
+            .nonce
+            .clone();
+        let step = s.on_request(request(ResourceType::Endpoint, "x", &eds_nonce, &all));
+        assert_eq!(types(&step), [ResourceType::Endpoint]);
+        let eds = step.responses[0].clone();
+        assert_eq!(names(&eds), 4);
+        let step = s.on_request(ack(&cds, &[]));
+        assert!(step.responses.is_empty(), "routes still wait for endpoints");
+        let step = s.on_request(ack(&eds, &all));
+        assert_eq!(types(&step), [ResourceType::Route]);
+    }
+
+    #[test]
+    fn removed_clusters_stay_until_routes_without_them_are_acknowledged() {
+        let two = format!("{STATE}{TWO_SERVICES}");
+        let all = [
+            "extra-blue",
+            "extra-green",
+            "summarizer-blue",
+            "summarizer-green",
+        ];
+        let mut s = stream(&two);
+        let cds = s
+            .on_request(request(ResourceType::Cluster, "", "", &[]))
+            .responses;
+        let eds = s
+            .on_request(request(ResourceType::Endpoint, "", "", &all))
+            .responses;
+        s.on_request(ack(&cds[0], &[]));
+        s.on_request(ack(&eds[0], &all));
+        let lds = s
+            .on_request(request(ResourceType::Listener, "", "", &[]))
+            .responses;
+        let rds = s
+            .on_request(request(ResourceType::Route, "", "", &["public"]))
+            .responses;
+        s.on_request(ack(&lds[0], &[]));
+        s.on_request(ack(&rds[0], &["public"]));
+
+        // `extra` is removed: routes without it go out; clusters keep it for now.
+        // The proxy already holds exactly those clusters, so only routes are sent.
+        let step = s.on_snapshot(snap(STATE));
+        assert_eq!(types(&step), [ResourceType::Route]);
+        let rds2 = step.responses[0].clone();
+        // Once the proxy acknowledges the routes, the clusters are withdrawn.
+        let step = s.on_request(ack(&rds2, &["public"]));
+        assert_eq!(types(&step), [ResourceType::Cluster]);
+        assert_eq!(names(&step.responses[0]), 2);
+    }
+
+    #[test]
+    fn subscription_change_is_answered_without_a_new_version() {
+        let mut s = stream(STATE);
+        let [_, eds, _, _] = converge(&mut s);
+        let step = s.on_request(ack(&eds, &["summarizer-blue"]));
+        assert_eq!(types(&step), [ResourceType::Endpoint]);
+        assert_eq!(names(&step.responses[0]), 1);
+        assert_eq!(step.responses[0].version_info, eds.version_info);
+    }
+
+    #[test]
+    fn unknown_type_is_ignored() {
+        let mut s = stream(STATE);
+        let mut req = request(ResourceType::Cluster, "", "", &[]);
+        req.type_url =
+            "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret".into();
+        let step = s.on_request(req);
+        assert!(step.responses.is_empty());
+        assert!(matches!(step.events[..], [StreamEvent::UnknownType { .. }]));
+    }
+
+    #[test]
+    fn node_is_kept_from_the_first_message_only() {
+        let mut s = stream(STATE);
+        let r = s
+            .on_request(request(ResourceType::Cluster, "", "", &[]))
+            .responses;
+        let mut req = ack(&r[0], &[]);
+        req.node = None;
+        s.on_request(req);
+        assert_eq!(s.node().unwrap().id, "envoy-1");
+    }
+}
