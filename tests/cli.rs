@@ -1,0 +1,151 @@
+//! The `switchyard` binary as operators and scripts use it: exit codes and messages.
+
+use std::process::{Command, Output};
+
+fn switchyard(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        .args(args)
+        .output()
+        .expect("run switchyard")
+}
+
+const GOOD: &str = "\
+listeners:
+  - name: public
+    address: 127.0.0.1
+    port: 10000
+services:
+  - name: summarizer
+    listener: public
+    domains: [\"*\"]
+    blue:
+      endpoints: [\"127.0.0.1:8081\"]
+    green:
+      endpoints: [\"127.0.0.1:8082\"]
+    active: blue
+";
+
+fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
+    let p = dir.path().join(name);
+    std::fs::write(&p, text).unwrap();
+    p.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn validate_accepts_a_good_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(&dir, "good.yaml", GOOD);
+    let out = switchyard(&["validate", &f]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (1 listeners, 1 services"));
+}
+
+#[test]
+fn validate_lists_every_problem_as_file_line_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = GOOD
+        .replace("listener: public", "listener: private")
+        .replace("endpoints: [\"127.0.0.1:8082\"]", "endpoints: []")
+        .replace("active: blue", "active: both");
+    let f = write(&dir, "bad.yaml", &bad);
+    let out = switchyard(&["validate", &f]);
+    assert_eq!(out.status.code(), Some(65), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            format!("{f}:7:15: unknown listener `private` (defined: public)"),
+            format!("{f}:12:18: green must list at least one endpoint"),
+            format!("{f}:13:13: active must be `blue` or `green`, not `both`"),
+        ]
+    );
+}
+
+#[test]
+fn validate_reports_yaml_syntax_errors_with_their_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(
+        &dir,
+        "syntax.yaml",
+        &GOOD.replace("  - name: summarizer", "  - name: [summarizer"),
+    );
+    let out = switchyard(&["validate", &f]);
+    assert_eq!(out.status.code(), Some(65));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with(&format!("{f}:")), "{stderr}");
+    let loc: Vec<&str> = stderr.trim().splitn(4, ':').collect();
+    assert!(
+        loc[1].parse::<u32>().is_ok() && loc[2].parse::<u32>().is_ok(),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn validate_missing_file_exits_66() {
+    let out = switchyard(&["validate", "/nonexistent/state.yaml"]);
+    assert_eq!(out.status.code(), Some(66));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/state.yaml: cannot read"));
+}
+
+#[test]
+fn render_prints_envoy_resources_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(&dir, "good.yaml", GOOD);
+    let out = switchyard(&["render", &f]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let clusters = &json["resources"]["clusters"]["resources"];
+    assert_eq!(clusters[0]["name"], "summarizer-blue");
+    assert_eq!(clusters[1]["name"], "summarizer-green");
+    let vh = &json["resources"]["routes"]["resources"][0]["virtual_hosts"][0];
+    assert_eq!(
+        vh["routes"][0]["route"]["weighted_clusters"]["clusters"][0]["weight"],
+        100
+    );
+    assert_eq!(
+        json["resources"]["endpoints"]["resources"][0]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+            ["address"]["socket_address"]["port_value"],
+        8081
+    );
+}
+
+#[test]
+fn serve_refuses_to_start_on_an_invalid_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(&dir, "bad.yaml", &GOOD.replace("port: 10000", "port: -1"));
+    let out = switchyard(&[
+        "serve",
+        "--state",
+        &f,
+        "--xds-addr",
+        "127.0.0.1:0",
+        "--admin-addr",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(out.status.code(), Some(65), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains(&format!("{f}:4:11: port -1 is out of range"))
+    );
+}
+
+#[test]
+fn serve_refuses_to_start_without_a_file() {
+    let out = switchyard(&[
+        "serve",
+        "--state",
+        "/nonexistent/state.yaml",
+        "--xds-addr",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(out.status.code(), Some(66), "{out:?}");
+}
+
+#[test]
+fn bad_usage_exits_64() {
+    let out = switchyard(&["serve"]);
+    assert_eq!(out.status.code(), Some(64));
+    let out = switchyard(&["frobnicate"]);
+    assert_eq!(out.status.code(), Some(64));
+}

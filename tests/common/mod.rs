@@ -1,0 +1,92 @@
+//! Test harness shared by the integration tests: a real Envoy, real HTTP
+//! backends on loopback, a small HTTP client, and polling helpers.
+//!
+//! Use it from a test file with `mod common;`.
+//!
+//! - [`tools`]: finds or provisions the Envoy and grpcurl binaries.
+//! - [`envoy`]: an Envoy process guard rendered from `envoy/bootstrap.yaml`.
+//! - [`backend`]: an HTTP/1.1 + h2c server answering with its color and version.
+//! - [`http`]: a one-request-per-connection HTTP/1.1 client.
+//! - [`eventually`] and [`assert_eventually!`](crate::assert_eventually):
+//!   poll a condition with a deadline instead of sleeping.
+#![allow(dead_code, unused_imports, unused_macros)]
+
+pub mod backend;
+pub mod control_plane;
+pub mod envoy;
+pub mod http;
+pub mod load;
+pub mod tools;
+
+use std::net::{Ipv4Addr, TcpListener};
+use std::time::Duration;
+
+/// How often [`eventually`] re-evaluates its condition.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// A loopback TCP port that was free a moment ago.
+///
+/// The port is released before returning, so another process may grab it;
+/// prefer binding port 0 and asking the listener for its address when the
+/// code under test allows it.
+pub fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
+/// Evaluates `condition` every [`POLL_INTERVAL`] until it returns `true`
+/// (then returns `true`) or `timeout` has elapsed (then returns `false`).
+///
+/// The condition is always evaluated at least once, and once more after the
+/// deadline, so a slow last evaluation is not wasted.
+pub async fn eventually(timeout: Duration, mut condition: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if condition().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// Asserts that a condition becomes true within a timeout, re-evaluating it
+/// every [`POLL_INTERVAL`](crate::common::POLL_INTERVAL). Use it in async
+/// tests instead of sleeping.
+///
+/// The condition is a `bool` expression that may contain `.await`; it is
+/// re-evaluated from scratch on every poll:
+///
+/// ```ignore
+/// assert_eventually!(Duration::from_secs(5), envoy.stat("cluster_manager.active_clusters").await == Some(3));
+/// assert_eventually!(Duration::from_secs(5), get(addr, "/", "x").await.is_ok_and(|(s, _)| s == 200),
+///     "envoy never routed to {addr}");
+/// ```
+#[macro_export]
+macro_rules! assert_eventually {
+    ($timeout:expr, $cond:expr $(,)?) => {{
+        let timeout: ::std::time::Duration = $timeout;
+        if !$crate::common::eventually(timeout, async || $cond).await {
+            panic!(
+                "condition not true within {:?}: {}",
+                timeout,
+                stringify!($cond)
+            );
+        }
+    }};
+    ($timeout:expr, $cond:expr, $($arg:tt)+) => {{
+        let timeout: ::std::time::Duration = $timeout;
+        if !$crate::common::eventually(timeout, async || $cond).await {
+            panic!(
+                "condition not true within {:?}: {}: {}",
+                timeout,
+                stringify!($cond),
+                format_args!($($arg)+)
+            );
+        }
+    }};
+}

@@ -1,0 +1,160 @@
+//! End to end: a real Envoy 1.40, two real HTTP backends, switchyard in-process. A saved
+//! file moves traffic blue -> green; a broken file changes nothing and is reported with its
+//! line; a good file moves traffic back.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::control_plane::BlueGreen;
+use common::envoy::Envoy;
+use common::http;
+
+/// The color that answered `n` requests in a row through Envoy, or why not.
+async fn colors(listener: SocketAddr, n: usize) -> Result<Vec<String>, String> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (code, body) = http::get(listener, "/v1/summarize", "summarizer.example").await?;
+        if code != 200 {
+            return Err(format!("status {code}: {body}"));
+        }
+        out.push(
+            body.split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+    }
+    Ok(out)
+}
+
+async fn all_reach(listener: SocketAddr, color: &str, n: usize) -> bool {
+    colors(listener, n)
+        .await
+        .is_ok_and(|c| c.iter().all(|c| c == color))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saved_file_moves_envoy_from_blue_to_green_and_back() {
+    let scene = BlueGreen::start().await;
+    let (cp, listener) = (&scene.cp, scene.listener);
+    let state = |active| scene.state(active);
+    let envoy = scene.envoy("e2e-switch").await;
+    assert_eventually!(Duration::from_secs(5), all_reach(listener, "blue", 1).await);
+    assert!(
+        all_reach(listener, "blue", 20).await,
+        "{:?}",
+        colors(listener, 20).await
+    );
+
+    // Switch to green, saved editor-style (temp file renamed over).
+    let saved = Instant::now();
+    cp.save_by_rename(&state("green"));
+    assert_eventually!(
+        Duration::from_secs(2),
+        all_reach(listener, "green", 10).await,
+        "traffic did not move to green within 2 s: {:?}",
+        colors(listener, 10).await
+    );
+    eprintln!(
+        "blue -> green took {:?} (save to 10 green responses)",
+        saved.elapsed()
+    );
+
+    // Proxies report the new routes as acknowledged.
+    let status = cp.status().await;
+    let route_version = status["state"]["resource_versions"]["routes"].clone();
+    let proxy = &status["proxies"][0];
+    assert_eq!(proxy["node_id"], "e2e-switch");
+    assert_eq!(proxy["routes"]["acked"]["version"], route_version);
+    assert_eq!(status["state"]["services"][0]["active"], "green");
+    assert_eq!(status["state"]["services"][0]["weights"]["green"], 100);
+
+    // A broken file (written in place) is rejected with its line; traffic stays green.
+    let broken = state("blue").replace("active: blue", "active: purple");
+    cp.save_in_place(&broken);
+    assert_eventually!(
+        Duration::from_secs(3),
+        !cp.status().await["rejected"].is_null()
+    );
+    let status = cp.status().await;
+    let rejected = &status["rejected"];
+    assert_eq!(rejected["line"], 13, "{rejected}");
+    assert_eq!(rejected["column"], 13, "{rejected}");
+    let message = rejected["errors"][0].as_str().unwrap();
+    assert!(
+        message.ends_with("state.yaml:13:13: active must be `blue` or `green`, not `purple`"),
+        "{message}"
+    );
+    assert_eq!(status["state"]["services"][0]["active"], "green");
+    assert!(
+        all_reach(listener, "green", 20).await,
+        "{:?}",
+        colors(listener, 20).await
+    );
+    assert_eq!(status["proxies"][0]["synced"], true);
+
+    // A good blue file moves traffic back, and clears the rejection.
+    cp.save_in_place(&state("blue"));
+    assert_eventually!(
+        Duration::from_secs(2),
+        all_reach(listener, "blue", 10).await,
+        "traffic did not move back to blue: {:?}",
+        colors(listener, 10).await
+    );
+    assert!(cp.status().await["rejected"].is_null());
+    assert!(scene.blue.requests() > 0 && scene.green.requests() > 0);
+    drop(envoy);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_connected_envoy_follows_the_file() {
+    let scene = BlueGreen::start().await;
+    let (cp, listener) = (&scene.cp, scene.listener);
+    let state = |active| scene.state(active);
+    // Both proxies get the same listener; Envoy binds listeners with SO_REUSEPORT, so
+    // both bind the port and the kernel spreads connections over them. One sends its
+    // node on the first message only, the other on every message.
+    let e1 = Envoy::start("e2e-multi-1", cp.xds_addr()).await;
+    let e2 = Envoy::builder("e2e-multi-2", cp.xds_addr())
+        .node_on_first_message_only(false)
+        .start()
+        .await;
+    e1.wait_live(Duration::from_secs(15)).await;
+    e2.wait_live(Duration::from_secs(15)).await;
+    assert_eventually!(Duration::from_secs(5), all_reach(listener, "blue", 5).await);
+
+    cp.save_by_rename(&state("green"));
+    assert_eventually!(
+        Duration::from_secs(2),
+        all_reach(listener, "green", 10).await
+    );
+
+    // Both proxies acknowledged the green routes, and each one's own config dump has them.
+    let routes = cp.status().await["state"]["resource_versions"]["routes"].clone();
+    assert_eventually!(Duration::from_secs(2), {
+        let status = cp.status().await;
+        let proxies = status["proxies"].as_array().cloned().unwrap_or_default();
+        proxies.len() == 2
+            && proxies
+                .iter()
+                .all(|p| p["routes"]["acked"]["version"] == routes)
+    });
+    let status = cp.status().await;
+    let ids: Vec<&str> = status["proxies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["node_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["e2e-multi-1", "e2e-multi-2"]);
+    for envoy in [&e1, &e2] {
+        let dump = envoy.config_dump().await.to_string();
+        assert!(
+            dump.contains(routes.as_str().unwrap()),
+            "{} does not run routes {routes}",
+            envoy.node_id()
+        );
+    }
+}

@@ -1,0 +1,138 @@
+//! The state file watcher sees every way of saving a file, and nothing else.
+
+use std::os::unix::fs::symlink;
+use std::path::Path;
+use std::time::Duration;
+
+use switchyard::state::watch::{self, Debounce, StateWatcher, WatchEvent};
+use tokio::sync::mpsc;
+
+fn state(active: &str) -> String {
+    format!(
+        "listeners:
+  - {{ name: public, address: 127.0.0.1, port: 10000 }}
+services:
+  - name: summarizer
+    listener: public
+    blue: {{ endpoints: [\"127.0.0.1:8081\"] }}
+    green: {{ endpoints: [\"127.0.0.1:8082\"] }}
+    active: {active}
+"
+    )
+}
+
+fn start(path: &Path) -> (StateWatcher, mpsc::UnboundedReceiver<WatchEvent>) {
+    let initial = std::fs::read(path).unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let w = watch::spawn(path, &initial, Debounce::default(), tx).expect("watch starts");
+    (w, rx)
+}
+
+/// The next event within 2 s, as the active color it carries (or `rejected`).
+async fn next(rx: &mut mpsc::UnboundedReceiver<WatchEvent>) -> String {
+    match tokio::time::timeout(Duration::from_secs(2), rx.recv()).await {
+        Ok(Some(WatchEvent::Accepted { state, .. })) => state.services[0].active.to_string(),
+        Ok(Some(WatchEvent::Rejected { error, .. })) => format!("rejected: {error}"),
+        Ok(None) => "closed".into(),
+        Err(_) => "nothing".into(),
+    }
+}
+
+async fn nothing_within(rx: &mut mpsc::UnboundedReceiver<WatchEvent>, d: Duration) -> bool {
+    tokio::time::timeout(d, rx.recv()).await.is_err()
+}
+
+#[tokio::test]
+async fn in_place_write_is_seen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.yaml");
+    std::fs::write(&path, state("blue")).unwrap();
+    let (_w, mut rx) = start(&path);
+    std::fs::write(&path, state("green")).unwrap();
+    assert_eq!(next(&mut rx).await, "green");
+}
+
+#[tokio::test]
+async fn rename_over_state_file_is_seen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.yaml");
+    std::fs::write(&path, state("blue")).unwrap();
+    let (_w, mut rx) = start(&path);
+    let tmp = dir.path().join("state.yaml~");
+    std::fs::write(&tmp, state("green")).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    assert_eq!(next(&mut rx).await, "green");
+}
+
+#[tokio::test]
+async fn delete_and_recreate_is_seen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.yaml");
+    std::fs::write(&path, state("blue")).unwrap();
+    let (_w, mut rx) = start(&path);
+    std::fs::remove_file(&path).unwrap();
+    assert!(
+        nothing_within(&mut rx, Duration::from_millis(200)).await,
+        "a removal is not a change"
+    );
+    std::fs::write(&path, state("green")).unwrap();
+    assert_eq!(next(&mut rx).await, "green");
+}
+
+#[tokio::test]
+async fn configmap_symlink_swap_is_seen() {
+    // Kubernetes mounts a ConfigMap as: state.yaml -> ..data/state.yaml,
+    // ..data -> ..2026_11_26_10_00_00.1 (a timestamped directory), and updates it by
+    // writing a new directory, pointing ..data_tmp at it, and renaming ..data_tmp over ..data.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("..v1")).unwrap();
+    std::fs::write(d.join("..v1/state.yaml"), state("blue")).unwrap();
+    symlink("..v1", d.join("..data")).unwrap();
+    symlink("..data/state.yaml", d.join("state.yaml")).unwrap();
+    let path = d.join("state.yaml");
+    let (_w, mut rx) = start(&path);
+
+    std::fs::create_dir(d.join("..v2")).unwrap();
+    std::fs::write(d.join("..v2/state.yaml"), state("green")).unwrap();
+    symlink("..v2", d.join("..data_tmp")).unwrap();
+    std::fs::rename(d.join("..data_tmp"), d.join("..data")).unwrap();
+    std::fs::remove_dir_all(d.join("..v1")).unwrap();
+    assert_eq!(next(&mut rx).await, "green");
+}
+
+#[tokio::test]
+async fn unrelated_files_in_the_directory_are_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.yaml");
+    std::fs::write(&path, state("blue")).unwrap();
+    let (_w, mut rx) = start(&path);
+    std::fs::write(dir.path().join("notes.txt"), "hello").unwrap();
+    std::fs::write(dir.path().join("other.yaml"), state("green")).unwrap();
+    assert!(nothing_within(&mut rx, Duration::from_millis(400)).await);
+}
+
+#[tokio::test]
+async fn same_content_saved_again_is_not_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.yaml");
+    std::fs::write(&path, state("blue")).unwrap();
+    let (_w, mut rx) = start(&path);
+    std::fs::write(&path, state("blue")).unwrap();
+    assert!(nothing_within(&mut rx, Duration::from_millis(400)).await);
+}
+
+#[tokio::test]
+async fn invalid_save_is_reported_with_its_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.yaml");
+    std::fs::write(&path, state("blue")).unwrap();
+    let (_w, mut rx) = start(&path);
+    std::fs::write(&path, state("teal")).unwrap();
+    let got = next(&mut rx).await;
+    assert!(got.starts_with("rejected: "), "{got}");
+    assert!(
+        got.ends_with("state.yaml:8:13: active must be `blue` or `green`, not `teal`"),
+        "{got}"
+    );
+}
