@@ -50,6 +50,10 @@ struct TypeState {
     acked: Option<Sent>,
     /// The latest version the proxy rejected, with its message.
     rejected: Option<(String, String)>,
+    /// The latest response has had no ACK or NACK yet. Nothing more of this type is sent
+    /// until it has: SotW's own flow control, which also coalesces a burst of saves into
+    /// the newest version.
+    awaiting_reply: bool,
 }
 
 /// Something that happened on the stream, for status, metrics and logs.
@@ -170,6 +174,7 @@ impl SotwStream {
                 });
                 return step;
             }
+            state.awaiting_reply = false;
             if let Some(err) = &req.error_detail {
                 state.rejected = Some((sent.version.clone(), err.message.clone()));
                 step.events.push(StreamEvent::Rejected {
@@ -206,7 +211,7 @@ impl SotwStream {
     fn push_due(&mut self, step: &mut Step) {
         for t in ResourceType::ALL {
             let state = &self.types[t.index()];
-            if !state.subscribed {
+            if !state.subscribed || state.awaiting_reply {
                 continue;
             }
             let (version, resources) = self.wanted(t);
@@ -281,14 +286,27 @@ impl SotwStream {
             .find_map(|s| s.resources.get(name).cloned())
     }
 
-    /// Has the proxy acknowledged every cluster named by `routes`, and their endpoints?
+    /// Has the proxy acknowledged every cluster named by `routes`, and their endpoints,
+    /// and will it still have them once it applies any response still in flight (a cluster
+    /// set that drops one of them may be on its way)?
     fn clusters_ready(&self, routes: &ResourceSet) -> bool {
-        let acked = |t: ResourceType| self.types[t.index()].acked.as_ref().map(|s| &s.resources);
-        let (clusters, endpoints) = (acked(ResourceType::Cluster), acked(ResourceType::Endpoint));
-        routes.values().flat_map(|r| r.clusters.iter()).all(|c| {
-            clusters.is_some_and(|s| s.contains_key(c))
-                && endpoints.is_some_and(|s| s.contains_key(c))
-        })
+        let holds = |t: ResourceType, name: &str| {
+            let state = &self.types[t.index()];
+            let acked = state
+                .acked
+                .as_ref()
+                .is_some_and(|s| s.resources.contains_key(name));
+            let pending_keeps = !state.awaiting_reply
+                || state
+                    .sent
+                    .as_ref()
+                    .is_some_and(|s| s.resources.contains_key(name));
+            acked && pending_keeps
+        };
+        routes
+            .values()
+            .flat_map(|r| r.clusters.iter())
+            .all(|c| holds(ResourceType::Cluster, c) && holds(ResourceType::Endpoint, c))
     }
 
     fn respond(
@@ -309,7 +327,9 @@ impl SotwStream {
             }),
             ..Default::default()
         };
-        self.types[t.index()].sent = Some(Sent {
+        let state = &mut self.types[t.index()];
+        state.awaiting_reply = true;
+        state.sent = Some(Sent {
             version,
             nonce,
             resources,
@@ -522,28 +542,45 @@ services:
         let mut s = stream(STATE);
         let [_, _, _, rds] = converge(&mut s);
         let v2 = s.on_snapshot(snap(&STATE.replace("active: blue", "active: green")));
-        let v3 = s.on_snapshot(snap(STATE));
         assert_eq!(v2.responses.len(), 1);
-        assert_eq!(v3.responses.len(), 1);
-        // An ACK of v2 arrives after v3 was sent: stale, ignored, nothing recorded.
-        let step = s.on_request(ack(&v2.responses[0], &["public"]));
+        // A request still answering the previous response (sent before the proxy saw v2):
+        // stale, ignored, nothing recorded, even as a NACK.
+        let step = s.on_request(ack(&rds, &["public"]));
         assert!(step.responses.is_empty());
         assert!(matches!(step.events[..], [StreamEvent::Stale { .. }]));
+        s.on_request(nack(&rds, &["public"], "old"));
+        assert!(s.rejected(ResourceType::Route).is_none());
         assert_eq!(
             s.acked_version(ResourceType::Route),
             Some(rds.version_info.as_str())
         );
-        // Even a NACK with a stale nonce is ignored.
-        let step = s.on_request(nack(&v2.responses[0], &["public"], "old"));
-        assert!(
-            s.rejected(ResourceType::Route).is_none(),
-            "{:?}",
-            step.events
-        );
-        s.on_request(ack(&v3.responses[0], &["public"]));
+        // The reply to v2 is taken.
+        s.on_request(ack(&v2.responses[0], &["public"]));
         assert_eq!(
             s.acked_version(ResourceType::Route),
-            Some(v3.responses[0].version_info.as_str())
+            Some(v2.responses[0].version_info.as_str())
+        );
+    }
+
+    #[test]
+    fn a_burst_of_versions_is_coalesced_while_one_is_in_flight() {
+        let mut s = stream(STATE);
+        converge(&mut s);
+        let green = STATE.replace("active: blue", "active: green");
+        let v2 = s.on_snapshot(snap(&green));
+        assert_eq!(v2.responses.len(), 1);
+        // More saves while v2 awaits its ACK: nothing is sent yet.
+        assert!(s.on_snapshot(snap(STATE)).responses.is_empty());
+        assert!(s.on_snapshot(snap(&green)).responses.is_empty());
+        let latest = snap(STATE);
+        assert!(s.on_snapshot(latest.clone()).responses.is_empty());
+        assert_eq!(s.is_synced(ResourceType::Route), Some(false));
+        // The ACK of v2 releases the newest version only.
+        let step = s.on_request(ack(&v2.responses[0], &["public"]));
+        assert_eq!(types(&step), [ResourceType::Route]);
+        assert_eq!(
+            step.responses[0].version_info,
+            latest.version(ResourceType::Route)
         );
     }
 
@@ -645,6 +682,75 @@ services:
         let step = s.on_request(ack(&rds2, &["public"]));
         assert_eq!(types(&step), [ResourceType::Cluster]);
         assert_eq!(names(&step.responses[0]), 2);
+    }
+
+    #[test]
+    fn routes_naming_a_cluster_being_withdrawn_wait_for_it_to_come_back() {
+        let two = format!("{STATE}{TWO_SERVICES}");
+        let all = [
+            "extra-blue",
+            "extra-green",
+            "summarizer-blue",
+            "summarizer-green",
+        ];
+        let mut s = stream(&two);
+        let cds = s
+            .on_request(request(ResourceType::Cluster, "", "", &[]))
+            .responses;
+        let eds = s
+            .on_request(request(ResourceType::Endpoint, "", "", &all))
+            .responses;
+        s.on_request(ack(&cds[0], &[]));
+        s.on_request(ack(&eds[0], &all));
+        let lds = s
+            .on_request(request(ResourceType::Listener, "", "", &[]))
+            .responses;
+        let rds = s
+            .on_request(request(ResourceType::Route, "", "", &["public"]))
+            .responses;
+        s.on_request(ack(&lds[0], &[]));
+        s.on_request(ack(&rds[0], &["public"]));
+        // `extra` removed: routes without it, then (after their ACK) clusters without it.
+        let rds2 = s.on_snapshot(snap(STATE)).responses[0].clone();
+        let step = s.on_request(ack(&rds2, &["public"]));
+        assert_eq!(types(&step), [ResourceType::Cluster]);
+        let withdrawing = step.responses[0].clone();
+        // `extra` comes back while that withdrawal is in flight: routes naming it must wait,
+        // since the proxy is about to drop its clusters.
+        let step = s.on_snapshot(snap(&two));
+        assert!(step.responses.is_empty(), "{:?}", types(&step));
+        // The withdrawal is acknowledged; the clusters go out again, then endpoints on
+        // request, and only then the routes.
+        let step = s.on_request(ack(&withdrawing, &[]));
+        assert_eq!(types(&step), [ResourceType::Cluster]);
+        let cds3 = step.responses[0].clone();
+        let eds_nonce = s.types[ResourceType::Endpoint.index()]
+            .sent
+            .as_ref()
+            .unwrap()
+            .nonce
+            .clone();
+        let step = s.on_request(request(ResourceType::Endpoint, "", &eds_nonce, &all[2..]));
+        assert!(
+            step.responses
+                .iter()
+                .all(|r| r.type_url != ResourceType::Route.type_url())
+        );
+        s.on_request(ack(&cds3, &[]));
+        let eds3 = s.types[ResourceType::Endpoint.index()]
+            .sent
+            .as_ref()
+            .unwrap()
+            .clone();
+        let step = s.on_request(request(
+            ResourceType::Endpoint,
+            &eds3.version,
+            &eds3.nonce,
+            &all,
+        ));
+        assert_eq!(types(&step), [ResourceType::Endpoint]);
+        let step = s.on_request(ack(&step.responses[0], &all));
+        assert_eq!(types(&step), [ResourceType::Route]);
     }
 
     #[test]
