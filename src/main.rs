@@ -131,6 +131,7 @@ fn main() -> ExitCode {
                 debounce: Debounce {
                     quiet: Duration::from_millis(debounce_quiet_ms),
                     max_wait: Duration::from_millis(debounce_max_ms.max(debounce_quiet_ms)),
+                    ..Debounce::default()
                 },
             };
             serve(config)

@@ -158,3 +158,54 @@ async fn every_connected_envoy_follows_the_file() {
         );
     }
 }
+
+/// Reads a counter from switchyard's `/metrics` text.
+fn metric(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_saves_in_100ms_reach_envoy_as_a_few_versions_and_the_last_wins() {
+    let scene = BlueGreen::start().await;
+    let (cp, listener) = (&scene.cp, scene.listener);
+    let envoy = scene.envoy("burst-1").await;
+    assert_eventually!(Duration::from_secs(5), all_reach(listener, "blue", 1).await);
+    let routes = "switchyard_xds_responses_total{type=\"routes\"}";
+    let sent_before = metric(&cp.admin_get("/metrics").await.1, routes);
+
+    let began = Instant::now();
+    for i in 0..50 {
+        let color = if i % 2 == 0 { "green" } else { "blue" };
+        // Distinct content every time (a domain that changes), alternating colors.
+        let text = scene.state(color).replace(
+            "domains: [\"*\"]",
+            &format!("domains: [\"*\", \"s{i}.example\"]"),
+        );
+        cp.save_by_rename(&text);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let took = began.elapsed();
+    assert!(
+        took < Duration::from_millis(400),
+        "the 50 saves took {took:?}"
+    );
+    // The last save (i = 49) is blue.
+    assert_eventually!(Duration::from_secs(2), {
+        let status = cp.status().await;
+        status["state"]["services"][0]["domains"][1] == "s49.example"
+            && status["proxies"][0]["synced"] == true
+    });
+    assert!(all_reach(listener, "blue", 10).await);
+    let sent = metric(&cp.admin_get("/metrics").await.1, routes) - sent_before;
+    eprintln!("50 saves in {took:?} -> {sent} route versions sent to the proxy");
+    // At most one read per 10 ms burst interval (plus the first and the last).
+    let bound = u64::try_from(took.as_millis() / 10).unwrap() + 3;
+    assert!(
+        sent <= bound,
+        "{sent} route versions sent for 50 saves in {took:?}"
+    );
+    let dump = envoy.config_dump().await.to_string();
+    assert!(dump.contains("s49.example") && !dump.contains("s48.example"));
+}

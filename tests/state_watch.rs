@@ -136,3 +136,76 @@ async fn invalid_save_is_reported_with_its_location() {
         "{got}"
     );
 }
+
+/// Two services; cut after the first, it is still a valid file.
+fn two_services(active: &str) -> String {
+    format!(
+        "{}  - name: second
+    listener: public
+    domains: [\"second.example\"]
+    blue: {{ endpoints: [\"127.0.0.1:9081\"] }}
+    green: {{ endpoints: [\"127.0.0.1:9082\"] }}
+    active: {active}
+",
+        state(active)
+    )
+}
+
+#[tokio::test]
+async fn half_written_file_is_not_applied_while_the_writer_is_still_writing() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.yaml");
+    std::fs::write(&path, state("blue")).unwrap();
+    let (_w, mut rx) = start(&path);
+
+    let full = two_services("green");
+    let half = state("green");
+    assert!(full.starts_with(&half) && switchyard::state::parse_str(&half).is_ok());
+    // Truncate and write the first half, which parses on its own; pause (shorter than the
+    // quiet period) as a slow writer would; then the rest, then close.
+    let mut f = std::fs::File::create(&path).unwrap();
+    f.write_all(half.as_bytes()).unwrap();
+    f.flush().unwrap();
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    f.write_all(&full.as_bytes()[half.len()..]).unwrap();
+    drop(f);
+
+    match tokio::time::timeout(Duration::from_secs(2), rx.recv()).await {
+        Ok(Some(WatchEvent::Accepted { state, .. })) => {
+            assert_eq!(state.services.len(), 2, "the half-written file was applied")
+        }
+        other => panic!("expected the complete file, got {other:?}"),
+    }
+    assert!(nothing_within(&mut rx, Duration::from_millis(300)).await);
+}
+
+#[tokio::test]
+async fn fifty_saves_within_100ms_are_coalesced_and_the_last_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.yaml");
+    std::fs::write(&path, state("blue")).unwrap();
+    let (_w, mut rx) = start(&path);
+    let colors = ["green", "blue"];
+    for i in 0..50 {
+        // Distinct content each time: the color flips and the port moves.
+        let text = state(colors[i % 2]).replace("port: 10000", &format!("port: {}", 10000 + i));
+        let tmp = dir.path().join(format!(".state.{i}"));
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let mut seen = Vec::new();
+    while let Ok(Some(ev)) = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await {
+        match ev {
+            WatchEvent::Accepted { state, .. } => seen.push(state.listeners[0].port),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(seen.last(), Some(&10049), "the last save wins: {seen:?}");
+    assert!(
+        seen.len() <= 15,
+        "{} versions for 50 saves: {seen:?}",
+        seen.len()
+    );
+}

@@ -8,8 +8,9 @@
 //! Debounce without latency: a save that is known to be complete (a rename into place, a
 //! close after writing) is read at once. Only a write still in progress (data written, no
 //! close yet) waits for the writer to go quiet for `quiet`, or at most `max_wait`, so a
-//! half-written file is not read while the writer is still writing. Content identical to the
-//! last one read is ignored, so unrelated events cost one read at most.
+//! half-written file is not read while the writer is still writing. Saves in a burst (closer
+//! than `burst`, 10 ms) after the first are read once at the end of the interval. Content
+//! identical to the last one read is ignored, so unrelated events cost one read at most.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -31,6 +32,10 @@ pub struct Debounce {
     pub quiet: Duration,
     /// Longest time a write in progress can delay reading the file.
     pub max_wait: Duration,
+    /// Complete saves closer together than this are read once, at the end of the
+    /// interval (the first of a burst is read at once), so a burst of saves reaches
+    /// proxies as a few versions.
+    pub burst: Duration,
 }
 
 impl Default for Debounce {
@@ -38,6 +43,7 @@ impl Default for Debounce {
         Debounce {
             quiet: Duration::from_millis(100),
             max_wait: Duration::from_millis(1000),
+            burst: Duration::from_millis(10),
         }
     }
 }
@@ -159,11 +165,27 @@ async fn debounce_loop(
     relevant: Box<dyn Fn(&Path) -> bool + Send>,
     events: mpsc::UnboundedSender<WatchEvent>,
 ) {
-    // While a write is in progress: when it started and when to read at the latest.
-    let mut pending: Option<(Instant, Instant)> = None;
+    // When to read the file next, if a save has been seen.
+    let mut read_at: Option<Instant> = None;
+    // When the write in progress (data written, not yet closed) began.
+    let mut writing_since: Option<Instant> = None;
+    // When the file was last read: complete saves closer together than `burst` are
+    // coalesced into one read at the end of the interval.
+    let mut last_read: Option<Instant> = None;
     loop {
-        let deadline = pending.map(|(_, d)| d);
-        let read_now = tokio::select! {
+        let now = Instant::now();
+        if read_at.is_some_and(|at| at <= now) {
+            read_at = None;
+            writing_since = None;
+            last_read = Some(now);
+            if let Some(event) = read_if_changed(&path, &mut last_hash)
+                && events.send(event).is_err()
+            {
+                return; // the server is gone
+            }
+            continue;
+        }
+        tokio::select! {
             ev = raw.recv() => {
                 let Some(ev) = ev else { return };
                 let ev = match ev {
@@ -176,57 +198,55 @@ async fn debounce_loop(
                 if !ev.paths.iter().any(|p| relevant(p)) {
                     continue;
                 }
+                let now = Instant::now();
                 match classify(&ev.kind) {
-                    Save::Complete => true,
+                    Save::Complete => {
+                        writing_since = None;
+                        let earliest = last_read.map_or(now, |l| l + debounce.burst);
+                        read_at = Some(earliest.max(now));
+                    }
                     Save::InProgress => {
-                        let now = Instant::now();
-                        let started = pending.map_or(now, |(s, _)| s);
-                        let at = (now + debounce.quiet).min(started + debounce.max_wait);
-                        pending = Some((started, at));
-                        false
+                        let started = *writing_since.get_or_insert(now);
+                        read_at = Some((now + debounce.quiet).min(started + debounce.max_wait));
                     }
-                    Save::Irrelevant => {
-                        debug!(kind = ?ev.kind, "state file event ignored");
-                        false
-                    }
+                    Save::Irrelevant => debug!(kind = ?ev.kind, "state file event ignored"),
                 }
             }
-            _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => true,
-        };
-        if !read_now {
-            continue;
-        }
-        pending = None;
-        let bytes = match tokio::fs::read(&path).await {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                info!(path = %path.display(), "state file is gone; keeping the last good state");
-                continue;
-            }
-            Err(e) => {
-                warn!(path = %path.display(), error = %e, "cannot read state file; keeping the last good state");
-                continue;
-            }
-        };
-        let content_hash = hash(&bytes);
-        if content_hash == last_hash {
-            continue;
-        }
-        last_hash = content_hash.clone();
-        let event = match super::load_bytes(&path, &bytes) {
-            Ok(state) => WatchEvent::Accepted {
-                state: Arc::new(state),
-                content_hash,
-            },
-            Err(error) => WatchEvent::Rejected {
-                error,
-                content_hash,
-            },
-        };
-        if events.send(event).is_err() {
-            return;
+            _ = tokio::time::sleep_until(read_at.unwrap_or(now)), if read_at.is_some() => {}
         }
     }
+}
+
+/// Reads the file; returns what to report when its content differs from the last read.
+/// The read is synchronous: state files are small (a few KiB, at most 16 MiB), and a
+/// thread-pool hop would add latency to every save.
+fn read_if_changed(path: &Path, last_hash: &mut String) -> Option<WatchEvent> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            info!(path = %path.display(), "state file is gone; keeping the last good state");
+            return None;
+        }
+        Err(e) => {
+            warn!(path = %path.display(), error = %e, "cannot read state file; keeping the last good state");
+            return None;
+        }
+    };
+    let content_hash = hash(&bytes);
+    if content_hash == *last_hash {
+        return None;
+    }
+    last_hash.clone_from(&content_hash);
+    Some(match super::load_bytes(path, &bytes) {
+        Ok(state) => WatchEvent::Accepted {
+            state: Arc::new(state),
+            content_hash,
+        },
+        Err(error) => WatchEvent::Rejected {
+            error,
+            content_hash,
+        },
+    })
 }
 
 /// SHA-256 of a file's bytes, hex.

@@ -39,6 +39,8 @@ pub const LOG_TAIL_LINES: usize = 60;
 pub struct EnvoyBuilder {
     node_id: String,
     xds_addr: SocketAddr,
+    /// More switchyard replicas in the xDS cluster, after `xds_addr`.
+    more_xds_addrs: Vec<SocketAddr>,
     node_on_first_message_only: bool,
     concurrency: u32,
     log_level: String,
@@ -51,6 +53,13 @@ impl EnvoyBuilder {
     /// default is `true`): with `false`, Envoy sends its node on every request.
     pub fn node_on_first_message_only(mut self, yes: bool) -> Self {
         self.node_on_first_message_only = yes;
+        self
+    }
+
+    /// Adds another switchyard replica to the xDS cluster: Envoy holds one ADS stream to
+    /// one of them and reconnects to another when it goes away.
+    pub fn also_xds(mut self, addr: SocketAddr) -> Self {
+        self.more_xds_addrs.push(addr);
         self
     }
 
@@ -161,6 +170,7 @@ impl Envoy {
         EnvoyBuilder {
             node_id: node_id.to_owned(),
             xds_addr,
+            more_xds_addrs: Vec::new(),
             node_on_first_message_only: true,
             concurrency: 2,
             log_level: "info".to_owned(),
@@ -377,6 +387,20 @@ fn render_bootstrap(options: &EnvoyBuilder) -> Value {
         .unwrap_or_else(|| panic!("xds_cluster in {} has no socket address", path.display()));
     socket["address"] = options.xds_addr.ip().to_string().into();
     socket["port_value"] = options.xds_addr.port().into();
+    if !options.more_xds_addrs.is_empty() {
+        let lb_endpoints = xds
+            .pointer_mut("/load_assignment/endpoints/0/lb_endpoints")
+            .and_then(Value::as_array_mut)
+            .expect("checked above");
+        let first = lb_endpoints[0].clone();
+        for addr in &options.more_xds_addrs {
+            let mut endpoint = first.clone();
+            let socket = &mut endpoint["endpoint"]["address"]["socket_address"];
+            socket["address"] = addr.ip().to_string().into();
+            socket["port_value"] = addr.port().into();
+            lb_endpoints.push(endpoint);
+        }
+    }
     // A literal IP needs no DNS, whatever type the shipped file uses.
     xds["type"] = "STATIC".into();
     bootstrap

@@ -1,0 +1,204 @@
+//! Replicas: switchyard processes serving the same file give the same versions, so an
+//! Envoy that loses its replica reconnects to another (or to the restarted one) with no
+//! churn and without failing a request.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::control_plane::{BlueGreen, ControlPlane};
+use common::envoy::Envoy;
+use common::load::{Load, Protocol};
+
+/// A `switchyard serve` process; killed (SIGKILL, like a crashed pod) on drop.
+struct Replica {
+    child: Child,
+    xds: SocketAddr,
+    admin: SocketAddr,
+}
+
+impl Replica {
+    /// Starts `switchyard serve` on `xds` (port 0 for any) and reads its real ports from
+    /// the line it prints once both are bound.
+    fn start(state: &Path, xds: SocketAddr) -> Replica {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+            .args(["serve", "--admin-addr", "127.0.0.1:0", "--state"])
+            .arg(state)
+            .arg("--xds-addr")
+            .arg(xds.to_string())
+            .env("SWITCHYARD_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start switchyard");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("read switchyard's stdout");
+        // "switchyard listening xds=ADDR admin=ADDR"
+        let addr = |key: &str| -> SocketAddr {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(key))
+                .and_then(|a| a.parse().ok())
+                .unwrap_or_else(|| panic!("no {key} in {line:?}"))
+        };
+        Replica {
+            xds: addr("xds="),
+            admin: addr("admin="),
+            child,
+        }
+    }
+
+    async fn status(&self) -> serde_json::Value {
+        let (_, body) = common::http::get(self.admin, "/status", "localhost")
+            .await
+            .expect("GET /status");
+        serde_json::from_str(&body).expect("JSON")
+    }
+
+    /// Is `node` connected here with every type acknowledged at the current version?
+    async fn serves_synced(&self, node: &str) -> bool {
+        let status = self.status().await;
+        status["proxies"].as_array().is_some_and(|ps| {
+            ps.iter()
+                .any(|p| p["node_id"] == node && p["synced"] == true)
+        })
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// What Envoy runs: each type's version, and counters that move on any real change.
+async fn envoy_config_state(envoy: &Envoy) -> Vec<(String, String)> {
+    let (_, stats) = envoy
+        .admin_get("/stats?filter=(version_text|cluster_modified|cluster_added|listener_modified|listener_added|listener_removed|cluster_removed)")
+        .await;
+    let mut lines: Vec<(String, String)> = stats
+        .lines()
+        .filter_map(|l| l.split_once(": "))
+        .filter(|(k, _)| !k.ends_with("update_success"))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    lines.sort();
+    lines
+}
+
+fn state_file(scene: &BlueGreen) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("state.yaml"), scene.state("green")).unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoy_fails_over_to_another_replica_with_no_churn_and_no_failed_request() {
+    let scene = BlueGreen::start().await; // backends + listener port (its own cp unused)
+    let dir = state_file(&scene);
+    let path = dir.path().join("state.yaml");
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let mut replicas = [Replica::start(&path, any), Replica::start(&path, any)];
+    let (a, b) = (replicas[0].status().await, replicas[1].status().await);
+    assert_eq!(
+        a["state"]["resource_versions"], b["state"]["resource_versions"],
+        "two processes, one file, the same versions"
+    );
+
+    let envoy = Envoy::builder("replicated-1", replicas[0].xds)
+        .also_xds(replicas[1].xds)
+        .start()
+        .await;
+    envoy.wait_live(Duration::from_secs(20)).await;
+    let load = Load::start(scene.listener, "x", "/", Protocol::Http1, 16).await;
+    assert_eventually!(Duration::from_secs(5), {
+        replicas[0].serves_synced("replicated-1").await
+            || replicas[1].serves_synced("replicated-1").await
+    });
+    let before = envoy_config_state(&envoy).await;
+    assert!(
+        before.iter().any(|(k, _)| k.ends_with("version_text")),
+        "{before:?}"
+    );
+
+    // Kill the replica the proxy uses, mid-load.
+    let used = usize::from(!replicas[0].serves_synced("replicated-1").await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    replicas[used].kill();
+    let other = &replicas[1 - used];
+    assert_eventually!(
+        Duration::from_secs(10),
+        other.serves_synced("replicated-1").await,
+        "envoy did not reconnect to the other replica"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let report = load.stop().await;
+    eprintln!("{}", report.summary());
+    assert!(
+        report.non_2xx().is_empty() && report.errors().is_empty(),
+        "{}",
+        report.summary()
+    );
+    assert_eq!(report.by_color("green"), report.total());
+    assert_eq!(
+        envoy_config_state(&envoy).await,
+        before,
+        "the reconnect changed what Envoy runs"
+    );
+    let (_, connected) = envoy
+        .admin_get("/stats?filter=control_plane.connected_state")
+        .await;
+    assert!(connected.contains(": 1"), "{connected}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_replica_is_reconnected_to_with_no_churn_and_no_failed_request() {
+    let scene = BlueGreen::start().await;
+    let dir = state_file(&scene);
+    let path = dir.path().join("state.yaml");
+    let mut replica = Replica::start(&path, "127.0.0.1:0".parse().unwrap());
+    let xds = replica.xds;
+    let envoy = Envoy::start("restarted-1", xds).await;
+    envoy.wait_live(Duration::from_secs(20)).await;
+    assert_eventually!(
+        Duration::from_secs(5),
+        replica.serves_synced("restarted-1").await
+    );
+    let before = envoy_config_state(&envoy).await;
+
+    let load = Load::start(scene.listener, "x", "/", Protocol::Http2, 16).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    replica.kill();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let replica = Replica::start(&path, xds);
+    assert_eventually!(
+        Duration::from_secs(15),
+        replica.serves_synced("restarted-1").await,
+        "envoy did not reconnect to the restarted replica"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let report = load.stop().await;
+    eprintln!("{}", report.summary());
+    assert!(
+        report.non_2xx().is_empty() && report.errors().is_empty(),
+        "{}",
+        report.summary()
+    );
+    assert_eq!(
+        envoy_config_state(&envoy).await,
+        before,
+        "the restart changed what Envoy runs"
+    );
+    drop::<ControlPlane>(scene.cp);
+}
