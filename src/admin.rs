@@ -50,6 +50,14 @@ async fn readyz(State(s): State<AdminState>) -> Response {
 }
 
 async fn metrics(State(s): State<AdminState>) -> Response {
+    let proxies = s.registry.proxies();
+    s.metrics.set_subscribed(ResourceType::ALL.map(|t| {
+        let n = proxies
+            .iter()
+            .filter(|p| p.type_record(t).synced.is_some())
+            .count();
+        (t, i64::try_from(n).unwrap_or(i64::MAX))
+    }));
     (
         [(
             header::CONTENT_TYPE,

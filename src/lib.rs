@@ -15,13 +15,21 @@
 //! - [`status`]: the state in force and the last rejection, for `/status`.
 //! - [`admin`]: the admin HTTP server (`/healthz`, `/readyz`, `/status`, `/metrics`).
 //! - [`metrics`]: Prometheus metrics.
+//! - [`events`]: what happens to the state and to each proxy, as a broadcast of events.
+//! - [`audit`]: the append-only JSON-lines audit log of those events.
+//! - [`convergence`]: when every proxy has acknowledged a new state.
 //! - [`render`]: Envoy resources as proto3 JSON with Envoy's field names.
 //! - [`server`]: wiring of all of the above; `Server::bind` then `Server::run`.
+//! - [`cli`]: the `status`, `diff` and `schema` commands: pure text from data, thin I/O.
 
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
 pub mod admin;
+pub mod audit;
+pub mod cli;
+pub mod convergence;
+pub mod events;
 pub mod metrics;
 pub mod render;
 pub mod server;

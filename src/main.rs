@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use switchyard::cli;
 use switchyard::render::snapshot_to_json;
 use switchyard::server::{Config, DEFAULT_ADMIN_ADDR, DEFAULT_XDS_ADDR, ServeError, Server};
 use switchyard::state::{self, StateError, watch::Debounce};
@@ -15,12 +16,16 @@ use tracing::error;
 
 /// Exit codes (from sysexits.h, so scripts can tell failures apart).
 mod exit {
+    /// `diff`: the two files differ for Envoy (like diff(1)).
+    pub const DIFFERENT: u8 = 1;
     /// Bad command line.
     pub const USAGE: u8 = 64;
     /// The state file is invalid.
     pub const DATAERR: u8 = 65;
     /// The state file cannot be read.
     pub const NOINPUT: u8 = 66;
+    /// `status`: the admin server cannot be reached, or did not answer like switchyard.
+    pub const UNAVAILABLE: u8 = 69;
     /// A bug in switchyard.
     pub const SOFTWARE: u8 = 70;
     /// The OS refused something (a port in use, a directory that cannot be watched).
@@ -29,10 +34,12 @@ mod exit {
 
 const EXIT_CODES: &str = "\
 Exit codes:
-  0   success (validate: the file is valid)
+  0   success (validate: the file is valid; diff: no change for Envoy)
+  1   diff: the two files differ for Envoy
   64  bad command line
   65  the state file is invalid (each problem printed as FILE:LINE:COLUMN: message)
   66  the state file cannot be read
+  69  status: the admin server cannot be reached (or is not switchyard's)
   70  internal error (a bug; please report it)
   71  operating system error (for example an address already in use)";
 
@@ -76,6 +83,13 @@ enum Command {
         /// Log format: `pretty` for people, `json` for log collectors.
         #[arg(long, value_enum, default_value_t = LogFormat::Pretty)]
         log_format: LogFormat,
+        /// Append an audit trail to this file: one JSON object per line for every state
+        /// accepted or rejected (content hash, per-service colors and weights before and
+        /// after, file mtime and owner, the reason when rejected), each proxy's
+        /// acknowledgement of it, and each switch's completion. Flushed to disk per
+        /// record; never truncated.
+        #[arg(long, value_name = "PATH")]
+        audit_log: Option<PathBuf>,
     },
     /// Check a state file: exit 0 when valid, else print every problem as
     /// FILE:LINE:COLUMN: message and exit 65.
@@ -91,7 +105,51 @@ enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Show a running switchyard as tables: the state in force, the last rejected file,
+    /// each service's active color and weights, and each proxy's sync status.
+    ///
+    /// Reads GET /status from the admin server. Per proxy, STATUS is `synced` (every
+    /// resource type acknowledged at its latest version), `stale` (a version sent and not
+    /// acknowledged yet, or a newer one due), `REJECTED` (Envoy rejected the latest version
+    /// of a type; its message is printed under the proxy) or `connecting` (nothing
+    /// subscribed yet). Exits 69 when the server cannot be reached within 5 seconds.
+    Status {
+        /// Address of the admin HTTP server (`serve --admin-addr`).
+        #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_ADMIN_ADDR)]
+        admin_addr: String,
+        /// Print the /status JSON itself instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what replacing state file OLD by NEW would change for Envoy.
+    ///
+    /// First the change in the state's terms (color switches, listeners and services
+    /// added or removed, endpoints and domains changed), then, per resource type in push
+    /// order (clusters, endpoints, listeners, routes), every resource added (+), removed
+    /// (-) or changed (~), a changed one with a line diff of its JSON as `switchyard
+    /// render` prints it, and a one-line summary. Exits 0 when Envoy would see no change
+    /// and 1 when it would (like diff(1)); 65 or 66 when a file is invalid or unreadable.
+    Diff {
+        /// The state file in force (or the one before the change).
+        #[arg(value_name = "OLD")]
+        old: PathBuf,
+        /// The state file to compare it with.
+        #[arg(value_name = "NEW")]
+        new: PathBuf,
+    },
+    /// Print a JSON Schema of the state file, so editors validate it as you type.
+    #[command(after_help = SCHEMA_HELP)]
+    Schema,
 }
+
+const SCHEMA_HELP: &str = "\
+With the YAML language server (VS Code's YAML extension, Neovim, Helix, ...):
+  switchyard schema > switchyard.schema.json
+then make this the first line of the state file:
+  # yaml-language-server: $schema=./switchyard.schema.json
+(or map the schema to your state files in the editor's yaml.schemas setting).
+The schema checks each entry's shape; `switchyard validate` also checks references
+between entries (a service's listener, unique names and domains).";
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum LogFormat {
@@ -115,6 +173,12 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Validate { files } => validate(&files),
         Command::Render { file } => render(&file),
+        Command::Status { admin_addr, json } => status(&admin_addr, json),
+        Command::Diff { old, new } => diff(&old, &new),
+        Command::Schema => {
+            print!("{}", cli::schema::schema_text());
+            ExitCode::SUCCESS
+        }
         Command::Serve {
             state,
             xds_addr,
@@ -122,6 +186,7 @@ fn main() -> ExitCode {
             debounce_quiet_ms,
             debounce_max_ms,
             log_format,
+            audit_log,
         } => {
             init_logging(log_format);
             let config = Config {
@@ -133,6 +198,7 @@ fn main() -> ExitCode {
                     max_wait: Duration::from_millis(debounce_max_ms.max(debounce_quiet_ms)),
                     ..Debounce::default()
                 },
+                audit_log,
             };
             serve(config)
         }
@@ -196,6 +262,58 @@ fn render(file: &std::path::Path) -> ExitCode {
     }
 }
 
+fn status(admin_addr: &str, json: bool) -> ExitCode {
+    match cli::status::fetch_status(admin_addr) {
+        Ok(status) if json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&status).expect("bug: JSON values always print")
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(status) => {
+            print!("{}", cli::status::render_status(&status));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("switchyard: {e}");
+            ExitCode::from(exit::UNAVAILABLE)
+        }
+    }
+}
+
+fn diff(old: &std::path::Path, new: &std::path::Path) -> ExitCode {
+    // Both files are read and every problem in either is printed, as `validate` would.
+    let (a, b) = (state::load(old), state::load(new));
+    let mut failed = None;
+    for e in [&a, &b].into_iter().filter_map(|r| r.as_ref().err()) {
+        for line in e.lines() {
+            eprintln!("{line}");
+        }
+        failed = Some(state_exit_code(e));
+    }
+    let (Ok(a), Ok(b)) = (a, b) else {
+        return failed.expect("bug: a state failed to load without an error");
+    };
+    match cli::diff::diff(&a, &b) {
+        Ok(d) => {
+            print!(
+                "{}",
+                d.render(&old.display().to_string(), &new.display().to_string())
+            );
+            if d.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(exit::DIFFERENT)
+            }
+        }
+        Err(e) => {
+            eprintln!("switchyard: {e}");
+            ExitCode::from(exit::SOFTWARE)
+        }
+    }
+}
+
 fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("SWITCHYARD_LOG")
@@ -241,9 +359,10 @@ fn serve(config: Config) -> ExitCode {
             ExitCode::from(match e {
                 ServeError::State(StateError::Unreadable { .. }) => exit::NOINPUT,
                 ServeError::State(StateError::Invalid { .. }) => exit::DATAERR,
-                ServeError::Bind { .. } | ServeError::Watch(_) | ServeError::Admin(_) => {
-                    exit::OSERR
-                }
+                ServeError::Bind { .. }
+                | ServeError::Watch(_)
+                | ServeError::Admin(_)
+                | ServeError::Audit(_) => exit::OSERR,
                 ServeError::Inconsistent(_) | ServeError::Transport(_) => exit::SOFTWARE,
             })
         }

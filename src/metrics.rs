@@ -9,6 +9,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::state::{Color, DesiredState};
@@ -45,6 +46,8 @@ pub struct Metrics {
     nacks: Family<TypeLabel, Counter>,
     state_files: Family<ResultLabel, Counter>,
     weights: Family<WeightLabel, Gauge>,
+    subscribed: Family<TypeLabel, Gauge>,
+    convergence: Histogram,
 }
 
 impl Default for Metrics {
@@ -88,8 +91,23 @@ impl Metrics {
             "Traffic weight (percent) of each service's colors in the active state",
             weights.clone(),
         );
+        let subscribed = Family::<TypeLabel, Gauge>::default();
+        registry.register(
+            "subscribed_proxies",
+            "Connected proxies subscribed to each resource type",
+            subscribed.clone(),
+        );
+        // 1 ms .. ~16 s.
+        let convergence = Histogram::new(exponential_buckets(0.001, 2.0, 15));
+        registry.register(
+            "convergence_seconds",
+            "From reading a new state file to every connected proxy acknowledging it",
+            convergence.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
+            subscribed,
+            convergence,
             connected,
             responses,
             acks,
@@ -148,6 +166,21 @@ impl Metrics {
         self.state_files
             .get_or_create(&ResultLabel { result: "rejected" })
             .inc();
+    }
+
+    pub fn observe_convergence(&self, took: std::time::Duration) {
+        self.convergence.observe(took.as_secs_f64());
+    }
+
+    /// Sets how many proxies subscribe to each type (computed when scraped).
+    pub fn set_subscribed(&self, counts: [(crate::xds::ResourceType, i64); 4]) {
+        for (t, n) in counts {
+            self.subscribed
+                .get_or_create(&TypeLabel {
+                    r#type: t.short_name(),
+                })
+                .set(n);
+        }
     }
 
     /// The OpenMetrics text of every metric.

@@ -15,9 +15,12 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tracing::{error, info, warn};
 
 use crate::admin::{self, AdminState};
+use crate::audit::{AuditError, AuditLog};
+use crate::convergence::Convergence;
+use crate::events::{Event, EventBus, FileInfo, ServiceChange, Split};
 use crate::metrics::Metrics;
 use crate::state::watch::{self as state_watch, Debounce, WatchError, WatchEvent};
-use crate::state::{self, DesiredState, Problem, StateError};
+use crate::state::{self, Color, DesiredState, Problem, Service, StateError};
 use crate::status::StateBoard;
 use crate::translate::translate;
 use crate::xds::cache::{SnapshotCache, SnapshotWriter, snapshot_cache};
@@ -39,6 +42,9 @@ pub struct Config {
     pub xds_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub debounce: Debounce,
+    /// Append every accepted and rejected state, and each proxy's acknowledgement of
+    /// it, to this file (JSON lines).
+    pub audit_log: Option<PathBuf>,
 }
 
 impl Config {
@@ -49,6 +55,7 @@ impl Config {
             xds_addr: DEFAULT_XDS_ADDR.parse().expect("bug: default address"),
             admin_addr: DEFAULT_ADMIN_ADDR.parse().expect("bug: default address"),
             debounce: Debounce::default(),
+            audit_log: None,
         }
     }
 }
@@ -65,6 +72,8 @@ pub enum ServeError {
     },
     #[error(transparent)]
     Watch(#[from] WatchError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
     #[error("bug: the translated state is inconsistent: {0}")]
     Inconsistent(#[from] InconsistentSnapshot),
     #[error("xDS server failed: {0}")]
@@ -84,6 +93,7 @@ pub struct Server {
     board: StateBoard,
     registry: ProxyRegistry,
     metrics: Metrics,
+    events: EventBus,
 }
 
 impl Server {
@@ -99,11 +109,26 @@ impl Server {
                 })?;
         let state = Arc::new(state::load_bytes(&config.state_path, &bytes)?);
         let snapshot = translate(&state)?;
+        let audit = config
+            .audit_log
+            .as_deref()
+            .map(AuditLog::open)
+            .transpose()?;
+        let events = EventBus::new(audit);
         let (cache, writer) = snapshot_cache(snapshot);
         let board = StateBoard::default();
-        board.accepted(state.clone(), state_watch::hash(&bytes));
+        let content_hash = state_watch::hash(&bytes);
+        board.accepted(state.clone(), content_hash.clone());
         let metrics = Metrics::new();
         metrics.state_accepted(&state);
+        events.emit(Event::StateAccepted {
+            at: std::time::SystemTime::now(),
+            version: state.version(),
+            previous_version: None,
+            content_hash,
+            file: state_watch::file_info(&config.state_path),
+            changes: changes(None, &state),
+        });
         let bind = |addr: SocketAddr| async move {
             TcpListener::bind(addr)
                 .await
@@ -121,6 +146,7 @@ impl Server {
             board,
             registry: ProxyRegistry::default(),
             metrics,
+            events,
         })
     }
 
@@ -154,6 +180,7 @@ impl Server {
             board,
             registry,
             metrics,
+            events,
         } = self;
         let xds_addr = xds.local_addr().ok();
         let admin_addr = admin.local_addr().ok();
@@ -166,11 +193,18 @@ impl Server {
             events_tx,
         )?;
         let (stop_tx, stop_rx) = watch::channel(false);
+        let convergence = Convergence::new(registry.clone(), metrics.clone(), events.clone());
+        let convergence_task = tokio::spawn(convergence.clone().run());
         let pipeline = tokio::spawn(apply_state_changes(
             events_rx,
-            writer,
-            board.clone(),
-            metrics.clone(),
+            Outputs {
+                writer,
+                board: board.clone(),
+                metrics: metrics.clone(),
+                events: events.clone(),
+                convergence: convergence.clone(),
+                registry: registry.clone(),
+            },
             stop_rx.clone(),
         ));
 
@@ -186,6 +220,8 @@ impl Server {
             cache.clone(),
             registry.clone(),
             metrics.clone(),
+            events.clone(),
+            convergence,
             format!("switchyard/{}", env!("CARGO_PKG_VERSION")),
         );
         let admin_router = admin::router(AdminState {
@@ -235,6 +271,7 @@ impl Server {
             (grpc, admin)
         })
         .await;
+        convergence_task.abort();
         match drained {
             Ok((Ok(Err(e)), _)) => Err(ServeError::Transport(e)),
             Ok((_, Ok(Err(e)))) => Err(ServeError::Admin(e)),
@@ -247,32 +284,60 @@ impl Server {
     }
 }
 
-/// Applies each state file change: translate, check, publish; or record the rejection.
-async fn apply_state_changes(
-    mut events: mpsc::UnboundedReceiver<WatchEvent>,
+/// Where the pipeline publishes and reports.
+struct Outputs {
     writer: SnapshotWriter,
     board: StateBoard,
     metrics: Metrics,
+    events: EventBus,
+    convergence: Arc<Convergence>,
+    registry: ProxyRegistry,
+}
+
+/// Applies each state file change: translate, check, publish; or record the rejection.
+async fn apply_state_changes(
+    mut incoming: mpsc::UnboundedReceiver<WatchEvent>,
+    out: Outputs,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut current: Option<Arc<DesiredState>> = board.active().map(|a| a.state);
+    let mut current: Option<Arc<DesiredState>> = out.board.active().map(|a| a.state);
     loop {
         let event = tokio::select! {
-            e = events.recv() => match e { Some(e) => e, None => return },
+            e = incoming.recv() => match e { Some(e) => e, None => return },
             _ = stop.wait_for(|s| *s) => return,
         };
         match event {
             WatchEvent::Accepted {
                 state,
                 content_hash,
+                file,
+                seen_at,
             } => match translate(&state) {
                 Ok(snapshot) => {
                     let version = snapshot.state_version.clone();
-                    writer.publish(snapshot);
+                    let before = out.writer.current();
+                    let types = crate::translate::changed_types(&before, &snapshot);
+                    out.writer.publish(snapshot);
+                    out.convergence.started(version.clone(), seen_at);
                     log_switches(current.as_deref(), &state);
-                    metrics.state_accepted(&state);
-                    board.accepted(state.clone(), content_hash);
+                    out.metrics.state_accepted(&state);
+                    out.board.accepted(state.clone(), content_hash.clone());
                     info!(version, "state accepted");
+                    let now = std::time::SystemTime::now();
+                    out.events.emit(Event::StateAccepted {
+                        at: now,
+                        version: version.clone(),
+                        previous_version: current.as_ref().map(|c| c.version()),
+                        content_hash,
+                        file,
+                        changes: changes(current.as_deref(), &state),
+                    });
+                    out.events.emit(Event::SwitchStarted {
+                        at: now,
+                        version,
+                        types: types.iter().map(|t| t.short_name()).collect(),
+                        proxies: out.registry.len(),
+                    });
                     current = Some(state);
                 }
                 Err(e) => {
@@ -285,22 +350,75 @@ async fn apply_state_changes(
                             message: e.to_string(),
                         }],
                     };
-                    metrics.state_rejected();
-                    board.rejected(&error, content_hash);
+                    reject(&out, &error, content_hash, file, current.as_deref());
                 }
             },
             WatchEvent::Rejected {
                 error,
                 content_hash,
+                file,
             } => {
                 for line in error.lines() {
                     warn!(problem = %line, "state file rejected; keeping the last good state");
                 }
-                metrics.state_rejected();
-                board.rejected(&error, content_hash);
+                reject(&out, &error, content_hash, file, current.as_deref());
             }
         }
     }
+}
+
+fn reject(
+    out: &Outputs,
+    error: &StateError,
+    content_hash: String,
+    file: FileInfo,
+    current: Option<&DesiredState>,
+) {
+    out.metrics.state_rejected();
+    out.board.rejected(error, content_hash.clone());
+    out.events.emit(Event::StateRejected {
+        at: std::time::SystemTime::now(),
+        content_hash,
+        file,
+        errors: error.lines(),
+        active_version: current.map(DesiredState::version),
+    });
+}
+
+fn split(s: &Service) -> Split {
+    Split {
+        active: s.active,
+        blue: s.weight(Color::Blue),
+        green: s.weight(Color::Green),
+    }
+}
+
+/// Services whose split changed between `before` and `after`, or that were added or
+/// removed, sorted by name.
+pub fn changes(before: Option<&DesiredState>, after: &DesiredState) -> Vec<ServiceChange> {
+    let mut out = Vec::new();
+    for s in &after.services {
+        let old = before.and_then(|b| b.services.iter().find(|o| o.name == s.name));
+        let (b, a) = (old.map(split), Some(split(s)));
+        if b != a {
+            out.push(ServiceChange {
+                service: s.name.clone(),
+                before: b,
+                after: a,
+            });
+        }
+    }
+    for o in before.map(|b| b.services.as_slice()).unwrap_or_default() {
+        if !after.services.iter().any(|s| s.name == o.name) {
+            out.push(ServiceChange {
+                service: o.name.clone(),
+                before: Some(split(o)),
+                after: None,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.service.cmp(&b.service));
+    out
 }
 
 /// Logs each service whose active color changed.

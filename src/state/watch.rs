@@ -24,6 +24,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::{DesiredState, StateError};
+use crate::events::FileInfo;
 
 /// How long to wait for a write in progress.
 #[derive(Debug, Clone, Copy)]
@@ -56,11 +57,15 @@ pub enum WatchEvent {
         state: Arc<DesiredState>,
         /// SHA-256 (hex) of the file's bytes.
         content_hash: String,
+        file: FileInfo,
+        /// When the file was read (the start of the convergence clock).
+        seen_at: Instant,
     },
     /// New content that did not; the last good state stays in force.
     Rejected {
         error: StateError,
         content_hash: String,
+        file: FileInfo,
     },
 }
 
@@ -237,15 +242,43 @@ fn read_if_changed(path: &Path, last_hash: &mut String) -> Option<WatchEvent> {
         return None;
     }
     last_hash.clone_from(&content_hash);
+    let seen_at = Instant::now();
+    let file = file_info(path);
     Some(match super::load_bytes(path, &bytes) {
         Ok(state) => WatchEvent::Accepted {
             state: Arc::new(state),
             content_hash,
+            file,
+            seen_at,
         },
         Err(error) => WatchEvent::Rejected {
             error,
             content_hash,
+            file,
         },
+    })
+}
+
+/// The file's path, modification time and owner (following symlinks, as the read did).
+pub fn file_info(path: &Path) -> FileInfo {
+    let meta = std::fs::metadata(path).ok();
+    let owner_uid = meta.as_ref().map(std::os::unix::fs::MetadataExt::uid);
+    FileInfo {
+        path: path.display().to_string(),
+        mtime: meta.as_ref().and_then(|m| m.modified().ok()),
+        owner_uid,
+        owner: owner_uid.and_then(user_name),
+    }
+}
+
+/// The name of user `uid` from `/etc/passwd`, if it is there.
+fn user_name(uid: u32) -> Option<String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let id: u32 = fields.nth(1)?.parse().ok()?;
+        (id == uid).then(|| name.to_owned())
     })
 }
 

@@ -13,7 +13,7 @@ use envoy_types::pb::envoy::config::core::v3::{Node, node::UserAgentVersionType}
 use serde::Serialize;
 
 use super::ResourceType;
-use super::sotw::StreamEvent;
+use super::sotw::{ResourceSet, StreamEvent, StreamView};
 
 /// A version and when it happened.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -35,6 +35,11 @@ pub struct Rejection {
 /// One resource type as seen by one proxy.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct TypeRecord {
+    /// Resources of the latest response sent and acknowledged (for CSDS).
+    #[serde(skip)]
+    pub sent_resources: ResourceSet,
+    #[serde(skip)]
+    pub acked_resources: ResourceSet,
     /// Subscribed, latest response acknowledged, nothing newer due; `None` until the proxy
     /// asks for this type.
     pub synced: Option<bool>,
@@ -55,6 +60,11 @@ pub struct ProxyRecord {
     pub peer: String,
     #[serde(serialize_with = "rfc3339")]
     pub connected_at: SystemTime,
+    /// The full node the proxy sent (for CSDS).
+    #[serde(skip)]
+    pub node: Option<Node>,
+    /// The state version the proxy's stream serves now.
+    pub state_version: String,
     pub clusters: TypeRecord,
     pub endpoints: TypeRecord,
     pub listeners: TypeRecord,
@@ -103,6 +113,8 @@ impl ProxyRegistry {
                 protocol,
                 peer,
                 connected_at: SystemTime::now(),
+                node: None,
+                state_version: String::new(),
                 clusters: TypeRecord::default(),
                 endpoints: TypeRecord::default(),
                 listeners: TypeRecord::default(),
@@ -120,6 +132,23 @@ impl ProxyRegistry {
         let mut all: Vec<ProxyRecord> = self.proxies.iter().map(|e| e.value().clone()).collect();
         all.sort_by(|a, b| (&a.node_id, a.stream_id).cmp(&(&b.node_id, b.stream_id)));
         all
+    }
+
+    /// Has every connected proxy that declared itself caught up with state `version`?
+    /// (True with no proxies.) Returns the number of proxies checked.
+    pub fn all_synced_at(&self, version: &str) -> Option<usize> {
+        let mut n = 0;
+        for p in self.proxies.iter() {
+            let synced = p.state_version == version
+                && ResourceType::ALL
+                    .iter()
+                    .all(|t| p.type_record(*t).synced != Some(false));
+            if !synced {
+                return None;
+            }
+            n += 1;
+        }
+        Some(n)
     }
 
     pub fn len(&self) -> usize {
@@ -146,6 +175,7 @@ impl StreamGuard {
     /// Records the proxy's node (once known).
     pub fn set_node(&self, node: &Node) {
         if let Some(mut p) = self.registry.proxies.get_mut(&self.id) {
+            p.node = Some(node.clone());
             p.node_id = node.id.clone();
             p.node_cluster = node.cluster.clone();
             p.envoy_version = match &node.user_agent_version_type {
@@ -161,12 +191,16 @@ impl StreamGuard {
     }
 
     /// Applies what the stream's state machine reported, and where each type stands.
-    pub fn record(&self, events: &[StreamEvent], synced: [Option<bool>; 4]) {
+    pub fn record(&self, events: &[StreamEvent], view: StreamView) {
         let Some(mut p) = self.registry.proxies.get_mut(&self.id) else {
             return;
         };
-        for t in ResourceType::ALL {
-            p.type_record_mut(t).synced = synced[t.index()];
+        p.state_version = view.state_version;
+        for (t, v) in ResourceType::ALL.into_iter().zip(view.types) {
+            let r = p.type_record_mut(t);
+            r.synced = v.synced;
+            r.sent_resources = v.sent.map(|(_, set)| set).unwrap_or_default();
+            r.acked_resources = v.acked.map(|(_, set)| set).unwrap_or_default();
         }
         let at = SystemTime::now();
         for e in events {

@@ -1,6 +1,8 @@
 //! The ADS gRPC service: one task per stream, a thin I/O loop around [`SotwStream`].
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryService;
 use envoy_types::pb::envoy::service::discovery::v3::{
@@ -12,10 +14,11 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::ResourceType;
 use super::cache::SnapshotCache;
 use super::registry::{ProxyRegistry, StreamGuard};
 use super::sotw::{SotwStream, StreamEvent};
+use crate::convergence::Convergence;
+use crate::events::{Event, EventBus};
 use crate::metrics::Metrics;
 
 /// Responses queued per stream before the stream task waits for the proxy to read. Small:
@@ -28,6 +31,8 @@ pub struct AdsService {
     cache: SnapshotCache,
     registry: ProxyRegistry,
     metrics: Metrics,
+    events: EventBus,
+    convergence: Arc<Convergence>,
     control_plane: String,
 }
 
@@ -36,15 +41,29 @@ impl AdsService {
         cache: SnapshotCache,
         registry: ProxyRegistry,
         metrics: Metrics,
+        events: EventBus,
+        convergence: Arc<Convergence>,
         control_plane: String,
     ) -> AdsService {
         AdsService {
             cache,
             registry,
             metrics,
+            events,
+            convergence,
             control_plane,
         }
     }
+}
+
+/// What a stream task needs besides its own channels.
+struct StreamContext {
+    cache: SnapshotCache,
+    guard: StreamGuard,
+    metrics: Metrics,
+    events: EventBus,
+    convergence: Arc<Convergence>,
+    control_plane: String,
 }
 
 type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -75,10 +94,14 @@ impl AggregatedDiscoveryService for AdsService {
             run_sotw(
                 inbound,
                 tx,
-                self.cache.clone(),
-                guard,
-                self.metrics.clone(),
-                self.control_plane.clone(),
+                StreamContext {
+                    cache: self.cache.clone(),
+                    guard,
+                    metrics: self.metrics.clone(),
+                    events: self.events.clone(),
+                    convergence: self.convergence.clone(),
+                    control_plane: self.control_plane.clone(),
+                },
             )
             .instrument(span),
         );
@@ -99,15 +122,13 @@ impl AggregatedDiscoveryService for AdsService {
 async fn run_sotw(
     mut inbound: Streaming<DiscoveryRequest>,
     tx: mpsc::Sender<Result<DiscoveryResponse, Status>>,
-    cache: SnapshotCache,
-    guard: StreamGuard,
-    metrics: Metrics,
-    control_plane: String,
+    cx: StreamContext,
 ) {
-    let mut snapshots = cache.subscribe();
-    let mut stream = SotwStream::new(cache.current(), control_plane);
-    let _connected = metrics.proxy_connected("sotw");
-    let mut node_known = false;
+    let mut snapshots = cx.cache.subscribe();
+    let mut stream = SotwStream::new(cx.cache.current(), cx.control_plane.clone());
+    let _connected = cx.metrics.proxy_connected("sotw");
+    let mut node_id: Option<String> = None;
+    let mut synced_version = String::new();
     loop {
         let step = tokio::select! {
             req = inbound.message() => match req {
@@ -130,35 +151,76 @@ async fn run_sotw(
             }
             _ = tx.closed() => break,
         };
-        if !node_known && let Some(node) = stream.node() {
-            node_known = true;
+        if node_id.is_none()
+            && let Some(node) = stream.node()
+        {
+            node_id = Some(node.id.clone());
             tracing::Span::current().record("node_id", node.id.as_str());
-            guard.set_node(node);
+            cx.guard.set_node(node);
             info!(cluster = %node.cluster, "proxy connected");
         }
+        let node = node_id.as_deref().unwrap_or_default();
+        let view = stream.view();
         for event in &step.events {
-            metrics.record_stream_event(event);
-            match event {
-                StreamEvent::Rejected {
-                    type_,
-                    version,
-                    message,
-                } => warn!(type_ = %type_, version, message, "proxy rejected config"),
-                StreamEvent::Acked { type_, version } => {
-                    debug!(type_ = %type_, version, "proxy acknowledged")
-                }
-                StreamEvent::UnknownType { type_url } => {
-                    debug!(type_url, "request for a type switchyard does not serve")
-                }
-                _ => {}
-            }
+            cx.metrics.record_stream_event(event);
+            report(&cx, node, &view.state_version, event);
         }
-        guard.record(&step.events, ResourceType::ALL.map(|t| stream.is_synced(t)));
+        let all_synced = view.types.iter().all(|t| t.synced != Some(false))
+            && view.types.iter().any(|t| t.synced.is_some());
+        if all_synced && view.state_version != synced_version {
+            synced_version.clone_from(&view.state_version);
+            cx.events.emit(Event::ProxySynced {
+                at: SystemTime::now(),
+                node_id: node.to_owned(),
+                stream_id: cx.guard.id(),
+                state_version: synced_version.clone(),
+            });
+        }
+        cx.guard.record(&step.events, view);
+        cx.convergence.poke();
         for response in step.responses {
             if tx.send(Ok(response)).await.is_err() {
-                return;
+                break;
             }
         }
     }
+    drop(cx.guard);
+    cx.convergence.poke();
     info!("proxy disconnected");
+}
+
+/// Logs one stream event and announces acknowledgements and rejections.
+fn report(cx: &StreamContext, node: &str, state_version: &str, event: &StreamEvent) {
+    match event {
+        StreamEvent::Rejected {
+            type_,
+            version,
+            message,
+        } => {
+            warn!(type_ = %type_, version, message, "proxy rejected config");
+            cx.events.emit(Event::ProxyRejected {
+                at: SystemTime::now(),
+                node_id: node.to_owned(),
+                stream_id: cx.guard.id(),
+                r#type: type_.short_name(),
+                version: version.clone(),
+                message: message.clone(),
+            });
+        }
+        StreamEvent::Acked { type_, version } => {
+            debug!(type_ = %type_, version, "proxy acknowledged");
+            cx.events.emit(Event::ProxyAcked {
+                at: SystemTime::now(),
+                node_id: node.to_owned(),
+                stream_id: cx.guard.id(),
+                r#type: type_.short_name(),
+                version: version.clone(),
+                state_version: state_version.to_owned(),
+            });
+        }
+        StreamEvent::UnknownType { type_url } => {
+            debug!(type_url, "request for a type switchyard does not serve")
+        }
+        StreamEvent::Sent { .. } | StreamEvent::Stale { .. } => {}
+    }
 }

@@ -27,7 +27,7 @@ use super::snapshot::{Resource, Snapshot};
 use crate::state::short_hash;
 
 /// Resources by name, as sent in one response.
-type ResourceSet = BTreeMap<String, Arc<Resource>>;
+pub type ResourceSet = BTreeMap<String, Arc<Resource>>;
 
 /// One response sent on this stream for a type.
 #[derive(Debug, Clone)]
@@ -77,6 +77,24 @@ pub enum StreamEvent {
     Stale { type_: ResourceType, nonce: String },
     /// A request for a type switchyard does not serve; ignored.
     UnknownType { type_url: String },
+}
+
+/// One resource type of a stream, as the registry keeps it.
+#[derive(Debug, Clone, Default)]
+pub struct TypeView {
+    /// See [`SotwStream::is_synced`].
+    pub synced: Option<bool>,
+    /// The latest response sent: version and resources.
+    pub sent: Option<(String, ResourceSet)>,
+    /// The latest response acknowledged.
+    pub acked: Option<(String, ResourceSet)>,
+}
+
+/// A stream's position: the state version it serves and each type's view.
+#[derive(Debug, Clone, Default)]
+pub struct StreamView {
+    pub state_version: String,
+    pub types: [TypeView; 4],
 }
 
 /// What one input produced: responses to send, in order, and events to record.
@@ -135,6 +153,27 @@ impl SotwStream {
             .rejected
             .as_ref()
             .map(|(v, m)| (v.as_str(), m.as_str()))
+    }
+
+    /// Where the stream stands, for the proxy registry (status and CSDS).
+    pub fn view(&self) -> StreamView {
+        StreamView {
+            state_version: self.snapshot.state_version.clone(),
+            types: ResourceType::ALL.map(|t| {
+                let state = &self.types[t.index()];
+                TypeView {
+                    synced: self.is_synced(t),
+                    sent: state
+                        .sent
+                        .as_ref()
+                        .map(|s| (s.version.clone(), s.resources.clone())),
+                    acked: state
+                        .acked
+                        .as_ref()
+                        .map(|s| (s.version.clone(), s.resources.clone())),
+                }
+            }),
+        }
     }
 
     /// Is the proxy up to date for `t`: it acknowledged the latest response and nothing

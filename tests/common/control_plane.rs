@@ -48,12 +48,18 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Writes `state` to a fresh temp dir and serves it on 127.0.0.1 port 0 (xDS and admin).
     pub async fn start(state: &str) -> ControlPlane {
+        ControlPlane::start_with(state, |_| {}).await
+    }
+
+    /// Like [`ControlPlane::start`], with `configure` adjusting the config first.
+    pub async fn start_with(state: &str, configure: impl FnOnce(&mut Config)) -> ControlPlane {
         let dir = tempfile::tempdir().expect("create a temp dir");
         let path = dir.path().join("state.yaml");
         std::fs::write(&path, state).expect("write the state file");
         let mut config = Config::new(&path);
         config.xds_addr = "127.0.0.1:0".parse().unwrap();
         config.admin_addr = "127.0.0.1:0".parse().unwrap();
+        configure(&mut config);
         let server = Server::bind(config).await.expect("switchyard starts");
         let (xds, admin) = (server.xds_addr(), server.admin_addr());
         let (stop, stopped) = oneshot::channel::<()>();

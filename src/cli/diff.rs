@@ -1,0 +1,482 @@
+//! `switchyard diff OLD NEW`: what replacing one state file by another would change for
+//! Envoy. Both states are translated exactly as `serve` would; the resulting resources are
+//! compared by type in push order (clusters, endpoints, listeners, routes), each changed
+//! one shown as a line diff of its JSON (Envoy's field names, as `switchyard render` and
+//! Envoy's `/config_dump` print it). Above that, the change in the state's own terms:
+//! color switches, services and listeners added or removed, endpoints and domains moved.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+
+use serde_json::Value;
+
+use super::linediff;
+use crate::render::{RenderError, any_to_json};
+use crate::state::{Color, DesiredState, Listener, Service};
+use crate::translate::translate;
+use crate::xds::ResourceType;
+use crate::xds::snapshot::{InconsistentSnapshot, Snapshot};
+
+/// Unchanged lines shown around each change in a resource's JSON.
+const CONTEXT_LINES: usize = 3;
+
+/// Why two valid states could not be compared. Either is a bug in switchyard.
+#[derive(Debug, thiserror::Error)]
+pub enum DiffError {
+    #[error("bug: the translated state is inconsistent: {0}")]
+    Inconsistent(#[from] InconsistentSnapshot),
+    #[error("bug: cannot render a resource as JSON: {0}")]
+    Render(#[from] RenderError),
+}
+
+/// What would change for Envoy, and why in the state's terms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diff {
+    pub old_version: String,
+    pub new_version: String,
+    /// The change in the state's own terms, one line each (color switches first).
+    pub summary: Vec<String>,
+    /// One entry per resource type, in push order.
+    pub types: Vec<TypeDiff>,
+}
+
+/// The changes to one resource type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TypeDiff {
+    pub resource_type: ResourceType,
+    pub old_version: String,
+    pub new_version: String,
+    /// By resource name.
+    pub changes: Vec<Change>,
+}
+
+/// One resource added, removed or changed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    Added(String),
+    Removed(String),
+    /// Changed, with unified-diff hunks of its pretty-printed JSON.
+    Changed {
+        name: String,
+        hunks: Vec<String>,
+    },
+}
+
+impl Diff {
+    /// Would Envoy see no change at all?
+    pub fn is_empty(&self) -> bool {
+        self.types.iter().all(|t| t.changes.is_empty())
+    }
+
+    /// The diff as text; `old_label` and `new_label` name the two sides (file paths).
+    pub fn render(&self, old_label: &str, new_label: &str) -> String {
+        let mut out = String::new();
+        if self.is_empty() {
+            if self.old_version == self.new_version {
+                let _ = writeln!(
+                    out,
+                    "no change for Envoy (both files are state {})",
+                    self.old_version
+                );
+            } else {
+                out.push_str("no change for Envoy\n");
+            }
+            return out;
+        }
+        let _ = writeln!(
+            out,
+            "state {} ({old_label}) -> {} ({new_label})",
+            self.old_version, self.new_version
+        );
+        for line in &self.summary {
+            let _ = writeln!(out, "{line}");
+        }
+        for t in self.types.iter().filter(|t| !t.changes.is_empty()) {
+            let _ = writeln!(
+                out,
+                "\n{} (version {} -> {}):",
+                t.resource_type, t.old_version, t.new_version
+            );
+            let kind = kind(t.resource_type);
+            for change in &t.changes {
+                match change {
+                    Change::Added(name) => {
+                        let _ = writeln!(out, "+ {kind} {name}");
+                    }
+                    Change::Removed(name) => {
+                        let _ = writeln!(out, "- {kind} {name}");
+                    }
+                    Change::Changed { name, hunks } => {
+                        let _ = writeln!(out, "~ {kind} {name}");
+                        for line in hunks {
+                            let _ = writeln!(out, "    {line}");
+                        }
+                    }
+                }
+            }
+        }
+        let _ = writeln!(out, "\n{}", self.counts());
+        out
+    }
+
+    /// `routes: 1 changed; nothing else changes`, or every changed type's counts.
+    fn counts(&self) -> String {
+        let mut parts = Vec::new();
+        for t in &self.types {
+            let count = |f: fn(&Change) -> bool| t.changes.iter().filter(|c| f(c)).count();
+            let counts: Vec<String> = [
+                (count(|c| matches!(c, Change::Added(_))), "added"),
+                (count(|c| matches!(c, Change::Removed(_))), "removed"),
+                (count(|c| matches!(c, Change::Changed { .. })), "changed"),
+            ]
+            .into_iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, what)| format!("{n} {what}"))
+            .collect();
+            if !counts.is_empty() {
+                parts.push(format!("{}: {}", t.resource_type, counts.join(", ")));
+            }
+        }
+        if parts.len() < self.types.len() {
+            parts.push("nothing else changes".to_owned());
+        }
+        parts.join("; ")
+    }
+}
+
+/// A resource of type `t`, as a noun: `cluster`, `endpoints`, `listener`, `route`.
+fn kind(t: ResourceType) -> &'static str {
+    match t {
+        ResourceType::Cluster => "cluster",
+        ResourceType::Endpoint => "endpoints",
+        ResourceType::Listener => "listener",
+        ResourceType::Route => "route",
+    }
+}
+
+/// Compares what `old` and `new` become for Envoy.
+pub fn diff(old: &DesiredState, new: &DesiredState) -> Result<Diff, DiffError> {
+    let (a, b) = (translate(old)?, translate(new)?);
+    let types = ResourceType::ALL
+        .into_iter()
+        .map(|t| diff_type(&a, &b, t))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Diff {
+        old_version: a.state_version.clone(),
+        new_version: b.state_version.clone(),
+        summary: summarize(old, new),
+        types,
+    })
+}
+
+fn diff_type(a: &Snapshot, b: &Snapshot, t: ResourceType) -> Result<TypeDiff, DiffError> {
+    let (old, new) = (&a.get(t).resources, &b.get(t).resources);
+    let names: BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+    let mut changes = Vec::new();
+    for name in names {
+        match (old.get(name), new.get(name)) {
+            (Some(_), None) => changes.push(Change::Removed(name.clone())),
+            (None, Some(_)) => changes.push(Change::Added(name.clone())),
+            (Some(x), Some(y)) => {
+                // Compared as Envoy reads them (decoded), not by version or bytes.
+                let x = any_to_json(&x.body.type_url, &x.body.value)?;
+                let y = any_to_json(&y.body.type_url, &y.body.value)?;
+                if x != y {
+                    changes.push(Change::Changed {
+                        name: name.clone(),
+                        hunks: json_diff(&x, &y),
+                    });
+                }
+            }
+            (None, None) => unreachable!("bug: a name comes from one of the two maps"),
+        }
+    }
+    Ok(TypeDiff {
+        resource_type: t,
+        old_version: a.version(t).to_owned(),
+        new_version: b.version(t).to_owned(),
+        changes,
+    })
+}
+
+fn json_diff(a: &Value, b: &Value) -> Vec<String> {
+    let pretty =
+        |v: &Value| serde_json::to_string_pretty(v).expect("bug: JSON values always print");
+    let (a, b) = (pretty(a), pretty(b));
+    let a: Vec<&str> = a.lines().collect();
+    let b: Vec<&str> = b.lines().collect();
+    linediff::unified(&a, &b, CONTEXT_LINES)
+}
+
+/// The change from `old` to `new` in the state's terms: color switches first (what an
+/// operator most wants to confirm), then listeners and services added, removed or changed.
+fn summarize(old: &DesiredState, new: &DesiredState) -> Vec<String> {
+    let mut switches = Vec::new();
+    let mut others = Vec::new();
+
+    let listeners = |s: &DesiredState| -> BTreeMap<String, Listener> {
+        s.listeners
+            .iter()
+            .map(|l| (l.name.clone(), l.clone()))
+            .collect()
+    };
+    let (la, lb) = (listeners(old), listeners(new));
+    for name in la.keys().chain(lb.keys()).collect::<BTreeSet<_>>() {
+        let addr = |l: &Listener| SocketAddr::new(l.address, l.port);
+        match (la.get(name), lb.get(name)) {
+            (Some(_), None) => others.push(format!("- listener {name}")),
+            (None, Some(l)) => others.push(format!("+ listener {name} ({})", addr(l))),
+            (Some(x), Some(y)) if x != y => {
+                others.push(format!("listener {name}: {} -> {}", addr(x), addr(y)));
+            }
+            _ => {}
+        }
+    }
+
+    let services = |s: &DesiredState| -> BTreeMap<String, Service> {
+        s.services
+            .iter()
+            .map(|s| (s.name.clone(), s.clone()))
+            .collect()
+    };
+    let (sa, sb) = (services(old), services(new));
+    for name in sa.keys().chain(sb.keys()).collect::<BTreeSet<_>>() {
+        match (sa.get(name), sb.get(name)) {
+            (Some(_), None) => others.push(format!("- service {name}")),
+            (None, Some(s)) => others.push(format!(
+                "+ service {name} on listener {} (active {})",
+                s.listener, s.active
+            )),
+            (Some(x), Some(y)) => {
+                if x.active != y.active {
+                    let weights = |s: &Service| {
+                        format!("{}/{}", s.weight(Color::Blue), s.weight(Color::Green))
+                    };
+                    switches.push(format!(
+                        "{name}: {} -> {} (weights {} -> {})",
+                        x.active,
+                        y.active,
+                        weights(x),
+                        weights(y)
+                    ));
+                }
+                others.extend(service_changes(x, y));
+            }
+            (None, None) => {}
+        }
+    }
+    switches.extend(others);
+    switches
+}
+
+/// What changed in a service besides its active color.
+fn service_changes(x: &Service, y: &Service) -> Vec<String> {
+    let name = &x.name;
+    let mut out = Vec::new();
+    if x.listener != y.listener {
+        out.push(format!("{name}: listener {} -> {}", x.listener, y.listener));
+    }
+    if x.domains != y.domains {
+        out.push(format!(
+            "{name}: domains {} -> {}",
+            x.domains.join(", "),
+            y.domains.join(", ")
+        ));
+    }
+    for color in Color::ALL {
+        let (ea, eb) = (&x.color(color).endpoints, &y.color(color).endpoints);
+        if ea == eb {
+            continue;
+        }
+        let added = eb
+            .iter()
+            .filter(|e| !ea.contains(e))
+            .map(|e| format!("+{e}"));
+        let removed = ea
+            .iter()
+            .filter(|e| !eb.contains(e))
+            .map(|e| format!("-{e}"));
+        let moves: Vec<String> = added.chain(removed).collect();
+        if moves.is_empty() {
+            out.push(format!("{name}: {color} endpoints reordered"));
+        } else {
+            out.push(format!("{name}: {color} endpoints {}", moves.join(" ")));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::parse_str;
+
+    const BLUE: &str = "\
+listeners:
+  - name: public
+    address: 127.0.0.1
+    port: 10000
+services:
+  - name: summarizer
+    listener: public
+    domains: [\"*\"]
+    blue:
+      endpoints: [\"127.0.0.1:8081\"]
+    green:
+      endpoints: [\"127.0.0.1:8082\"]
+    active: blue
+";
+
+    fn diff_texts(old: &str, new: &str) -> Diff {
+        diff(&parse_str(old).unwrap(), &parse_str(new).unwrap()).unwrap()
+    }
+
+    fn changed_types(d: &Diff) -> Vec<ResourceType> {
+        d.types
+            .iter()
+            .filter(|t| !t.changes.is_empty())
+            .map(|t| t.resource_type)
+            .collect()
+    }
+
+    #[test]
+    fn the_same_state_is_no_change_for_envoy() {
+        let d = diff_texts(BLUE, &format!("# a comment\n{BLUE}"));
+        assert!(d.is_empty());
+        assert_eq!(
+            d.render("a.yaml", "b.yaml"),
+            format!(
+                "no change for Envoy (both files are state {})\n",
+                d.old_version
+            )
+        );
+    }
+
+    #[test]
+    fn a_switch_changes_only_the_route_weights() {
+        let d = diff_texts(BLUE, &BLUE.replace("active: blue", "active: green"));
+        assert_eq!(changed_types(&d), [ResourceType::Route]);
+        assert_eq!(
+            d.summary,
+            ["summarizer: blue -> green (weights 100/0 -> 0/100)"]
+        );
+        let text = d.render("old.yaml", "new.yaml");
+        assert!(text.starts_with(&format!(
+            "state {} (old.yaml) -> {} (new.yaml)\nsummarizer: blue -> green (weights 100/0 -> 0/100)\n\nroutes (version ",
+            d.old_version, d.new_version
+        )), "{text}");
+        assert!(text.contains("\n~ route public\n    @@ "), "{text}");
+        assert!(
+            text.contains(
+                "
+                     \"name\": \"summarizer-blue\",
+    -                \"weight\": 100
+    +                \"weight\": 0
+"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("\nroutes: 1 changed; nothing else changes\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_new_service_adds_clusters_endpoints_and_a_virtual_host() {
+        let new = format!(
+            "{BLUE}{}",
+            "  - name: extra
+    listener: public
+    domains: [\"extra.example\"]
+    blue: { endpoints: [\"127.0.0.1:9001\"] }
+    green: { endpoints: [\"127.0.0.1:9002\"] }
+    active: green
+"
+        );
+        let d = diff_texts(BLUE, &new);
+        assert_eq!(
+            d.summary,
+            ["+ service extra on listener public (active green)"]
+        );
+        let text = d.render("old.yaml", "new.yaml");
+        for line in [
+            "+ cluster extra-blue\n+ cluster extra-green\n",
+            "+ endpoints extra-blue\n+ endpoints extra-green\n",
+            "~ route public\n",
+            "+                \"name\": \"extra\",",
+        ] {
+            assert!(text.contains(line), "`{line}` missing from:\n{text}");
+        }
+        assert!(
+            text.ends_with(
+                "\nclusters: 2 added; endpoints: 2 added; routes: 1 changed; nothing else changes\n"
+            ),
+            "{text}"
+        );
+        // And back: the same resources removed.
+        let back = diff_texts(&new, BLUE).render("new.yaml", "old.yaml");
+        assert!(back.contains("- service extra\n"), "{back}");
+        assert!(
+            back.contains("- cluster extra-blue\n- cluster extra-green\n"),
+            "{back}"
+        );
+    }
+
+    #[test]
+    fn an_endpoint_change_is_named_in_the_summary_and_the_endpoints() {
+        let d = diff_texts(BLUE, &BLUE.replace("127.0.0.1:8082", "[::1]:9082"));
+        assert_eq!(changed_types(&d), [ResourceType::Endpoint]);
+        assert_eq!(
+            d.summary,
+            ["summarizer: green endpoints +[::1]:9082 -127.0.0.1:8082"]
+        );
+        let text = d.render("a", "b");
+        assert!(text.contains("~ endpoints summarizer-green\n"), "{text}");
+        assert!(
+            text.contains("-                  \"address\": \"127.0.0.1\","),
+            "{text}"
+        );
+        assert!(
+            text.contains("+                  \"address\": \"::1\","),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_moved_listener_and_new_domains_are_summarized() {
+        let new = BLUE.replace("port: 10000", "port: 10001").replace(
+            "domains: [\"*\"]",
+            "domains: [\"a.example\", \"b.example\"]",
+        );
+        let d = diff_texts(BLUE, &new);
+        assert_eq!(
+            d.summary,
+            [
+                "listener public: 127.0.0.1:10000 -> 127.0.0.1:10001",
+                "summarizer: domains * -> a.example, b.example"
+            ]
+        );
+        assert_eq!(
+            changed_types(&d),
+            [ResourceType::Listener, ResourceType::Route]
+        );
+    }
+
+    #[test]
+    fn a_removed_listener_removes_its_listener_and_route() {
+        let two = BLUE.replace(
+            "services:",
+            "  - name: idle\n    address: 127.0.0.1\n    port: 10001\nservices:",
+        );
+        let d = diff_texts(&two, BLUE);
+        assert_eq!(d.summary, ["- listener idle"]);
+        let text = d.render("a", "b");
+        assert!(text.contains("- listener idle\n"), "{text}");
+        assert!(text.contains("- route idle\n"), "{text}");
+        assert!(
+            text.ends_with("\nlisteners: 1 removed; routes: 1 removed; nothing else changes\n")
+        );
+    }
+}
