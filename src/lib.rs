@@ -18,6 +18,7 @@
 //! - [`events`]: what happens to the state and to each proxy, as a broadcast of events.
 //! - [`audit`]: the append-only JSON-lines audit log of those events.
 //! - [`convergence`]: when every proxy has acknowledged a new state.
+//! - [`grpc`]: CSDS, the `switchyard.v1` API and server reflection on the xDS port.
 //! - [`render`]: Envoy resources as proto3 JSON with Envoy's field names.
 //! - [`server`]: wiring of all of the above; `Server::bind` then `Server::run`.
 //! - [`cli`]: the `status`, `diff` and `schema` commands: pure text from data, thin I/O.
@@ -30,6 +31,7 @@ pub mod audit;
 pub mod cli;
 pub mod convergence;
 pub mod events;
+pub mod grpc;
 pub mod metrics;
 pub mod render;
 pub mod server;

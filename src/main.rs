@@ -112,10 +112,12 @@ enum Command {
     /// resource type acknowledged at its latest version), `stale` (a version sent and not
     /// acknowledged yet, or a newer one due), `REJECTED` (Envoy rejected the latest version
     /// of a type; its message is printed under the proxy) or `connecting` (nothing
-    /// subscribed yet). Exits 69 when the server cannot be reached within 5 seconds.
+    /// subscribed yet).
+    ///
+    /// Exits 69 when the server cannot be reached within 5 seconds.
     Status {
         /// Address of the admin HTTP server (`serve --admin-addr`).
-        #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_ADMIN_ADDR)]
+        #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_ADMIN_ADDR, value_parser = host_port)]
         admin_addr: String,
         /// Print the /status JSON itself instead of tables.
         #[arg(long)]
@@ -124,11 +126,14 @@ enum Command {
     /// Show what replacing state file OLD by NEW would change for Envoy.
     ///
     /// First the change in the state's terms (color switches, listeners and services
-    /// added or removed, endpoints and domains changed), then, per resource type in push
+    /// added or removed, endpoints and domains changed); then, per resource type in push
     /// order (clusters, endpoints, listeners, routes), every resource added (+), removed
     /// (-) or changed (~), a changed one with a line diff of its JSON as `switchyard
-    /// render` prints it, and a one-line summary. Exits 0 when Envoy would see no change
-    /// and 1 when it would (like diff(1)); 65 or 66 when a file is invalid or unreadable.
+    /// render` prints it; then a one-line summary.
+    ///
+    /// Exits 0 when Envoy would see no change and 1 when it would (like diff(1)); 65 or
+    /// 66 when a file is invalid or unreadable, with each problem printed as `validate`
+    /// prints it.
     Diff {
         /// The state file in force (or the one before the change).
         #[arg(value_name = "OLD")]
@@ -262,6 +267,16 @@ fn render(file: &std::path::Path) -> ExitCode {
     }
 }
 
+/// Checks a `HOST:PORT` (a name or an IP, `[v6]` in brackets) without resolving it.
+fn host_port(s: &str) -> Result<String, String> {
+    match s.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(s.to_owned()),
+        _ => Err(format!(
+            "`{s}` is not HOST:PORT (for example 127.0.0.1:19000)"
+        )),
+    }
+}
+
 fn status(admin_addr: &str, json: bool) -> ExitCode {
     match cli::status::fetch_status(admin_addr) {
         Ok(status) if json => {
@@ -363,7 +378,9 @@ fn serve(config: Config) -> ExitCode {
                 | ServeError::Watch(_)
                 | ServeError::Admin(_)
                 | ServeError::Audit(_) => exit::OSERR,
-                ServeError::Inconsistent(_) | ServeError::Transport(_) => exit::SOFTWARE,
+                ServeError::Inconsistent(_)
+                | ServeError::Transport(_)
+                | ServeError::Reflection(_) => exit::SOFTWARE,
             })
         }
     }

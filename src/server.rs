@@ -18,6 +18,9 @@ use crate::admin::{self, AdminState};
 use crate::audit::{AuditError, AuditLog};
 use crate::convergence::Convergence;
 use crate::events::{Event, EventBus, FileInfo, ServiceChange, Split};
+use crate::grpc::api::SwitchyardApi;
+use crate::grpc::csds::CsdsService;
+use crate::grpc::pb::switchyard_server::SwitchyardServer;
 use crate::metrics::Metrics;
 use crate::state::watch::{self as state_watch, Debounce, WatchError, WatchEvent};
 use crate::state::{self, Color, DesiredState, Problem, Service, StateError};
@@ -27,6 +30,7 @@ use crate::xds::cache::{SnapshotCache, SnapshotWriter, snapshot_cache};
 use crate::xds::registry::ProxyRegistry;
 use crate::xds::server::AdsService;
 use crate::xds::snapshot::InconsistentSnapshot;
+use envoy_types::pb::envoy::service::status::v3::client_status_discovery_service_server::ClientStatusDiscoveryServiceServer;
 
 /// Default xDS (gRPC) address.
 pub const DEFAULT_XDS_ADDR: &str = "127.0.0.1:18000";
@@ -74,6 +78,8 @@ pub enum ServeError {
     Watch(#[from] WatchError),
     #[error(transparent)]
     Audit(#[from] AuditError),
+    #[error("bug: gRPC reflection cannot be built: {0}")]
+    Reflection(tonic_reflection::server::Error),
     #[error("bug: the translated state is inconsistent: {0}")]
     Inconsistent(#[from] InconsistentSnapshot),
     #[error("xDS server failed: {0}")]
@@ -224,6 +230,21 @@ impl Server {
             convergence,
             format!("switchyard/{}", env!("CARGO_PKG_VERSION")),
         );
+        let csds = CsdsService::new(registry.clone(), cache.clone());
+        let api = SwitchyardApi::new(
+            board.clone(),
+            registry.clone(),
+            cache.clone(),
+            events.clone(),
+        );
+        health
+            .set_serving::<ClientStatusDiscoveryServiceServer<CsdsService>>()
+            .await;
+        health
+            .set_serving::<SwitchyardServer<SwitchyardApi>>()
+            .await;
+        let (reflection, reflection_v1alpha) =
+            crate::grpc::reflection().map_err(ServeError::Reflection)?;
         let admin_router = admin::router(AdminState {
             board,
             registry,
@@ -250,6 +271,10 @@ impl Server {
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .add_service(health_service)
+            .add_service(reflection)
+            .add_service(reflection_v1alpha)
+            .add_service(ClientStatusDiscoveryServiceServer::new(csds))
+            .add_service(SwitchyardServer::new(api))
             .add_service(
                 AggregatedDiscoveryServiceServer::new(ads)
                     .max_decoding_message_size(16 * 1024 * 1024),

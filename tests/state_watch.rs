@@ -209,3 +209,16 @@ async fn fifty_saves_within_100ms_are_coalesced_and_the_last_wins() {
         seen.len()
     );
 }
+
+#[tokio::test]
+async fn save_before_the_watch_starts_is_seen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.yaml");
+    std::fs::write(&path, state("blue")).unwrap();
+    let initial = std::fs::read(&path).unwrap();
+    // Saved after the server loaded the file but before the watcher was set up.
+    std::fs::write(&path, state("green")).unwrap();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let _w = watch::spawn(&path, &initial, Debounce::default(), tx).unwrap();
+    assert_eq!(next(&mut rx).await, "green");
+}

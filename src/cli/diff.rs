@@ -367,16 +367,21 @@ services:
             d.old_version, d.new_version
         )), "{text}");
         assert!(text.contains("\n~ route public\n    @@ "), "{text}");
-        assert!(
-            text.contains(
-                "
-                     \"name\": \"summarizer-blue\",
-    -                \"weight\": 100
-    +                \"weight\": 0
-"
-            ),
-            "{text}"
-        );
+        let expected = [
+            "    @@ -18,11 +18,11 @@",
+            "                   \"clusters\": [",
+            "                     {",
+            "                       \"name\": \"summarizer-blue\",",
+            "    -                  \"weight\": 100",
+            "    +                  \"weight\": 0",
+            "                     },",
+            "                     {",
+            "                       \"name\": \"summarizer-green\",",
+            "    -                  \"weight\": 0",
+            "    +                  \"weight\": 100",
+        ]
+        .join("\n");
+        assert!(text.contains(&expected), "{text}");
         assert!(
             text.ends_with("\nroutes: 1 changed; nothing else changes\n"),
             "{text}"
@@ -405,7 +410,7 @@ services:
             "+ cluster extra-blue\n+ cluster extra-green\n",
             "+ endpoints extra-blue\n+ endpoints extra-green\n",
             "~ route public\n",
-            "+                \"name\": \"extra\",",
+            "    +      \"name\": \"extra\",",
         ] {
             assert!(text.contains(line), "`{line}` missing from:\n{text}");
         }
@@ -435,11 +440,11 @@ services:
         let text = d.render("a", "b");
         assert!(text.contains("~ endpoints summarizer-green\n"), "{text}");
         assert!(
-            text.contains("-                  \"address\": \"127.0.0.1\","),
+            text.contains("    -                \"address\": \"127.0.0.1\","),
             "{text}"
         );
         assert!(
-            text.contains("+                  \"address\": \"::1\","),
+            text.contains("    +                \"address\": \"::1\","),
             "{text}"
         );
     }

@@ -170,8 +170,10 @@ async fn debounce_loop(
     relevant: Box<dyn Fn(&Path) -> bool + Send>,
     events: mpsc::UnboundedSender<WatchEvent>,
 ) {
-    // When to read the file next, if a save has been seen.
-    let mut read_at: Option<Instant> = None;
+    // When to read the file next, if a save has been seen. Once at the start, too (after
+    // the quiet period, in case a writer is busy): a save between the initial load and the
+    // watch being set up would otherwise go unseen.
+    let mut read_at: Option<Instant> = Some(Instant::now() + debounce.quiet);
     // When the write in progress (data written, not yet closed) began.
     let mut writing_since: Option<Instant> = None;
     // When the file was last read: complete saves closer together than `burst` are

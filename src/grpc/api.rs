@@ -1,0 +1,302 @@
+//! The `switchyard.v1.Switchyard` service: state, proxies and a live event stream.
+
+use std::pin::Pin;
+
+use futures::Stream;
+use tokio::sync::broadcast::error::RecvError;
+use tonic::{Request, Response, Status};
+
+use super::pb::{self, switchyard_server::Switchyard};
+use super::timestamp;
+use crate::events::{Event, EventBus};
+use crate::status::StateBoard;
+use crate::xds::ResourceType;
+use crate::xds::cache::SnapshotCache;
+use crate::xds::registry::{ProxyRecord, ProxyRegistry, TypeRecord};
+
+/// The service. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct SwitchyardApi {
+    board: StateBoard,
+    registry: ProxyRegistry,
+    cache: SnapshotCache,
+    events: EventBus,
+}
+
+impl SwitchyardApi {
+    pub fn new(
+        board: StateBoard,
+        registry: ProxyRegistry,
+        cache: SnapshotCache,
+        events: EventBus,
+    ) -> SwitchyardApi {
+        SwitchyardApi {
+            board,
+            registry,
+            cache,
+            events,
+        }
+    }
+}
+
+fn type_status(t: ResourceType, r: &TypeRecord) -> pb::TypeStatus {
+    let rejected_latest =
+        matches!((&r.rejected, &r.sent), (Some(rej), Some(sent)) if rej.version == sent.version);
+    let status = match r.synced {
+        None => pb::SyncStatus::NotSubscribed,
+        Some(_) if rejected_latest => pb::SyncStatus::Rejected,
+        Some(true) => pb::SyncStatus::Synced,
+        Some(false) => pb::SyncStatus::Stale,
+    };
+    pb::TypeStatus {
+        r#type: t.short_name().to_owned(),
+        status: status as i32,
+        sent: r.sent.as_ref().map(|v| pb::VersionAt {
+            version: v.version.clone(),
+            at: Some(timestamp(v.at)),
+        }),
+        acked: r.acked.as_ref().map(|v| pb::VersionAt {
+            version: v.version.clone(),
+            at: Some(timestamp(v.at)),
+        }),
+        rejected: r.rejected.as_ref().map(|v| pb::RejectedVersion {
+            version: v.version.clone(),
+            message: v.message.clone(),
+            at: Some(timestamp(v.at)),
+        }),
+    }
+}
+
+fn proxy(p: &ProxyRecord) -> pb::Proxy {
+    pb::Proxy {
+        node_id: p.node_id.clone(),
+        node_cluster: p.node_cluster.clone(),
+        envoy_version: p.envoy_version.clone(),
+        protocol: p.protocol.to_owned(),
+        peer: p.peer.clone(),
+        connected_at: Some(timestamp(p.connected_at)),
+        synced: ResourceType::ALL
+            .iter()
+            .all(|t| p.type_record(*t).synced != Some(false)),
+        state_version: p.state_version.clone(),
+        types: ResourceType::ALL
+            .iter()
+            .map(|t| type_status(*t, p.type_record(*t)))
+            .collect(),
+        stream_id: p.stream_id,
+    }
+}
+
+fn split(s: &Option<crate::events::Split>) -> Option<pb::Split> {
+    s.as_ref().map(|s| pb::Split {
+        active: s.active.as_str().to_owned(),
+        blue_weight: s.blue,
+        green_weight: s.green,
+    })
+}
+
+/// An event in the API's terms.
+pub fn event(e: &Event) -> pb::Event {
+    use pb::event::Kind;
+    let (at, kind) = match e {
+        Event::StateAccepted {
+            at,
+            version,
+            previous_version,
+            content_hash,
+            file,
+            changes,
+        } => (
+            at,
+            Kind::StateAccepted(pb::StateAccepted {
+                version: version.clone(),
+                previous_version: previous_version.clone().unwrap_or_default(),
+                content_hash: content_hash.clone(),
+                path: file.path.clone(),
+                changes: changes
+                    .iter()
+                    .map(|c| pb::ServiceChange {
+                        service: c.service.clone(),
+                        before: split(&c.before),
+                        after: split(&c.after),
+                    })
+                    .collect(),
+            }),
+        ),
+        Event::StateRejected {
+            at,
+            content_hash,
+            file,
+            errors,
+            active_version,
+        } => (
+            at,
+            Kind::StateRejected(pb::StateRejected {
+                content_hash: content_hash.clone(),
+                path: file.path.clone(),
+                errors: errors.clone(),
+                active_version: active_version.clone().unwrap_or_default(),
+            }),
+        ),
+        Event::SwitchStarted {
+            at,
+            version,
+            types,
+            proxies,
+        } => (
+            at,
+            Kind::SwitchStarted(pb::SwitchStarted {
+                version: version.clone(),
+                types: types.iter().map(|t| (*t).to_owned()).collect(),
+                proxies: u32::try_from(*proxies).unwrap_or(u32::MAX),
+            }),
+        ),
+        Event::ProxyAcked {
+            at,
+            node_id,
+            stream_id,
+            r#type,
+            version,
+            state_version,
+        } => (
+            at,
+            Kind::ProxyAcked(pb::ProxyAcked {
+                node_id: node_id.clone(),
+                stream_id: *stream_id,
+                r#type: (*r#type).to_owned(),
+                version: version.clone(),
+                state_version: state_version.clone(),
+            }),
+        ),
+        Event::ProxySynced {
+            at,
+            node_id,
+            stream_id,
+            state_version,
+        } => (
+            at,
+            Kind::ProxySynced(pb::ProxySynced {
+                node_id: node_id.clone(),
+                stream_id: *stream_id,
+                state_version: state_version.clone(),
+            }),
+        ),
+        Event::ProxyRejected {
+            at,
+            node_id,
+            stream_id,
+            r#type,
+            version,
+            message,
+        } => (
+            at,
+            Kind::ProxyRejected(pb::ProxyRejected {
+                node_id: node_id.clone(),
+                stream_id: *stream_id,
+                r#type: (*r#type).to_owned(),
+                version: version.clone(),
+                message: message.clone(),
+            }),
+        ),
+        Event::SwitchComplete {
+            at,
+            version,
+            proxies,
+            took_ms,
+        } => (
+            at,
+            Kind::SwitchComplete(pb::SwitchComplete {
+                version: version.clone(),
+                proxies: u32::try_from(*proxies).unwrap_or(u32::MAX),
+                took_ms: *took_ms,
+            }),
+        ),
+    };
+    pb::Event {
+        at: Some(timestamp(*at)),
+        kind: Some(kind),
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Switchyard for SwitchyardApi {
+    async fn get_state(
+        &self,
+        _request: Request<pb::GetStateRequest>,
+    ) -> Result<Response<pb::GetStateResponse>, Status> {
+        let active = self
+            .board
+            .active()
+            .ok_or_else(|| Status::unavailable("no valid state loaded"))?;
+        let snapshot = self.cache.current();
+        let rejection = self.board.last_rejection();
+        Ok(Response::new(pb::GetStateResponse {
+            version: active.version,
+            content_hash: active.content_hash,
+            accepted_at: Some(timestamp(active.accepted_at)),
+            resource_versions: ResourceType::ALL
+                .iter()
+                .map(|t| pb::TypeVersion {
+                    r#type: t.short_name().to_owned(),
+                    version: snapshot.version(*t).to_owned(),
+                })
+                .collect(),
+            services: crate::status::service_statuses(&active.state)
+                .into_iter()
+                .map(|s| pb::Service {
+                    name: s.name,
+                    listener: s.listener,
+                    domains: s.domains,
+                    active: s.active.as_str().to_owned(),
+                    blue_weight: s.weights.blue,
+                    green_weight: s.weights.green,
+                })
+                .collect(),
+            last_rejection: rejection.map(|r| pb::Rejection {
+                errors: r.errors,
+                line: r.line.unwrap_or(0),
+                column: r.column.unwrap_or(0),
+                content_hash: r.content_hash,
+                rejected_at: Some(timestamp(r.rejected_at)),
+            }),
+        }))
+    }
+
+    async fn list_proxies(
+        &self,
+        request: Request<pb::ListProxiesRequest>,
+    ) -> Result<Response<pb::ListProxiesResponse>, Status> {
+        let want = &request.get_ref().node_id;
+        let proxies = self
+            .registry
+            .proxies()
+            .iter()
+            .filter(|p| want.is_empty() || &p.node_id == want)
+            .map(proxy)
+            .collect();
+        Ok(Response::new(pb::ListProxiesResponse { proxies }))
+    }
+
+    type WatchEventsStream = EventStream;
+
+    async fn watch_events(
+        &self,
+        _request: Request<pb::WatchEventsRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        let rx = self.events.subscribe();
+        let stream = futures::stream::unfold(rx, |mut rx| async move {
+            let item = match rx.recv().await {
+                Ok(e) => event(&e),
+                Err(RecvError::Lagged(missed)) => pb::Event {
+                    at: Some(timestamp(std::time::SystemTime::now())),
+                    kind: Some(pb::event::Kind::Lagged(pb::Lagged { missed })),
+                },
+                Err(RecvError::Closed) => return None,
+            };
+            Some((Ok(item), rx))
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}

@@ -1,0 +1,153 @@
+//! CSDS (`envoy.service.status.v3.ClientStatusDiscoveryService`): per connected Envoy, its
+//! node and the status of every resource it was sent, in Envoy's own terms.
+//!
+//! Per resource: `SYNCED` when the proxy acknowledged the version in force, `STALE` when a
+//! newer one is on its way or held back, `ERROR` (with Envoy's message) when the proxy
+//! rejected the latest one, `NOT_SENT` for a resource of a wildcard type not yet sent.
+
+use std::pin::Pin;
+
+use envoy_types::pb::envoy::admin::v3::{ClientResourceStatus, UpdateFailureState};
+use envoy_types::pb::envoy::service::status::v3::client_config::GenericXdsConfig;
+use envoy_types::pb::envoy::service::status::v3::client_status_discovery_service_server::ClientStatusDiscoveryService;
+use envoy_types::pb::envoy::service::status::v3::{
+    ClientConfig, ClientStatusRequest, ClientStatusResponse, ConfigStatus,
+};
+use envoy_types::pb::google::protobuf::Any;
+use futures::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::envoy_timestamp;
+use super::matcher::matches_any;
+use crate::xds::ResourceType;
+use crate::xds::cache::SnapshotCache;
+use crate::xds::registry::{ProxyRecord, ProxyRegistry};
+use crate::xds::snapshot::Snapshot;
+
+/// The CSDS service.
+#[derive(Debug, Clone)]
+pub struct CsdsService {
+    registry: ProxyRegistry,
+    cache: SnapshotCache,
+}
+
+impl CsdsService {
+    pub fn new(registry: ProxyRegistry, cache: SnapshotCache) -> CsdsService {
+        CsdsService { registry, cache }
+    }
+
+    /// The answer to one request.
+    pub fn client_status(&self, req: &ClientStatusRequest) -> Result<ClientStatusResponse, Status> {
+        let snapshot = self.cache.current();
+        let mut config = Vec::new();
+        for proxy in self.registry.proxies() {
+            let Some(node) = &proxy.node else { continue };
+            let matched = matches_any(&req.node_matchers, node)
+                .map_err(|e| Status::invalid_argument(format!("node_matchers: {e}")))?;
+            if matched {
+                config.push(client_config(
+                    &proxy,
+                    &snapshot,
+                    req.exclude_resource_contents,
+                ));
+            }
+        }
+        Ok(ClientStatusResponse { config })
+    }
+}
+
+fn client_config(proxy: &ProxyRecord, snapshot: &Snapshot, exclude_contents: bool) -> ClientConfig {
+    let mut generic_xds_configs = Vec::new();
+    for t in ResourceType::ALL {
+        let record = proxy.type_record(t);
+        let in_force = &snapshot.get(t).resources;
+        let sent_version = record.sent.as_ref().map(|s| s.version.as_str());
+        let acked_version = record.acked.as_ref().map(|s| s.version.as_str());
+        let rejected_latest = record
+            .rejected
+            .as_ref()
+            .filter(|r| Some(r.version.as_str()) == sent_version);
+        let mut names: std::collections::BTreeSet<&String> = record.sent_resources.keys().collect();
+        names.extend(record.acked_resources.keys());
+        if t.is_wildcard_type() && record.synced.is_some() {
+            names.extend(in_force.keys());
+        }
+        for name in names {
+            let sent = record.sent_resources.get(name);
+            let acked = record.acked_resources.get(name);
+            let current = in_force.get(name);
+            let (config_status, client_status) = if sent.is_none() && acked.is_none() {
+                (ConfigStatus::NotSent, ClientResourceStatus::Unknown)
+            } else if sent.is_some() && rejected_latest.is_some() {
+                (ConfigStatus::Error, ClientResourceStatus::Nacked)
+            } else if let (Some(a), Some(c)) = (acked, current)
+                && sent.is_some()
+                && sent_version == acked_version
+                && a.version == c.version
+            {
+                (ConfigStatus::Synced, ClientResourceStatus::Acked)
+            } else {
+                (ConfigStatus::Stale, ClientResourceStatus::Requested)
+            };
+            let body = acked.or(sent);
+            generic_xds_configs.push(GenericXdsConfig {
+                type_url: t.type_url().to_owned(),
+                name: name.clone(),
+                version_info: match config_status {
+                    ConfigStatus::Synced => acked_version.unwrap_or_default().to_owned(),
+                    _ => sent_version.unwrap_or_default().to_owned(),
+                },
+                xds_config: if exclude_contents {
+                    None
+                } else {
+                    body.map(|r| Any {
+                        type_url: r.body.type_url.clone(),
+                        value: r.body.value.clone(),
+                    })
+                },
+                last_updated: record.acked.as_ref().map(|a| envoy_timestamp(a.at)),
+                config_status: config_status as i32,
+                client_status: client_status as i32,
+                error_state: rejected_latest.filter(|_| sent.is_some()).map(|r| {
+                    UpdateFailureState {
+                        failed_configuration: None,
+                        last_update_attempt: Some(envoy_timestamp(r.at)),
+                        details: r.message.clone(),
+                        version_info: r.version.clone(),
+                    }
+                }),
+                is_static_resource: false,
+            });
+        }
+    }
+    ClientConfig {
+        node: proxy.node.clone(),
+        generic_xds_configs,
+        ..Default::default()
+    }
+}
+
+type ResponseStream = Pin<Box<dyn Stream<Item = Result<ClientStatusResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ClientStatusDiscoveryService for CsdsService {
+    type StreamClientStatusStream = ResponseStream;
+
+    async fn stream_client_status(
+        &self,
+        request: Request<Streaming<ClientStatusRequest>>,
+    ) -> Result<Response<Self::StreamClientStatusStream>, Status> {
+        let this = self.clone();
+        let responses = request
+            .into_inner()
+            .map(move |req| this.client_status(&req?));
+        Ok(Response::new(Box::pin(responses)))
+    }
+
+    async fn fetch_client_status(
+        &self,
+        request: Request<ClientStatusRequest>,
+    ) -> Result<Response<ClientStatusResponse>, Status> {
+        self.client_status(request.get_ref()).map(Response::new)
+    }
+}
