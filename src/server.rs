@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::TcpListenerStream;
@@ -28,7 +27,7 @@ use crate::status::StateBoard;
 use crate::translate::translate;
 use crate::xds::cache::{SnapshotCache, SnapshotWriter, snapshot_cache};
 use crate::xds::registry::ProxyRegistry;
-use crate::xds::server::AdsService;
+use crate::xds::server::{AdsServer, AdsService};
 use crate::xds::snapshot::InconsistentSnapshot;
 use envoy_types::pb::envoy::service::status::v3::client_status_discovery_service_server::ClientStatusDiscoveryServiceServer;
 
@@ -218,9 +217,7 @@ impl Server {
         health
             .set_service_status("", tonic_health::ServingStatus::Serving)
             .await;
-        health
-            .set_serving::<AggregatedDiscoveryServiceServer<AdsService>>()
-            .await;
+        health.set_serving::<AdsServer>().await;
 
         let ads = AdsService::new(
             cache.clone(),
@@ -275,10 +272,7 @@ impl Server {
             .add_service(reflection_v1alpha)
             .add_service(ClientStatusDiscoveryServiceServer::new(csds))
             .add_service(SwitchyardServer::new(api))
-            .add_service(
-                AggregatedDiscoveryServiceServer::new(ads)
-                    .max_decoding_message_size(16 * 1024 * 1024),
-            )
+            .add_service(AdsServer::new(ads))
             .serve_with_incoming_shutdown(TcpListenerStream::new(xds), async move {
                 let _ = xds_stop.wait_for(|s| *s).await;
             });

@@ -2,6 +2,7 @@
 //! protocol state machine and the gRPC server that runs it.
 
 pub mod cache;
+pub mod encode;
 pub mod registry;
 pub mod server;
 pub mod snapshot;

@@ -1,20 +1,17 @@
 //! The ADS gRPC service: one task per stream, a thin I/O loop around [`SotwStream`].
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryService;
-use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
-};
-use futures::Stream;
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::codegen::{Body, BoxFuture, Context, Poll, Service, StdError, http};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::cache::SnapshotCache;
+use super::encode::{AdsCodec, EncodedResponse};
 use super::registry::{ProxyRegistry, StreamGuard};
 use super::sotw::{SotwStream, StreamEvent};
 use crate::convergence::Convergence;
@@ -66,17 +63,92 @@ struct StreamContext {
     control_plane: String,
 }
 
-type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+/// Path of the SotW ADS method.
+const SOTW_PATH: &str =
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
+/// Path of the delta ADS method.
+const DELTA_PATH: &str =
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
+/// Largest request accepted from a proxy.
+const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 
-#[tonic::async_trait]
-impl AggregatedDiscoveryService for AdsService {
-    type StreamAggregatedResourcesStream = ResponseStream<DiscoveryResponse>;
-    type DeltaAggregatedResourcesStream = ResponseStream<DeltaDiscoveryResponse>;
+/// The ADS gRPC service as tonic serves it. Hand-written rather than envoy-types'
+/// generated server so that responses go out through [`AdsCodec`]: encoded once per
+/// content and shared by every stream, instead of re-encoded per stream.
+#[derive(Debug, Clone)]
+pub struct AdsServer {
+    inner: Arc<AdsService>,
+}
 
-    async fn stream_aggregated_resources(
+impl AdsServer {
+    pub fn new(service: AdsService) -> AdsServer {
+        AdsServer {
+            inner: Arc::new(service),
+        }
+    }
+}
+
+impl tonic::server::NamedService for AdsServer {
+    const NAME: &'static str = "envoy.service.discovery.v3.AggregatedDiscoveryService";
+}
+
+impl<B> Service<http::Request<B>> for AdsServer
+where
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        match req.uri().path() {
+            SOTW_PATH => {
+                let method = SotwMethod(self.inner.clone());
+                Box::pin(async move {
+                    let mut grpc = tonic::server::Grpc::new(AdsCodec)
+                        .apply_max_message_size_config(Some(MAX_REQUEST_BYTES), None);
+                    Ok(grpc.streaming(method, req).await)
+                })
+            }
+            DELTA_PATH => Box::pin(async {
+                Ok(Status::unimplemented(
+                    "switchyard serves ADS state-of-the-world only so far; use api_type: GRPC",
+                )
+                .into_http())
+            }),
+            other => {
+                let message = format!("unknown method {other}");
+                Box::pin(async move { Ok(Status::unimplemented(message).into_http()) })
+            }
+        }
+    }
+}
+
+/// `StreamAggregatedResources`.
+struct SotwMethod(Arc<AdsService>);
+
+impl tonic::server::StreamingService<DiscoveryRequest> for SotwMethod {
+    type Response = EncodedResponse;
+    type ResponseStream = ReceiverStream<Result<EncodedResponse, Status>>;
+    type Future = BoxFuture<Response<Self::ResponseStream>, Status>;
+
+    fn call(&mut self, request: Request<Streaming<DiscoveryRequest>>) -> Self::Future {
+        let ads = self.0.clone();
+        Box::pin(async move { Ok(ads.open_stream(request)) })
+    }
+}
+
+impl AdsService {
+    /// Starts the task of one SotW stream and returns its response stream.
+    fn open_stream(
         &self,
         request: Request<Streaming<DiscoveryRequest>>,
-    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+    ) -> Response<ReceiverStream<Result<EncodedResponse, Status>>> {
         let peer = request
             .remote_addr()
             .map(|a| a.to_string())
@@ -105,23 +177,14 @@ impl AggregatedDiscoveryService for AdsService {
             )
             .instrument(span),
         );
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
-    }
-
-    async fn delta_aggregated_resources(
-        &self,
-        _request: Request<Streaming<DeltaDiscoveryRequest>>,
-    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        Err(Status::unimplemented(
-            "switchyard serves ADS state-of-the-world only so far; use api_type: GRPC",
-        ))
+        Response::new(ReceiverStream::new(rx))
     }
 }
 
 /// Runs one SotW stream until the proxy hangs up or the server shuts down.
 async fn run_sotw(
     mut inbound: Streaming<DiscoveryRequest>,
-    tx: mpsc::Sender<Result<DiscoveryResponse, Status>>,
+    tx: mpsc::Sender<Result<EncodedResponse, Status>>,
     cx: StreamContext,
 ) {
     let mut snapshots = cx.cache.subscribe();

@@ -9,7 +9,12 @@ use std::sync::Arc;
 
 use envoy_types::pb::google::protobuf::Any;
 
+use bytes::Bytes;
+use dashmap::DashMap;
+
 use super::ResourceType;
+use super::encode;
+use super::sotw::ResourceSet;
 use crate::state::short_hash;
 
 /// One encoded resource.
@@ -56,6 +61,27 @@ pub struct Snapshot {
     /// Version of the desired state this snapshot was built from.
     pub state_version: String,
     types: [TypeSnapshot; 4],
+    responses: ResponseCache,
+}
+
+/// Responses already encoded for this snapshot, by [`encode::response_key`]: every
+/// stream sending the same content shares one encoding. A `DashMap`: thousands of streams
+/// look up concurrently right after a publish, and the first encodes while the others of
+/// its shard wait for it instead of encoding again. Lives and dies with the snapshot.
+#[derive(Debug, Default)]
+struct ResponseCache(DashMap<u64, Bytes>);
+
+impl Clone for ResponseCache {
+    fn clone(&self) -> Self {
+        ResponseCache::default()
+    }
+}
+
+impl PartialEq for ResponseCache {
+    /// A cache says nothing about what the snapshot is.
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 /// A snapshot whose resources do not hang together. Validation should make this
@@ -77,6 +103,7 @@ impl Snapshot {
         Snapshot {
             state_version,
             types,
+            responses: ResponseCache::default(),
         }
     }
 
@@ -87,6 +114,23 @@ impl Snapshot {
 
     pub fn get(&self, t: ResourceType) -> &TypeSnapshot {
         &self.types[t.index()]
+    }
+
+    /// The encoded response (without nonce) of type `t` at `version` with `resources`,
+    /// encoded by the first stream that asks and shared by every other.
+    pub fn shared_response(
+        &self,
+        t: ResourceType,
+        version: &str,
+        resources: &ResourceSet,
+        control_plane: &str,
+    ) -> Bytes {
+        let key = encode::response_key(t, version, resources);
+        self.responses
+            .0
+            .entry(key)
+            .or_insert_with(|| encode::encode_shared(t, version, resources, control_plane))
+            .clone()
     }
 
     /// The version string of type `t`.

@@ -19,10 +19,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use envoy_types::pb::envoy::config::core::v3::{ControlPlane, Node};
-use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 
 use super::ResourceType;
+use super::encode::EncodedResponse;
 use super::snapshot::{Resource, Snapshot};
 use crate::state::short_hash;
 
@@ -100,7 +101,7 @@ pub struct StreamView {
 /// What one input produced: responses to send, in order, and events to record.
 #[derive(Debug, Default)]
 pub struct Step {
-    pub responses: Vec<DiscoveryResponse>,
+    pub responses: Vec<EncodedResponse>,
     pub events: Vec<StreamEvent>,
 }
 
@@ -353,19 +354,14 @@ impl SotwStream {
         t: ResourceType,
         version: String,
         resources: ResourceSet,
-    ) -> DiscoveryResponse {
+    ) -> EncodedResponse {
         let nonce = self.next_nonce.to_string();
         self.next_nonce += 1;
-        let response = DiscoveryResponse {
-            version_info: version.clone(),
-            resources: resources.values().map(|r| r.body.clone()).collect(),
-            type_url: t.type_url().to_owned(),
-            nonce: nonce.clone(),
-            control_plane: Some(ControlPlane {
-                identifier: self.control_plane.clone(),
-            }),
-            ..Default::default()
-        };
+        let shared = self
+            .snapshot
+            .shared_response(t, &version, &resources, &self.control_plane);
+        let response =
+            EncodedResponse::new(t, version.clone(), nonce.clone(), resources.len(), shared);
         let state = &mut self.types[t.index()];
         state.awaiting_reply = true;
         state.sent = Some(Sent {
@@ -455,12 +451,12 @@ services:
         }
     }
 
-    fn ack(r: &DiscoveryResponse, names: &[&str]) -> DiscoveryRequest {
+    fn ack(r: &EncodedResponse, names: &[&str]) -> DiscoveryRequest {
         let t = ResourceType::from_type_url(&r.type_url).unwrap();
         request(t, &r.version_info, &r.nonce, names)
     }
 
-    fn nack(r: &DiscoveryResponse, names: &[&str], message: &str) -> DiscoveryRequest {
+    fn nack(r: &EncodedResponse, names: &[&str], message: &str) -> DiscoveryRequest {
         let t = ResourceType::from_type_url(&r.type_url).unwrap();
         let mut req = request(t, "", &r.nonce, names);
         req.error_detail = Some(Status {
@@ -478,15 +474,19 @@ services:
             .collect()
     }
 
-    fn names(r: &DiscoveryResponse) -> usize {
-        r.resources.len()
+    fn names(r: &EncodedResponse) -> usize {
+        let decoded = r.decode();
+        assert_eq!(decoded.resources.len(), r.resource_count);
+        assert_eq!(decoded.nonce, r.nonce);
+        assert_eq!(decoded.version_info, r.version_info);
+        decoded.resources.len()
     }
 
     const CLUSTERS: [&str; 2] = ["summarizer-blue", "summarizer-green"];
 
     /// Drives a stream through Envoy's startup: CDS, EDS, LDS, RDS, all acknowledged.
     /// Returns the last response of each type.
-    fn converge(s: &mut SotwStream) -> [DiscoveryResponse; 4] {
+    fn converge(s: &mut SotwStream) -> [EncodedResponse; 4] {
         let cds = s
             .on_request(request(ResourceType::Cluster, "", "", &[]))
             .responses;
@@ -640,6 +640,21 @@ services:
             // Same file, same version: the proxy sees no change.
             assert_eq!(step.responses[0].version_info, prev.version_info);
         }
+    }
+
+    #[test]
+    fn streams_share_one_encoding_of_the_same_response() {
+        let (mut a, mut b) = (stream(STATE), stream(STATE));
+        converge(&mut a);
+        converge(&mut b);
+        let green = snap(&STATE.replace("active: blue", "active: green"));
+        let ra = a.on_snapshot(green.clone()).responses;
+        let rb = b.on_snapshot(green).responses;
+        assert!(ra[0].shares_bytes_with(&rb[0]), "encoded twice");
+        let (da, db) = (ra[0].decode(), rb[0].decode());
+        assert_eq!(da.resources, db.resources);
+        assert_eq!(da.version_info, db.version_info);
+        assert_eq!(da.control_plane.unwrap().identifier, "test");
     }
 
     #[test]

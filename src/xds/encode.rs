@@ -1,0 +1,143 @@
+//! Responses encoded once and shared by every stream that sends them.
+//!
+//! A `DiscoveryResponse` for a type, version and set of resources is the same for every
+//! proxy but for its nonce. Protobuf lets fields come in any order and a message be the
+//! concatenation of its parts, so the response is encoded once without the nonce (the
+//! `shared` bytes, reference-counted), and each stream writes those bytes followed by its
+//! own nonce field. [`AdsCodec`] does that writing for tonic.
+
+use std::hash::{Hash, Hasher};
+
+use bytes::{BufMut, Bytes};
+use envoy_types::pb::envoy::config::core::v3::ControlPlane;
+use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use prost::Message;
+use tonic::Status;
+use tonic::codec::{BufferSettings, Codec, EncodeBuf, Encoder};
+
+use super::ResourceType;
+use super::sotw::ResourceSet;
+
+/// `DiscoveryResponse.nonce` is field 5.
+const NONCE_FIELD: u32 = 5;
+
+/// One response as a stream sends it: shared bytes plus this stream's nonce.
+#[derive(Debug, Clone)]
+pub struct EncodedResponse {
+    pub type_url: &'static str,
+    pub version_info: String,
+    pub nonce: String,
+    /// How many resources it carries.
+    pub resource_count: usize,
+    shared: Bytes,
+}
+
+impl EncodedResponse {
+    pub fn new(
+        t: ResourceType,
+        version: String,
+        nonce: String,
+        count: usize,
+        shared: Bytes,
+    ) -> Self {
+        EncodedResponse {
+            type_url: t.type_url(),
+            version_info: version,
+            nonce,
+            resource_count: count,
+            shared,
+        }
+    }
+
+    /// Size on the wire (without gRPC framing).
+    pub fn encoded_len(&self) -> usize {
+        self.shared.len() + prost::encoding::string::encoded_len(NONCE_FIELD, &self.nonce)
+    }
+
+    /// Writes the whole message.
+    pub fn write_to(&self, dst: &mut impl BufMut) {
+        dst.put_slice(&self.shared);
+        prost::encoding::string::encode(NONCE_FIELD, &self.nonce, dst);
+    }
+
+    /// The message as prost decodes it (tests and tools).
+    pub fn decode(&self) -> DiscoveryResponse {
+        let mut buf = Vec::with_capacity(self.encoded_len());
+        self.write_to(&mut buf);
+        DiscoveryResponse::decode(buf.as_slice())
+            .expect("bug: a response we encoded does not decode")
+    }
+
+    /// Do two responses share their encoded bytes (not merely equal bytes)?
+    pub fn shares_bytes_with(&self, other: &EncodedResponse) -> bool {
+        self.shared.as_ptr() == other.shared.as_ptr() && self.shared.len() == other.shared.len()
+    }
+}
+
+/// Encodes the nonce-less part of a response.
+pub fn encode_shared(
+    t: ResourceType,
+    version: &str,
+    resources: &ResourceSet,
+    control_plane: &str,
+) -> Bytes {
+    let response = DiscoveryResponse {
+        version_info: version.to_owned(),
+        resources: resources.values().map(|r| r.body.clone()).collect(),
+        type_url: t.type_url().to_owned(),
+        control_plane: Some(ControlPlane {
+            identifier: control_plane.to_owned(),
+        }),
+        ..Default::default()
+    };
+    Bytes::from(response.encode_to_vec())
+}
+
+/// A key that identifies the content of a response: type, version and each resource's
+/// name and version.
+pub fn response_key(t: ResourceType, version: &str, resources: &ResourceSet) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    t.hash(&mut h);
+    version.hash(&mut h);
+    for (name, r) in resources {
+        name.hash(&mut h);
+        r.version.hash(&mut h);
+    }
+    h.finish()
+}
+
+/// tonic codec for ADS: decodes `DiscoveryRequest`s with prost, writes
+/// [`EncodedResponse`]s as they are.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AdsCodec;
+
+/// Writes an [`EncodedResponse`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SharedEncoder;
+
+impl Encoder for SharedEncoder {
+    type Item = EncodedResponse;
+    type Error = Status;
+
+    fn encode(&mut self, item: EncodedResponse, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        item.write_to(dst);
+        Ok(())
+    }
+}
+
+impl Codec for AdsCodec {
+    type Encode = EncodedResponse;
+    type Decode = DiscoveryRequest;
+    type Encoder = SharedEncoder;
+    type Decoder = tonic_prost::ProstDecoder<DiscoveryRequest>;
+
+    fn encoder(&mut self) -> SharedEncoder {
+        SharedEncoder
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        tonic_prost::ProstCodec::<DiscoveryResponse, DiscoveryRequest>::raw_decoder(
+            BufferSettings::default(),
+        )
+    }
+}
