@@ -133,6 +133,31 @@ async fn readme_grpcurl_commands_work_against_a_live_server() {
         "{none}"
     );
 
+    // The streaming CSDS call answers each request on the stream.
+    let mut stream = command(
+        "grpcurl -plaintext -d @ 127.0.0.1:18000 envoy.service.status.v3.ClientStatusDiscoveryService/StreamClientStatus",
+        &xds,
+    )
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .spawn()
+    .expect("start grpcurl");
+    {
+        use std::io::Write;
+        let mut stdin = stream.stdin.take().unwrap();
+        writeln!(stdin, r#"{{"node_matchers": [{{"node_id": {{"prefix": "envoy-"}}}}], "exclude_resource_contents": true}}"#).unwrap();
+        writeln!(
+            stdin,
+            r#"{{"node_matchers": [{{"node_id": {{"exact": "other"}}}}]}}"#
+        )
+        .unwrap();
+    }
+    let out = stream.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(text.matches("\"id\": \"envoy-1\"").count(), 1, "{text}");
+    assert_eq!(text.matches("configStatus").count(), 6, "{text}");
+
     let health = run(&find("Health/Check"), &xds);
     assert!(health.contains("\"SERVING\""), "{health}");
 
