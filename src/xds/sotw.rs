@@ -452,12 +452,12 @@ services:
     }
 
     fn ack(r: &EncodedResponse, names: &[&str]) -> DiscoveryRequest {
-        let t = ResourceType::from_type_url(&r.type_url).unwrap();
+        let t = ResourceType::from_type_url(r.type_url).unwrap();
         request(t, &r.version_info, &r.nonce, names)
     }
 
     fn nack(r: &EncodedResponse, names: &[&str], message: &str) -> DiscoveryRequest {
-        let t = ResourceType::from_type_url(&r.type_url).unwrap();
+        let t = ResourceType::from_type_url(r.type_url).unwrap();
         let mut req = request(t, "", &r.nonce, names);
         req.error_detail = Some(Status {
             code: 3,
@@ -470,7 +470,7 @@ services:
     fn types(step: &Step) -> Vec<ResourceType> {
         step.responses
             .iter()
-            .map(|r| ResourceType::from_type_url(&r.type_url).unwrap())
+            .map(|r| ResourceType::from_type_url(r.type_url).unwrap())
             .collect()
     }
 
