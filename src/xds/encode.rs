@@ -123,7 +123,16 @@ impl Encoder for SharedEncoder {
         item.write_to(dst);
         Ok(())
     }
+
+    /// A small initial buffer: a stream sends a few responses and then idles for hours,
+    /// and thousands of idle streams should not each hold tonic's default 8 KiB.
+    fn buffer_settings(&self) -> BufferSettings {
+        BufferSettings::new(STREAM_BUFFER_BYTES, 32 * 1024)
+    }
 }
+
+/// Initial encode and decode buffer of each ADS stream (grown on demand).
+const STREAM_BUFFER_BYTES: usize = 1024;
 
 impl Codec for AdsCodec {
     type Encode = EncodedResponse;
@@ -137,7 +146,7 @@ impl Codec for AdsCodec {
 
     fn decoder(&mut self) -> Self::Decoder {
         tonic_prost::ProstCodec::<DiscoveryResponse, DiscoveryRequest>::raw_decoder(
-            BufferSettings::default(),
+            BufferSettings::new(STREAM_BUFFER_BYTES, 32 * 1024),
         )
     }
 }

@@ -37,9 +37,9 @@ pub struct Rejection {
 pub struct TypeRecord {
     /// Resources of the latest response sent and acknowledged (for CSDS).
     #[serde(skip)]
-    pub sent_resources: ResourceSet,
+    pub sent_resources: Arc<ResourceSet>,
     #[serde(skip)]
-    pub acked_resources: ResourceSet,
+    pub acked_resources: Arc<ResourceSet>,
     /// Subscribed, latest response acknowledged, nothing newer due; `None` until the proxy
     /// asks for this type.
     pub synced: Option<bool>,

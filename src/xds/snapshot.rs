@@ -35,7 +35,8 @@ pub struct TypeSnapshot {
     /// Hash of every (name, resource version) pair: changes exactly when a resource of
     /// this type is added, removed or changed.
     pub version: String,
-    pub resources: BTreeMap<String, Arc<Resource>>,
+    /// Shared (`Arc`) so a stream can hold "what I sent" without copying the map.
+    pub resources: Arc<BTreeMap<String, Arc<Resource>>>,
 }
 
 impl TypeSnapshot {
@@ -50,7 +51,7 @@ impl TypeSnapshot {
             .collect();
         TypeSnapshot {
             version: short_hash(&pairs),
-            resources,
+            resources: Arc::new(resources),
         }
     }
 }

@@ -35,7 +35,7 @@ pub type ResourceSet = BTreeMap<String, Arc<Resource>>;
 struct Sent {
     version: String,
     nonce: String,
-    resources: ResourceSet,
+    resources: Arc<ResourceSet>,
 }
 
 /// The protocol state of one resource type on one stream.
@@ -86,9 +86,9 @@ pub struct TypeView {
     /// See [`SotwStream::is_synced`].
     pub synced: Option<bool>,
     /// The latest response sent: version and resources.
-    pub sent: Option<(String, ResourceSet)>,
+    pub sent: Option<(String, Arc<ResourceSet>)>,
     /// The latest response acknowledged.
-    pub acked: Option<(String, ResourceSet)>,
+    pub acked: Option<(String, Arc<ResourceSet>)>,
 }
 
 /// A stream's position: the state version it serves and each type's view.
@@ -188,15 +188,28 @@ impl SotwStream {
             (Some(sent), Some(acked)) => sent.nonce == acked.nonce,
             _ => false,
         };
+        if !acked_latest {
+            return Some(false);
+        }
+        if self.sent_is_current(t) {
+            return Some(true);
+        }
         let (version, resources) = self.wanted(t);
-        Some(acked_latest && !is_new(state.sent.as_ref(), &version, &resources))
+        Some(!is_new(state.sent.as_ref(), &version, &resources))
     }
 
     /// Handles one request from the proxy.
     pub fn on_request(&mut self, req: DiscoveryRequest) -> Step {
         let mut step = Step::default();
-        if self.node.is_none() {
-            self.node = req.node.clone();
+        if self.node.is_none()
+            && let Some(node) = &req.node
+        {
+            // Envoy lists every extension it was built with (kilobytes); keep the identity.
+            self.node = Some(Node {
+                extensions: Vec::new(),
+                client_features: Vec::new(),
+                ..node.clone()
+            });
         }
         let Some(t) = ResourceType::from_type_url(&req.type_url) else {
             step.events.push(StreamEvent::UnknownType {
@@ -251,7 +264,7 @@ impl SotwStream {
     fn push_due(&mut self, step: &mut Step) {
         for t in ResourceType::ALL {
             let state = &self.types[t.index()];
-            if !state.subscribed || state.awaiting_reply {
+            if !state.subscribed || state.awaiting_reply || self.sent_is_current(t) {
                 continue;
             }
             let (version, resources) = self.wanted(t);
@@ -270,13 +283,31 @@ impl SotwStream {
         }
     }
 
+    /// Cheap check, without building any set: was the latest response for `t` this very
+    /// snapshot's version of it, for the names the proxy asks for now? (When it says no,
+    /// [`Self::wanted`] decides.) Keeps a switch, which changes only routes, from costing
+    /// every stream a walk over every cluster.
+    fn sent_is_current(&self, t: ResourceType) -> bool {
+        let state = &self.types[t.index()];
+        let Some(sent) = &state.sent else {
+            return false;
+        };
+        if sent.version != self.snapshot.version(t) {
+            return false;
+        }
+        match &state.names {
+            None => true,
+            Some(names) => names.iter().eq(sent.resources.keys()),
+        }
+    }
+
     /// What the proxy should hold for `t` now: the version and the resources.
-    fn wanted(&self, t: ResourceType) -> (String, ResourceSet) {
+    fn wanted(&self, t: ResourceType) -> (String, Arc<ResourceSet>) {
         let snap = self.snapshot.get(t);
         let state = &self.types[t.index()];
         match t {
             ResourceType::Cluster => {
-                let mut set: ResourceSet = snap.resources.clone();
+                let mut set: ResourceSet = (*snap.resources).clone();
                 // Keep clusters that routes the proxy holds or is being sent still name.
                 let mut kept = Vec::new();
                 let routes = &self.types[ResourceType::Route.index()];
@@ -294,9 +325,10 @@ impl SotwStream {
                     }
                 }
                 if kept.is_empty() {
-                    (snap.version.clone(), set)
+                    (snap.version.clone(), snap.resources.clone())
                 } else {
-                    (format!("{}+{}", snap.version, short_hash(&kept)), set)
+                    let version = format!("{}+{}", snap.version, short_hash(&kept));
+                    (version, Arc::new(set))
                 }
             }
             _ => match &state.names {
@@ -312,7 +344,7 @@ impl SotwStream {
                                 .map(|r| (n.clone(), r))
                         })
                         .collect();
-                    (snap.version.clone(), set)
+                    (snap.version.clone(), Arc::new(set))
                 }
             },
         }
@@ -329,7 +361,7 @@ impl SotwStream {
     /// Has the proxy acknowledged every cluster named by `routes`, and their endpoints,
     /// and will it still have them once it applies any response still in flight (a cluster
     /// set that drops one of them may be on its way)?
-    fn clusters_ready(&self, routes: &ResourceSet) -> bool {
+    fn clusters_ready(&self, routes: &Arc<ResourceSet>) -> bool {
         let holds = |t: ResourceType, name: &str| {
             let state = &self.types[t.index()];
             let acked = state
@@ -353,7 +385,7 @@ impl SotwStream {
         &mut self,
         t: ResourceType,
         version: String,
-        resources: ResourceSet,
+        resources: Arc<ResourceSet>,
     ) -> EncodedResponse {
         let nonce = self.next_nonce.to_string();
         self.next_nonce += 1;
@@ -376,7 +408,7 @@ impl SotwStream {
 /// Does sending `version` with `resources` tell a proxy that was last sent `sent`
 /// anything new? Not when it is the same version for the same names, nor when only the
 /// version string differs for the very same resources.
-fn is_new(sent: Option<&Sent>, version: &str, resources: &ResourceSet) -> bool {
+fn is_new(sent: Option<&Sent>, version: &str, resources: &Arc<ResourceSet>) -> bool {
     match sent {
         None => true,
         Some(sent) => {
