@@ -273,7 +273,7 @@ impl Server {
             .add_service(ClientStatusDiscoveryServiceServer::new(csds))
             .add_service(SwitchyardServer::new(api))
             .add_service(AdsServer::new(ads))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(xds), async move {
+            .serve_with_incoming_shutdown(incoming_nodelay(xds), async move {
                 let _ = xds_stop.wait_for(|s| *s).await;
             });
         let grpc = tokio::spawn(grpc);
@@ -301,6 +301,21 @@ impl Server {
             }
         }
     }
+}
+
+/// Accepted xDS connections with Nagle's algorithm off: a switch is a small write that
+/// must leave at once. (tonic's own `tcp_nodelay` applies only when it binds the socket.)
+fn incoming_nodelay(
+    listener: TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use futures::StreamExt;
+    TcpListenerStream::new(listener).map(|conn| {
+        let conn = conn?;
+        if let Err(e) = conn.set_nodelay(true) {
+            warn!(error = %e, "cannot set TCP_NODELAY on an xDS connection");
+        }
+        Ok(conn)
+    })
 }
 
 /// Where the pipeline publishes and reports.

@@ -9,21 +9,7 @@ fn switchyard(args: &[&str]) -> Output {
         .expect("run switchyard")
 }
 
-const GOOD: &str = "\
-listeners:
-  - name: public
-    address: 127.0.0.1
-    port: 10000
-services:
-  - name: summarizer
-    listener: public
-    domains: [\"*\"]
-    blue:
-      endpoints: [\"127.0.0.1:8081\"]
-    green:
-      endpoints: [\"127.0.0.1:8082\"]
-    active: blue
-";
+const GOOD: &str = include_str!("fixtures/one_service.yaml");
 
 fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
     let p = dir.path().join(name);

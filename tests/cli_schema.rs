@@ -5,21 +5,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const GOOD: &str = "\
-listeners:
-  - name: public
-    address: 127.0.0.1
-    port: 10000
-services:
-  - name: summarizer
-    listener: public
-    domains: [\"*\"]
-    blue:
-      endpoints: [\"127.0.0.1:8081\"]
-    green:
-      endpoints: [\"127.0.0.1:8082\"]
-    active: blue
-";
+const GOOD: &str = include_str!("fixtures/one_service.yaml");
 
 /// The schema as the binary prints it.
 fn printed_schema() -> Value {

@@ -8,21 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const GOOD: &str = "\
-listeners:
-  - name: public
-    address: 127.0.0.1
-    port: 10000
-services:
-  - name: summarizer
-    listener: public
-    domains: [\"*\"]
-    blue:
-      endpoints: [\"127.0.0.1:8081\"]
-    green:
-      endpoints: [\"127.0.0.1:8082\"]
-    active: blue
-";
+const GOOD: &str = include_str!("fixtures/one_service.yaml");
 
 fn switchyard(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_switchyard"))

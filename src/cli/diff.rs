@@ -312,21 +312,7 @@ mod tests {
     use super::*;
     use crate::state::parse_str;
 
-    const BLUE: &str = "\
-listeners:
-  - name: public
-    address: 127.0.0.1
-    port: 10000
-services:
-  - name: summarizer
-    listener: public
-    domains: [\"*\"]
-    blue:
-      endpoints: [\"127.0.0.1:8081\"]
-    green:
-      endpoints: [\"127.0.0.1:8082\"]
-    active: blue
-";
+    const BLUE: &str = include_str!("../../tests/fixtures/one_service.yaml");
 
     fn diff_texts(old: &str, new: &str) -> Diff {
         diff(&parse_str(old).unwrap(), &parse_str(new).unwrap()).unwrap()

@@ -386,21 +386,7 @@ fn validate_color(
 mod tests {
     use super::*;
 
-    const GOOD: &str = "\
-listeners:
-  - name: public
-    address: 127.0.0.1
-    port: 10000
-services:
-  - name: summarizer
-    listener: public
-    domains: [\"*\"]
-    blue:
-      endpoints: [\"127.0.0.1:8081\"]
-    green:
-      endpoints: [\"127.0.0.1:8082\"]
-    active: blue
-";
+    const GOOD: &str = include_str!("../../tests/fixtures/one_service.yaml");
 
     /// Parses `text`, expecting exactly the problems `(line, column, message fragment)`.
     fn assert_problems(text: &str, expected: &[(u32, u32, &str)]) {

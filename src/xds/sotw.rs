@@ -515,18 +515,29 @@ services:
     }
 
     const CLUSTERS: [&str; 2] = ["summarizer-blue", "summarizer-green"];
+    const ALL_CLUSTERS: [&str; 4] = [
+        "extra-blue",
+        "extra-green",
+        "summarizer-blue",
+        "summarizer-green",
+    ];
 
     /// Drives a stream through Envoy's startup: CDS, EDS, LDS, RDS, all acknowledged.
     /// Returns the last response of each type.
     fn converge(s: &mut SotwStream) -> [EncodedResponse; 4] {
+        converge_with(s, &CLUSTERS)
+    }
+
+    /// [`converge`] for a state whose clusters are `clusters`.
+    fn converge_with(s: &mut SotwStream, clusters: &[&str]) -> [EncodedResponse; 4] {
         let cds = s
             .on_request(request(ResourceType::Cluster, "", "", &[]))
             .responses;
         assert_eq!(cds.len(), 1);
-        let step = s.on_request(request(ResourceType::Endpoint, "", "", &CLUSTERS));
+        let step = s.on_request(request(ResourceType::Endpoint, "", "", clusters));
         let eds = step.responses[0].clone();
         s.on_request(ack(&cds[0], &[]));
-        s.on_request(ack(&eds, &CLUSTERS));
+        s.on_request(ack(&eds, clusters));
         let lds = s
             .on_request(request(ResourceType::Listener, "", "", &[]))
             .responses;
@@ -735,29 +746,9 @@ services:
     #[test]
     fn removed_clusters_stay_until_routes_without_them_are_acknowledged() {
         let two = format!("{STATE}{TWO_SERVICES}");
-        let all = [
-            "extra-blue",
-            "extra-green",
-            "summarizer-blue",
-            "summarizer-green",
-        ];
+        let all = ALL_CLUSTERS;
         let mut s = stream(&two);
-        let cds = s
-            .on_request(request(ResourceType::Cluster, "", "", &[]))
-            .responses;
-        let eds = s
-            .on_request(request(ResourceType::Endpoint, "", "", &all))
-            .responses;
-        s.on_request(ack(&cds[0], &[]));
-        s.on_request(ack(&eds[0], &all));
-        let lds = s
-            .on_request(request(ResourceType::Listener, "", "", &[]))
-            .responses;
-        let rds = s
-            .on_request(request(ResourceType::Route, "", "", &["public"]))
-            .responses;
-        s.on_request(ack(&lds[0], &[]));
-        s.on_request(ack(&rds[0], &["public"]));
+        converge_with(&mut s, &all);
 
         // `extra` is removed: routes without it go out; clusters keep it for now.
         // The proxy already holds exactly those clusters, so only routes are sent.
@@ -773,29 +764,9 @@ services:
     #[test]
     fn routes_naming_a_cluster_being_withdrawn_wait_for_it_to_come_back() {
         let two = format!("{STATE}{TWO_SERVICES}");
-        let all = [
-            "extra-blue",
-            "extra-green",
-            "summarizer-blue",
-            "summarizer-green",
-        ];
+        let all = ALL_CLUSTERS;
         let mut s = stream(&two);
-        let cds = s
-            .on_request(request(ResourceType::Cluster, "", "", &[]))
-            .responses;
-        let eds = s
-            .on_request(request(ResourceType::Endpoint, "", "", &all))
-            .responses;
-        s.on_request(ack(&cds[0], &[]));
-        s.on_request(ack(&eds[0], &all));
-        let lds = s
-            .on_request(request(ResourceType::Listener, "", "", &[]))
-            .responses;
-        let rds = s
-            .on_request(request(ResourceType::Route, "", "", &["public"]))
-            .responses;
-        s.on_request(ack(&lds[0], &[]));
-        s.on_request(ack(&rds[0], &["public"]));
+        converge_with(&mut s, &all);
         // `extra` removed: routes without it, then (after their ACK) clusters without it.
         let rds2 = s.on_snapshot(snap(STATE)).responses[0].clone();
         let step = s.on_request(ack(&rds2, &["public"]));
