@@ -50,14 +50,10 @@ async fn readyz(State(s): State<AdminState>) -> Response {
 }
 
 async fn metrics(State(s): State<AdminState>) -> Response {
-    let proxies = s.registry.proxies();
-    s.metrics.set_subscribed(ResourceType::ALL.map(|t| {
-        let n = proxies
-            .iter()
-            .filter(|p| p.type_record(t).synced.is_some())
-            .count();
-        (t, i64::try_from(n).unwrap_or(i64::MAX))
-    }));
+    let counts = s.registry.subscribed_counts();
+    s.metrics.set_subscribed(
+        ResourceType::ALL.map(|t| (t, i64::try_from(counts[t.index()]).unwrap_or(i64::MAX))),
+    );
     (
         [(
             header::CONTENT_TYPE,

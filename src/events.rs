@@ -159,6 +159,11 @@ impl EventBus {
         let _ = self.tx.send(Arc::new(event));
     }
 
+    /// Is anyone (a `WatchEvents` call) listening right now?
+    pub fn has_subscribers(&self) -> bool {
+        self.tx.receiver_count() > 0
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.tx.subscribe()
     }

@@ -134,13 +134,8 @@ impl Server {
             file: state_watch::file_info(&config.state_path),
             changes: changes(None, &state),
         });
-        let bind = |addr: SocketAddr| async move {
-            TcpListener::bind(addr)
-                .await
-                .map_err(|source| ServeError::Bind { addr, source })
-        };
-        let xds = bind(config.xds_addr).await?;
-        let admin = bind(config.admin_addr).await?;
+        let xds = listen(config.xds_addr, XDS_BACKLOG)?;
+        let admin = listen(config.admin_addr, 128)?;
         Ok(Server {
             config,
             xds,
@@ -301,6 +296,25 @@ impl Server {
             }
         }
     }
+}
+
+/// Pending connections the xDS port queues: a fleet reconnecting at once (a replica gone)
+/// must not meet SYN drops and their one-second retransmit.
+const XDS_BACKLOG: u32 = 4096;
+
+/// Binds `addr` (SO_REUSEADDR, so a restart can take the port back at once) and listens.
+fn listen(addr: SocketAddr, backlog: u32) -> Result<TcpListener, ServeError> {
+    let bind = || -> std::io::Result<TcpListener> {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(backlog)
+    };
+    bind().map_err(|source| ServeError::Bind { addr, source })
 }
 
 /// Accepted xDS connections with Nagle's algorithm off: a switch is a small write that

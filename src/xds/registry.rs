@@ -151,6 +151,19 @@ impl ProxyRegistry {
         Some(n)
     }
 
+    /// How many proxies subscribe to each resource type (without copying any record).
+    pub fn subscribed_counts(&self) -> [usize; 4] {
+        let mut counts = [0; 4];
+        for p in self.proxies.iter() {
+            for t in ResourceType::ALL {
+                if p.type_record(t).synced.is_some() {
+                    counts[t.index()] += 1;
+                }
+            }
+        }
+        counts
+    }
+
     pub fn len(&self) -> usize {
         self.proxies.len()
     }

@@ -230,7 +230,8 @@ async fn run_sotw(
         }
         let all_synced = view.types.iter().all(|t| t.synced != Some(false))
             && view.types.iter().any(|t| t.synced.is_some());
-        if all_synced && view.state_version != synced_version {
+        let became_synced = all_synced && view.state_version != synced_version;
+        if became_synced {
             synced_version.clone_from(&view.state_version);
             cx.events.emit(Event::ProxySynced {
                 at: SystemTime::now(),
@@ -240,7 +241,11 @@ async fn run_sotw(
             });
         }
         cx.guard.record(&step.events, view);
-        cx.convergence.poke();
+        // Convergence can only complete when a proxy catches up (or leaves): one check per
+        // proxy per state, not per message.
+        if became_synced {
+            cx.convergence.poke();
+        }
         for response in step.responses {
             if tx.send(Ok(response)).await.is_err() {
                 break;
@@ -272,6 +277,9 @@ fn report(cx: &StreamContext, node: &str, state_version: &str, event: &StreamEve
         }
         StreamEvent::Acked { type_, version } => {
             debug!(type_ = %type_, version, "proxy acknowledged");
+            if !cx.events.has_subscribers() {
+                return; // per-type ACKs are only for live watchers, not the audit log
+            }
             cx.events.emit(Event::ProxyAcked {
                 at: SystemTime::now(),
                 node_id: node.to_owned(),
