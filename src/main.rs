@@ -67,7 +67,8 @@ enum Command {
         /// The desired-state YAML file.
         #[arg(long, value_name = "PATH", env = "SWITCHYARD_STATE")]
         state: PathBuf,
-        /// Address for xDS (gRPC: ADS and health). Port 0 picks a free port.
+        /// Address for gRPC: ADS (SotW), CSDS, switchyard.v1, health and server reflection.
+        /// Port 0 picks a free port.
         #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_XDS_ADDR)]
         xds_addr: SocketAddr,
         /// Address for the admin HTTP server (/healthz, /readyz, /status, /metrics).
