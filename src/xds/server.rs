@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use std::collections::VecDeque;
+
 use tonic::codegen::{Body, BoxFuture, Context, Poll, Service, StdError, http};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -13,14 +13,11 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use super::cache::SnapshotCache;
 use super::encode::{AdsCodec, EncodedResponse};
 use super::registry::{ProxyRegistry, StreamGuard};
-use super::sotw::{SotwStream, StreamEvent};
+use super::snapshot::Snapshot;
+use super::sotw::{SotwStream, Step, StreamEvent};
 use crate::convergence::Convergence;
 use crate::events::{Event, EventBus};
-use crate::metrics::Metrics;
-
-/// Responses queued per stream before the stream task waits for the proxy to read. Small:
-/// a SotW stream has at most one response per type in flight that matters.
-const STREAM_BUFFER: usize = 8;
+use crate::metrics::{ConnectedGuard, Metrics};
 
 /// The Aggregated Discovery Service.
 #[derive(Debug, Clone)]
@@ -53,14 +50,12 @@ impl AdsService {
     }
 }
 
-/// What a stream task needs besides its own channels.
+/// What a stream needs besides its protocol state.
 struct StreamContext {
-    cache: SnapshotCache,
     guard: StreamGuard,
     metrics: Metrics,
     events: EventBus,
     convergence: Arc<Convergence>,
-    control_plane: String,
 }
 
 /// Path of the SotW ADS method.
@@ -134,7 +129,7 @@ struct SotwMethod(Arc<AdsService>);
 
 impl tonic::server::StreamingService<DiscoveryRequest> for SotwMethod {
     type Response = EncodedResponse;
-    type ResponseStream = ReceiverStream<Result<EncodedResponse, Status>>;
+    type ResponseStream = ResponseStream;
     type Future = BoxFuture<Response<Self::ResponseStream>, Status>;
 
     fn call(&mut self, request: Request<Streaming<DiscoveryRequest>>) -> Self::Future {
@@ -144,17 +139,17 @@ impl tonic::server::StreamingService<DiscoveryRequest> for SotwMethod {
 }
 
 impl AdsService {
-    /// Starts the task of one SotW stream and returns its response stream.
+    /// Opens one SotW stream: its response stream drives the protocol state machine
+    /// directly (no task or channel of its own), so an idle stream costs only its state.
     fn open_stream(
         &self,
         request: Request<Streaming<DiscoveryRequest>>,
-    ) -> Response<ReceiverStream<Result<EncodedResponse, Status>>> {
+    ) -> Response<ResponseStream> {
         let peer = request
             .remote_addr()
             .map(|a| a.to_string())
             .unwrap_or_default();
         let inbound = request.into_inner();
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let guard = self.registry.connect("sotw", peer.clone());
         let span = info_span!(
             "ads",
@@ -162,82 +157,109 @@ impl AdsService {
             node_id = tracing::field::Empty,
             peer
         );
-        tokio::spawn(
-            run_sotw(
-                inbound,
-                tx,
-                StreamContext {
-                    cache: self.cache.clone(),
-                    guard,
-                    metrics: self.metrics.clone(),
-                    events: self.events.clone(),
-                    convergence: self.convergence.clone(),
-                    control_plane: self.control_plane.clone(),
-                },
-            )
-            .instrument(span),
-        );
-        Response::new(ReceiverStream::new(rx))
+        let task = SotwTask {
+            inbound,
+            snapshots: self.cache.subscribe(),
+            stream: SotwStream::new(self.cache.current(), self.control_plane.clone()),
+            _connected: self.metrics.proxy_connected("sotw"),
+            cx: StreamContext {
+                guard,
+                metrics: self.metrics.clone(),
+                events: self.events.clone(),
+                convergence: self.convergence.clone(),
+            },
+            node_id: None,
+            synced_version: String::new(),
+            pending: VecDeque::new(),
+            span,
+        };
+        let responses = futures::stream::unfold(task, |mut task| async move {
+            let span = task.span.clone();
+            let item = task.next().instrument(span).await?;
+            Some((item, task))
+        });
+        Response::new(Box::pin(responses))
     }
 }
 
-/// Runs one SotW stream until the proxy hangs up or the server shuts down.
-async fn run_sotw(
-    mut inbound: Streaming<DiscoveryRequest>,
-    tx: mpsc::Sender<Result<EncodedResponse, Status>>,
+/// The responses of one ADS stream.
+pub type ResponseStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<EncodedResponse, Status>> + Send>>;
+
+/// One SotW stream: the state machine and the I/O around it.
+struct SotwTask {
+    inbound: Streaming<DiscoveryRequest>,
+    snapshots: tokio::sync::watch::Receiver<Arc<Snapshot>>,
+    stream: SotwStream,
+    _connected: ConnectedGuard,
     cx: StreamContext,
-) {
-    let mut snapshots = cx.cache.subscribe();
-    let mut stream = SotwStream::new(cx.cache.current(), cx.control_plane.clone());
-    let _connected = cx.metrics.proxy_connected("sotw");
-    let mut node_id: Option<String> = None;
-    let mut synced_version = String::new();
-    loop {
-        let step = tokio::select! {
-            req = inbound.message() => match req {
-                Ok(Some(req)) => stream.on_request(req),
-                Ok(None) => {
-                    debug!("proxy closed the stream");
-                    break;
-                }
-                Err(status) => {
-                    debug!(code = ?status.code(), message = status.message(), "stream ended");
-                    break;
-                }
-            },
-            changed = snapshots.changed() => {
-                if changed.is_err() {
-                    break; // the server is shutting down
-                }
-                let snapshot = snapshots.borrow_and_update().clone();
-                stream.on_snapshot(snapshot)
+    node_id: Option<String>,
+    /// The last state version this proxy was fully synced at.
+    synced_version: String,
+    /// Responses of the last step not yet handed to the transport.
+    pending: VecDeque<EncodedResponse>,
+    span: tracing::Span,
+}
+
+impl SotwTask {
+    /// The next response to send, or `None` when the stream is over (the proxy hung up,
+    /// or the server is shutting down).
+    async fn next(&mut self) -> Option<Result<EncodedResponse, Status>> {
+        loop {
+            if let Some(response) = self.pending.pop_front() {
+                return Some(Ok(response));
             }
-            _ = tx.closed() => break,
-        };
-        if node_id.is_none()
-            && let Some(node) = stream.node()
+            let step = tokio::select! {
+                req = self.inbound.message() => match req {
+                    Ok(Some(req)) => self.stream.on_request(req),
+                    Ok(None) => {
+                        debug!("proxy closed the stream");
+                        return None;
+                    }
+                    Err(status) => {
+                        debug!(code = ?status.code(), message = status.message(), "stream ended");
+                        return None;
+                    }
+                },
+                changed = self.snapshots.changed() => {
+                    if changed.is_err() {
+                        return None; // the server is shutting down
+                    }
+                    let snapshot = self.snapshots.borrow_and_update().clone();
+                    self.stream.on_snapshot(snapshot)
+                }
+            };
+            self.after(step);
+        }
+    }
+
+    /// Bookkeeping after one step: node, metrics, events, registry, convergence.
+    fn after(&mut self, step: Step) {
+        let cx = &self.cx;
+        if self.node_id.is_none()
+            && let Some(node) = self.stream.node()
         {
-            node_id = Some(node.id.clone());
-            tracing::Span::current().record("node_id", node.id.as_str());
+            self.node_id = Some(node.id.clone());
+            self.span.record("node_id", node.id.as_str());
             cx.guard.set_node(node);
             info!(cluster = %node.cluster, "proxy connected");
         }
-        let node = node_id.as_deref().unwrap_or_default();
-        let view = stream.view();
+        let node = self.node_id.as_deref().unwrap_or_default();
+        let view = self.stream.view();
         for event in &step.events {
             cx.metrics.record_stream_event(event);
-            report(&cx, node, &view.state_version, event);
+            report(cx, node, &view.state_version, event);
         }
         let all_synced = view.types.iter().all(|t| t.synced != Some(false))
             && view.types.iter().any(|t| t.synced.is_some());
-        let became_synced = all_synced && view.state_version != synced_version;
+        let became_synced = all_synced && view.state_version != self.synced_version;
         if became_synced {
-            synced_version.clone_from(&view.state_version);
+            self.synced_version.clone_from(&view.state_version);
             cx.events.emit(Event::ProxySynced {
                 at: SystemTime::now(),
                 node_id: node.to_owned(),
                 stream_id: cx.guard.id(),
-                state_version: synced_version.clone(),
+                state_version: self.synced_version.clone(),
             });
         }
         cx.guard.record(&step.events, view);
@@ -246,15 +268,17 @@ async fn run_sotw(
         if became_synced {
             cx.convergence.poke();
         }
-        for response in step.responses {
-            if tx.send(Ok(response)).await.is_err() {
-                break;
-            }
-        }
+        self.pending.extend(step.responses);
     }
-    drop(cx.guard);
-    cx.convergence.poke();
-    info!("proxy disconnected");
+}
+
+impl Drop for SotwTask {
+    fn drop(&mut self) {
+        let _entered = self.span.enter();
+        info!("proxy disconnected");
+        // The registry entry goes with `cx.guard`; let convergence look again without it.
+        self.cx.convergence.poke();
+    }
 }
 
 /// Logs one stream event and announces acknowledgements and rejections.
