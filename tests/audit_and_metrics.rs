@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::backend::Backend;
-use common::control_plane::{ControlPlane, one_service};
+use common::control_plane::{ControlPlane, metric, one_service};
 use common::envoy::Envoy;
 use common::free_port;
 use serde_json::Value;
@@ -20,12 +20,6 @@ fn audit_records(path: &std::path::Path) -> Vec<Value> {
 
 fn of_kind<'a>(records: &'a [Value], kind: &str) -> Vec<&'a Value> {
     records.iter().filter(|r| r["event"] == kind).collect()
-}
-
-/// Reads one sample from `/metrics` text.
-fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -159,13 +159,6 @@ async fn every_connected_envoy_follows_the_file() {
     }
 }
 
-/// Reads a counter from switchyard's `/metrics` text.
-fn metric(text: &str, series: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_saves_in_100ms_reach_envoy_as_a_few_versions_and_the_last_wins() {
     let scene = BlueGreen::start().await;
@@ -173,7 +166,7 @@ async fn fifty_saves_in_100ms_reach_envoy_as_a_few_versions_and_the_last_wins() 
     let envoy = scene.envoy("burst-1").await;
     assert_eventually!(Duration::from_secs(5), all_reach(listener, "blue", 1).await);
     let routes = "switchyard_xds_responses_total{type=\"routes\"}";
-    let sent_before = metric(&cp.admin_get("/metrics").await.1, routes);
+    let sent_before = cp.counter(routes).await;
 
     let began = Instant::now();
     for i in 0..50 {
@@ -198,7 +191,7 @@ async fn fifty_saves_in_100ms_reach_envoy_as_a_few_versions_and_the_last_wins() 
             && status["proxies"][0]["synced"] == true
     });
     assert!(all_reach(listener, "blue", 10).await);
-    let sent = metric(&cp.admin_get("/metrics").await.1, routes) - sent_before;
+    let sent = cp.counter(routes).await - sent_before;
     eprintln!("50 saves in {took:?} -> {sent} route versions sent to the proxy");
     // At most one read per 10 ms burst interval (plus the first and the last).
     let bound = u64::try_from(took.as_millis() / 10).unwrap() + 3;

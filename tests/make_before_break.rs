@@ -60,22 +60,7 @@ async fn adding_and_removing_a_service_under_load_never_routes_to_a_missing_clus
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let report = load.stop().await;
-    eprintln!("{}", report.summary());
-
-    let non_2xx = report.non_2xx();
-    assert!(
-        non_2xx.is_empty(),
-        "{} non-2xx, first {:?}",
-        non_2xx.len(),
-        non_2xx.first()
-    );
-    let errors = report.errors();
-    assert!(
-        errors.is_empty(),
-        "{} errors, first {:?}",
-        errors.len(),
-        errors.first()
-    );
+    report.assert_nothing_dropped();
     assert!(
         report.by_color("extra-green") > 0,
         "extra never took traffic: {}",

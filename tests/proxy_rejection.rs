@@ -10,13 +10,6 @@ use std::time::Duration;
 use common::control_plane::BlueGreen;
 use common::http;
 
-/// Reads a counter from switchyard's `/metrics` text.
-fn metric(text: &str, series: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listener_envoy_cannot_bind_is_rejected_recorded_and_not_resent() {
     let scene = BlueGreen::start().await;
@@ -64,29 +57,17 @@ async fn listener_envoy_cannot_bind_is_rejected_recorded_and_not_resent() {
     );
 
     // No resend loop: the rejected version went out once and is not sent again.
-    let (_, metrics) = cp.admin_get("/metrics").await;
-    let sent = metric(
-        &metrics,
-        "switchyard_xds_responses_total{type=\"listeners\"}",
-    );
-    assert_eq!(
-        metric(&metrics, "switchyard_xds_nacks_total{type=\"listeners\"}"),
-        1
-    );
+    let listeners_sent = "switchyard_xds_responses_total{type=\"listeners\"}";
+    let listeners_nacked = "switchyard_xds_nacks_total{type=\"listeners\"}";
+    let sent = cp.counter(listeners_sent).await;
+    assert_eq!(cp.counter(listeners_nacked).await, 1);
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    let (_, metrics) = cp.admin_get("/metrics").await;
     assert_eq!(
-        metric(
-            &metrics,
-            "switchyard_xds_responses_total{type=\"listeners\"}"
-        ),
+        cp.counter(listeners_sent).await,
         sent,
         "the rejected listeners were sent again"
     );
-    assert_eq!(
-        metric(&metrics, "switchyard_xds_nacks_total{type=\"listeners\"}"),
-        1
-    );
+    assert_eq!(cp.counter(listeners_nacked).await, 1);
 
     // The next good version goes out normally and is acknowledged.
     cp.save_by_rename(&scene.state("green"));

@@ -144,12 +144,7 @@ async fn envoy_fails_over_to_another_replica_with_no_churn_and_no_failed_request
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let report = load.stop().await;
-    eprintln!("{}", report.summary());
-    assert!(
-        report.non_2xx().is_empty() && report.errors().is_empty(),
-        "{}",
-        report.summary()
-    );
+    report.assert_nothing_dropped();
     assert_eq!(report.by_color("green"), report.total());
     assert_eq!(
         envoy_config_state(&envoy).await,
@@ -189,12 +184,7 @@ async fn restarted_replica_is_reconnected_to_with_no_churn_and_no_failed_request
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let report = load.stop().await;
-    eprintln!("{}", report.summary());
-    assert!(
-        report.non_2xx().is_empty() && report.errors().is_empty(),
-        "{}",
-        report.summary()
-    );
+    report.assert_nothing_dropped();
     assert_eq!(
         envoy_config_state(&envoy).await,
         before,

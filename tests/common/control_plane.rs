@@ -10,6 +10,13 @@ use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+/// One sample of `series` (e.g. `switchyard_xds_acks_total{type="routes"}`) from
+/// `/metrics` text.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
 /// A state file with one listener and one service `summarizer` (domains `*`).
 pub fn one_service(
     listener_port: u16,
@@ -114,6 +121,12 @@ impl ControlPlane {
         crate::common::http::get(self.admin, path, "localhost")
             .await
             .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    /// A counter from `/metrics` (0 when the series is absent).
+    pub async fn counter(&self, series: &str) -> u64 {
+        let (_, text) = self.admin_get("/metrics").await;
+        metric(&text, series).map_or(0, |v| v as u64)
     }
 
     /// Stops the server and waits for it to finish.

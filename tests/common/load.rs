@@ -81,6 +81,26 @@ impl Report {
             .count()
     }
 
+    /// Prints the summary and fails the test if any request got a non-2xx response or no
+    /// response at all, showing the first of each.
+    pub fn assert_nothing_dropped(&self) {
+        eprintln!("{}", self.summary());
+        let non_2xx = self.non_2xx();
+        assert!(
+            non_2xx.is_empty(),
+            "{} non-2xx responses, first: {:?}",
+            non_2xx.len(),
+            non_2xx.first()
+        );
+        let errors = self.errors();
+        assert!(
+            errors.is_empty(),
+            "{} connection errors, first: {:?}",
+            errors.len(),
+            errors.first()
+        );
+    }
+
     /// A one-line summary for test output.
     pub fn summary(&self) -> String {
         format!(
