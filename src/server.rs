@@ -16,7 +16,7 @@ use tracing::{error, info, warn};
 use crate::admin::{self, AdminState};
 use crate::audit::{AuditError, AuditLog};
 use crate::convergence::Convergence;
-use crate::events::{Event, EventBus, FileInfo, ServiceChange, Split};
+use crate::events::{Event, EventBus, ServiceChange, Split};
 use crate::grpc::api::SwitchyardApi;
 use crate::grpc::csds::CsdsService;
 use crate::grpc::pb::switchyard_server::SwitchyardServer;
@@ -114,6 +114,7 @@ impl Server {
                 })?;
         let state = Arc::new(state::load_bytes(&config.state_path, &bytes)?);
         let snapshot = translate(&state)?;
+        let snapshot_version = snapshot.state_version.clone();
         let audit = config
             .audit_log
             .as_deref()
@@ -123,12 +124,16 @@ impl Server {
         let (cache, writer) = snapshot_cache(snapshot);
         let board = StateBoard::default();
         let content_hash = state_watch::hash(&bytes);
-        board.accepted(state.clone(), content_hash.clone());
+        board.accepted(
+            state.clone(),
+            snapshot_version.clone(),
+            content_hash.clone(),
+        );
         let metrics = Metrics::new();
         metrics.state_accepted(&state);
         events.emit(Event::StateAccepted {
             at: std::time::SystemTime::now(),
-            version: state.version(),
+            version: snapshot_version,
             previous_version: None,
             content_hash,
             file: state_watch::file_info(&config.state_path),
@@ -204,6 +209,7 @@ impl Server {
                 events: events.clone(),
                 convergence: convergence.clone(),
                 registry: registry.clone(),
+                state_path: config.state_path.clone(),
             },
             stop_rx.clone(),
         ));
@@ -340,7 +346,12 @@ struct Outputs {
     events: EventBus,
     convergence: Arc<Convergence>,
     registry: ProxyRegistry,
+    /// The state file, for the audit trail's file details.
+    state_path: PathBuf,
 }
+
+/// The state in force and its version (hashing a large state is not free: once is enough).
+type Current = Option<(Arc<DesiredState>, String)>;
 
 /// Applies each state file change: translate, check, publish; or record the rejection.
 async fn apply_state_changes(
@@ -348,7 +359,7 @@ async fn apply_state_changes(
     out: Outputs,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut current: Option<Arc<DesiredState>> = out.board.active().map(|a| a.state);
+    let mut current: Current = out.board.active().map(|a| (a.state, a.version));
     loop {
         let event = tokio::select! {
             e = incoming.recv() => match e { Some(e) => e, None => return },
@@ -358,7 +369,6 @@ async fn apply_state_changes(
             WatchEvent::Accepted {
                 state,
                 content_hash,
-                file,
                 seen_at,
             } => match translate(&state) {
                 Ok(snapshot) => {
@@ -367,26 +377,29 @@ async fn apply_state_changes(
                     let types = crate::translate::changed_types(&before, &snapshot);
                     out.writer.publish(snapshot);
                     out.convergence.started(version.clone(), seen_at);
-                    log_switches(current.as_deref(), &state);
+                    // Everything below reports the switch; proxies are already getting it.
+                    let previous = current.as_ref().map(|(s, _)| s.as_ref());
+                    log_switches(previous, &state);
                     out.metrics.state_accepted(&state);
-                    out.board.accepted(state.clone(), content_hash.clone());
+                    out.board
+                        .accepted(state.clone(), version.clone(), content_hash.clone());
                     info!(version, "state accepted");
                     let now = std::time::SystemTime::now();
                     out.events.emit(Event::StateAccepted {
                         at: now,
                         version: version.clone(),
-                        previous_version: current.as_ref().map(|c| c.version()),
+                        previous_version: current.as_ref().map(|(_, v)| v.clone()),
                         content_hash,
-                        file,
-                        changes: changes(current.as_deref(), &state),
+                        file: state_watch::file_info(&out.state_path),
+                        changes: changes(previous, &state),
                     });
                     out.events.emit(Event::SwitchStarted {
                         at: now,
-                        version,
+                        version: version.clone(),
                         types: types.iter().map(|t| t.short_name()).collect(),
                         proxies: out.registry.len(),
                     });
-                    current = Some(state);
+                    current = Some((state, version));
                 }
                 Err(e) => {
                     error!(error = %e, "bug: valid state translated inconsistently; keeping the last good state");
@@ -398,38 +411,31 @@ async fn apply_state_changes(
                             message: e.to_string(),
                         }],
                     };
-                    reject(&out, &error, content_hash, file, current.as_deref());
+                    reject(&out, &error, content_hash, &current);
                 }
             },
             WatchEvent::Rejected {
                 error,
                 content_hash,
-                file,
             } => {
                 for line in error.lines() {
                     warn!(problem = %line, "state file rejected; keeping the last good state");
                 }
-                reject(&out, &error, content_hash, file, current.as_deref());
+                reject(&out, &error, content_hash, &current);
             }
         }
     }
 }
 
-fn reject(
-    out: &Outputs,
-    error: &StateError,
-    content_hash: String,
-    file: FileInfo,
-    current: Option<&DesiredState>,
-) {
+fn reject(out: &Outputs, error: &StateError, content_hash: String, current: &Current) {
     out.metrics.state_rejected();
     out.board.rejected(error, content_hash.clone());
     out.events.emit(Event::StateRejected {
         at: std::time::SystemTime::now(),
         content_hash,
-        file,
+        file: state_watch::file_info(&out.state_path),
         errors: error.lines(),
-        active_version: current.map(DesiredState::version),
+        active_version: current.as_ref().map(|(_, v)| v.clone()),
     });
 }
 

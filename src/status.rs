@@ -51,10 +51,10 @@ pub struct StateBoard {
 
 impl StateBoard {
     /// A new state is in force; any earlier rejection is resolved by it.
-    pub fn accepted(&self, state: Arc<DesiredState>, content_hash: String) {
+    pub fn accepted(&self, state: Arc<DesiredState>, version: String, content_hash: String) {
         let mut b = self.inner.write().expect("bug: state board lock poisoned");
         b.active = Some(ActiveState {
-            version: state.version(),
+            version,
             content_hash,
             accepted_at: SystemTime::now(),
             state,

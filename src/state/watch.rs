@@ -57,7 +57,6 @@ pub enum WatchEvent {
         state: Arc<DesiredState>,
         /// SHA-256 (hex) of the file's bytes.
         content_hash: String,
-        file: FileInfo,
         /// When the file was read (the start of the convergence clock).
         seen_at: Instant,
     },
@@ -65,7 +64,6 @@ pub enum WatchEvent {
     Rejected {
         error: StateError,
         content_hash: String,
-        file: FileInfo,
     },
 }
 
@@ -127,9 +125,16 @@ pub fn spawn(
         Some(name) => name == file_name || name.to_string_lossy().starts_with(".."),
         None => false,
     };
+    // A save between the initial load and the watch being set up sends no event we can
+    // see: compare now (the watch is in place, so any later save is seen) and, if the file
+    // changed meanwhile, read it as if a write were in progress.
+    let initial_hash = hash(initial_bytes);
+    let missed_save = std::fs::read(&path).is_ok_and(|b| hash(&b) != initial_hash);
+    let first_read = missed_save.then(|| Instant::now() + debounce.quiet);
     let task = tokio::spawn(debounce_loop(
         path,
-        hash(initial_bytes),
+        initial_hash,
+        first_read,
         debounce,
         raw_rx,
         Box::new(relevant),
@@ -165,15 +170,14 @@ fn classify(kind: &EventKind) -> Save {
 async fn debounce_loop(
     path: PathBuf,
     mut last_hash: String,
+    first_read: Option<Instant>,
     debounce: Debounce,
     mut raw: mpsc::UnboundedReceiver<notify::Result<notify::Event>>,
     relevant: Box<dyn Fn(&Path) -> bool + Send>,
     events: mpsc::UnboundedSender<WatchEvent>,
 ) {
-    // When to read the file next, if a save has been seen. Once at the start, too (after
-    // the quiet period, in case a writer is busy): a save between the initial load and the
-    // watch being set up would otherwise go unseen.
-    let mut read_at: Option<Instant> = Some(Instant::now() + debounce.quiet);
+    // When to read the file next, if a save has been seen.
+    let mut read_at: Option<Instant> = first_read;
     // When the write in progress (data written, not yet closed) began.
     let mut writing_since: Option<Instant> = None;
     // When the file was last read: complete saves closer together than `burst` are
@@ -245,23 +249,21 @@ fn read_if_changed(path: &Path, last_hash: &mut String) -> Option<WatchEvent> {
     }
     last_hash.clone_from(&content_hash);
     let seen_at = Instant::now();
-    let file = file_info(path);
     Some(match super::load_bytes(path, &bytes) {
         Ok(state) => WatchEvent::Accepted {
             state: Arc::new(state),
             content_hash,
-            file,
             seen_at,
         },
         Err(error) => WatchEvent::Rejected {
             error,
             content_hash,
-            file,
         },
     })
 }
 
 /// The file's path, modification time and owner (following symlinks, as the read did).
+/// For the audit trail; read after publishing, off the path of a switch.
 pub fn file_info(path: &Path) -> FileInfo {
     let meta = std::fs::metadata(path).ok();
     let owner_uid = meta.as_ref().map(std::os::unix::fs::MetadataExt::uid);
