@@ -222,3 +222,41 @@ async fn save_before_the_watch_starts_is_seen() {
     let _w = watch::spawn(&path, &initial, Debounce::default(), tx).unwrap();
     assert_eq!(next(&mut rx).await, "green");
 }
+
+#[tokio::test]
+async fn a_save_caught_between_truncate_and_write_is_not_rejected() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.yaml");
+    std::fs::write(&path, state("blue")).unwrap();
+    let (_w, mut rx) = start(&path);
+    // Truncated and closed (a complete save, as far as events go), then written 40 ms later.
+    drop(std::fs::File::create(&path).unwrap());
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.write_all(state("green").as_bytes()).unwrap();
+    drop(f);
+    assert_eq!(next(&mut rx).await, "green");
+    assert!(nothing_within(&mut rx, Duration::from_millis(300)).await);
+}
+
+#[tokio::test]
+async fn a_file_left_empty_is_rejected_after_the_longest_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.yaml");
+    std::fs::write(&path, state("blue")).unwrap();
+    let initial = std::fs::read(&path).unwrap();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let debounce = Debounce {
+        quiet: Duration::from_millis(50),
+        max_wait: Duration::from_millis(300),
+        ..Debounce::default()
+    };
+    let _w = watch::spawn(&path, &initial, debounce, tx).unwrap();
+    std::fs::write(&path, "").unwrap();
+    let got = next(&mut rx).await;
+    assert!(
+        got.starts_with("rejected: ") && got.contains("empty"),
+        "{got}"
+    );
+}

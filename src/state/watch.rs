@@ -183,17 +183,32 @@ async fn debounce_loop(
     // When the file was last read: complete saves closer together than `burst` are
     // coalesced into one read at the end of the interval.
     let mut last_read: Option<Instant> = None;
+    // Identity of the file as last read: an event for a file already read (a rename is
+    // reported twice, as `To` and as `Both`) schedules nothing.
+    let mut last_stamp: Option<Stamp> = None;
     loop {
         let now = Instant::now();
         if read_at.is_some_and(|at| at <= now) {
             read_at = None;
-            writing_since = None;
             last_read = Some(now);
-            if let Some(event) = read_if_changed(&path, &mut last_hash)
-                && events.send(event).is_err()
-            {
-                return; // the server is gone
+            last_stamp = stamp(&path);
+            // An empty file is almost always a save caught between its truncate and its
+            // write: wait for the rest (up to `max_wait`) instead of rejecting it.
+            let defer_empty = writing_since.is_none_or(|s| now < s + debounce.max_wait);
+            match read_if_changed(&path, &mut last_hash, defer_empty) {
+                Read::Unchanged => {}
+                Read::Empty => {
+                    let started = *writing_since.get_or_insert(now);
+                    read_at = Some((now + debounce.quiet).min(started + debounce.max_wait));
+                    continue;
+                }
+                Read::Changed(event) => {
+                    if events.send(event).is_err() {
+                        return; // the server is gone
+                    }
+                }
             }
+            writing_since = None;
             continue;
         }
         tokio::select! {
@@ -212,6 +227,9 @@ async fn debounce_loop(
                 let now = Instant::now();
                 match classify(&ev.kind) {
                     Save::Complete => {
+                        if read_at.is_none() && writing_since.is_none() && stamp(&path) == last_stamp {
+                            continue; // this very file was read already
+                        }
                         writing_since = None;
                         let earliest = last_read.map_or(now, |l| l + debounce.burst);
                         read_at = Some(earliest.max(now));
@@ -228,28 +246,51 @@ async fn debounce_loop(
     }
 }
 
-/// Reads the file; returns what to report when its content differs from the last read.
+/// Which file, and which version of it: inode, size and modification time.
+type Stamp = (u64, u64, i64, i64);
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
+}
+
+/// What a read found.
+enum Read {
+    /// The same content as last time, or nothing readable.
+    Unchanged,
+    /// An empty file, not reported (see `defer_empty`).
+    Empty,
+    /// New content, accepted or rejected.
+    Changed(WatchEvent),
+}
+
+/// Reads the file and says what to report when its content differs from the last read.
 /// The read is synchronous: state files are small (a few KiB, at most 16 MiB), and a
 /// thread-pool hop would add latency to every save.
-fn read_if_changed(path: &Path, last_hash: &mut String) -> Option<WatchEvent> {
+fn read_if_changed(path: &Path, last_hash: &mut String, defer_empty: bool) -> Read {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             info!(path = %path.display(), "state file is gone; keeping the last good state");
-            return None;
+            return Read::Unchanged;
         }
         Err(e) => {
             warn!(path = %path.display(), error = %e, "cannot read state file; keeping the last good state");
-            return None;
+            return Read::Unchanged;
         }
     };
+    if bytes.is_empty() && defer_empty {
+        debug!(path = %path.display(), "state file is empty; waiting for the rest of the save");
+        return Read::Empty;
+    }
     let content_hash = hash(&bytes);
     if content_hash == *last_hash {
-        return None;
+        return Read::Unchanged;
     }
     last_hash.clone_from(&content_hash);
     let seen_at = Instant::now();
-    Some(match super::load_bytes(path, &bytes) {
+    Read::Changed(match super::load_bytes(path, &bytes) {
         Ok(state) => WatchEvent::Accepted {
             state: Arc::new(state),
             content_hash,
