@@ -1,0 +1,515 @@
+//! The load generator: N Envoy-like SotW ADS streams, each on its own HTTP/2 connection,
+//! and the counters they share with the coordinator.
+//!
+//! It has to be cheap, because it shares the two cores with the server and every
+//! microsecond it spends per stream is added to the switch latency the bench reports. So
+//! each stream is a single task that drives its own `h2` client connection (no tonic
+//! `Channel`, no buffer task, no request channel), reads only the fields of a response an
+//! ACK needs (version, type, nonce; resource names for clusters and listeners), and
+//! reports to the coordinator through atomics instead of a message per response. What goes
+//! over the wire is what Envoy sends: the same requests, in the same order, every response
+//! acknowledged.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use envoy_types::pb::envoy::config::core::v3::Node;
+use prost::Message;
+use prost::encoding::{WireType, decode_key, decode_varint, encode_key, encode_varint};
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+
+pub const CDS: usize = 0;
+pub const EDS: usize = 1;
+pub const LDS: usize = 2;
+pub const RDS: usize = 3;
+const TYPE_URLS: [&str; 4] = [
+    "type.googleapis.com/envoy.config.cluster.v3.Cluster",
+    "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
+    "type.googleapis.com/envoy.config.listener.v3.Listener",
+    "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
+];
+const ADS_PATH: &str =
+    "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
+/// Envoy's default HTTP/2 windows for its gRPC clusters (256 MiB), so that flow control
+/// costs what it costs with Envoy: almost no WINDOW_UPDATE frames.
+const WINDOW: u32 = 256 * 1024 * 1024;
+
+/// What every stream reports, read by the coordinator. All times are nanoseconds since
+/// `base`.
+pub struct Fleet {
+    base: Instant,
+    /// Per stream: furthest startup step reached (0 spawned, 1 connected, 2 clusters,
+    /// 3 endpoints, 4 listeners, 5 routes acknowledged).
+    stage: Vec<AtomicU8>,
+    pub connected: AtomicUsize,
+    connected_at: AtomicU64,
+    pub ready: AtomicUsize,
+    ready_at: AtomicU64,
+    pub ended: AtomicUsize,
+    errors: Mutex<Vec<String>>,
+    pub responses: AtomicU64,
+    pub bytes: AtomicU64,
+    pub per_type: [AtomicU64; 4],
+    /// The switch under way (0: none yet), when it started, and how many streams have
+    /// received its routes.
+    switch: AtomicUsize,
+    t0: AtomicU64,
+    pub arrived: AtomicUsize,
+    /// Per stream: its latency in the switch it last saw.
+    latency: Vec<AtomicU64>,
+}
+
+impl Fleet {
+    pub fn new(n: usize) -> Fleet {
+        Fleet {
+            base: Instant::now(),
+            stage: (0..n).map(|_| AtomicU8::new(0)).collect(),
+            connected: AtomicUsize::new(0),
+            connected_at: AtomicU64::new(0),
+            ready: AtomicUsize::new(0),
+            ready_at: AtomicU64::new(0),
+            ended: AtomicUsize::new(0),
+            errors: Mutex::new(Vec::new()),
+            responses: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            per_type: Default::default(),
+            switch: AtomicUsize::new(0),
+            t0: AtomicU64::new(0),
+            arrived: AtomicUsize::new(0),
+            latency: (0..n).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.base.elapsed().as_nanos() as u64
+    }
+
+    fn at(&self, ns: u64) -> Instant {
+        self.base + Duration::from_nanos(ns)
+    }
+
+    /// When the last stream connected.
+    pub fn connected_at(&self) -> Instant {
+        self.at(self.connected_at.load(Relaxed))
+    }
+
+    /// When the last stream acknowledged its first routes.
+    pub fn ready_at(&self) -> Instant {
+        self.at(self.ready_at.load(Relaxed))
+    }
+
+    /// Starts switch `k` now: latencies count from here.
+    pub fn begin_switch(&self, k: usize) -> Instant {
+        self.arrived.store(0, Relaxed);
+        let now = self.now();
+        self.t0.store(now, Relaxed);
+        self.switch.store(k, std::sync::atomic::Ordering::SeqCst);
+        self.at(now)
+    }
+
+    /// Every stream's latency in the current switch (once all have arrived).
+    pub fn latencies(&self) -> impl Iterator<Item = Duration> + '_ {
+        self.latency
+            .iter()
+            .map(|l| Duration::from_nanos(l.load(Relaxed)))
+    }
+
+    /// Waits until `done` holds (true) or `deadline` passes (false), looking every
+    /// millisecond: the streams record their own times, so this only decides when the
+    /// next step starts.
+    pub async fn wait_until(&self, deadline: Instant, done: impl Fn(&Fleet) -> bool) -> bool {
+        loop {
+            if done(self) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    fn reached(&self, idx: usize, stage: u8) {
+        self.stage[idx].fetch_max(stage, Relaxed);
+    }
+
+    pub fn end(&self, idx: usize, error: Option<String>) {
+        self.ended.fetch_add(1, Relaxed);
+        if let Some(e) = error {
+            let mut errors = self.errors.lock().unwrap();
+            if errors.len() < 5 {
+                errors.push(format!("stream {idx}: {e}"));
+            }
+        }
+    }
+
+    /// Where the streams are, for a report of a stall.
+    pub fn progress(&self) -> String {
+        let mut counts = [0usize; 6];
+        for s in &self.stage {
+            counts[s.load(Relaxed) as usize] += 1;
+        }
+        let mut out = format!(
+            "{} not connected, {} connected without clusters, {} at clusters, {} at endpoints, {} at listeners, {} routes acknowledged; {} ended",
+            counts[0],
+            counts[1],
+            counts[2],
+            counts[3],
+            counts[4],
+            counts[5],
+            self.ended.load(Relaxed)
+        );
+        for e in self.errors.lock().unwrap().iter() {
+            out.push_str("; ");
+            out.push_str(e);
+        }
+        out
+    }
+}
+
+/// One ADS stream behaving like Envoy (SotW, `set_node_on_first_message_only`): CDS
+/// (wildcard), EDS for the clusters received, LDS once endpoints arrived, RDS for the route
+/// configurations the listeners name; every response acknowledged with its version and
+/// nonce. Runs until the server ends the stream or the task is aborted. At most
+/// `permits` streams are between connecting and their first response at once.
+pub async fn envoy_like_stream(
+    idx: usize,
+    addr: SocketAddr,
+    permits: Arc<Semaphore>,
+    fleet: Arc<Fleet>,
+) -> Result<(), String> {
+    let permit = permits.acquire_owned().await.map_err(|e| e.to_string())?;
+    let tcp = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+    let (client, mut connection) = h2::client::Builder::new()
+        .initial_window_size(WINDOW)
+        .initial_connection_window_size(WINDOW)
+        .handshake::<_, Bytes>(tcp)
+        .await
+        .map_err(|e| format!("HTTP/2 handshake: {e}"))?;
+    let stream = Stream {
+        idx,
+        fleet,
+        names: [Some(Vec::new()), None, None, None],
+        acked: Default::default(),
+        nonce: Default::default(),
+        last_routes: String::new(),
+        seen_switch: 0,
+    };
+    // The connection and the stream are polled by this one task.
+    tokio::select! {
+        r = &mut connection => Err(format!("connection ended: {r:?}")),
+        r = stream.run(addr, client, permit) => r,
+    }
+}
+
+/// One stream's protocol state, as Envoy keeps it per type.
+struct Stream {
+    idx: usize,
+    fleet: Arc<Fleet>,
+    /// Names subscribed (None: not yet subscribed).
+    names: [Option<Vec<String>>; 4],
+    /// Last version acknowledged and last nonce received.
+    acked: [String; 4],
+    nonce: [String; 4],
+    last_routes: String,
+    seen_switch: usize,
+}
+
+impl Stream {
+    async fn run(
+        mut self,
+        addr: SocketAddr,
+        client: h2::client::SendRequest<Bytes>,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) -> Result<(), String> {
+        let mut client = client.ready().await.map_err(|e| e.to_string())?;
+        let request = http::Request::post(format!("http://{addr}{ADS_PATH}"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(())
+            .map_err(|e| e.to_string())?;
+        let (response, mut send) = client
+            .send_request(request, false)
+            .map_err(|e| format!("open stream: {e}"))?;
+        let node = Node {
+            id: format!("fanout-{}", self.idx),
+            cluster: "fanout".to_owned(),
+            user_agent_name: "envoy".to_owned(),
+            ..Default::default()
+        };
+        send.send_data(request_frame(CDS, "", "", &[], Some(&node)), false)
+            .map_err(|e| e.to_string())?;
+        let response = response.await.map_err(|e| format!("open stream: {e}"))?;
+        if response.status() != http::StatusCode::OK {
+            return Err(format!("HTTP status {}", response.status()));
+        }
+        self.fleet.reached(self.idx, 1);
+        let now = self.fleet.now();
+        self.fleet.connected_at.fetch_max(now, Relaxed);
+        self.fleet.connected.fetch_add(1, Relaxed);
+        let mut permit = Some(permit);
+        let mut body = response.into_body();
+        let mut buf = BytesMut::new();
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.map_err(|e| format!("stream: {e}"))?;
+            let received = self.fleet.now();
+            drop(permit.take());
+            let _ = body.flow_control().release_capacity(chunk.len());
+            buf.extend_from_slice(&chunk);
+            while let Some(message) = next_message(&mut buf)? {
+                self.on_response(&message, received, &mut send)?;
+            }
+        }
+        Err("the server ended the stream".to_owned())
+    }
+
+    fn on_response(
+        &mut self,
+        message: &[u8],
+        received: u64,
+        send: &mut h2::SendStream<Bytes>,
+    ) -> Result<(), String> {
+        let response = Response::parse(message)?;
+        let Some(t) = TYPE_URLS.iter().position(|u| *u == response.type_url) else {
+            return Err(format!("unexpected type {}", response.type_url));
+        };
+        self.nonce[t].clear();
+        self.nonce[t].push_str(response.nonce);
+        // Like Envoy: a new cluster set subscribes its endpoints, new listeners their
+        // routes (the request carries the type's latest nonce and acknowledged version);
+        // listeners are asked for once the first clusters are warm (endpoints received).
+        let follow = match t {
+            CDS => Some((EDS, response.names(message)?)),
+            LDS => Some((RDS, response.names(message)?)),
+            EDS if self.names[LDS].is_none() => Some((LDS, Vec::new())),
+            _ => None,
+        };
+        if let Some((next, wanted)) = follow
+            && self.names[next].as_ref() != Some(&wanted)
+        {
+            let frame = request_frame(next, &self.acked[next], &self.nonce[next], &wanted, None);
+            send.send_data(frame, false).map_err(|e| e.to_string())?;
+            self.names[next] = Some(wanted);
+        }
+        self.acked[t].clear();
+        self.acked[t].push_str(response.version);
+        let names = self.names[t].as_deref().unwrap_or_default();
+        let frame = request_frame(t, response.version, response.nonce, names, None);
+        send.send_data(frame, false).map_err(|e| e.to_string())?;
+
+        let fleet = &*self.fleet;
+        fleet.responses.fetch_add(1, Relaxed);
+        fleet.bytes.fetch_add(message.len() as u64, Relaxed);
+        fleet.per_type[t].fetch_add(1, Relaxed);
+        fleet.reached(self.idx, t as u8 + 2);
+        if t == RDS && response.version != self.last_routes {
+            if self.last_routes.is_empty() {
+                fleet.ready_at.fetch_max(fleet.now(), Relaxed);
+                fleet.ready.fetch_add(1, Relaxed);
+            } else {
+                let switch = fleet.switch.load(std::sync::atomic::Ordering::SeqCst);
+                if switch > self.seen_switch {
+                    self.seen_switch = switch;
+                    let t0 = fleet.t0.load(Relaxed);
+                    fleet.latency[self.idx].store(received.saturating_sub(t0), Relaxed);
+                    fleet.arrived.fetch_add(1, Relaxed);
+                }
+            }
+            self.last_routes.clear();
+            self.last_routes.push_str(response.version);
+        }
+        Ok(())
+    }
+}
+
+/// Takes the next complete gRPC message (5-byte prefix: flag, length) off `buf`.
+fn next_message(buf: &mut BytesMut) -> Result<Option<Bytes>, String> {
+    if buf.len() < 5 {
+        return Ok(None);
+    }
+    if buf[0] != 0 {
+        return Err("compressed gRPC message".to_owned());
+    }
+    let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+    if buf.len() < 5 + len {
+        return Ok(None);
+    }
+    buf.advance(5);
+    Ok(Some(buf.split_to(len).freeze()))
+}
+
+/// The fields of a `DiscoveryResponse` an ACK needs, borrowed from the message.
+struct Response<'a> {
+    version: &'a str,
+    type_url: &'a str,
+    nonce: &'a str,
+}
+
+impl<'a> Response<'a> {
+    fn parse(message: &'a [u8]) -> Result<Response<'a>, String> {
+        let mut r = Response {
+            version: "",
+            type_url: "",
+            nonce: "",
+        };
+        let text = |b: &'a [u8]| std::str::from_utf8(b).map_err(|e| e.to_string());
+        for_each_field(message, |field, value| {
+            match field {
+                1 => r.version = text(value)?,
+                4 => r.type_url = text(value)?,
+                5 => r.nonce = text(value)?,
+                _ => {}
+            }
+            Ok(())
+        })?;
+        Ok(r)
+    }
+
+    /// The names of the resources (`Any.value` field 1 is the name of a Cluster and of a
+    /// Listener), sorted.
+    fn names(&self, message: &[u8]) -> Result<Vec<String>, String> {
+        let mut names = Vec::new();
+        for_each_field(message, |field, any| {
+            if field == 2 {
+                for_each_field(any, |f, value| {
+                    if f == 2 {
+                        for_each_field(value, |f, name| {
+                            if f == 1 {
+                                let name = std::str::from_utf8(name).map_err(|e| e.to_string())?;
+                                names.push(name.to_owned());
+                            }
+                            Ok(())
+                        })?;
+                    }
+                    Ok(())
+                })?;
+            }
+            Ok(())
+        })?;
+        names.sort();
+        Ok(names)
+    }
+}
+
+/// Calls `f` with every length-delimited field of a protobuf message (others skipped).
+fn for_each_field<'a>(
+    mut b: &'a [u8],
+    mut f: impl FnMut(u32, &'a [u8]) -> Result<(), String>,
+) -> Result<(), String> {
+    let bad = |e: prost::DecodeError| e.to_string();
+    while !b.is_empty() {
+        let (field, wire) = decode_key(&mut b).map_err(bad)?;
+        let skip = match wire {
+            WireType::LengthDelimited => {
+                let len = decode_varint(&mut b).map_err(bad)? as usize;
+                if len > b.len() {
+                    return Err("truncated message".to_owned());
+                }
+                f(field, &b[..len])?;
+                len
+            }
+            WireType::Varint => {
+                decode_varint(&mut b).map_err(bad)?;
+                0
+            }
+            WireType::SixtyFourBit => 8,
+            WireType::ThirtyTwoBit => 4,
+            other => return Err(format!("unexpected wire type {other:?}")),
+        };
+        if skip > b.len() {
+            return Err("truncated message".to_owned());
+        }
+        b = &b[skip..];
+    }
+    Ok(())
+}
+
+/// A `DiscoveryRequest` in a gRPC frame.
+fn request_frame(
+    t: usize,
+    version: &str,
+    nonce: &str,
+    names: &[String],
+    node: Option<&Node>,
+) -> Bytes {
+    let mut b = BytesMut::with_capacity(256);
+    b.put_bytes(0, 5);
+    put_str(1, version, &mut b);
+    if let Some(node) = node {
+        encode_key(2, WireType::LengthDelimited, &mut b);
+        encode_varint(node.encoded_len() as u64, &mut b);
+        node.encode(&mut b).expect("BytesMut grows");
+    }
+    for name in names {
+        put_str(3, name, &mut b);
+    }
+    put_str(4, TYPE_URLS[t], &mut b);
+    put_str(5, nonce, &mut b);
+    let len = (b.len() - 5) as u32;
+    b[1..5].copy_from_slice(&len.to_be_bytes());
+    b.freeze()
+}
+
+/// A string field (proto3: empty strings are not written).
+fn put_str(field: u32, s: &str, b: &mut BytesMut) {
+    if !s.is_empty() {
+        encode_key(field, WireType::LengthDelimited, b);
+        encode_varint(s.len() as u64, b);
+        b.put_slice(s.as_bytes());
+    }
+}
+
+/// Checks the hand-written encoding and parsing against prost, so that a mistake there
+/// fails the bench at once instead of skewing it.
+pub fn self_check() {
+    use envoy_types::pb::envoy::config::cluster::v3::Cluster;
+    use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+    use envoy_types::pb::google::protobuf::Any;
+    {
+        let node = Node {
+            id: "n".into(),
+            ..Default::default()
+        };
+        let names = vec!["a".to_owned(), "b".to_owned()];
+        let frame = request_frame(RDS, "v1", "7", &names, Some(&node));
+        let len = u32::from_be_bytes(frame[1..5].try_into().unwrap()) as usize;
+        assert_eq!(len, frame.len() - 5);
+        let req = DiscoveryRequest::decode(&frame[5..]).unwrap();
+        assert_eq!(req.version_info, "v1");
+        assert_eq!(req.response_nonce, "7");
+        assert_eq!(req.type_url, TYPE_URLS[RDS]);
+        assert_eq!(req.resource_names, names);
+        assert_eq!(req.node.unwrap().id, "n");
+    }
+    {
+        let cluster = |name: &str| Any {
+            type_url: TYPE_URLS[CDS].into(),
+            value: Cluster {
+                name: name.into(),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        };
+        let msg = DiscoveryResponse {
+            version_info: "v9".into(),
+            resources: vec![cluster("b"), cluster("a")],
+            type_url: TYPE_URLS[CDS].into(),
+            nonce: "3".into(),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let r = Response::parse(&msg).unwrap();
+        assert_eq!(
+            (r.version, r.type_url, r.nonce),
+            ("v9", TYPE_URLS[CDS], "3")
+        );
+        assert_eq!(r.names(&msg).unwrap(), ["a", "b"]);
+    }
+}

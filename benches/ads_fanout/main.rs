@@ -1,0 +1,385 @@
+//! ADS fan-out: N Envoy-like SotW streams against the real `switchyard` binary, each on its
+//! own HTTP/2 connection, measuring the connect storm, the switch latency at every stream,
+//! and what the server spends (CPU, memory, bytes) doing it.
+//!
+//! ```text
+//! cargo bench --bench ads_fanout -- --streams 1,100,1000,10000 --switches 20
+//! ```
+//!
+//! For each N, a fresh server (`switchyard serve`, ports 0, `SWITCHYARD_LOG=warn`) serves a
+//! state file in a temporary directory: one listener and `--services` services. Then:
+//! 1. Connect storm: N tasks each open a TCP connection, an HTTP/2 connection (the `h2`
+//!    crate) and one ADS stream on it, and behave like Envoy (see `fleet.rs`): CDS (wildcard, node on the first message
+//!    only), then EDS for the clusters received, LDS (wildcard) once endpoints arrived, RDS
+//!    for the route configurations the listeners name; every response is acknowledged (its
+//!    version and nonce, the same names). At most `--connect-concurrency` streams are
+//!    between connect and first response at once (default 128, the server's accept
+//!    backlog), so the storm measures the server rather than dropped SYNs; drops are
+//!    counted anyway (`ListenOverflows`). The storm ends when every stream has
+//!    acknowledged its first RouteConfiguration.
+//! 2. Idle: `--idle-secs` with N streams open and nothing changing: server CPU over that
+//!    window, then its RSS (`VmRSS`); memory per stream is (RSS now - RSS before any
+//!    stream) / N.
+//! 3. Switches: `--switches` times, the first service's `active` color is flipped by writing
+//!    a temporary file and renaming it over the state file (t0 is taken just before the
+//!    rename). Each stream's latency is t0 -> the new RouteConfiguration received. The next
+//!    switch starts once every stream has it, the server has gone quiet (under 1 ms of CPU
+//!    in each of two 20 ms windows: every ACK processed) and `--gap-ms` have passed.
+//!    `/metrics` is read only before the first and after the last switch (it walks every
+//!    proxy, so polling it would load the server): the server's own convergence histogram
+//!    gives its mean file-read -> all-acknowledged time.
+//!
+//! Reported per N: connect storm, switch latency p50/p90/p99/max over every stream and
+//! switch, server CPU (storm, per switch, idle %), RSS before streams, with N idle streams
+//! and peak (`VmHWM`), memory per stream, bytes per switch (the protobuf size of every
+//! response received, summed over streams; and, where `ss` is available, the TCP payload
+//! bytes the server's sockets sent, which adds gRPC/HTTP/2 framing), and the load
+//! generator's own CPU (it shares the machine: on 2 cores its CPU counts against the
+//! latencies). The load generator runs on a tokio runtime of `--client-threads` workers
+//! (default 2); its coordinator (which only counts) runs on the main thread.
+//!
+//! The file-descriptor limit is raised to the hard limit at start (the server inherits
+//! it); N streams need N descriptors in each process. If the hard limit is too low, raise
+//! it first (`ulimit -Hn 65536` as root, or `prlimit`).
+
+mod fleet;
+mod report;
+mod system;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use tokio::sync::Semaphore;
+
+use fleet::{Fleet, envoy_like_stream};
+use report::{Row, mib, ms};
+use system::{
+    Perf, Proc, ServerProcess, convergence, cpu_ns, listen_overflows, machine, tcp_bytes_sent,
+};
+
+/// Fan-out of one switchyard process to N Envoy-like ADS streams.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Stream counts to measure, comma-separated; a fresh server for each.
+    #[arg(long, value_delimiter = ',', default_value = "1,100,1000,10000")]
+    streams: Vec<usize>,
+    /// Switches (route changes) per stream count.
+    #[arg(long, default_value_t = 20)]
+    switches: usize,
+    /// Services in the state file (one listener; two clusters per service).
+    #[arg(long, default_value_t = 10)]
+    services: usize,
+    /// Connections being set up at once during the connect storm (from connect to the
+    /// first response). 128 matches the server's accept backlog (`listen(128)`, tokio's
+    /// default): more can overflow it, and each dropped SYN costs its client 1 s.
+    #[arg(long, default_value_t = 128)]
+    connect_concurrency: usize,
+    /// Worker threads of the load generator's tokio runtime.
+    #[arg(long, default_value_t = 2)]
+    client_threads: usize,
+    /// Length of the idle window (N streams open, nothing changing), in seconds.
+    #[arg(long, default_value_t = 5)]
+    idle_secs: u64,
+    /// Pause after a switch has converged, before the next one, in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    gap_ms: u64,
+    /// Give up on a connect storm or a switch after this many seconds.
+    #[arg(long, default_value_t = 120)]
+    timeout_secs: u64,
+    /// Print every switch (convergence at the slowest stream) to stderr.
+    #[arg(long)]
+    each: bool,
+    /// Record the server with `perf record --call-graph dwarf` during the storm and the
+    /// switches, into this directory
+    /// (`perf-N-storm.data`, `perf-N-switches.data`).
+    #[arg(long)]
+    perf: Option<PathBuf>,
+    /// Passed by `cargo bench` to every bench binary; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+fn main() {
+    let args = Args::parse();
+    fleet::self_check();
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => eprintln!("file descriptor limit: {n}"),
+        Err(e) => eprintln!("cannot raise the file descriptor limit: {e}"),
+    }
+    let machine = machine();
+    eprintln!("{machine}");
+    let mut rows = Vec::new();
+    for &n in &args.streams {
+        eprintln!("--- {n} streams ---");
+        match run(&args, n) {
+            Ok(row) => {
+                eprintln!("{}", row.line());
+                rows.push(row);
+            }
+            Err(e) => {
+                eprintln!("{n} streams: FAILED: {e}");
+                rows.push(Row::failed(n, e));
+            }
+        }
+    }
+    println!();
+    println!("{machine}");
+    println!(
+        "{} services (1 listener), {} switches per N, load generator on {} tokio worker(s), at most {} connects in flight\n",
+        args.services, args.switches, args.client_threads, args.connect_concurrency
+    );
+    println!("{}", Row::header());
+    for r in &rows {
+        println!("{}", r.markdown());
+    }
+}
+
+/// Measures one stream count against a fresh server.
+fn run(args: &Args, n: usize) -> Result<Row, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let state = dir.path().join("state.yaml");
+    std::fs::write(&state, state_yaml(args.services, false)).map_err(|e| e.to_string())?;
+    let mut server = ServerProcess::start(&state)?;
+    let result = measure(args, n, &mut server, dir.path(), &state);
+    server.stop();
+    if let Err(e) = &result {
+        eprintln!("server output (last lines):");
+        for line in server.output.lock().unwrap().iter() {
+            eprintln!("  {line}");
+        }
+        return Err(e.clone());
+    }
+    result
+}
+
+fn measure(
+    args: &Args,
+    n: usize,
+    server: &mut ServerProcess,
+    dir: &Path,
+    state: &Path,
+) -> Result<Row, String> {
+    std::thread::sleep(Duration::from_millis(300));
+    let before = Proc::sample(server.pid);
+    let client_before = Proc::sample_self();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.client_threads)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut row = Row {
+        n,
+        rss0_kib: before.rss_kib,
+        ..Default::default()
+    };
+    let timeout = Duration::from_secs(args.timeout_secs);
+    let result = runtime.block_on(async {
+        let fleet = Arc::new(Fleet::new(n));
+        let addr = server.xds;
+        let permits = Arc::new(Semaphore::new(args.connect_concurrency));
+
+        // 1. Connect storm.
+        let perf = args.perf.as_ref().map(|d| Perf::start(d, n, "storm", server.pid));
+        let overflows = listen_overflows();
+        let client_start = Proc::sample_self();
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..n)
+            .map(|idx| {
+                let fleet = fleet.clone();
+                let permits = permits.clone();
+                tokio::spawn(async move {
+                    let error = envoy_like_stream(idx, addr, permits, fleet.clone())
+                        .await
+                        .err();
+                    fleet.end(idx, error);
+                })
+            })
+            .collect();
+        let all_ready = fleet
+            .wait_until(start + timeout, |f| {
+                f.ready.load(Relaxed) + f.ended.load(Relaxed) >= n
+            })
+            .await;
+        drop(perf);
+        if !all_ready || fleet.ready.load(Relaxed) < n {
+            return Err(format!(
+                "connect storm incomplete after {:.1}s: {}",
+                start.elapsed().as_secs_f64(),
+                fleet.progress()
+            ));
+        }
+        row.storm = fleet.ready_at() - start;
+        row.listen_drops = listen_overflows().saturating_sub(overflows);
+        let after_storm = Proc::sample(server.pid);
+        row.storm_cpu = after_storm.cpu - before.cpu;
+        row.client_storm_cpu = Proc::sample_self().cpu - client_start.cpu;
+        eprintln!(
+            "storm: all {n} streams acknowledged their routes in {} (all connected in {}); CPU: server {:.2}s, load generator {:.2}s; {} connections dropped by a full accept queue",
+            ms(row.storm),
+            ms(fleet.connected_at() - start),
+            row.storm_cpu,
+            row.client_storm_cpu,
+            row.listen_drops,
+        );
+
+        // 2. Idle.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let idle_start = Proc::sample(server.pid);
+        let t = Instant::now();
+        let responses = fleet.responses.load(Relaxed);
+        tokio::time::sleep(Duration::from_secs(args.idle_secs)).await;
+        let idle_end = Proc::sample(server.pid);
+        row.idle_cpu_pct = (idle_end.cpu - idle_start.cpu) / t.elapsed().as_secs_f64() * 100.0;
+        row.rss_n_kib = idle_end.rss_kib;
+        eprintln!(
+            "idle: server CPU {:.2}% over {}s, RSS {} ({:.1} KiB per stream), {} responses while idle",
+            row.idle_cpu_pct,
+            args.idle_secs,
+            mib(row.rss_n_kib),
+            row.per_stream_kib(),
+            fleet.responses.load(Relaxed) - responses
+        );
+
+        // 3. Switches.
+        let perf = args
+            .perf
+            .as_ref()
+            .map(|d| Perf::start(d, n, "switches", server.pid));
+        // One scrape before and one after: `/metrics` is not free for the server (it walks
+        // every proxy), so it is not polled in between.
+        let (conv_count0, conv_sum0) = convergence(server.admin).unwrap_or((0, 0.0));
+        let switch_start = Proc::sample(server.pid);
+        let client_switch_start = Proc::sample_self();
+        let tcp_start = tcp_bytes_sent(server.xds.port());
+        let proto_bytes = fleet.bytes.load(Relaxed);
+        let responses = fleet.per_type.each_ref().map(|c| c.load(Relaxed));
+        let mut all = Vec::with_capacity(n * args.switches);
+        for k in 1..=args.switches {
+            let tmp = dir.join(".state.yaml.tmp");
+            std::fs::write(&tmp, state_yaml(args.services, k % 2 == 1))
+                .map_err(|e| e.to_string())?;
+            let t0 = fleet.begin_switch(k);
+            std::fs::rename(&tmp, state).map_err(|e| e.to_string())?;
+            let done = fleet
+                .wait_until(t0 + timeout, |f| {
+                    f.arrived.load(Relaxed) + f.ended.load(Relaxed) >= n
+                })
+                .await;
+            let ended = fleet.ended.load(Relaxed);
+            if !done || ended > 0 {
+                return Err(format!(
+                    "switch {k}: {} of {n} streams received the new routes within {}s ({ended} streams ended): {}",
+                    fleet.arrived.load(Relaxed),
+                    args.timeout_secs,
+                    fleet.progress()
+                ));
+            }
+            let first = all.len();
+            all.extend(fleet.latencies());
+            let slowest = all[first..].iter().max().copied().unwrap_or_default();
+            // Let the server finish (every ACK processed) before the next switch: wait
+            // until it has used under 1 ms of CPU in each of two 20 ms windows.
+            let deadline = Instant::now() + timeout;
+            let mut last = cpu_ns(server.pid);
+            let mut quiet = 0;
+            while quiet < 2 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let now = cpu_ns(server.pid);
+                quiet = if now - last < 1_000_000 { quiet + 1 } else { 0 };
+                last = now;
+            }
+            if args.each {
+                eprintln!(
+                    "switch {k}: slowest stream {}, server quiet after {}",
+                    ms(slowest),
+                    ms(t0.elapsed())
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(args.gap_ms)).await;
+            row.switches_done = k;
+        }
+        drop(perf);
+        let end = Proc::sample(server.pid);
+        row.switch_cpu = end.cpu - switch_start.cpu;
+        row.client_switch_cpu = Proc::sample_self().cpu - client_switch_start.cpu;
+        row.hwm_kib = end.hwm_kib;
+        let switches = row.switches_done.max(1) as f64;
+        row.proto_bytes_per_switch = (fleet.bytes.load(Relaxed) - proto_bytes) as f64 / switches;
+        let mut per_type = [0.0; 4];
+        for ((p, c), r) in per_type.iter_mut().zip(&fleet.per_type).zip(responses) {
+            *p = (c.load(Relaxed) - r) as f64 / switches;
+        }
+        row.responses_per_switch = per_type;
+        row.tcp_bytes_per_switch = match (tcp_start, tcp_bytes_sent(server.xds.port())) {
+            (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / switches),
+            _ => None,
+        };
+        if let Some((count, sum)) = convergence(server.admin)
+            && count > conv_count0
+        {
+            row.server_converged = count - conv_count0;
+            row.server_convergence_ms =
+                Some((sum - conv_sum0) / (count - conv_count0) as f64 * 1000.0);
+        }
+        all.sort_unstable();
+        row.p50 = percentile(&all, 0.50);
+        row.p90 = percentile(&all, 0.90);
+        row.p99 = percentile(&all, 0.99);
+        row.max = all.last().copied().unwrap_or_default();
+        for t in tasks {
+            t.abort();
+        }
+        Ok(())
+    });
+    let client_after = Proc::sample_self();
+    row.client_cpu = client_after.cpu - client_before.cpu;
+    row.client_hwm_kib = client_after.hwm_kib;
+    // The server goes first so that the TIME_WAIT sockets are on its side, not on the
+    // load generator's ephemeral ports.
+    server.stop();
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    result.map(|()| row)
+}
+
+/// Nearest-rank percentile of sorted `v`.
+fn percentile(v: &[Duration], p: f64) -> Duration {
+    if v.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = (p * v.len() as f64).ceil() as usize;
+    v[rank.clamp(1, v.len()) - 1]
+}
+
+/// The state file: one listener, `services` services; the first one's active color is
+/// green when `flipped`.
+fn state_yaml(services: usize, flipped: bool) -> String {
+    let mut s = String::from(
+        "listeners:\n  - name: public\n    address: 127.0.0.1\n    port: 10000\nservices:\n",
+    );
+    for i in 0..services {
+        let active = if (i == 0 && flipped) || i % 2 == 1 {
+            "green"
+        } else {
+            "blue"
+        };
+        let domain = if i == 0 {
+            "\"*\"".to_owned()
+        } else {
+            format!("\"service-{i}.example.com\"")
+        };
+        writeln!(
+            s,
+            "  - name: service-{i}\n    listener: public\n    domains: [{domain}]\n    blue:\n      endpoints: [\"127.0.0.1:{}\", \"127.0.0.1:{}\"]\n    green:\n      endpoints: [\"127.0.0.1:{}\", \"127.0.0.1:{}\"]\n    active: {active}",
+            20000 + 4 * i,
+            20001 + 4 * i,
+            20002 + 4 * i,
+            20003 + 4 * i,
+        )
+        .unwrap();
+    }
+    s
+}
