@@ -13,6 +13,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::state::{Color, DesiredState};
+use crate::xds::ResourceType;
 use crate::xds::sotw::StreamEvent;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -41,9 +42,11 @@ struct WeightLabel {
 pub struct Metrics {
     registry: Arc<Registry>,
     connected: Family<ProtocolLabel, Gauge>,
-    responses: Family<TypeLabel, Counter>,
-    acks: Family<TypeLabel, Counter>,
-    nacks: Family<TypeLabel, Counter>,
+    /// Per resource type (`ResourceType::index`), created up front: a stream counts each
+    /// response and ACK without a label lookup, and every type shows from the start.
+    responses: [Counter; 4],
+    acks: [Counter; 4],
+    nacks: [Counter; 4],
     state_files: Family<ResultLabel, Counter>,
     weights: Family<WeightLabel, Gauge>,
     subscribed: Family<TypeLabel, Gauge>,
@@ -104,6 +107,16 @@ impl Metrics {
             "From reading a new state file to every connected proxy acknowledging it",
             convergence.clone(),
         );
+        let by_type = |family: &Family<TypeLabel, Counter>| {
+            ResourceType::ALL.map(|t| {
+                family
+                    .get_or_create(&TypeLabel {
+                        r#type: t.short_name(),
+                    })
+                    .clone()
+            })
+        };
+        let (responses, acks, nacks) = (by_type(&responses), by_type(&acks), by_type(&nacks));
         Metrics {
             registry: Arc::new(registry),
             subscribed,
@@ -128,18 +141,15 @@ impl Metrics {
     }
 
     pub fn record_stream_event(&self, event: &StreamEvent) {
-        let label = |t: &crate::xds::ResourceType| TypeLabel {
-            r#type: t.short_name(),
-        };
         match event {
             StreamEvent::Sent { type_, .. } => {
-                self.responses.get_or_create(&label(type_)).inc();
+                self.responses[type_.index()].inc();
             }
             StreamEvent::Acked { type_, .. } => {
-                self.acks.get_or_create(&label(type_)).inc();
+                self.acks[type_.index()].inc();
             }
             StreamEvent::Rejected { type_, .. } => {
-                self.nacks.get_or_create(&label(type_)).inc();
+                self.nacks[type_.index()].inc();
             }
             StreamEvent::Stale { .. } | StreamEvent::UnknownType { .. } => {}
         }

@@ -13,7 +13,7 @@ use envoy_types::pb::envoy::config::core::v3::{Node, node::UserAgentVersionType}
 use serde::Serialize;
 
 use super::ResourceType;
-use super::sotw::{ResourceSet, StreamEvent, StreamView};
+use super::sotw::{ResourceSet, SotwStream, StreamEvent};
 
 /// A version and when it happened.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -203,32 +203,37 @@ impl StreamGuard {
         }
     }
 
-    /// Applies what the stream's state machine reported, and where each type stands.
-    pub fn record(&self, events: &[StreamEvent], view: StreamView) {
+    /// Applies what the stream's state machine reported in one step, and where each type
+    /// stands (`synced`, from [`SotwStream::is_synced`]). Only what the events changed is
+    /// copied.
+    pub fn record(&self, events: &[StreamEvent], stream: &SotwStream, synced: [Option<bool>; 4]) {
         let Some(mut p) = self.registry.proxies.get_mut(&self.id) else {
             return;
         };
-        p.state_version = view.state_version;
-        for (t, v) in ResourceType::ALL.into_iter().zip(view.types) {
-            let r = p.type_record_mut(t);
-            r.synced = v.synced;
-            r.sent_resources = v.sent.map(|(_, set)| set).unwrap_or_default();
-            r.acked_resources = v.acked.map(|(_, set)| set).unwrap_or_default();
+        if p.state_version != stream.state_version() {
+            p.state_version = stream.state_version().to_owned();
+        }
+        for (t, synced) in ResourceType::ALL.into_iter().zip(synced) {
+            p.type_record_mut(t).synced = synced;
         }
         let at = SystemTime::now();
         for e in events {
             match e {
                 StreamEvent::Sent { type_, version, .. } => {
-                    p.type_record_mut(*type_).sent = Some(VersionAt {
+                    let r = p.type_record_mut(*type_);
+                    r.sent = Some(VersionAt {
                         version: version.clone(),
                         at,
                     });
+                    r.sent_resources = stream.sent_resources(*type_).cloned().unwrap_or_default();
                 }
                 StreamEvent::Acked { type_, version } => {
-                    p.type_record_mut(*type_).acked = Some(VersionAt {
+                    let r = p.type_record_mut(*type_);
+                    r.acked = Some(VersionAt {
                         version: version.clone(),
                         at,
                     });
+                    r.acked_resources = stream.acked_resources(*type_).cloned().unwrap_or_default();
                 }
                 StreamEvent::Rejected {
                     type_,

@@ -10,6 +10,7 @@ use tonic::codegen::{Body, BoxFuture, Context, Poll, Service, StdError, http};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use super::ResourceType;
 use super::cache::SnapshotCache;
 use super::encode::{AdsCodec, EncodedResponse};
 use super::registry::{ProxyRegistry, StreamGuard};
@@ -245,16 +246,17 @@ impl SotwTask {
             info!(cluster = %node.cluster, "proxy connected");
         }
         let node = self.node_id.as_deref().unwrap_or_default();
-        let view = self.stream.view();
+        let state_version = self.stream.state_version();
         for event in &step.events {
             cx.metrics.record_stream_event(event);
-            report(cx, node, &view.state_version, event);
+            report(cx, node, state_version, event);
         }
-        let all_synced = view.types.iter().all(|t| t.synced != Some(false))
-            && view.types.iter().any(|t| t.synced.is_some());
-        let became_synced = all_synced && view.state_version != self.synced_version;
+        let synced = ResourceType::ALL.map(|t| self.stream.is_synced(t));
+        let all_synced =
+            synced.iter().all(|s| *s != Some(false)) && synced.iter().any(|s| s.is_some());
+        let became_synced = all_synced && state_version != self.synced_version;
         if became_synced {
-            self.synced_version.clone_from(&view.state_version);
+            self.synced_version = state_version.to_owned();
             cx.events.emit(Event::ProxySynced {
                 at: SystemTime::now(),
                 node_id: node.to_owned(),
@@ -262,7 +264,7 @@ impl SotwTask {
                 state_version: self.synced_version.clone(),
             });
         }
-        cx.guard.record(&step.events, view);
+        cx.guard.record(&step.events, &self.stream, synced);
         // Convergence can only complete when a proxy catches up (or leaves): one check per
         // proxy per state, not per message.
         if became_synced {

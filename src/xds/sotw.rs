@@ -36,6 +36,8 @@ struct Sent {
     version: String,
     nonce: String,
     resources: Arc<ResourceSet>,
+    /// [`TypeState::names_gen`] when it was sent.
+    names_gen: u64,
 }
 
 /// The protocol state of one resource type on one stream.
@@ -45,6 +47,12 @@ struct TypeState {
     subscribed: bool,
     /// Names asked for; `None` means every resource (wildcard).
     names: Option<BTreeSet<String>>,
+    /// Changes whenever `names` does, so "asked for the same names as when last sent" is
+    /// one comparison, not one per name.
+    names_gen: u64,
+    /// The names of the latest request, as listed (an ACK usually repeats them: spotted
+    /// without building a set).
+    request_names: Vec<String>,
     /// The latest response sent.
     sent: Option<Sent>,
     /// The latest response the proxy acknowledged.
@@ -78,24 +86,6 @@ pub enum StreamEvent {
     Stale { type_: ResourceType, nonce: String },
     /// A request for a type switchyard does not serve; ignored.
     UnknownType { type_url: String },
-}
-
-/// One resource type of a stream, as the registry keeps it.
-#[derive(Debug, Clone, Default)]
-pub struct TypeView {
-    /// See [`SotwStream::is_synced`].
-    pub synced: Option<bool>,
-    /// The latest response sent: version and resources.
-    pub sent: Option<(String, Arc<ResourceSet>)>,
-    /// The latest response acknowledged.
-    pub acked: Option<(String, Arc<ResourceSet>)>,
-}
-
-/// A stream's position: the state version it serves and each type's view.
-#[derive(Debug, Clone, Default)]
-pub struct StreamView {
-    pub state_version: String,
-    pub types: [TypeView; 4],
 }
 
 /// What one input produced: responses to send, in order, and events to record.
@@ -156,25 +146,19 @@ impl SotwStream {
             .map(|(v, m)| (v.as_str(), m.as_str()))
     }
 
-    /// Where the stream stands, for the proxy registry (status and CSDS).
-    pub fn view(&self) -> StreamView {
-        StreamView {
-            state_version: self.snapshot.state_version.clone(),
-            types: ResourceType::ALL.map(|t| {
-                let state = &self.types[t.index()];
-                TypeView {
-                    synced: self.is_synced(t),
-                    sent: state
-                        .sent
-                        .as_ref()
-                        .map(|s| (s.version.clone(), s.resources.clone())),
-                    acked: state
-                        .acked
-                        .as_ref()
-                        .map(|s| (s.version.clone(), s.resources.clone())),
-                }
-            }),
-        }
+    /// The state version of the snapshot the stream serves.
+    pub fn state_version(&self) -> &str {
+        &self.snapshot.state_version
+    }
+
+    /// Resources of the latest response sent for `t`.
+    pub fn sent_resources(&self, t: ResourceType) -> Option<&Arc<ResourceSet>> {
+        self.types[t.index()].sent.as_ref().map(|s| &s.resources)
+    }
+
+    /// Resources of the latest response acknowledged for `t`.
+    pub fn acked_resources(&self, t: ResourceType) -> Option<&Arc<ResourceSet>> {
+        self.types[t.index()].acked.as_ref().map(|s| &s.resources)
     }
 
     /// Is the proxy up to date for `t`: it acknowledged the latest response and nothing
@@ -245,8 +229,15 @@ impl SotwStream {
         }
         // First request of this type on the stream (whatever version or nonce it carries),
         // an ACK, or a NACK: it states the current subscription.
+        if !state.subscribed || req.resource_names != state.request_names {
+            let names = subscription(t, &req.resource_names);
+            if !state.subscribed || names != state.names {
+                state.names = names;
+                state.names_gen += 1;
+            }
+            state.request_names = req.resource_names;
+        }
         state.subscribed = true;
-        state.names = subscription(t, &req.resource_names);
         self.push_due(&mut step);
         step
     }
@@ -295,10 +286,7 @@ impl SotwStream {
         if sent.version != self.snapshot.version(t) {
             return false;
         }
-        match &state.names {
-            None => true,
-            Some(names) => names.iter().eq(sent.resources.keys()),
-        }
+        sent.names_gen == state.names_gen
     }
 
     /// What the proxy should hold for `t` now: the version and the resources.
@@ -400,6 +388,7 @@ impl SotwStream {
             version,
             nonce,
             resources,
+            names_gen: state.names_gen,
         });
         response
     }
