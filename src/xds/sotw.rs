@@ -38,6 +38,20 @@ struct Sent {
     resources: Arc<ResourceSet>,
     /// [`TypeState::names_gen`] when it was sent.
     names_gen: u64,
+    /// The nonce as a number (identifies this response on the stream).
+    seq: u64,
+}
+
+/// What a [`ReadyMemo`] depends on: for clusters, then endpoints, the response acknowledged
+/// and the one sent (by sequence number), and whether a reply is awaited.
+type ReadyKey = [(u64, u64, bool); 2];
+
+/// The last list of route clusters found ready, and the state it was found in: a switch
+/// (new weights, same clusters) then checks the list instead of looking up every cluster.
+#[derive(Debug)]
+struct ReadyMemo {
+    key: ReadyKey,
+    clusters: Vec<String>,
 }
 
 /// The protocol state of one resource type on one stream.
@@ -103,6 +117,7 @@ pub struct SotwStream {
     types: [TypeState; 4],
     next_nonce: u64,
     control_plane: String,
+    ready_memo: Option<ReadyMemo>,
 }
 
 impl SotwStream {
@@ -114,6 +129,7 @@ impl SotwStream {
             types: Default::default(),
             next_nonce: 1,
             control_plane: control_plane.into(),
+            ready_memo: None,
         }
     }
 
@@ -349,7 +365,31 @@ impl SotwStream {
     /// Has the proxy acknowledged every cluster named by `routes`, and their endpoints,
     /// and will it still have them once it applies any response still in flight (a cluster
     /// set that drops one of them may be on its way)?
-    fn clusters_ready(&self, routes: &Arc<ResourceSet>) -> bool {
+    fn clusters_ready(&mut self, routes: &ResourceSet) -> bool {
+        let named = || routes.values().flat_map(|r| r.clusters.iter());
+        let key = [ResourceType::Cluster, ResourceType::Endpoint].map(|t| {
+            let state = &self.types[t.index()];
+            let seq = |s: &Option<Sent>| s.as_ref().map_or(0, |s| s.seq);
+            (seq(&state.acked), seq(&state.sent), state.awaiting_reply)
+        });
+        if let Some(memo) = &self.ready_memo
+            && memo.key == key
+            && named().eq(memo.clusters.iter())
+        {
+            return true;
+        }
+        let ready = self.clusters_held(routes);
+        if ready {
+            self.ready_memo = Some(ReadyMemo {
+                key,
+                clusters: named().cloned().collect(),
+            });
+        }
+        ready
+    }
+
+    /// The full check behind [`Self::clusters_ready`]: every cluster looked up.
+    fn clusters_held(&self, routes: &ResourceSet) -> bool {
         let holds = |t: ResourceType, name: &str| {
             let state = &self.types[t.index()];
             let acked = state
@@ -375,7 +415,8 @@ impl SotwStream {
         version: String,
         resources: Arc<ResourceSet>,
     ) -> EncodedResponse {
-        let nonce = self.next_nonce.to_string();
+        let seq = self.next_nonce;
+        let nonce = seq.to_string();
         self.next_nonce += 1;
         let shared = self
             .snapshot
@@ -389,6 +430,7 @@ impl SotwStream {
             nonce,
             resources,
             names_gen: state.names_gen,
+            seq,
         });
         response
     }
