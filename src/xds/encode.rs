@@ -4,16 +4,15 @@
 //! proxy but for its nonce. Protobuf lets fields come in any order and a message be the
 //! concatenation of its parts, so the response is encoded once without the nonce (the
 //! `shared` bytes, reference-counted), and each stream writes those bytes followed by its
-//! own nonce field. [`AdsCodec`] does that writing for tonic.
+//! own nonce field ([`EncodedResponse::grpc_message`]).
 
 use std::hash::{Hash, Hasher};
 
-use bytes::{BufMut, Bytes};
+use bytes::{BufMut, Bytes, BytesMut};
 use envoy_types::pb::envoy::config::core::v3::ControlPlane;
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 use prost::Message;
-use tonic::Status;
-use tonic::codec::{BufferSettings, Codec, EncodeBuf, Encoder};
+use tonic::codec::BufferSettings;
 
 use super::ResourceType;
 use super::sotw::ResourceSet;
@@ -58,6 +57,17 @@ impl EncodedResponse {
     pub fn write_to(&self, dst: &mut impl BufMut) {
         dst.put_slice(&self.shared);
         prost::encoding::string::encode(NONCE_FIELD, &self.nonce, dst);
+    }
+
+    /// The response as one gRPC message (uncompressed flag, length, message) in a buffer of
+    /// exactly its size.
+    pub fn grpc_message(&self) -> Bytes {
+        let len = self.encoded_len();
+        let mut buf = BytesMut::with_capacity(5 + len);
+        buf.put_u8(0);
+        buf.put_u32(u32::try_from(len).expect("bug: a response over 4 GiB"));
+        self.write_to(&mut buf);
+        buf.freeze()
     }
 
     /// The message as prost decodes it (tests and tools).
@@ -106,47 +116,11 @@ pub fn response_key(t: ResourceType, version: &str, resources: &ResourceSet) -> 
     h.finish()
 }
 
-/// tonic codec for ADS: decodes `DiscoveryRequest`s with prost, writes
-/// [`EncodedResponse`]s as they are.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct AdsCodec;
-
-/// Writes an [`EncodedResponse`].
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SharedEncoder;
-
-impl Encoder for SharedEncoder {
-    type Item = EncodedResponse;
-    type Error = Status;
-
-    fn encode(&mut self, item: EncodedResponse, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        item.write_to(dst);
-        Ok(())
-    }
-
-    /// A small initial buffer: a stream sends a few responses and then idles for hours,
-    /// and thousands of idle streams should not each hold tonic's default 8 KiB.
-    fn buffer_settings(&self) -> BufferSettings {
-        BufferSettings::new(STREAM_BUFFER_BYTES, 32 * 1024)
-    }
-}
-
-/// Initial encode and decode buffer of each ADS stream (grown on demand).
-const STREAM_BUFFER_BYTES: usize = 1024;
-
-impl Codec for AdsCodec {
-    type Encode = EncodedResponse;
-    type Decode = DiscoveryRequest;
-    type Encoder = SharedEncoder;
-    type Decoder = tonic_prost::ProstDecoder<DiscoveryRequest>;
-
-    fn encoder(&mut self) -> SharedEncoder {
-        SharedEncoder
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        tonic_prost::ProstCodec::<DiscoveryResponse, DiscoveryRequest>::raw_decoder(
-            BufferSettings::new(STREAM_BUFFER_BYTES, 32 * 1024),
-        )
-    }
+/// The decoder of an ADS stream's requests: prost, starting from a small buffer (a stream
+/// receives a few small requests and then idles for hours; thousands of idle streams should
+/// not each hold tonic's default 8 KiB).
+pub fn request_decoder() -> tonic_prost::ProstDecoder<DiscoveryRequest> {
+    tonic_prost::ProstCodec::<DiscoveryResponse, DiscoveryRequest>::raw_decoder(
+        BufferSettings::new(1024, 32 * 1024),
+    )
 }

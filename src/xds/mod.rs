@@ -1,6 +1,7 @@
 //! The xDS side: resource types and their push order, the snapshot cache, the per-stream
 //! protocol state machine and the gRPC server that runs it.
 
+pub mod body;
 pub mod cache;
 pub mod encode;
 pub mod registry;

@@ -7,12 +7,13 @@ use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use std::collections::VecDeque;
 
 use tonic::codegen::{Body, BoxFuture, Context, Poll, Service, StdError, http};
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Request, Status, Streaming};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::ResourceType;
+use super::body::{AdsBody, ResponseStream};
 use super::cache::SnapshotCache;
-use super::encode::{AdsCodec, EncodedResponse};
+use super::encode::{EncodedResponse, request_decoder};
 use super::registry::{ProxyRegistry, StreamGuard};
 use super::snapshot::Snapshot;
 use super::sotw::{SotwStream, Step, StreamEvent};
@@ -69,8 +70,9 @@ const DELTA_PATH: &str =
 const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 
 /// The ADS gRPC service as tonic serves it. Hand-written rather than envoy-types'
-/// generated server so that responses go out through [`AdsCodec`]: encoded once per
-/// content and shared by every stream, instead of re-encoded per stream.
+/// generated server so that responses go out as [`EncodedResponse`]s: encoded once per
+/// content and shared by every stream, instead of re-encoded per stream, and written by
+/// [`AdsBody`] without a per-stream encode buffer.
 #[derive(Debug, Clone)]
 pub struct AdsServer {
     inner: Arc<AdsService>,
@@ -104,12 +106,8 @@ where
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         match req.uri().path() {
             SOTW_PATH => {
-                let method = SotwMethod(self.inner.clone());
-                Box::pin(async move {
-                    let mut grpc = tonic::server::Grpc::new(AdsCodec)
-                        .apply_max_message_size_config(Some(MAX_REQUEST_BYTES), None);
-                    Ok(grpc.streaming(method, req).await)
-                })
+                let ads = self.inner.clone();
+                Box::pin(async move { Ok(ads.serve_sotw(req)) })
             }
             DELTA_PATH => Box::pin(async {
                 Ok(Status::unimplemented(
@@ -125,27 +123,37 @@ where
     }
 }
 
-/// `StreamAggregatedResources`.
-struct SotwMethod(Arc<AdsService>);
-
-impl tonic::server::StreamingService<DiscoveryRequest> for SotwMethod {
-    type Response = EncodedResponse;
-    type ResponseStream = ResponseStream;
-    type Future = BoxFuture<Response<Self::ResponseStream>, Status>;
-
-    fn call(&mut self, request: Request<Streaming<DiscoveryRequest>>) -> Self::Future {
-        let ads = self.0.clone();
-        Box::pin(async move { Ok(ads.open_stream(request)) })
-    }
-}
-
 impl AdsService {
+    /// `StreamAggregatedResources`: the requests decoded by tonic, the responses written
+    /// by [`AdsBody`].
+    fn serve_sotw<B>(&self, req: http::Request<B>) -> http::Response<tonic::body::Body>
+    where
+        B: Body + Send + 'static,
+        B::Error: Into<StdError> + Send + 'static,
+    {
+        if let Some(encoding) = req.headers().get("grpc-encoding")
+            && encoding != "identity"
+        {
+            return Status::unimplemented(format!(
+                "request compression {encoding:?} is not supported: send uncompressed messages"
+            ))
+            .into_http();
+        }
+        let request = Request::from_http(req.map(|body| {
+            Streaming::new_request(request_decoder(), body, None, Some(MAX_REQUEST_BYTES))
+        }));
+        let body = AdsBody::new(self.open_stream(request));
+        let mut response = http::Response::new(tonic::body::Body::new(body));
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/grpc"),
+        );
+        response
+    }
+
     /// Opens one SotW stream: its response stream drives the protocol state machine
     /// directly (no task or channel of its own), so an idle stream costs only its state.
-    fn open_stream(
-        &self,
-        request: Request<Streaming<DiscoveryRequest>>,
-    ) -> Response<ResponseStream> {
+    fn open_stream(&self, request: Request<Streaming<DiscoveryRequest>>) -> ResponseStream {
         let peer = request
             .remote_addr()
             .map(|a| a.to_string())
@@ -179,13 +187,9 @@ impl AdsService {
             let item = task.next().instrument(span).await?;
             Some((item, task))
         });
-        Response::new(Box::pin(responses))
+        Box::pin(responses)
     }
 }
-
-/// The responses of one ADS stream.
-pub type ResponseStream =
-    std::pin::Pin<Box<dyn futures::Stream<Item = Result<EncodedResponse, Status>> + Send>>;
 
 /// One SotW stream: the state machine and the I/O around it.
 struct SotwTask {
