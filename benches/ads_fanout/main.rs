@@ -59,6 +59,7 @@ use fleet::{Fleet, envoy_like_stream};
 use report::{Row, mib, ms};
 use system::{
     Perf, Proc, ServerProcess, convergence, cpu_ns, listen_overflows, machine, tcp_bytes_sent,
+    tcp_segments_out,
 };
 
 /// Fan-out of one switchyard process to N Envoy-like ADS streams.
@@ -255,6 +256,7 @@ fn measure(
         let switch_start = Proc::sample(server.pid);
         let client_switch_start = Proc::sample_self();
         let tcp_start = tcp_bytes_sent(server.xds.port());
+        let segments_start = tcp_segments_out();
         let proto_bytes = fleet.bytes.load(Relaxed);
         let responses = fleet.per_type.each_ref().map(|c| c.load(Relaxed));
         let mut all = Vec::with_capacity(n * args.switches);
@@ -314,6 +316,7 @@ fn measure(
             *p = (c.load(Relaxed) - r) as f64 / switches;
         }
         row.responses_per_switch = per_type;
+        row.segments_per_switch = (tcp_segments_out() - segments_start) as f64 / switches;
         row.tcp_bytes_per_switch = match (tcp_start, tcp_bytes_sent(server.xds.port())) {
             (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / switches),
             _ => None,

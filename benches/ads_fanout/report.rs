@@ -27,6 +27,8 @@ pub struct Row {
     pub hwm_kib: u64,
     pub proto_bytes_per_switch: f64,
     pub tcp_bytes_per_switch: Option<f64>,
+    /// TCP segments sent per switch, both ways, machine-wide.
+    pub segments_per_switch: f64,
     pub responses_per_switch: [f64; 4],
     pub client_cpu: f64,
     /// The load generator's CPU during the storm and during the switches.
@@ -89,7 +91,7 @@ impl Row {
 
     pub fn line(&self) -> String {
         format!(
-            "N={} storm {} ({} accept-queue drops) | switch p50 {} p90 {} p99 {} max {} ({} switches, {} converged by the server's count, mean {}) | server CPU storm {:.2}s, switches {:.2}s, idle {:.2}% | RSS {} -> {} (peak {}), {:.1} KiB/stream | per switch {} protobuf, {} TCP, responses per switch C/E/L/R {:?} | load generator CPU {:.1}s (storm {:.2}s, per switch {:.1} ms), peak RSS {}",
+            "N={} storm {} ({} accept-queue drops) | switch p50 {} p90 {} p99 {} max {} ({} switches, {} converged by the server's count, mean {}) | server CPU storm {:.2}s, switches {:.2}s, idle {:.2}% | RSS {} -> {} (peak {}), {:.1} KiB/stream | per switch {} protobuf, {} TCP, {:.0} TCP segments (both ways), responses per switch C/E/L/R {:?} | load generator CPU {:.1}s (storm {:.2}s, per switch {:.1} ms), peak RSS {}",
             self.n,
             ms(self.storm),
             self.listen_drops,
@@ -113,6 +115,7 @@ impl Row {
             self.tcp_bytes_per_switch
                 .map(bytes)
                 .unwrap_or_else(|| "-".into()),
+            self.segments_per_switch,
             self.responses_per_switch,
             self.client_cpu,
             self.client_storm_cpu,

@@ -20,7 +20,11 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     pub fn start(state: &Path) -> Result<ServerProcess, String> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
+        // SWITCHYARD_BIN: another build to measure (A/B comparisons).
+        let bin = std::env::var_os("SWITCHYARD_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_switchyard").into());
+        let mut cmd = Command::new(bin);
+        let mut child = cmd
             .arg("serve")
             .arg("--state")
             .arg(state)
@@ -195,6 +199,21 @@ pub fn listen_overflows() -> u64 {
     0
 }
 
+/// TCP segments sent so far on this machine (`Tcp: OutSegs` in `/proc/net/snmp`), both
+/// directions of every loopback connection.
+pub fn tcp_segments_out() -> u64 {
+    let text = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut lines = text.lines().filter(|l| l.starts_with("Tcp:"));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .position(|n| n == "OutSegs")
+        .and_then(|i| values.split_whitespace().nth(i)?.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Bytes sent so far by the server's established TCP sockets on `port` (TCP payload:
 /// gRPC, HTTP/2 framing and all), from `ss -ti`. `None` when `ss` is not available.
 pub fn tcp_bytes_sent(port: u16) -> Option<u64> {
@@ -252,7 +271,11 @@ impl Perf {
         let _ = std::fs::create_dir_all(dir);
         let out = dir.join(format!("perf-{n}-{phase}.data"));
         let child = Command::new("perf")
-            .args(["record", "--call-graph", "dwarf,16384", "-F", "199"])
+            .args(["record", "-F", "999"])
+            .args(
+                std::env::var("PERF_CALL_GRAPH")
+                    .map_or(vec![], |g| vec!["--call-graph".to_owned(), g]),
+            )
             .args(["-p", &pid.to_string(), "-o"])
             .arg(&out)
             .stdout(Stdio::null())
