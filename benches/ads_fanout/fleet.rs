@@ -3,7 +3,7 @@
 //!
 //! It has to be cheap, because it shares the two cores with the server and every
 //! microsecond it spends per stream is added to the switch latency the bench reports. So
-//! each stream is a single task that drives its own `h2` client connection (no tonic
+//! each stream is a single task on its own minimal HTTP/2 connection (`h2c.rs`: no tonic
 //! `Channel`, no buffer task, no request channel), reads only the fields of a response an
 //! ACK needs (version, type, nonce; resource names for clusters and listeners), and
 //! reports to the coordinator through atomics instead of a message per response. What goes
@@ -15,12 +15,13 @@ use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use envoy_types::pb::envoy::config::core::v3::Node;
 use prost::Message;
 use prost::encoding::{WireType, decode_key, decode_varint, encode_key, encode_varint};
-use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
+
+use crate::h2c::GrpcConn;
 
 pub const CDS: usize = 0;
 pub const EDS: usize = 1;
@@ -34,9 +35,6 @@ const TYPE_URLS: [&str; 4] = [
 ];
 const ADS_PATH: &str =
     "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
-/// Envoy's default HTTP/2 windows for its gRPC clusters (256 MiB), so that flow control
-/// costs what it costs with Envoy: almost no WINDOW_UPDATE frames.
-const WINDOW: u32 = 256 * 1024 * 1024;
 
 /// What every stream reports, read by the coordinator. All times are nanoseconds since
 /// `base`.
@@ -183,17 +181,15 @@ pub async fn envoy_like_stream(
     fleet: Arc<Fleet>,
 ) -> Result<(), String> {
     let permit = permits.acquire_owned().await.map_err(|e| e.to_string())?;
-    let tcp = TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
-    let (client, mut connection) = h2::client::Builder::new()
-        .initial_window_size(WINDOW)
-        .initial_connection_window_size(WINDOW)
-        .handshake::<_, Bytes>(tcp)
-        .await
-        .map_err(|e| format!("HTTP/2 handshake: {e}"))?;
-    let stream = Stream {
+    let node = Node {
+        id: format!("fanout-{idx}"),
+        cluster: "fanout".to_owned(),
+        user_agent_name: "envoy".to_owned(),
+        ..Default::default()
+    };
+    let first = request_frame(CDS, "", "", &[], Some(&node));
+    let mut conn = GrpcConn::open(addr, ADS_PATH, &first).await?;
+    let mut stream = Stream {
         idx,
         fleet,
         names: [Some(Vec::new()), None, None, None],
@@ -202,10 +198,20 @@ pub async fn envoy_like_stream(
         last_routes: String::new(),
         seen_switch: 0,
     };
-    // The connection and the stream are polled by this one task.
-    tokio::select! {
-        r = &mut connection => Err(format!("connection ended: {r:?}")),
-        r = stream.run(addr, client, permit) => r,
+    let mut permit = Some(permit);
+    loop {
+        let read = conn.read().await?;
+        let received = stream.fleet.now();
+        if read.headers {
+            stream.fleet.reached(idx, 1);
+            stream.fleet.connected_at.fetch_max(received, Relaxed);
+            stream.fleet.connected.fetch_add(1, Relaxed);
+        }
+        for message in &read.messages {
+            drop(permit.take());
+            stream.on_response(message, received, &mut conn)?;
+        }
+        conn.flush().await?;
     }
 }
 
@@ -223,58 +229,11 @@ struct Stream {
 }
 
 impl Stream {
-    async fn run(
-        mut self,
-        addr: SocketAddr,
-        client: h2::client::SendRequest<Bytes>,
-        permit: tokio::sync::OwnedSemaphorePermit,
-    ) -> Result<(), String> {
-        let mut client = client.ready().await.map_err(|e| e.to_string())?;
-        let request = http::Request::post(format!("http://{addr}{ADS_PATH}"))
-            .header("content-type", "application/grpc")
-            .header("te", "trailers")
-            .body(())
-            .map_err(|e| e.to_string())?;
-        let (response, mut send) = client
-            .send_request(request, false)
-            .map_err(|e| format!("open stream: {e}"))?;
-        let node = Node {
-            id: format!("fanout-{}", self.idx),
-            cluster: "fanout".to_owned(),
-            user_agent_name: "envoy".to_owned(),
-            ..Default::default()
-        };
-        send.send_data(request_frame(CDS, "", "", &[], Some(&node)), false)
-            .map_err(|e| e.to_string())?;
-        let response = response.await.map_err(|e| format!("open stream: {e}"))?;
-        if response.status() != http::StatusCode::OK {
-            return Err(format!("HTTP status {}", response.status()));
-        }
-        self.fleet.reached(self.idx, 1);
-        let now = self.fleet.now();
-        self.fleet.connected_at.fetch_max(now, Relaxed);
-        self.fleet.connected.fetch_add(1, Relaxed);
-        let mut permit = Some(permit);
-        let mut body = response.into_body();
-        let mut buf = BytesMut::new();
-        while let Some(chunk) = body.data().await {
-            let chunk = chunk.map_err(|e| format!("stream: {e}"))?;
-            let received = self.fleet.now();
-            drop(permit.take());
-            let _ = body.flow_control().release_capacity(chunk.len());
-            buf.extend_from_slice(&chunk);
-            while let Some(message) = next_message(&mut buf)? {
-                self.on_response(&message, received, &mut send)?;
-            }
-        }
-        Err("the server ended the stream".to_owned())
-    }
-
     fn on_response(
         &mut self,
         message: &[u8],
         received: u64,
-        send: &mut h2::SendStream<Bytes>,
+        conn: &mut GrpcConn,
     ) -> Result<(), String> {
         let response = Response::parse(message)?;
         let Some(t) = TYPE_URLS.iter().position(|u| *u == response.type_url) else {
@@ -295,14 +254,14 @@ impl Stream {
             && self.names[next].as_ref() != Some(&wanted)
         {
             let frame = request_frame(next, &self.acked[next], &self.nonce[next], &wanted, None);
-            send.send_data(frame, false).map_err(|e| e.to_string())?;
+            conn.send_message(&frame)?;
             self.names[next] = Some(wanted);
         }
         self.acked[t].clear();
         self.acked[t].push_str(response.version);
         let names = self.names[t].as_deref().unwrap_or_default();
         let frame = request_frame(t, response.version, response.nonce, names, None);
-        send.send_data(frame, false).map_err(|e| e.to_string())?;
+        conn.send_message(&frame)?;
 
         let fleet = &*self.fleet;
         fleet.responses.fetch_add(1, Relaxed);
@@ -327,22 +286,6 @@ impl Stream {
         }
         Ok(())
     }
-}
-
-/// Takes the next complete gRPC message (5-byte prefix: flag, length) off `buf`.
-fn next_message(buf: &mut BytesMut) -> Result<Option<Bytes>, String> {
-    if buf.len() < 5 {
-        return Ok(None);
-    }
-    if buf[0] != 0 {
-        return Err("compressed gRPC message".to_owned());
-    }
-    let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
-    if buf.len() < 5 + len {
-        return Ok(None);
-    }
-    buf.advance(5);
-    Ok(Some(buf.split_to(len).freeze()))
 }
 
 /// The fields of a `DiscoveryResponse` an ACK needs, borrowed from the message.

@@ -43,6 +43,7 @@
 //! it first (`ulimit -Hn 65536` as root, or `prlimit`).
 
 mod fleet;
+mod h2c;
 mod report;
 mod system;
 
