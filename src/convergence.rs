@@ -2,8 +2,11 @@
 //! seen -> last acknowledgement (a histogram in `/metrics`) and announces
 //! [`Event::SwitchComplete`].
 //!
-//! Streams poke a `Notify` after every step (cheap, coalescing); one task then asks the
-//! proxy registry whether every proxy is synced at the target version.
+//! A stream reports when its proxy becomes synced at a state version; that only counts
+//! (no walk over the proxies). Once as many proxies are synced at the rollout's version as
+//! are connected, one task confirms it against the proxy registry (one walk), so a rollout
+//! to N proxies costs O(N), not a walk per proxy. Disconnects and the start of a rollout
+//! ask for that confirmation too.
 
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -19,6 +22,8 @@ use crate::xds::registry::ProxyRegistry;
 struct Target {
     version: String,
     seen_at: Instant,
+    /// Proxies that reported being synced at `version` since the rollout started.
+    synced: usize,
 }
 
 /// Tracks the state being rolled out. Shared (`Arc`).
@@ -47,13 +52,38 @@ impl Convergence {
     /// State `version`, read from the file at `seen_at`, has just been published.
     pub fn started(&self, version: String, seen_at: Instant) {
         *self.target.lock().expect("bug: convergence lock poisoned") =
-            Some(Target { version, seen_at });
+            Some(Target {
+                version,
+                seen_at,
+                synced: 0,
+            });
+        // Proxies may have synced between the publish and now: look once.
         self.notify.notify_one();
     }
 
-    /// Something changed on a stream (a step, a disconnect): check again.
-    pub fn poke(&self) {
-        self.notify.notify_one();
+    /// A proxy has just become synced at state `version`.
+    pub fn proxy_synced(&self, version: &str) {
+        let mut target = self.target.lock().expect("bug: convergence lock poisoned");
+        if let Some(t) = target.as_mut()
+            && t.version == version
+        {
+            t.synced += 1;
+            if t.synced >= self.registry.len() {
+                self.notify.notify_one();
+            }
+        }
+    }
+
+    /// A proxy disconnected: the others may now all be synced.
+    pub fn proxy_left(&self) {
+        if self
+            .target
+            .lock()
+            .expect("bug: convergence lock poisoned")
+            .is_some()
+        {
+            self.notify.notify_one();
+        }
     }
 
     /// Runs until the task is dropped.

@@ -375,8 +375,9 @@ async fn apply_state_changes(
                     let version = snapshot.state_version.clone();
                     let before = out.writer.current();
                     let types = crate::translate::changed_types(&before, &snapshot);
-                    out.writer.publish(snapshot);
+                    // The rollout is registered before any proxy can reach it.
                     out.convergence.started(version.clone(), seen_at);
+                    out.writer.publish(snapshot);
                     // Everything below reports the switch; proxies are already getting it.
                     let previous = current.as_ref().map(|(s, _)| s.as_ref());
                     log_switches(previous, &state);

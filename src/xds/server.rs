@@ -269,10 +269,9 @@ impl SotwTask {
             });
         }
         cx.guard.record(&step.events, &self.stream, synced);
-        // Convergence can only complete when a proxy catches up (or leaves): one check per
-        // proxy per state, not per message.
+        // Convergence can only complete when a proxy catches up (or leaves).
         if became_synced {
-            cx.convergence.poke();
+            cx.convergence.proxy_synced(&self.synced_version);
         }
         self.pending.extend(step.responses);
     }
@@ -283,7 +282,7 @@ impl Drop for SotwTask {
         let _entered = self.span.enter();
         info!("proxy disconnected");
         // The registry entry goes with `cx.guard`; let convergence look again without it.
-        self.cx.convergence.poke();
+        self.cx.convergence.proxy_left();
     }
 }
 
