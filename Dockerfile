@@ -15,6 +15,11 @@
 ARG RUST_VERSION=1.94
 
 FROM rust:${RUST_VERSION}-slim-bookworm AS build
+# The slim image has a C compiler but no `make`, which building jemalloc (the default
+# `jemalloc` feature) needs.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends make \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 # build.rs runs `cargo metadata --offline`, which needs every locked package already

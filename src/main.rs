@@ -14,6 +14,12 @@ use switchyard::state::{self, StateError, watch::Debounce};
 use switchyard::translate::translate;
 use tracing::error;
 
+/// jemalloc (the default `jemalloc` feature): less memory per idle ADS stream than the
+/// system allocator, and a faster connect storm (BENCHMARKS.md).
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Exit codes (from sysexits.h, so scripts can tell failures apart).
 mod exit {
     /// `diff`: the two files differ for Envoy (like diff(1)).
