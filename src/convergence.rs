@@ -49,15 +49,15 @@ impl Convergence {
         })
     }
 
-    /// State `version`, read from the file at `seen_at`, has just been published.
+    /// State `version`, read from the file at `seen_at`, is about to be published (called
+    /// before the publish, so that no proxy can sync at it uncounted).
     pub fn started(&self, version: String, seen_at: Instant) {
-        *self.target.lock().expect("bug: convergence lock poisoned") =
-            Some(Target {
-                version,
-                seen_at,
-                synced: 0,
-            });
-        // Proxies may have synced between the publish and now: look once.
+        *self.target.lock().expect("bug: convergence lock poisoned") = Some(Target {
+            version,
+            seen_at,
+            synced: 0,
+        });
+        // With no proxy connected (or all already at this version) it is complete now.
         self.notify.notify_one();
     }
 
