@@ -121,7 +121,7 @@ fn client_config(proxy: &ProxyRecord, snapshot: &Snapshot, exclude_contents: boo
         }
     }
     ClientConfig {
-        node: proxy.node.clone(),
+        node: proxy.node.as_deref().cloned(),
         generic_xds_configs,
         ..Default::default()
     }

@@ -62,7 +62,7 @@ pub struct ProxyRecord {
     pub connected_at: SystemTime,
     /// The full node the proxy sent (for CSDS).
     #[serde(skip)]
-    pub node: Option<Node>,
+    pub node: Option<Arc<Node>>,
     /// The state version the proxy's stream serves now.
     pub state_version: String,
     pub clusters: TypeRecord,
@@ -186,7 +186,7 @@ impl StreamGuard {
     }
 
     /// Records the proxy's node (once known).
-    pub fn set_node(&self, node: &Node) {
+    pub fn set_node(&self, node: &Arc<Node>) {
         if let Some(mut p) = self.registry.proxies.get_mut(&self.id) {
             p.node = Some(node.clone());
             p.node_id = node.id.clone();

@@ -46,12 +46,13 @@ struct Sent {
 /// and the one sent (by sequence number), and whether a reply is awaited.
 type ReadyKey = [(u64, u64, bool); 2];
 
-/// The last list of route clusters found ready, and the state it was found in: a switch
-/// (new weights, same clusters) then checks the list instead of looking up every cluster.
+/// The routes last found ready, and the state they were found in: a switch (new weights,
+/// same clusters) then compares the routes' cluster lists instead of looking up every
+/// cluster. The routes are shared with the snapshot that had them, not copied.
 #[derive(Debug)]
 struct ReadyMemo {
     key: ReadyKey,
-    clusters: Vec<String>,
+    routes: Vec<Arc<Resource>>,
 }
 
 /// The protocol state of one resource type on one stream.
@@ -64,9 +65,6 @@ struct TypeState {
     /// Changes whenever `names` does, so "asked for the same names as when last sent" is
     /// one comparison, not one per name.
     names_gen: u64,
-    /// The names of the latest request, as listed (an ACK usually repeats them: spotted
-    /// without building a set).
-    request_names: Vec<String>,
     /// The latest response sent.
     sent: Option<Sent>,
     /// The latest response the proxy acknowledged.
@@ -112,7 +110,8 @@ pub struct Step {
 /// The state of one SotW ADS stream.
 #[derive(Debug)]
 pub struct SotwStream {
-    node: Option<Node>,
+    /// Shared with the proxy registry (CSDS reports it).
+    node: Option<Arc<Node>>,
     snapshot: Arc<Snapshot>,
     types: [TypeState; 4],
     next_nonce: u64,
@@ -134,7 +133,7 @@ impl SotwStream {
     }
 
     /// The proxy's node, from the first request that carried one.
-    pub fn node(&self) -> Option<&Node> {
+    pub fn node(&self) -> Option<&Arc<Node>> {
         self.node.as_ref()
     }
 
@@ -199,17 +198,15 @@ impl SotwStream {
     }
 
     /// Handles one request from the proxy.
-    pub fn on_request(&mut self, req: DiscoveryRequest) -> Step {
+    pub fn on_request(&mut self, mut req: DiscoveryRequest) -> Step {
         let mut step = Step::default();
         if self.node.is_none()
-            && let Some(node) = &req.node
+            && let Some(mut node) = req.node.take()
         {
             // Envoy lists every extension it was built with (kilobytes); keep the identity.
-            self.node = Some(Node {
-                extensions: Vec::new(),
-                client_features: Vec::new(),
-                ..node.clone()
-            });
+            node.extensions = Vec::new();
+            node.client_features = Vec::new();
+            self.node = Some(Arc::new(node));
         }
         let Some(t) = ResourceType::from_type_url(&req.type_url) else {
             step.events.push(StreamEvent::UnknownType {
@@ -245,13 +242,12 @@ impl SotwStream {
         }
         // First request of this type on the stream (whatever version or nonce it carries),
         // an ACK, or a NACK: it states the current subscription.
-        if !state.subscribed || req.resource_names != state.request_names {
+        if !state.subscribed || !same_subscription(t, &state.names, &req.resource_names) {
             let names = subscription(t, &req.resource_names);
             if !state.subscribed || names != state.names {
                 state.names = names;
                 state.names_gen += 1;
             }
-            state.request_names = req.resource_names;
         }
         state.subscribed = true;
         self.push_due(&mut step);
@@ -366,7 +362,6 @@ impl SotwStream {
     /// and will it still have them once it applies any response still in flight (a cluster
     /// set that drops one of them may be on its way)?
     fn clusters_ready(&mut self, routes: &ResourceSet) -> bool {
-        let named = || routes.values().flat_map(|r| r.clusters.iter());
         let key = [ResourceType::Cluster, ResourceType::Endpoint].map(|t| {
             let state = &self.types[t.index()];
             let seq = |s: &Option<Sent>| s.as_ref().map_or(0, |s| s.seq);
@@ -374,7 +369,12 @@ impl SotwStream {
         });
         if let Some(memo) = &self.ready_memo
             && memo.key == key
-            && named().eq(memo.clusters.iter())
+            && memo.routes.len() == routes.len()
+            && memo
+                .routes
+                .iter()
+                .zip(routes.values())
+                .all(|(a, b)| Arc::ptr_eq(a, b) || a.clusters == b.clusters)
         {
             return true;
         }
@@ -382,7 +382,7 @@ impl SotwStream {
         if ready {
             self.ready_memo = Some(ReadyMemo {
                 key,
-                clusters: named().cloned().collect(),
+                routes: routes.values().cloned().collect(),
             });
         }
         ready
@@ -455,6 +455,20 @@ fn same_content(a: &ResourceSet, b: &ResourceSet) -> bool {
         && a.iter()
             .zip(b)
             .all(|((na, ra), (nb, rb))| na == nb && ra.version == rb.version)
+}
+
+/// Does a request listing `names` subscribe to exactly `current`? Cheap, without building
+/// a set, when the request lists the names in order (an ACK repeating a sorted list); a
+/// `false` only means "build the set and compare".
+fn same_subscription(
+    t: ResourceType,
+    current: &Option<BTreeSet<String>>,
+    names: &[String],
+) -> bool {
+    match current {
+        None => names.is_empty() && t.is_wildcard_type() || names.iter().any(|n| n == "*"),
+        Some(set) => set.len() == names.len() && set.iter().eq(names.iter()),
+    }
 }
 
 /// The names a request subscribes to: `None` for every resource.
@@ -849,6 +863,20 @@ services:
         assert_eq!(types(&step), [ResourceType::Endpoint]);
         assert_eq!(names(&step.responses[0]), 1);
         assert_eq!(step.responses[0].version_info, eds.version_info);
+    }
+
+    #[test]
+    fn names_listed_in_another_order_are_the_same_subscription() {
+        let mut s = stream(STATE);
+        let [_, eds, _, _] = converge(&mut s);
+        // Envoy need not list names sorted: the same set in another order changes nothing.
+        let step = s.on_request(ack(&eds, &["summarizer-green", "summarizer-blue"]));
+        assert!(step.responses.is_empty(), "{:?}", types(&step));
+        assert_eq!(s.is_synced(ResourceType::Endpoint), Some(true));
+        // A name dropped is a change, answered at once.
+        let step = s.on_request(ack(&eds, &["summarizer-green"]));
+        assert_eq!(types(&step), [ResourceType::Endpoint]);
+        assert_eq!(names(&step.responses[0]), 1);
     }
 
     #[test]
