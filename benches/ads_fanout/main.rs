@@ -8,9 +8,9 @@
 //!
 //! For each N, a fresh server (`switchyard serve`, ports 0, `SWITCHYARD_LOG=warn`) serves a
 //! state file in a temporary directory: one listener and `--services` services. Then:
-//! 1. Connect storm: N tasks each open a TCP connection, an HTTP/2 connection (the `h2`
-//!    crate) and one ADS stream on it, and behave like Envoy (see `fleet.rs`): CDS (wildcard, node on the first message
-//!    only), then EDS for the clusters received, LDS (wildcard) once endpoints arrived, RDS
+//! 1. Connect storm: N tasks each open a TCP connection, an HTTP/2 connection (`h2c.rs`, a
+//!    minimal client) and one ADS stream on it, and behave like Envoy (`fleet.rs`): CDS
+//!    (wildcard, node on the first message only), then EDS for the clusters received, LDS (wildcard) once endpoints arrived, RDS
 //!    for the route configurations the listeners name; every response is acknowledged (its
 //!    version and nonce, the same names). At most `--connect-concurrency` streams are
 //!    between connect and first response at once (default 128, the server's accept
@@ -36,7 +36,12 @@
 //! bytes the server's sockets sent, which adds gRPC/HTTP/2 framing), and the load
 //! generator's own CPU (it shares the machine: on 2 cores its CPU counts against the
 //! latencies). The load generator runs on a tokio runtime of `--client-threads` workers
-//! (default 2); its coordinator (which only counts) runs on the main thread.
+//! (default 2); its coordinator (which only reads the streams' counters) runs on the main
+//! thread.
+//!
+//! `SWITCHYARD_BIN=/path/to/switchyard` measures another build (for A/B comparisons, run
+//! alternately); `--perf DIR` records the server with `perf record` (add
+//! `PERF_CALL_GRAPH=dwarf` for call graphs).
 //!
 //! The file-descriptor limit is raised to the hard limit at start (the server inherits
 //! it); N streams need N descriptors in each process. If the hard limit is too low, raise
@@ -95,9 +100,9 @@ struct Args {
     /// Print every switch (convergence at the slowest stream) to stderr.
     #[arg(long)]
     each: bool,
-    /// Record the server with `perf record --call-graph dwarf` during the storm and the
-    /// switches, into this directory
-    /// (`perf-N-storm.data`, `perf-N-switches.data`).
+    /// Record the server with `perf record -F 999` during the storm and the switches, into
+    /// this directory (`perf-N-storm.data`, `perf-N-switches.data`); with
+    /// `PERF_CALL_GRAPH=dwarf` in the environment, with call graphs.
     #[arg(long)]
     perf: Option<PathBuf>,
     /// Passed by `cargo bench` to every bench binary; ignored.
