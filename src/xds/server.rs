@@ -1,4 +1,5 @@
-//! The ADS gRPC service: one task per stream, a thin I/O loop around [`SotwStream`].
+//! The ADS gRPC service: each stream's response body drives a thin I/O loop around
+//! [`SotwStream`] (no task of its own).
 
 use std::sync::Arc;
 use std::time::SystemTime;
