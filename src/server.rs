@@ -265,9 +265,10 @@ impl Server {
         );
 
         let mut xds_stop = stop_rx.clone();
+        // No HTTP/2 keepalive PINGs: they are a timer per connection, reset on every frame
+        // received. Dead peers are found by the kernel's TCP keepalive instead (set on each
+        // accepted connection), which costs this process nothing while proxies idle.
         let grpc = tonic::transport::Server::builder()
-            .http2_keepalive_interval(Some(Duration::from_secs(30)))
-            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .add_service(health_service)
             .add_service(reflection)
             .add_service(reflection_v1alpha)
@@ -323,8 +324,17 @@ fn listen(addr: SocketAddr, backlog: u32) -> Result<TcpListener, ServeError> {
     bind().map_err(|source| ServeError::Bind { addr, source })
 }
 
-/// Accepted xDS connections with Nagle's algorithm off: a switch is a small write that
-/// must leave at once. (tonic's own `tcp_nodelay` applies only when it binds the socket.)
+/// TCP keepalive on xDS connections: a proxy whose host vanished without closing its
+/// connection is dropped (and leaves `/status`) after about 30 s idle + 3 unanswered probes
+/// 10 s apart. The kernel sends the probes; switchyard is not woken.
+const TCP_KEEPALIVE: socket2::TcpKeepalive = socket2::TcpKeepalive::new()
+    .with_time(Duration::from_secs(30))
+    .with_interval(Duration::from_secs(10))
+    .with_retries(3);
+
+/// Accepted xDS connections, with Nagle's algorithm off (a switch is a small write that
+/// must leave at once; tonic's own `tcp_nodelay` applies only when it binds the socket)
+/// and [`TCP_KEEPALIVE`].
 fn incoming_nodelay(
     listener: TcpListener,
 ) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
@@ -333,6 +343,9 @@ fn incoming_nodelay(
         let conn = conn?;
         if let Err(e) = conn.set_nodelay(true) {
             warn!(error = %e, "cannot set TCP_NODELAY on an xDS connection");
+        }
+        if let Err(e) = socket2::SockRef::from(&conn).set_tcp_keepalive(&TCP_KEEPALIVE) {
+            warn!(error = %e, "cannot set TCP keepalive on an xDS connection");
         }
         Ok(conn)
     })
