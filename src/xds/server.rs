@@ -325,3 +325,38 @@ fn report(cx: &StreamContext, node: &str, state_version: &str, event: &StreamEve
         StreamEvent::Sent { .. } | StreamEvent::Stale { .. } => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xds::cache::snapshot_cache;
+
+    fn service() -> AdsService {
+        let (cache, _writer) = snapshot_cache(Snapshot::empty());
+        let registry = ProxyRegistry::default();
+        let metrics = Metrics::new();
+        let events = EventBus::new(None);
+        let convergence = Convergence::new(registry.clone(), metrics.clone(), events.clone());
+        AdsService::new(cache, registry, metrics, events, convergence, "test".into())
+    }
+
+    #[tokio::test]
+    async fn a_compressed_request_is_refused_with_a_clear_status() {
+        let request = http::Request::builder()
+            .uri(SOTW_PATH)
+            .header("content-type", "application/grpc")
+            .header("grpc-encoding", "gzip")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let ads = service();
+        let response = ads.serve_sotw(request);
+        let status = Status::from_header_map(response.headers()).expect("a gRPC status");
+        assert_eq!(status.code(), tonic::Code::Unimplemented);
+        assert!(
+            status.message().contains("\"gzip\""),
+            "{}",
+            status.message()
+        );
+        assert!(ads.registry.is_empty(), "no stream was opened");
+    }
+}
