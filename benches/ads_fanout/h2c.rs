@@ -14,10 +14,12 @@
 //! replies, flow control both ways (the peer's windows are tracked and respected; ours
 //! are Envoy's 256 MiB and topped up), and errors for GOAWAY, RST_STREAM and end of stream.
 
+use std::cell::RefCell;
+use std::io::{ErrorKind, Read as _};
 use std::net::SocketAddr;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -132,12 +134,33 @@ impl GrpcConn {
     /// Reads what the server sent next and handles its frames. Control frames are answered
     /// (queued; see [`Self::flush`]); an end of the call is an error.
     pub async fn read(&mut self) -> Result<Read, String> {
-        self.input.reserve(16 * 1024);
-        let n = self
-            .tcp
-            .read_buf(&mut self.input)
-            .await
-            .map_err(|e| format!("read: {e}"))?;
+        let n = loop {
+            self.tcp.readable().await.map_err(|e| e.to_string())?;
+            // A read that does not fill the scratch buffer has drained the socket: it then
+            // reports `WouldBlock` to tokio, which clears the readiness (unless an event
+            // came in meanwhile) instead of a second `recv` that would only say `EAGAIN`.
+            let mut got = None;
+            let socket = socket2::SockRef::from(&self.tcp);
+            let result = self.tcp.try_io(Interest::READABLE, || {
+                SCRATCH.with_borrow_mut(|scratch| {
+                    let n = (&*socket).read(scratch)?;
+                    self.input.extend_from_slice(&scratch[..n]);
+                    got = Some(n);
+                    if n > 0 && n < scratch.len() {
+                        Err(ErrorKind::WouldBlock.into())
+                    } else {
+                        Ok(())
+                    }
+                })
+            });
+            match (got, result) {
+                (Some(n), _) => break n,
+                (None, Err(e)) if e.kind() == ErrorKind::WouldBlock => {}
+                (None, Err(e)) if e.kind() == ErrorKind::Interrupted => {}
+                (None, Err(e)) => return Err(format!("read: {e}")),
+                (None, Ok(())) => unreachable!("a successful read sets `got`"),
+            }
+        };
         if n == 0 {
             return Err("the server closed the connection".to_owned());
         }
@@ -242,6 +265,12 @@ impl GrpcConn {
         self.output.put_u32(stream);
         self.output.put_slice(payload);
     }
+}
+
+thread_local! {
+    /// Where each read lands before its bytes are parsed: one per worker thread, so that an
+    /// idle connection holds no buffer.
+    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; 64 * 1024]);
 }
 
 /// Takes the next complete gRPC message (5-byte prefix: flag, length) off `buf`.
