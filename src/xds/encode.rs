@@ -10,9 +10,8 @@ use std::hash::{Hash, Hasher};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use envoy_types::pb::envoy::config::core::v3::ControlPlane;
-use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse;
 use prost::Message;
-use tonic::codec::BufferSettings;
 
 use super::ResourceType;
 use super::sotw::ResourceSet;
@@ -114,13 +113,4 @@ pub fn response_key(t: ResourceType, version: &str, resources: &ResourceSet) -> 
         r.version.hash(&mut h);
     }
     h.finish()
-}
-
-/// The decoder of an ADS stream's requests: prost, starting from a small buffer (a stream
-/// receives a few small requests and then idles for hours; thousands of idle streams should
-/// not each hold tonic's default 8 KiB).
-pub fn request_decoder() -> tonic_prost::ProstDecoder<DiscoveryRequest> {
-    tonic_prost::ProstCodec::<DiscoveryResponse, DiscoveryRequest>::raw_decoder(
-        BufferSettings::new(1024, 32 * 1024),
-    )
 }

@@ -5,6 +5,7 @@ pub mod body;
 pub mod cache;
 pub mod encode;
 pub mod registry;
+pub mod requests;
 pub mod server;
 pub mod snapshot;
 pub mod sotw;

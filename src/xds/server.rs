@@ -1,21 +1,23 @@
 //! The ADS gRPC service: each stream's response body drives a thin I/O loop around
 //! [`SotwStream`] (no task of its own).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 use std::collections::VecDeque;
 
+use tonic::Status;
 use tonic::codegen::{Body, BoxFuture, Context, Poll, Service, StdError, http};
-use tonic::{Request, Status, Streaming};
+use tonic::transport::server::TcpConnectInfo;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::ResourceType;
 use super::body::{AdsBody, ResponseStream};
 use super::cache::SnapshotCache;
-use super::encode::{EncodedResponse, request_decoder};
+use super::encode::EncodedResponse;
 use super::registry::{ProxyRegistry, StreamGuard};
+use super::requests::Requests;
 use super::snapshot::Snapshot;
 use super::sotw::{SotwStream, Step, StreamEvent};
 use crate::convergence::Convergence;
@@ -125,7 +127,7 @@ where
 }
 
 impl AdsService {
-    /// `StreamAggregatedResources`: the requests decoded by tonic, the responses written
+    /// `StreamAggregatedResources`: the requests read by [`Requests`], the responses written
     /// by [`AdsBody`].
     fn serve_sotw<B>(&self, req: http::Request<B>) -> http::Response<tonic::body::Body>
     where
@@ -140,10 +142,12 @@ impl AdsService {
             ))
             .into_http();
         }
-        let request = Request::from_http(req.map(|body| {
-            Streaming::new_request(request_decoder(), body, None, Some(MAX_REQUEST_BYTES))
-        }));
-        let body = AdsBody::new(self.open_stream(request));
+        let peer = req
+            .extensions()
+            .get::<TcpConnectInfo>()
+            .and_then(|info| info.remote_addr());
+        let requests = Requests::new(req.into_body(), MAX_REQUEST_BYTES);
+        let body = AdsBody::new(self.open_stream(peer, requests));
         let mut response = http::Response::new(tonic::body::Body::new(body));
         response.headers_mut().insert(
             http::header::CONTENT_TYPE,
@@ -154,12 +158,8 @@ impl AdsService {
 
     /// Opens one SotW stream: its response stream drives the protocol state machine
     /// directly (no task or channel of its own), so an idle stream costs only its state.
-    fn open_stream(&self, request: Request<Streaming<DiscoveryRequest>>) -> ResponseStream {
-        let peer = request
-            .remote_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
-        let inbound = request.into_inner();
+    fn open_stream(&self, peer: Option<SocketAddr>, inbound: Requests) -> ResponseStream {
+        let peer = peer.map(|a| a.to_string()).unwrap_or_default();
         let guard = self.registry.connect("sotw", peer.clone());
         let span = info_span!(
             "ads",
@@ -194,7 +194,7 @@ impl AdsService {
 
 /// One SotW stream: the state machine and the I/O around it.
 struct SotwTask {
-    inbound: Streaming<DiscoveryRequest>,
+    inbound: Requests,
     snapshots: tokio::sync::watch::Receiver<Arc<Snapshot>>,
     stream: SotwStream,
     _connected: ConnectedGuard,
@@ -223,8 +223,10 @@ impl SotwTask {
                         return None;
                     }
                     Err(status) => {
+                        // A malformed request: the proxy is told why in the trailers (if
+                        // it is still there to read them).
                         debug!(code = ?status.code(), message = status.message(), "stream ended");
-                        return None;
+                        return Some(Err(status));
                     }
                 },
                 changed = self.snapshots.changed() => {

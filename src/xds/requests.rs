@@ -1,0 +1,173 @@
+//! The requests of an ADS stream, read from the HTTP/2 request body and decoded with prost.
+//!
+//! Hand-written rather than tonic's `Streaming` for what an ADS stream is: a few small
+//! messages and then hours of nothing. It holds no buffer between messages (tonic keeps
+//! one per stream), and a malformed message ends the stream with a status that says what
+//! was wrong with it.
+
+use std::future::poll_fn;
+use std::pin::Pin;
+
+use bytes::{Buf, BufMut, BytesMut};
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
+use http_body::Body;
+use http_body_util::BodyExt;
+use http_body_util::combinators::UnsyncBoxBody;
+use prost::Message;
+use tonic::Status;
+
+/// gRPC's message prefix: compressed flag (1 byte) and length (4 bytes, big-endian).
+const PREFIX: usize = 5;
+
+/// The request messages of one stream.
+pub struct Requests {
+    body: Pin<Box<UnsyncBoxBody<bytes::Bytes, Status>>>,
+    /// Bytes received but not yet a whole message (empty, and unallocated, between
+    /// messages).
+    buf: BytesMut,
+    /// The proxy has finished sending.
+    done: bool,
+    max_message: usize,
+}
+
+impl Requests {
+    /// Reads messages of at most `max_message` bytes from `body`.
+    pub fn new<B>(body: B, max_message: usize) -> Requests
+    where
+        B: Body + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let body = body
+            .map_frame(|frame| frame.map_data(|mut data| data.copy_to_bytes(data.remaining())))
+            .map_err(|e| Status::from_error(e.into()))
+            .boxed_unsync();
+        Requests {
+            body: Box::pin(body),
+            buf: BytesMut::new(),
+            done: false,
+            max_message,
+        }
+    }
+
+    /// The next request; `Ok(None)` once the proxy has finished sending. Cancel-safe: bytes
+    /// already read stay buffered for the next call.
+    pub async fn message(&mut self) -> Result<Option<DiscoveryRequest>, Status> {
+        loop {
+            if let Some(request) = self.decode()? {
+                return Ok(Some(request));
+            }
+            if self.done {
+                return match self.buf.is_empty() {
+                    true => Ok(None),
+                    false => Err(Status::invalid_argument(format!(
+                        "the request stream ended inside a message ({} bytes of it)",
+                        self.buf.len()
+                    ))),
+                };
+            }
+            match poll_fn(|cx| self.body.as_mut().poll_frame(cx)).await {
+                None => self.done = true,
+                Some(Err(status)) => return Err(status),
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.buf.put(data);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes one whole message off the buffer, if there is one.
+    fn decode(&mut self) -> Result<Option<DiscoveryRequest>, Status> {
+        if self.buf.len() < PREFIX {
+            return Ok(None);
+        }
+        if self.buf[0] != 0 {
+            return Err(Status::unimplemented(
+                "compressed request messages are not supported: send them uncompressed",
+            ));
+        }
+        let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]) as usize;
+        if len > self.max_message {
+            return Err(Status::resource_exhausted(format!(
+                "a request of {len} bytes is over the limit of {} bytes",
+                self.max_message
+            )));
+        }
+        if self.buf.len() < PREFIX + len {
+            return Ok(None);
+        }
+        let request = DiscoveryRequest::decode(&self.buf[PREFIX..PREFIX + len])
+            .map_err(|e| Status::invalid_argument(format!("malformed DiscoveryRequest: {e}")))?;
+        self.buf.advance(PREFIX + len);
+        if self.buf.is_empty() {
+            self.buf = BytesMut::new(); // hold nothing while the proxy is quiet
+        }
+        Ok(Some(request))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use http_body_util::StreamBody;
+
+    fn framed(request: &DiscoveryRequest) -> Vec<u8> {
+        let body = request.encode_to_vec();
+        let mut out = vec![0];
+        out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// A request body delivering `chunks` as separate DATA frames.
+    fn requests(chunks: Vec<Vec<u8>>) -> Requests {
+        let frames = chunks
+            .into_iter()
+            .map(|c| Ok::<_, std::io::Error>(http_body::Frame::data(Bytes::from(c))));
+        Requests::new(StreamBody::new(futures::stream::iter(frames)), 1024)
+    }
+
+    fn request(nonce: &str) -> DiscoveryRequest {
+        DiscoveryRequest {
+            response_nonce: nonce.into(),
+            type_url: "t".into(),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn messages_split_and_joined_across_frames_are_read_whole() {
+        let mut bytes = framed(&request("1"));
+        bytes.extend(framed(&request("2")));
+        let (a, b) = bytes.split_at(3);
+        let mut r = requests(vec![a.to_vec(), b.to_vec()]);
+        assert_eq!(r.message().await.unwrap().unwrap().response_nonce, "1");
+        assert_eq!(r.message().await.unwrap().unwrap().response_nonce, "2");
+        assert!(r.message().await.unwrap().is_none());
+        assert_eq!(r.buf.capacity(), 0, "nothing held between messages");
+    }
+
+    #[tokio::test]
+    async fn bad_messages_end_the_stream_with_a_status_that_says_why() {
+        let mut compressed = framed(&request("1"));
+        compressed[0] = 1;
+        let status = requests(vec![compressed]).message().await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unimplemented);
+
+        let mut huge = vec![0];
+        huge.extend_from_slice(&2048u32.to_be_bytes());
+        let status = requests(vec![huge]).message().await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert!(status.message().contains("2048"), "{}", status.message());
+
+        let garbage = vec![0, 0, 0, 0, 2, 0xff, 0xff];
+        let status = requests(vec![garbage]).message().await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+
+        let truncated = framed(&request("1"))[..6].to_vec();
+        let status = requests(vec![truncated]).message().await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    }
+}
