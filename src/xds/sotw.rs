@@ -466,15 +466,19 @@ fn same_subscription(
     names: &[String],
 ) -> bool {
     match current {
-        None => names.is_empty() && t.is_wildcard_type() || names.iter().any(|n| n == "*"),
+        None => is_wildcard(t, names),
         Some(set) => set.len() == names.len() && set.iter().eq(names.iter()),
     }
 }
 
 /// The names a request subscribes to: `None` for every resource.
 fn subscription(t: ResourceType, names: &[String]) -> Option<BTreeSet<String>> {
-    let wildcard = names.is_empty() && t.is_wildcard_type() || names.iter().any(|n| n == "*");
-    (!wildcard).then(|| names.iter().cloned().collect())
+    (!is_wildcard(t, names)).then(|| names.iter().cloned().collect())
+}
+
+/// Does a request listing `names` ask for every resource of `t`?
+fn is_wildcard(t: ResourceType, names: &[String]) -> bool {
+    names.is_empty() && t.is_wildcard_type() || names.iter().any(|n| n == "*")
 }
 
 #[cfg(test)]
