@@ -16,7 +16,7 @@
 //!   (or is being sent) still names is kept in the cluster set until routes that no longer
 //!   name it are acknowledged.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
@@ -26,6 +26,9 @@ use super::ResourceType;
 use super::encode::EncodedResponse;
 use super::snapshot::{Resource, Snapshot};
 use crate::state::short_hash;
+use names::Names;
+
+mod names;
 
 /// Resources by name, as sent in one response.
 pub type ResourceSet = BTreeMap<String, Arc<Resource>>;
@@ -60,8 +63,8 @@ struct ReadyMemo {
 struct TypeState {
     /// The proxy has asked for this type.
     subscribed: bool,
-    /// Names asked for; `None` means every resource (wildcard).
-    names: Option<BTreeSet<String>>,
+    /// Names asked for.
+    names: Names,
     /// Changes whenever `names` does, so "asked for the same names as when last sent" is
     /// one comparison, not one per name.
     names_gen: u64,
@@ -242,9 +245,10 @@ impl SotwStream {
         }
         // First request of this type on the stream (whatever version or nonce it carries),
         // an ACK, or a NACK: it states the current subscription.
-        if !state.subscribed || !same_subscription(t, &state.names, &req.resource_names) {
-            let names = subscription(t, &req.resource_names);
-            if !state.subscribed || names != state.names {
+        if !state.subscribed || !state.names.listed_by(t, &req.resource_names) {
+            let current = &self.snapshot.get(t).resources;
+            let names = Names::of_request(t, &req.resource_names, current);
+            if !state.subscribed || !names.same(&state.names) {
                 state.names = names;
                 state.names_gen += 1;
             }
@@ -331,11 +335,17 @@ impl SotwStream {
                     (version, Arc::new(set))
                 }
             }
-            _ => match &state.names {
+            _ => match state.names.list() {
                 None => (snap.version.clone(), snap.resources.clone()),
+                // Every name the snapshot has and no other: its own set, shared.
+                Some(names)
+                    if names.len() == snap.resources.len()
+                        && names.clone().eq(snap.resources.keys()) =>
+                {
+                    (snap.version.clone(), snap.resources.clone())
+                }
                 Some(names) => {
                     let set = names
-                        .iter()
                         .filter_map(|n| {
                             snap.resources
                                 .get(n)
@@ -455,30 +465,6 @@ fn same_content(a: &ResourceSet, b: &ResourceSet) -> bool {
         && a.iter()
             .zip(b)
             .all(|((na, ra), (nb, rb))| na == nb && ra.version == rb.version)
-}
-
-/// Does a request listing `names` subscribe to exactly `current`? Cheap, without building
-/// a set, when the request lists the names in order (an ACK repeating a sorted list); a
-/// `false` only means "build the set and compare".
-fn same_subscription(
-    t: ResourceType,
-    current: &Option<BTreeSet<String>>,
-    names: &[String],
-) -> bool {
-    match current {
-        None => is_wildcard(t, names),
-        Some(set) => set.len() == names.len() && set.iter().eq(names.iter()),
-    }
-}
-
-/// The names a request subscribes to: `None` for every resource.
-fn subscription(t: ResourceType, names: &[String]) -> Option<BTreeSet<String>> {
-    (!is_wildcard(t, names)).then(|| names.iter().cloned().collect())
-}
-
-/// Does a request listing `names` ask for every resource of `t`?
-fn is_wildcard(t: ResourceType, names: &[String]) -> bool {
-    names.is_empty() && t.is_wildcard_type() || names.iter().any(|n| n == "*")
 }
 
 #[cfg(test)]

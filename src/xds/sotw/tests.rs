@@ -5,6 +5,7 @@ use super::*;
 use crate::state::parse_str;
 use crate::translate::translate;
 use envoy_types::pb::google::rpc::Status;
+use std::collections::BTreeSet;
 
 const STATE: &str = "\
 listeners:
@@ -399,6 +400,31 @@ fn names_listed_in_another_order_are_the_same_subscription() {
     let step = s.on_request(ack(&eds, &["summarizer-green"]));
     assert_eq!(types(&step), [ResourceType::Endpoint]);
     assert_eq!(names(&step.responses[0]), 1);
+}
+
+#[test]
+fn endpoints_for_every_cluster_are_the_snapshots_own_set_not_a_copy() {
+    // Envoy asks for the endpoints of every cluster it was sent: that subscription, and
+    // what is sent for it, is the snapshot's set (shared by every stream), however long.
+    let mut s = stream(STATE);
+    converge(&mut s);
+    let own = |s: &SotwStream| s.snapshot.get(ResourceType::Endpoint).resources.clone();
+    let sent = s.sent_resources(ResourceType::Endpoint).unwrap();
+    assert!(Arc::ptr_eq(sent, &own(&s)), "endpoints copied per stream");
+    assert!(
+        matches!(&s.types[ResourceType::Endpoint.index()].names, Names::KeysOf(k) if Arc::ptr_eq(k, &own(&s)))
+    );
+    // New endpoints, same clusters: the next snapshot's set, still shared.
+    let moved = snap(&STATE.replace("8081", "8091"));
+    let step = s.on_snapshot(moved);
+    assert_eq!(types(&step), [ResourceType::Endpoint]);
+    let sent = s.sent_resources(ResourceType::Endpoint).unwrap();
+    assert!(Arc::ptr_eq(sent, &own(&s)));
+    // A narrower subscription gets a set of its own, with just what it asked for.
+    let step = s.on_request(ack(&step.responses[0], &["summarizer-green"]));
+    assert_eq!(names(&step.responses[0]), 1);
+    let sent = s.sent_resources(ResourceType::Endpoint).unwrap();
+    assert_eq!(sent.keys().collect::<Vec<_>>(), ["summarizer-green"]);
 }
 
 #[test]
