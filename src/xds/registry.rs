@@ -94,7 +94,9 @@ impl ProxyRecord {
 /// Every connected proxy. Cheap to clone (shared).
 #[derive(Debug, Clone, Default)]
 pub struct ProxyRegistry {
-    proxies: Arc<DashMap<u64, ProxyRecord>>,
+    /// Boxed: a record is ~840 bytes, and the map's spare slots (and its copies while it
+    /// grows) then cost a pointer each instead.
+    proxies: Arc<DashMap<u64, Box<ProxyRecord>>>,
     next_id: Arc<AtomicU64>,
 }
 
@@ -105,7 +107,7 @@ impl ProxyRegistry {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         self.proxies.insert(
             id,
-            ProxyRecord {
+            Box::new(ProxyRecord {
                 stream_id: id,
                 node_id: String::new(),
                 node_cluster: String::new(),
@@ -119,7 +121,7 @@ impl ProxyRegistry {
                 endpoints: TypeRecord::default(),
                 listeners: TypeRecord::default(),
                 routes: TypeRecord::default(),
-            },
+            }),
         );
         StreamGuard {
             id,
@@ -129,7 +131,7 @@ impl ProxyRegistry {
 
     /// Every connected proxy, sorted by node id then stream id.
     pub fn proxies(&self) -> Vec<ProxyRecord> {
-        let mut all: Vec<ProxyRecord> = self.proxies.iter().map(|e| e.value().clone()).collect();
+        let mut all: Vec<ProxyRecord> = self.proxies.iter().map(|e| (**e).clone()).collect();
         all.sort_by(|a, b| (&a.node_id, a.stream_id).cmp(&(&b.node_id, b.stream_id)));
         all
     }

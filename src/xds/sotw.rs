@@ -69,9 +69,9 @@ struct TypeState {
     /// one comparison, not one per name.
     names_gen: u64,
     /// The latest response sent.
-    sent: Option<Sent>,
-    /// The latest response the proxy acknowledged.
-    acked: Option<Sent>,
+    sent: Option<Arc<Sent>>,
+    /// The latest response the proxy acknowledged (shared with `sent` once acknowledged).
+    acked: Option<Arc<Sent>>,
     /// The latest version the proxy rejected, with its message.
     rejected: Option<(String, String)>,
     /// The latest response has had no ACK or NACK yet. Nothing more of this type is sent
@@ -197,7 +197,7 @@ impl SotwStream {
             return Some(true);
         }
         let (version, resources) = self.wanted(t);
-        Some(!is_new(state.sent.as_ref(), &version, &resources))
+        Some(!is_new(state.sent.as_deref(), &version, &resources))
     }
 
     /// Handles one request from the proxy.
@@ -275,7 +275,7 @@ impl SotwStream {
                 continue;
             }
             let (version, resources) = self.wanted(t);
-            if !is_new(state.sent.as_ref(), &version, &resources) {
+            if !is_new(state.sent.as_deref(), &version, &resources) {
                 continue;
             }
             if t == ResourceType::Route && !self.clusters_ready(&resources) {
@@ -374,7 +374,7 @@ impl SotwStream {
     fn clusters_ready(&mut self, routes: &ResourceSet) -> bool {
         let key = [ResourceType::Cluster, ResourceType::Endpoint].map(|t| {
             let state = &self.types[t.index()];
-            let seq = |s: &Option<Sent>| s.as_ref().map_or(0, |s| s.seq);
+            let seq = |s: &Option<Arc<Sent>>| s.as_ref().map_or(0, |s| s.seq);
             (seq(&state.acked), seq(&state.sent), state.awaiting_reply)
         });
         if let Some(memo) = &self.ready_memo
@@ -435,13 +435,13 @@ impl SotwStream {
             EncodedResponse::new(t, version.clone(), nonce.clone(), resources.len(), shared);
         let state = &mut self.types[t.index()];
         state.awaiting_reply = true;
-        state.sent = Some(Sent {
+        state.sent = Some(Arc::new(Sent {
             version,
             nonce,
             resources,
             names_gen: state.names_gen,
             seq,
-        });
+        }));
         response
     }
 }
