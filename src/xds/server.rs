@@ -5,8 +5,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use std::collections::VecDeque;
-
 use tonic::Status;
 use tonic::codegen::{Body, BoxFuture, Context, Poll, Service, StdError, http};
 use tonic::transport::server::TcpConnectInfo;
@@ -180,7 +178,7 @@ impl AdsService {
             },
             node_id: None,
             synced_version: String::new(),
-            pending: VecDeque::new(),
+            pending: Vec::new().into_iter(),
             span,
         };
         let responses = futures::stream::unfold(task, |mut task| async move {
@@ -202,8 +200,9 @@ struct SotwTask {
     node_id: Option<String>,
     /// The last state version this proxy was fully synced at.
     synced_version: String,
-    /// Responses of the last step not yet handed to the transport.
-    pending: VecDeque<EncodedResponse>,
+    /// Responses of the last step not yet handed to the transport (the step's own list,
+    /// dropped once sent, so an idle stream holds no buffer for it).
+    pending: std::vec::IntoIter<EncodedResponse>,
     span: tracing::Span,
 }
 
@@ -212,7 +211,10 @@ impl SotwTask {
     /// or the server is shutting down).
     async fn next(&mut self) -> Option<Result<EncodedResponse, Status>> {
         loop {
-            if let Some(response) = self.pending.pop_front() {
+            if let Some(response) = self.pending.next() {
+                if self.pending.len() == 0 {
+                    self.pending = Vec::new().into_iter();
+                }
                 return Some(Ok(response));
             }
             let step = tokio::select! {
@@ -276,7 +278,12 @@ impl SotwTask {
         if became_synced {
             cx.convergence.proxy_synced(&self.synced_version);
         }
-        self.pending.extend(step.responses);
+        debug_assert_eq!(
+            self.pending.len(),
+            0,
+            "a step is taken once the last one is sent"
+        );
+        self.pending = step.responses.into_iter();
     }
 }
 
