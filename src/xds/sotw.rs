@@ -311,27 +311,29 @@ impl SotwStream {
         let state = &self.types[t.index()];
         match t {
             ResourceType::Cluster => {
-                let mut set: ResourceSet = (*snap.resources).clone();
                 // Keep clusters that routes the proxy holds or is being sent still name.
-                let mut kept = Vec::new();
+                let mut kept: Vec<(&String, Arc<Resource>)> = Vec::new();
                 let routes = &self.types[ResourceType::Route.index()];
                 for r in [&routes.acked, &routes.sent].into_iter().flatten() {
                     for route in r.resources.values() {
                         for c in &route.clusters {
-                            if set.contains_key(c) {
+                            if snap.resources.contains_key(c) || kept.iter().any(|(k, _)| *k == c) {
                                 continue;
                             }
                             if let Some(res) = self.previously_sent(ResourceType::Cluster, c) {
-                                set.insert(c.clone(), res);
-                                kept.push(c.clone());
+                                kept.push((c, res));
                             }
                         }
                     }
                 }
                 if kept.is_empty() {
+                    // The usual case: the snapshot's own set, shared, not copied.
                     (snap.version.clone(), snap.resources.clone())
                 } else {
-                    let version = format!("{}+{}", snap.version, short_hash(&kept));
+                    let names: Vec<&String> = kept.iter().map(|(n, _)| *n).collect();
+                    let version = format!("{}+{}", snap.version, short_hash(&names));
+                    let mut set: ResourceSet = (*snap.resources).clone();
+                    set.extend(kept.into_iter().map(|(n, r)| (n.clone(), r)));
                     (version, Arc::new(set))
                 }
             }
