@@ -259,6 +259,7 @@ pub fn changed_types(a: &Snapshot, b: &Snapshot) -> Vec<ResourceType> {
 mod tests {
     use super::*;
     use prost::Message;
+    use std::sync::Arc;
 
     const STATE: &str = "\
 listeners:
@@ -392,6 +393,39 @@ services:
         }
         // Same bytes too: virtual hosts are sorted by service name.
         assert_eq!(sa, sb);
+    }
+
+    #[test]
+    fn a_published_switch_keeps_every_unchanged_type_the_same_shared_set() {
+        let blue = snapshot(STATE);
+        let mut green = snapshot(&STATE.replace("active: blue", "active: green"));
+        green.share_unchanged(&blue);
+        for t in [
+            ResourceType::Cluster,
+            ResourceType::Endpoint,
+            ResourceType::Listener,
+        ] {
+            assert!(
+                Arc::ptr_eq(&green.get(t).resources, &blue.get(t).resources),
+                "{t}"
+            );
+        }
+        let routes = ResourceType::Route;
+        assert_ne!(green.version(routes), blue.version(routes));
+        assert!(!Arc::ptr_eq(
+            &green.get(routes).resources,
+            &blue.get(routes).resources
+        ));
+        // Moved endpoints: new resources under the same names, which stay one shared set.
+        let mut moved = snapshot(&STATE.replace("8083", "8093"));
+        moved.share_unchanged(&green);
+        let endpoints = ResourceType::Endpoint;
+        assert_ne!(moved.version(endpoints), green.version(endpoints));
+        assert!(Arc::ptr_eq(
+            &moved.get(endpoints).names,
+            &green.get(endpoints).names
+        ));
+        assert_eq!(moved.get(endpoints).resources.len(), 2);
     }
 
     #[test]

@@ -46,7 +46,8 @@ impl SnapshotCache {
 
 impl SnapshotWriter {
     /// Publishes `snapshot` to every stream. It must already be consistency-checked.
-    pub fn publish(&self, snapshot: Snapshot) {
+    pub fn publish(&self, mut snapshot: Snapshot) {
+        snapshot.share_unchanged(&self.tx.borrow());
         self.tx.send_replace(Arc::new(snapshot));
     }
 

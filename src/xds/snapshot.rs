@@ -37,6 +37,11 @@ pub struct TypeSnapshot {
     pub version: String,
     /// Shared (`Arc`) so a stream can hold "what I sent" without copying the map.
     pub resources: Arc<BTreeMap<String, Arc<Resource>>>,
+    /// The resources' names on their own: what a stream subscribing to every one of them
+    /// holds. Kept from one snapshot to the next while they do not change
+    /// ([`Snapshot::share_unchanged`]), so such a subscription is one set shared by every
+    /// stream, and pins no resources.
+    pub names: Arc<BTreeSet<String>>,
 }
 
 impl TypeSnapshot {
@@ -51,6 +56,7 @@ impl TypeSnapshot {
             .collect();
         TypeSnapshot {
             version: short_hash(&pairs),
+            names: Arc::new(resources.keys().cloned().collect()),
             resources: Arc::new(resources),
         }
     }
@@ -115,6 +121,20 @@ impl Snapshot {
 
     pub fn get(&self, t: ResourceType) -> &TypeSnapshot {
         &self.types[t.index()]
+    }
+
+    /// Takes over from `previous` (the snapshot in force before this one) every type that
+    /// has not changed, and every set of names that has not, so what streams hold of them
+    /// stays shared from one snapshot to the next: a switch (new routes only) leaves the
+    /// clusters, endpoints and listeners the very same sets.
+    pub fn share_unchanged(&mut self, previous: &Snapshot) {
+        for (new, old) in self.types.iter_mut().zip(&previous.types) {
+            if new.version == old.version {
+                *new = old.clone();
+            } else if new.names == old.names {
+                new.names = old.names.clone();
+            }
+        }
     }
 
     /// The encoded response (without nonce) of type `t` at `version` with `resources`,

@@ -246,7 +246,7 @@ impl SotwStream {
         // First request of this type on the stream (whatever version or nonce it carries),
         // an ACK, or a NACK: it states the current subscription.
         if !state.subscribed || !state.names.listed_by(t, &req.resource_names) {
-            let current = &self.snapshot.get(t).resources;
+            let current = &self.snapshot.get(t).names;
             let names = Names::of_request(t, &req.resource_names, current);
             if !state.subscribed || !names.same(&state.names) {
                 state.names = names;
@@ -340,14 +340,12 @@ impl SotwStream {
             _ => match state.names.list() {
                 None => (snap.version.clone(), snap.resources.clone()),
                 // Every name the snapshot has and no other: its own set, shared.
-                Some(names)
-                    if names.len() == snap.resources.len()
-                        && names.clone().eq(snap.resources.keys()) =>
-                {
+                Some(names) if Arc::ptr_eq(names, &snap.names) || **names == *snap.names => {
                     (snap.version.clone(), snap.resources.clone())
                 }
                 Some(names) => {
                     let set = names
+                        .iter()
                         .filter_map(|n| {
                             snap.resources
                                 .get(n)

@@ -404,27 +404,48 @@ fn names_listed_in_another_order_are_the_same_subscription() {
 
 #[test]
 fn endpoints_for_every_cluster_are_the_snapshots_own_set_not_a_copy() {
-    // Envoy asks for the endpoints of every cluster it was sent: that subscription, and
-    // what is sent for it, is the snapshot's set (shared by every stream), however long.
+    // Envoy asks for the endpoints of every cluster it was sent: that subscription is the
+    // snapshot's set of names, and what is sent for it the snapshot's own resources, both
+    // shared by every stream however many clusters there are.
     let mut s = stream(STATE);
     converge(&mut s);
-    let own = |s: &SotwStream| s.snapshot.get(ResourceType::Endpoint).resources.clone();
+    let first = s.snapshot.clone();
+    let endpoints = |snap: &Snapshot| snap.get(ResourceType::Endpoint).clone();
     let sent = s.sent_resources(ResourceType::Endpoint).unwrap();
-    assert!(Arc::ptr_eq(sent, &own(&s)), "endpoints copied per stream");
     assert!(
-        matches!(&s.types[ResourceType::Endpoint.index()].names, Names::KeysOf(k) if Arc::ptr_eq(k, &own(&s)))
+        Arc::ptr_eq(sent, &endpoints(&first).resources),
+        "endpoints copied"
     );
-    // New endpoints, same clusters: the next snapshot's set, still shared.
-    let moved = snap(&STATE.replace("8081", "8091"));
-    let step = s.on_snapshot(moved);
+    let subscribed = |s: &SotwStream| s.types[ResourceType::Endpoint.index()].names.clone();
+    assert!(
+        matches!(subscribed(&s), Names::Listed(n) if Arc::ptr_eq(&n, &endpoints(&first).names))
+    );
+
+    // New endpoints, same clusters, published as the server does: the next snapshot's
+    // resources are sent, still shared, and the subscription (the same names, acknowledged
+    // again) holds nothing of the first snapshot's resources.
+    let mut moved = translate(&parse_str(&STATE.replace("8081", "8091")).unwrap()).unwrap();
+    moved.share_unchanged(&first);
+    let moved = Arc::new(moved);
+    let first_endpoints = Arc::downgrade(&endpoints(&first).resources);
+    drop(first);
+    let step = s.on_snapshot(moved.clone());
     assert_eq!(types(&step), [ResourceType::Endpoint]);
-    let sent = s.sent_resources(ResourceType::Endpoint).unwrap();
-    assert!(Arc::ptr_eq(sent, &own(&s)));
+    assert!(Arc::ptr_eq(
+        s.sent_resources(ResourceType::Endpoint).unwrap(),
+        &endpoints(&moved).resources
+    ));
+    s.on_request(ack(&step.responses[0], &CLUSTERS));
+    assert!(
+        matches!(subscribed(&s), Names::Listed(n) if Arc::ptr_eq(&n, &endpoints(&moved).names))
+    );
+    assert!(first_endpoints.upgrade().is_none(), "old endpoints pinned");
+
     // A narrower subscription gets a set of its own, with just what it asked for.
     let step = s.on_request(ack(&step.responses[0], &["summarizer-green"]));
     assert_eq!(names(&step.responses[0]), 1);
-    let sent = s.sent_resources(ResourceType::Endpoint).unwrap();
-    assert_eq!(sent.keys().collect::<Vec<_>>(), ["summarizer-green"]);
+    let narrowed = s.sent_resources(ResourceType::Endpoint).unwrap();
+    assert_eq!(narrowed.keys().collect::<Vec<_>>(), ["summarizer-green"]);
 }
 
 #[test]
