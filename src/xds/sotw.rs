@@ -314,7 +314,11 @@ impl SotwStream {
                 // Keep clusters that routes the proxy holds or is being sent still name.
                 let mut kept: Vec<(&String, Arc<Resource>)> = Vec::new();
                 let routes = &self.types[ResourceType::Route.index()];
-                for r in [&routes.acked, &routes.sent].into_iter().flatten() {
+                let sent = match (&routes.acked, &routes.sent) {
+                    (Some(a), Some(s)) if Arc::ptr_eq(a, s) => &None, // acknowledged: one look
+                    (_, sent) => sent,
+                };
+                for r in [&routes.acked, sent].into_iter().flatten() {
                     for route in r.resources.values() {
                         for c in &route.clusters {
                             if snap.resources.contains_key(c) || kept.iter().any(|(k, _)| *k == c) {
