@@ -11,10 +11,10 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::metrics::Metrics;
+use crate::proxies::{ProxyRecord, ProxyRegistry};
 use crate::status::{StateBoard, service_statuses};
 use crate::xds::ResourceType;
 use crate::xds::cache::SnapshotCache;
-use crate::xds::registry::{ProxyRecord, ProxyRegistry};
 
 /// What the admin handlers read.
 #[derive(Clone, Debug)]
@@ -68,12 +68,13 @@ async fn metrics(State(s): State<AdminState>) -> Response {
 struct ProxyStatus<'a> {
     #[serde(flatten)]
     record: &'a ProxyRecord,
-    /// Has the proxy acknowledged the current version of every type it subscribes to?
+    /// Nothing due and no rejection standing: what `/status` showed before `status`.
     synced: bool,
 }
 
 async fn status(State(s): State<AdminState>) -> Json<Value> {
-    let snapshot = s.cache.current();
+    let published = s.cache.current();
+    let snapshot = published.snapshot();
     let versions: BTreeMap<&str, &str> = ResourceType::ALL
         .iter()
         .map(|t| (t.short_name(), snapshot.version(*t)))
@@ -93,14 +94,13 @@ async fn status(State(s): State<AdminState>) -> Json<Value> {
         .iter()
         .map(|p| ProxyStatus {
             record: p,
-            synced: ResourceType::ALL
-                .iter()
-                .all(|t| p.type_record(*t).synced != Some(false)),
+            synced: p.status.is_settled(),
         })
         .collect();
     Json(json!({
         "state": state,
         "rejected": s.board.last_rejection(),
+        "internal_error": s.board.last_internal_error(),
         "proxies": proxies,
     }))
 }

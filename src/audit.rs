@@ -1,5 +1,6 @@
 //! The audit log (`--audit-log PATH`): every accepted and rejected state and every proxy
-//! acknowledgement, one JSON object per line, appended and flushed to disk per record.
+//! acknowledgement, one JSON object per line, appended and flushed to disk per record. An
+//! [`EventSink`] of the event bus.
 //!
 //! Writes happen on a dedicated thread fed by a channel, so a slow disk never stalls the
 //! control plane; records are written whole and `sync_data`ed before the thread waits for
@@ -13,7 +14,7 @@ use std::sync::mpsc;
 
 use tracing::error;
 
-use crate::events::Event;
+use crate::events::{Event, EventSink};
 
 /// Handle to the audit log writer thread. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -51,9 +52,15 @@ impl AuditLog {
             })?;
         Ok(AuditLog { tx })
     }
+}
 
-    /// Queues `event` for the log.
-    pub fn record(&self, event: &Event) {
+impl EventSink for AuditLog {
+    /// Queues `event` for the log. Per-type acknowledgements are too fine for it: a
+    /// proxy's whole acknowledgement of a state is recorded as [`Event::ProxySynced`].
+    fn accept(&self, event: &Event) {
+        if matches!(event, Event::ProxyAcked { .. }) {
+            return;
+        }
         let mut line = serde_json::to_vec(event).expect("bug: events always serialize");
         line.push(b'\n');
         // The thread only stops when every handle is gone.

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use crate::events::{Event, EventBus};
 use crate::metrics::Metrics;
-use crate::xds::registry::ProxyRegistry;
+use crate::proxies::ProxyRegistry;
 
 #[derive(Debug)]
 struct Target {
@@ -97,7 +97,7 @@ impl Convergence {
     fn check(&self) {
         let mut target = self.target.lock().expect("bug: convergence lock poisoned");
         let Some(t) = target.as_ref() else { return };
-        let Some(proxies) = self.registry.all_synced_at(&t.version) else {
+        let Some(proxies) = self.registry.all_settled_at(&t.version) else {
             return;
         };
         let took = t.seen_at.elapsed();

@@ -1,9 +1,10 @@
-//! What happens to the desired state and to each proxy, as events: the audit log, the
-//! `switchyard.v1` event stream and the convergence metric all read them.
+//! What happens to the desired state and to each proxy, as events: the audit log and the
+//! `switchyard.v1` event stream read them.
 //!
-//! A `tokio::sync::broadcast` channel: any number of readers, writers never wait. A reader
-//! that falls more than [`CAPACITY`] events behind loses the oldest (it is told so); the
-//! audit log does not read from here but gets each event directly, so it never loses one.
+//! Two ways out. Sinks ([`EventSink`], such as the audit log) are handed every event as it
+//! is emitted, so they never lose one. Live readers subscribe to a `tokio::sync::broadcast`
+//! channel: any number of them, writers never wait, and a reader that falls more than
+//! [`CAPACITY`] events behind loses the oldest (it is told so).
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -11,9 +12,8 @@ use std::time::SystemTime;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use crate::audit::AuditLog;
 use crate::state::Color;
-use crate::xds::registry::rfc3339;
+use crate::time::{rfc3339, rfc3339_opt};
 
 /// Events buffered for slow readers.
 pub const CAPACITY: usize = 4096;
@@ -121,57 +121,50 @@ pub enum Event {
     },
 }
 
-impl Event {
-    /// Per-type acknowledgements are too fine for the audit log; a proxy's whole
-    /// acknowledgement of a state is recorded as [`Event::ProxySynced`].
-    pub fn is_audited(&self) -> bool {
-        !matches!(self, Event::ProxyAcked { .. })
-    }
+/// Takes every event as it is emitted (the audit log). Called on the emitter's task:
+/// return quickly (queue the work, as the audit log does).
+pub trait EventSink: Send + Sync + std::fmt::Debug {
+    fn accept(&self, event: &Event);
 }
 
 /// Where events go. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct EventBus {
     tx: broadcast::Sender<Arc<Event>>,
-    audit: Option<AuditLog>,
+    sinks: Arc<[Arc<dyn EventSink>]>,
 }
 
 impl Default for EventBus {
     fn default() -> Self {
-        EventBus::new(None)
+        EventBus::new(Vec::new())
     }
 }
 
 impl EventBus {
-    /// A bus that also appends every event to `audit`, if given.
-    pub fn new(audit: Option<AuditLog>) -> EventBus {
+    /// A bus that hands every event to each of `sinks`, then to live subscribers.
+    pub fn new(sinks: Vec<Arc<dyn EventSink>>) -> EventBus {
         let (tx, _) = broadcast::channel(CAPACITY);
-        EventBus { tx, audit }
+        EventBus {
+            tx,
+            sinks: sinks.into(),
+        }
     }
 
     pub fn emit(&self, event: Event) {
-        if let Some(audit) = &self.audit
-            && event.is_audited()
-        {
-            audit.record(&event);
+        for sink in self.sinks.iter() {
+            sink.accept(&event);
         }
         // No subscribers is fine.
         let _ = self.tx.send(Arc::new(event));
     }
 
-    /// Is anyone (a `WatchEvents` call) listening right now?
+    /// Is a `WatchEvents` call listening right now? Per-type acknowledgements are only
+    /// for live readers (no sink keeps them), so without one they are not built at all.
     pub fn has_subscribers(&self) -> bool {
         self.tx.receiver_count() > 0
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.tx.subscribe()
-    }
-}
-
-fn rfc3339_opt<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
-    match t {
-        Some(t) => rfc3339(t, s),
-        None => s.serialize_none(),
     }
 }

@@ -5,23 +5,32 @@
 //! traffic between its blue and green environments without dropping a request.
 //!
 //! # Layout
-//! The data flows in one line: state file -> watcher -> translate -> snapshot cache ->
-//! one task per ADS stream -> Envoy.
+//! The data flows in one line: state file -> watcher -> pipeline (translate, check,
+//! publish) -> snapshot cache -> one ADS stream loop per proxy -> Envoy, whose ACKs and
+//! NACKs come back through the stream's observer to the proxy registry, metrics, events
+//! and convergence. Arrows point one way: `xds` knows nothing above it.
 //!
-//! - [`state`]: the desired-state file: model, parsing and validation with locations, watcher.
+//! - [`state`]: the desired-state file: model, parsing and validation with locations,
+//!   what changed between two states, the watcher (its debounce rules a pure function).
 //! - [`translate`]: pure function from desired state to a consistency-checked snapshot.
-//! - [`xds`]: resource types and push order, snapshot cache, SotW state machine, ADS server,
-//!   per-proxy registry.
-//! - [`status`]: the state in force and the last rejection, for `/status`.
-//! - [`admin`]: the admin HTTP server (`/healthz`, `/readyz`, `/status`, `/metrics`).
-//! - [`metrics`]: Prometheus metrics.
-//! - [`events`]: what happens to the state and to each proxy, as a broadcast of events.
-//! - [`audit`]: the append-only JSON-lines audit log of those events.
+//! - [`pipeline`]: each file content accepted (translated, published) or rejected, and
+//!   reported; one synchronous step.
+//! - [`xds`]: resource types and push order, snapshots and their cache, the SotW state
+//!   machine, where a proxy stands ([`xds::sync`]), the ADS server and its observer seam.
+//! - [`tracker`]: the observer the application gives the ADS server: fans each stream's
+//!   steps out to the registry, metrics, events and convergence.
+//! - [`proxies`]: every connected proxy: sent, acknowledged, rejected, status.
 //! - [`convergence`]: when every proxy has acknowledged a new state.
+//! - [`events`]: what happens, as events for sinks and live readers; [`audit`] is the sink
+//!   that appends them to the audit log.
+//! - [`status`]: the state in force, the last rejection, the last internal error.
+//! - [`metrics`]: Prometheus metrics.
+//! - [`admin`]: the admin HTTP server (`/healthz`, `/readyz`, `/status`, `/metrics`).
 //! - [`grpc`]: CSDS, the `switchyard.v1` API and server reflection on the xDS port.
 //! - [`render`]: Envoy resources as proto3 JSON with Envoy's field names.
 //! - [`server`]: wiring of all of the above; `Server::bind` then `Server::run`.
 //! - [`cli`]: the `status`, `diff` and `schema` commands: pure text from data, thin I/O.
+//! - [`hash`], [`time`]: stable short hashes (versions); RFC 3339 times.
 
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
@@ -32,11 +41,16 @@ pub mod cli;
 pub mod convergence;
 pub mod events;
 pub mod grpc;
+pub mod hash;
 pub mod metrics;
+pub mod pipeline;
+pub mod proxies;
 pub mod render;
 pub mod server;
 pub mod state;
 pub mod status;
+pub mod time;
+pub mod tracker;
 pub mod translate;
 pub mod xds;
 

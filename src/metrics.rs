@@ -14,7 +14,7 @@ use prometheus_client::registry::Registry;
 
 use crate::state::{Color, DesiredState};
 use crate::xds::ResourceType;
-use crate::xds::sotw::StreamEvent;
+use crate::xds::observer::{Protocol, StreamEvent};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProtocolLabel {
@@ -85,7 +85,7 @@ impl Metrics {
         let state_files = Family::<ResultLabel, Counter>::default();
         registry.register(
             "state_files",
-            "State file contents read, by result (accepted or rejected)",
+            "State file contents read, by result (accepted, rejected, or internal_error: a valid file switchyard failed to translate)",
             state_files.clone(),
         );
         let weights = Family::<WeightLabel, Gauge>::default();
@@ -130,14 +130,22 @@ impl Metrics {
         }
     }
 
-    /// Counts an open stream until the returned guard is dropped.
-    pub fn proxy_connected(&self, protocol: &'static str) -> ConnectedGuard {
-        let gauge = self
-            .connected
-            .get_or_create(&ProtocolLabel { protocol })
-            .clone();
-        gauge.inc();
-        ConnectedGuard(gauge)
+    /// A stream opened.
+    pub fn stream_opened(&self, protocol: Protocol) {
+        self.connected
+            .get_or_create(&ProtocolLabel {
+                protocol: protocol.as_str(),
+            })
+            .inc();
+    }
+
+    /// A stream ended.
+    pub fn stream_closed(&self, protocol: Protocol) {
+        self.connected
+            .get_or_create(&ProtocolLabel {
+                protocol: protocol.as_str(),
+            })
+            .dec();
     }
 
     pub fn record_stream_event(&self, event: &StreamEvent) {
@@ -172,6 +180,15 @@ impl Metrics {
         }
     }
 
+    /// A valid state file that could not be translated (a bug in switchyard).
+    pub fn state_internal_error(&self) {
+        self.state_files
+            .get_or_create(&ResultLabel {
+                result: "internal_error",
+            })
+            .inc();
+    }
+
     pub fn state_rejected(&self) {
         self.state_files
             .get_or_create(&ResultLabel { result: "rejected" })
@@ -183,7 +200,7 @@ impl Metrics {
     }
 
     /// Sets how many proxies subscribe to each type (computed when scraped).
-    pub fn set_subscribed(&self, counts: [(crate::xds::ResourceType, i64); 4]) {
+    pub fn set_subscribed(&self, counts: [(ResourceType, i64); 4]) {
         for (t, n) in counts {
             self.subscribed
                 .get_or_create(&TypeLabel {
@@ -199,15 +216,5 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("bug: encoding metrics into a String cannot fail");
         out
-    }
-}
-
-/// Decrements the connected-proxies gauge when dropped.
-#[derive(Debug)]
-pub struct ConnectedGuard(Gauge);
-
-impl Drop for ConnectedGuard {
-    fn drop(&mut self) {
-        self.0.dec();
     }
 }

@@ -1,6 +1,6 @@
-//! Wiring: state file -> watcher -> translate -> snapshot cache -> ADS streams, plus the
-//! admin HTTP server. [`Server::bind`] loads the state and binds both ports (port 0 works);
-//! [`Server::run`] serves until `shutdown` completes.
+//! Wiring: state file -> watcher -> pipeline (translate, publish) -> snapshot cache -> ADS
+//! streams -> proxy tracker, plus the admin HTTP server. [`Server::bind`] loads the state
+//! and binds both ports (port 0 works); [`Server::run`] serves until `shutdown` completes.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -11,22 +11,24 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::TcpListenerStream;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use crate::admin::{self, AdminState};
 use crate::audit::{AuditError, AuditLog};
 use crate::convergence::Convergence;
-use crate::events::{Event, EventBus, ServiceChange, Split};
+use crate::events::{EventBus, EventSink};
 use crate::grpc::api::SwitchyardApi;
 use crate::grpc::csds::CsdsService;
 use crate::grpc::pb::switchyard_server::SwitchyardServer;
 use crate::metrics::Metrics;
-use crate::state::watch::{self as state_watch, Debounce, WatchError, WatchEvent};
-use crate::state::{self, Color, DesiredState, Problem, Service, StateError};
+use crate::pipeline::{self, Pipeline, Reports};
+use crate::proxies::ProxyRegistry;
+use crate::state::watch::{self as state_watch, Debounce, WatchError};
+use crate::state::{self, StateError};
 use crate::status::StateBoard;
+use crate::tracker::ProxyTracker;
 use crate::translate::translate;
-use crate::xds::cache::{SnapshotCache, SnapshotWriter, snapshot_cache};
-use crate::xds::registry::ProxyRegistry;
+use crate::xds::cache::SnapshotCache;
 use crate::xds::server::{AdsServer, AdsService};
 use crate::xds::snapshot::InconsistentSnapshot;
 use envoy_types::pb::envoy::service::status::v3::client_status_discovery_service_server::ClientStatusDiscoveryServiceServer;
@@ -94,11 +96,8 @@ pub struct Server {
     admin: TcpListener,
     initial_bytes: Vec<u8>,
     cache: SnapshotCache,
-    writer: SnapshotWriter,
-    board: StateBoard,
-    registry: ProxyRegistry,
-    metrics: Metrics,
-    events: EventBus,
+    pipeline: Pipeline,
+    reports: Reports,
 }
 
 impl Server {
@@ -113,32 +112,27 @@ impl Server {
                     reason: e.to_string(),
                 })?;
         let state = Arc::new(state::load_bytes(&config.state_path, &bytes)?);
-        let snapshot = translate(&state)?;
-        let snapshot_version = snapshot.state_version.clone();
-        let audit = config
-            .audit_log
-            .as_deref()
-            .map(AuditLog::open)
-            .transpose()?;
-        let events = EventBus::new(audit);
-        let (cache, writer) = snapshot_cache(snapshot);
-        let board = StateBoard::default();
-        let content_hash = state_watch::hash(&bytes);
-        board.accepted(
-            state.clone(),
-            snapshot_version.clone(),
-            content_hash.clone(),
-        );
+        let mut sinks: Vec<Arc<dyn EventSink>> = Vec::new();
+        if let Some(path) = &config.audit_log {
+            sinks.push(Arc::new(AuditLog::open(path)?));
+        }
+        let events = EventBus::new(sinks);
+        let registry = ProxyRegistry::default();
         let metrics = Metrics::new();
-        metrics.state_accepted(&state);
-        events.emit(Event::StateAccepted {
-            at: std::time::SystemTime::now(),
-            version: snapshot_version,
-            previous_version: None,
-            content_hash,
-            file: state_watch::file_info(&config.state_path),
-            changes: changes(None, &state),
-        });
+        let reports = Reports {
+            board: StateBoard::default(),
+            convergence: Convergence::new(registry.clone(), metrics.clone(), events.clone()),
+            metrics,
+            events,
+            registry,
+        };
+        let (pipeline, cache) = Pipeline::start(
+            state,
+            state_watch::hash(&bytes),
+            state_watch::file_info(&config.state_path),
+            reports.clone(),
+            translate,
+        )?;
         let xds = listen(config.xds_addr, XDS_BACKLOG)?;
         let admin = listen(config.admin_addr, 128)?;
         Ok(Server {
@@ -147,11 +141,8 @@ impl Server {
             admin,
             initial_bytes: bytes,
             cache,
-            writer,
-            board,
-            registry: ProxyRegistry::default(),
-            metrics,
-            events,
+            pipeline,
+            reports,
         })
     }
 
@@ -181,12 +172,16 @@ impl Server {
             admin,
             initial_bytes,
             cache,
-            writer,
+            pipeline,
+            reports,
+        } = self;
+        let Reports {
             board,
-            registry,
             metrics,
             events,
-        } = self;
+            convergence,
+            registry,
+        } = reports;
         let xds_addr = xds.local_addr().ok();
         let admin_addr = admin.local_addr().ok();
 
@@ -198,19 +193,12 @@ impl Server {
             events_tx,
         )?;
         let (stop_tx, stop_rx) = watch::channel(false);
-        let convergence = Convergence::new(registry.clone(), metrics.clone(), events.clone());
         let convergence_task = tokio::spawn(convergence.clone().run());
-        let pipeline = tokio::spawn(apply_state_changes(
+        let state_path = config.state_path.clone();
+        let pipeline = tokio::spawn(pipeline::run(
+            pipeline,
             events_rx,
-            Outputs {
-                writer,
-                board: board.clone(),
-                metrics: metrics.clone(),
-                events: events.clone(),
-                convergence: convergence.clone(),
-                registry: registry.clone(),
-                state_path: config.state_path.clone(),
-            },
+            move || state_watch::file_info(&state_path),
             stop_rx.clone(),
         ));
 
@@ -220,12 +208,15 @@ impl Server {
             .await;
         health.set_serving::<AdsServer>().await;
 
+        let tracker = ProxyTracker {
+            registry: registry.clone(),
+            metrics: metrics.clone(),
+            events: events.clone(),
+            convergence,
+        };
         let ads = AdsService::new(
             cache.clone(),
-            registry.clone(),
-            metrics.clone(),
-            events.clone(),
-            convergence,
+            Arc::new(tracker),
             format!("switchyard/{}", env!("CARGO_PKG_VERSION")),
         );
         let csds = CsdsService::new(registry.clone(), cache.clone());
@@ -349,165 +340,6 @@ fn incoming_nodelay(
         }
         Ok(conn)
     })
-}
-
-/// Where the pipeline publishes and reports.
-struct Outputs {
-    writer: SnapshotWriter,
-    board: StateBoard,
-    metrics: Metrics,
-    events: EventBus,
-    convergence: Arc<Convergence>,
-    registry: ProxyRegistry,
-    /// The state file, for the audit trail's file details.
-    state_path: PathBuf,
-}
-
-/// The state in force and its version (hashing a large state is not free: once is enough).
-type Current = Option<(Arc<DesiredState>, String)>;
-
-/// Applies each state file change: translate, check, publish; or record the rejection.
-async fn apply_state_changes(
-    mut incoming: mpsc::UnboundedReceiver<WatchEvent>,
-    out: Outputs,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut current: Current = out.board.active().map(|a| (a.state, a.version));
-    loop {
-        let event = tokio::select! {
-            e = incoming.recv() => match e { Some(e) => e, None => return },
-            _ = stop.wait_for(|s| *s) => return,
-        };
-        match event {
-            WatchEvent::Accepted {
-                state,
-                content_hash,
-                seen_at,
-            } => match translate(&state) {
-                Ok(snapshot) => {
-                    let version = snapshot.state_version.clone();
-                    let before = out.writer.current();
-                    let types = crate::translate::changed_types(&before, &snapshot);
-                    // The rollout is registered before any proxy can reach it.
-                    out.convergence.started(version.clone(), seen_at);
-                    out.writer.publish(snapshot);
-                    // Everything below reports the switch; proxies are already getting it.
-                    let previous = current.as_ref().map(|(s, _)| s.as_ref());
-                    log_switches(previous, &state);
-                    out.metrics.state_accepted(&state);
-                    out.board
-                        .accepted(state.clone(), version.clone(), content_hash.clone());
-                    info!(version, "state accepted");
-                    let now = std::time::SystemTime::now();
-                    out.events.emit(Event::StateAccepted {
-                        at: now,
-                        version: version.clone(),
-                        previous_version: current.as_ref().map(|(_, v)| v.clone()),
-                        content_hash,
-                        file: state_watch::file_info(&out.state_path),
-                        changes: changes(previous, &state),
-                    });
-                    out.events.emit(Event::SwitchStarted {
-                        at: now,
-                        version: version.clone(),
-                        types: types.iter().map(|t| t.short_name()).collect(),
-                        proxies: out.registry.len(),
-                    });
-                    current = Some((state, version));
-                }
-                Err(e) => {
-                    error!(error = %e, "bug: valid state translated inconsistently; keeping the last good state");
-                    let error = StateError::Invalid {
-                        path: PathBuf::from("(translation)"),
-                        problems: vec![Problem {
-                            line: 1,
-                            column: 1,
-                            message: e.to_string(),
-                        }],
-                    };
-                    reject(&out, &error, content_hash, &current);
-                }
-            },
-            WatchEvent::Rejected {
-                error,
-                content_hash,
-            } => {
-                for line in error.lines() {
-                    warn!(problem = %line, "state file rejected; keeping the last good state");
-                }
-                reject(&out, &error, content_hash, &current);
-            }
-        }
-    }
-}
-
-fn reject(out: &Outputs, error: &StateError, content_hash: String, current: &Current) {
-    out.metrics.state_rejected();
-    out.board.rejected(error, content_hash.clone());
-    out.events.emit(Event::StateRejected {
-        at: std::time::SystemTime::now(),
-        content_hash,
-        file: state_watch::file_info(&out.state_path),
-        errors: error.lines(),
-        active_version: current.as_ref().map(|(_, v)| v.clone()),
-    });
-}
-
-fn split(s: &Service) -> Split {
-    Split {
-        active: s.active,
-        blue: s.weight(Color::Blue),
-        green: s.weight(Color::Green),
-    }
-}
-
-/// Services whose split changed between `before` and `after`, or that were added or
-/// removed, sorted by name.
-pub fn changes(before: Option<&DesiredState>, after: &DesiredState) -> Vec<ServiceChange> {
-    let mut out = Vec::new();
-    for s in &after.services {
-        let old = before.and_then(|b| b.services.iter().find(|o| o.name == s.name));
-        let (b, a) = (old.map(split), Some(split(s)));
-        if b != a {
-            out.push(ServiceChange {
-                service: s.name.clone(),
-                before: b,
-                after: a,
-            });
-        }
-    }
-    for o in before.map(|b| b.services.as_slice()).unwrap_or_default() {
-        if !after.services.iter().any(|s| s.name == o.name) {
-            out.push(ServiceChange {
-                service: o.name.clone(),
-                before: Some(split(o)),
-                after: None,
-            });
-        }
-    }
-    out.sort_by(|a, b| a.service.cmp(&b.service));
-    out
-}
-
-/// Logs each service whose active color changed.
-fn log_switches(before: Option<&DesiredState>, after: &DesiredState) {
-    for s in &after.services {
-        let old = before.and_then(|b| b.services.iter().find(|o| o.name == s.name));
-        match old {
-            Some(o) if o.active != s.active => {
-                info!(service = %s.name, from = %o.active, to = %s.active, "switching")
-            }
-            None => info!(service = %s.name, active = %s.active, "service added"),
-            _ => {}
-        }
-    }
-    if let Some(before) = before {
-        for o in &before.services {
-            if !after.services.iter().any(|s| s.name == o.name) {
-                info!(service = %o.name, "service removed");
-            }
-        }
-    }
 }
 
 #[cfg(test)]

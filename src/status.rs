@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use crate::state::{Color, DesiredState, StateError};
-use crate::xds::registry::rfc3339;
+use crate::time::rfc3339;
 
 /// The state in force.
 #[derive(Debug, Clone, Serialize)]
@@ -37,10 +37,21 @@ pub struct RejectedState {
     pub rejected_at: SystemTime,
 }
 
+/// A valid state file that switchyard failed to turn into Envoy resources: a bug in
+/// switchyard, not in the file. The state before it stays in force.
+#[derive(Debug, Clone, Serialize)]
+pub struct InternalError {
+    pub message: String,
+    pub content_hash: String,
+    #[serde(serialize_with = "rfc3339")]
+    pub at: SystemTime,
+}
+
 #[derive(Debug, Default)]
 struct Board {
     active: Option<ActiveState>,
     rejected: Option<RejectedState>,
+    internal_error: Option<InternalError>,
 }
 
 /// Shared handle to the state status.
@@ -50,7 +61,7 @@ pub struct StateBoard {
 }
 
 impl StateBoard {
-    /// A new state is in force; any earlier rejection is resolved by it.
+    /// A new state is in force; any earlier rejection or internal error is resolved by it.
     pub fn accepted(&self, state: Arc<DesiredState>, version: String, content_hash: String) {
         let mut b = self.inner.write().expect("bug: state board lock poisoned");
         b.active = Some(ActiveState {
@@ -60,6 +71,25 @@ impl StateBoard {
             state,
         });
         b.rejected = None;
+        b.internal_error = None;
+    }
+
+    /// A valid file could not be translated (a bug); the active state stays.
+    pub fn internal_error(&self, message: String, content_hash: String) {
+        let mut b = self.inner.write().expect("bug: state board lock poisoned");
+        b.internal_error = Some(InternalError {
+            message,
+            content_hash,
+            at: SystemTime::now(),
+        });
+    }
+
+    pub fn last_internal_error(&self) -> Option<InternalError> {
+        self.inner
+            .read()
+            .expect("bug: state board lock poisoned")
+            .internal_error
+            .clone()
     }
 
     /// A file was rejected; the active state stays.

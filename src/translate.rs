@@ -28,6 +28,7 @@ use envoy_types::pb::google::protobuf::{Any, Duration, UInt32Value};
 use prost::Name;
 use serde::Serialize;
 
+use crate::hash::short_hash;
 use crate::state::{self, Color, DesiredState, Service};
 use crate::xds::ResourceType;
 use crate::xds::snapshot::{InconsistentSnapshot, Resource, Snapshot, TypeSnapshot};
@@ -74,7 +75,7 @@ fn resource<M: Name, I: Serialize>(
     clusters: Vec<String>,
 ) -> Resource {
     Resource {
-        version: state::short_hash(&(TRANSLATION, &name, input)),
+        version: short_hash(&(TRANSLATION, &name, input)),
         body: Any {
             type_url: M::type_url(),
             value: message.encode_to_vec(),

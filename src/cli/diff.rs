@@ -5,15 +5,15 @@
 //! Envoy's `/config_dump` print it). Above that, the change in the state's own terms:
 //! color switches, services and listeners added or removed, endpoints and domains moved.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 
 use serde_json::Value;
 
 use super::linediff;
 use crate::render::{RenderError, any_to_json};
-use crate::state::{Color, DesiredState, Listener, Service};
+use crate::state::changes::{self, changes, listener_address, service_details};
+use crate::state::{Color, DesiredState, Service};
 use crate::translate::translate;
 use crate::xds::ResourceType;
 use crate::xds::snapshot::{InconsistentSnapshot, Snapshot};
@@ -212,96 +212,43 @@ fn json_diff(a: &Value, b: &Value) -> Vec<String> {
 /// The change from `old` to `new` in the state's terms: color switches first (what an
 /// operator most wants to confirm), then listeners and services added, removed or changed.
 fn summarize(old: &DesiredState, new: &DesiredState) -> Vec<String> {
-    let mut switches = Vec::new();
-    let mut others = Vec::new();
-
-    let listeners = |s: &DesiredState| -> BTreeMap<String, Listener> {
-        s.listeners
-            .iter()
-            .map(|l| (l.name.clone(), l.clone()))
-            .collect()
-    };
-    let (la, lb) = (listeners(old), listeners(new));
-    for name in la.keys().chain(lb.keys()).collect::<BTreeSet<_>>() {
-        let addr = |l: &Listener| SocketAddr::new(l.address, l.port);
-        match (la.get(name), lb.get(name)) {
-            (Some(_), None) => others.push(format!("- listener {name}")),
-            (None, Some(l)) => others.push(format!("+ listener {name} ({})", addr(l))),
-            (Some(x), Some(y)) if x != y => {
-                others.push(format!("listener {name}: {} -> {}", addr(x), addr(y)));
-            }
-            _ => {}
-        }
+    let changes = changes(Some(old), new);
+    let weights = |s: &Service| format!("{}/{}", s.weight(Color::Blue), s.weight(Color::Green));
+    let mut out: Vec<String> = changes
+        .switches()
+        .map(|(before, after)| {
+            format!(
+                "{}: {} -> {} (weights {} -> {})",
+                after.name,
+                before.active,
+                after.active,
+                weights(before),
+                weights(after)
+            )
+        })
+        .collect();
+    for c in &changes.listeners {
+        out.push(match *c {
+            changes::Change::Removed(l) => format!("- listener {}", l.name),
+            changes::Change::Added(l) => format!("+ listener {} ({})", l.name, listener_address(l)),
+            changes::Change::Changed { before, after } => format!(
+                "listener {}: {} -> {}",
+                after.name,
+                listener_address(before),
+                listener_address(after)
+            ),
+        });
     }
-
-    let services = |s: &DesiredState| -> BTreeMap<String, Service> {
-        s.services
-            .iter()
-            .map(|s| (s.name.clone(), s.clone()))
-            .collect()
-    };
-    let (sa, sb) = (services(old), services(new));
-    for name in sa.keys().chain(sb.keys()).collect::<BTreeSet<_>>() {
-        match (sa.get(name), sb.get(name)) {
-            (Some(_), None) => others.push(format!("- service {name}")),
-            (None, Some(s)) => others.push(format!(
-                "+ service {name} on listener {} (active {})",
-                s.listener, s.active
+    for c in &changes.services {
+        match *c {
+            changes::Change::Removed(s) => out.push(format!("- service {}", s.name)),
+            changes::Change::Added(s) => out.push(format!(
+                "+ service {} on listener {} (active {})",
+                s.name, s.listener, s.active
             )),
-            (Some(x), Some(y)) => {
-                if x.active != y.active {
-                    let weights = |s: &Service| {
-                        format!("{}/{}", s.weight(Color::Blue), s.weight(Color::Green))
-                    };
-                    switches.push(format!(
-                        "{name}: {} -> {} (weights {} -> {})",
-                        x.active,
-                        y.active,
-                        weights(x),
-                        weights(y)
-                    ));
-                }
-                others.extend(service_changes(x, y));
+            changes::Change::Changed { before, after } => {
+                out.extend(service_details(before, after))
             }
-            (None, None) => {}
-        }
-    }
-    switches.extend(others);
-    switches
-}
-
-/// What changed in a service besides its active color.
-fn service_changes(x: &Service, y: &Service) -> Vec<String> {
-    let name = &x.name;
-    let mut out = Vec::new();
-    if x.listener != y.listener {
-        out.push(format!("{name}: listener {} -> {}", x.listener, y.listener));
-    }
-    if x.domains != y.domains {
-        out.push(format!(
-            "{name}: domains {} -> {}",
-            x.domains.join(", "),
-            y.domains.join(", ")
-        ));
-    }
-    for color in Color::ALL {
-        let (ea, eb) = (&x.color(color).endpoints, &y.color(color).endpoints);
-        if ea == eb {
-            continue;
-        }
-        let added = eb
-            .iter()
-            .filter(|e| !ea.contains(e))
-            .map(|e| format!("+{e}"));
-        let removed = ea
-            .iter()
-            .filter(|e| !eb.contains(e))
-            .map(|e| format!("-{e}"));
-        let moves: Vec<String> = added.chain(removed).collect();
-        if moves.is_empty() {
-            out.push(format!("{name}: {color} endpoints reordered"));
-        } else {
-            out.push(format!("{name}: {color} endpoints {}", moves.join(" ")));
         }
     }
     out

@@ -9,10 +9,11 @@ use tonic::{Request, Response, Status};
 use super::pb::{self, switchyard_server::Switchyard};
 use super::timestamp;
 use crate::events::{Event, EventBus};
+use crate::proxies::{ProxyRecord, ProxyRegistry, TypeRecord};
 use crate::status::StateBoard;
 use crate::xds::ResourceType;
 use crate::xds::cache::SnapshotCache;
-use crate::xds::registry::{ProxyRecord, ProxyRegistry, TypeRecord};
+use crate::xds::sync::SyncStatus;
 
 /// The service. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -39,15 +40,17 @@ impl SwitchyardApi {
     }
 }
 
+fn sync_status(s: SyncStatus) -> pb::SyncStatus {
+    match s {
+        SyncStatus::NotSubscribed => pb::SyncStatus::NotSubscribed,
+        SyncStatus::Synced => pb::SyncStatus::Synced,
+        SyncStatus::Stale => pb::SyncStatus::Stale,
+        SyncStatus::Rejected => pb::SyncStatus::Rejected,
+    }
+}
+
 fn type_status(t: ResourceType, r: &TypeRecord) -> pb::TypeStatus {
-    let rejected_latest =
-        matches!((&r.rejected, &r.sent), (Some(rej), Some(sent)) if rej.version == sent.version);
-    let status = match r.synced {
-        None => pb::SyncStatus::NotSubscribed,
-        Some(_) if rejected_latest => pb::SyncStatus::Rejected,
-        Some(true) => pb::SyncStatus::Synced,
-        Some(false) => pb::SyncStatus::Stale,
-    };
+    let status = sync_status(r.status);
     pb::TypeStatus {
         r#type: t.short_name().to_owned(),
         status: status as i32,
@@ -72,12 +75,10 @@ fn proxy(p: &ProxyRecord) -> pb::Proxy {
         node_id: p.node_id.clone(),
         node_cluster: p.node_cluster.clone(),
         envoy_version: p.envoy_version.clone(),
-        protocol: p.protocol.to_owned(),
+        protocol: p.protocol.as_str().to_owned(),
         peer: p.peer.clone(),
         connected_at: Some(timestamp(p.connected_at)),
-        synced: ResourceType::ALL
-            .iter()
-            .all(|t| p.type_record(*t).synced != Some(false)),
+        synced: p.status.is_settled(),
         state_version: p.state_version.clone(),
         types: ResourceType::ALL
             .iter()
@@ -230,7 +231,8 @@ impl Switchyard for SwitchyardApi {
             .board
             .active()
             .ok_or_else(|| Status::unavailable("no valid state loaded"))?;
-        let snapshot = self.cache.current();
+        let published = self.cache.current();
+        let snapshot = published.snapshot();
         let rejection = self.board.last_rejection();
         Ok(Response::new(pb::GetStateResponse {
             version: active.version,

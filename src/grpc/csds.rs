@@ -19,10 +19,11 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::envoy_timestamp;
 use super::matcher::matches_any;
+use crate::proxies::{ProxyRecord, ProxyRegistry};
 use crate::xds::ResourceType;
 use crate::xds::cache::SnapshotCache;
-use crate::xds::registry::{ProxyRecord, ProxyRegistry};
 use crate::xds::snapshot::Snapshot;
+use crate::xds::sync::SyncStatus;
 
 /// The CSDS service.
 #[derive(Debug, Clone)]
@@ -38,7 +39,8 @@ impl CsdsService {
 
     /// The answer to one request.
     pub fn client_status(&self, req: &ClientStatusRequest) -> Result<ClientStatusResponse, Status> {
-        let snapshot = self.cache.current();
+        let published = self.cache.current();
+        let snapshot = published.snapshot();
         let mut config = Vec::new();
         for proxy in self.registry.proxies() {
             let Some(node) = &proxy.node else { continue };
@@ -47,7 +49,7 @@ impl CsdsService {
             if matched {
                 config.push(client_config(
                     &proxy,
-                    &snapshot,
+                    snapshot,
                     req.exclude_resource_contents,
                 ));
             }
@@ -66,10 +68,10 @@ fn client_config(proxy: &ProxyRecord, snapshot: &Snapshot, exclude_contents: boo
         let rejected_latest = record
             .rejected
             .as_ref()
-            .filter(|r| Some(r.version.as_str()) == sent_version);
+            .filter(|_| record.status == SyncStatus::Rejected);
         let mut names: std::collections::BTreeSet<&String> = record.sent_resources.keys().collect();
         names.extend(record.acked_resources.keys());
-        if t.is_wildcard_type() && record.synced.is_some() {
+        if t.is_wildcard_type() && record.status != SyncStatus::NotSubscribed {
             names.extend(in_force.keys());
         }
         for name in names {

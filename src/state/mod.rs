@@ -5,6 +5,7 @@
 //! first semantic problem: every problem is reported with its `FILE:LINE:COLUMN`, so one
 //! `switchyard validate` run shows everything to fix.
 
+pub mod changes;
 mod parse;
 pub mod watch;
 
@@ -14,7 +15,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
+
+use crate::hash::short_hash;
 
 pub use parse::parse_str;
 
@@ -130,14 +132,6 @@ impl DesiredState {
             .flat_map(|s| Color::ALL.map(|c| s.cluster_name(c)))
             .collect()
     }
-}
-
-/// First 16 hex digits of the SHA-256 of `value`'s JSON form. Callers pass values whose
-/// JSON is canonical (no maps with unordered keys), so the hash is stable across processes.
-pub fn short_hash<T: Serialize>(value: &T) -> String {
-    let json = serde_json::to_vec(value).expect("bug: desired-state values always serialize");
-    let digest = Sha256::digest(&json);
-    hex::encode(&digest[..8])
 }
 
 /// One problem found in a state file, with where it is.

@@ -14,7 +14,7 @@ use envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse;
 use prost::Message;
 
 use super::ResourceType;
-use super::sotw::ResourceSet;
+use super::snapshot::ResourceSet;
 
 /// `DiscoveryResponse.nonce` is field 5.
 const NONCE_FIELD: u32 = 5;

@@ -1,14 +1,29 @@
-//! The xDS side: resource types and their push order, the snapshot cache, the per-stream
-//! protocol state machine and the gRPC server that runs it.
+//! The xDS side: resource types and their push order, snapshots and the cache that
+//! publishes them, the per-stream protocol state machine, and the gRPC server that runs it.
+//!
+//! It knows nothing of the application around it: what happens on each stream goes out
+//! through one [`observer::StreamObserver`], and where each proxy stands is worked out
+//! here, once ([`sync`]).
+//!
+//! - [`snapshot`]: an immutable, versioned set of Envoy resources (plain data).
+//! - [`encode`]: responses encoded once per content and shared by every stream.
+//! - [`cache`]: the published snapshot (with its encoded responses), one writer, many
+//!   readers.
+//! - [`sotw`]: the state-of-the-world protocol of one stream, free of I/O.
+//! - [`sync`]: synced, stale, rejected, not subscribed: the one definition.
+//! - [`observer`]: the seam the application implements.
+//! - [`requests`], [`body`]: an ADS stream's request decoder and response body.
+//! - [`server`]: the ADS gRPC service: a thin I/O loop per stream around [`sotw`].
 
 pub mod body;
 pub mod cache;
 pub mod encode;
-pub mod registry;
+pub mod observer;
 pub mod requests;
 pub mod server;
 pub mod snapshot;
 pub mod sotw;
+pub mod sync;
 
 use std::fmt;
 
@@ -62,8 +77,9 @@ impl ResourceType {
         }
     }
 
-    /// Clusters and listeners are subscribed with a wildcard (every resource); endpoints
-    /// and routes by name.
+    /// Clusters and listeners support the legacy wildcard: a stream's first requests for
+    /// them may list no names to mean every resource. Endpoints and routes are asked for
+    /// by name (or with `*`).
     pub fn is_wildcard_type(self) -> bool {
         matches!(self, ResourceType::Cluster | ResourceType::Listener)
     }

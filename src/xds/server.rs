@@ -1,64 +1,56 @@
 //! The ADS gRPC service: each stream's response body drives a thin I/O loop around
-//! [`SotwStream`] (no task of its own).
+//! [`SotwStream`] (no task or channel of its own); what happens on the stream goes to the
+//! application's [`StreamObserver`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tonic::Status;
 use tonic::codegen::{Body, BoxFuture, Context, Poll, Service, StdError, http};
 use tonic::transport::server::TcpConnectInfo;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::ResourceType;
 use super::body::{AdsBody, ResponseStream};
-use super::cache::SnapshotCache;
+use super::cache::{Published, SnapshotCache};
 use super::encode::EncodedResponse;
-use super::registry::{ProxyRegistry, StreamGuard};
+use super::observer::{Protocol, StepReport, StreamEvent, StreamId, StreamObserver};
 use super::requests::Requests;
-use super::snapshot::Snapshot;
-use super::sotw::{SotwStream, Step, StreamEvent};
-use crate::convergence::Convergence;
-use crate::events::{Event, EventBus};
-use crate::metrics::{ConnectedGuard, Metrics};
+use super::sotw::{SotwStream, Step};
 
 /// The Aggregated Discovery Service.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AdsService {
     cache: SnapshotCache,
-    registry: ProxyRegistry,
-    metrics: Metrics,
-    events: EventBus,
-    convergence: Arc<Convergence>,
+    observer: Arc<dyn StreamObserver>,
+    /// The last stream id handed out (shared by clones of the service).
+    last_stream: Arc<AtomicU64>,
     control_plane: String,
 }
 
+impl std::fmt::Debug for AdsService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdsService")
+            .field("control_plane", &self.control_plane)
+            .finish_non_exhaustive()
+    }
+}
+
 impl AdsService {
+    /// Serves the snapshots of `cache`, telling `observer` what happens on each stream;
+    /// `control_plane` identifies this server in responses.
     pub fn new(
         cache: SnapshotCache,
-        registry: ProxyRegistry,
-        metrics: Metrics,
-        events: EventBus,
-        convergence: Arc<Convergence>,
+        observer: Arc<dyn StreamObserver>,
         control_plane: String,
     ) -> AdsService {
         AdsService {
             cache,
-            registry,
-            metrics,
-            events,
-            convergence,
+            observer,
+            last_stream: Arc::new(AtomicU64::new(0)),
             control_plane,
         }
     }
-}
-
-/// What a stream needs besides its protocol state.
-struct StreamContext {
-    guard: StreamGuard,
-    metrics: Metrics,
-    events: EventBus,
-    convergence: Arc<Convergence>,
 }
 
 /// Path of the SotW ADS method.
@@ -158,55 +150,46 @@ impl AdsService {
     /// directly (no task or channel of its own), so an idle stream costs only its state.
     fn open_stream(&self, peer: Option<SocketAddr>, inbound: Requests) -> ResponseStream {
         let peer = peer.map(|a| a.to_string()).unwrap_or_default();
-        let guard = self.registry.connect("sotw", peer.clone());
-        let span = info_span!(
-            "ads",
-            stream = guard.id(),
-            node_id = tracing::field::Empty,
-            peer
-        );
-        let task = SotwTask {
+        let id = self.last_stream.fetch_add(1, Ordering::Relaxed) + 1;
+        let span = info_span!("ads", stream = id, node_id = tracing::field::Empty, peer);
+        self.observer.stream_opened(id, Protocol::Sotw, &peer);
+        let driver = SotwDriver {
             inbound,
             snapshots: self.cache.subscribe(),
             stream: SotwStream::new(self.cache.current(), self.control_plane.clone()),
-            _connected: self.metrics.proxy_connected("sotw"),
-            cx: StreamContext {
-                guard,
-                metrics: self.metrics.clone(),
-                events: self.events.clone(),
-                convergence: self.convergence.clone(),
-            },
-            node_id: None,
-            synced_version: String::new(),
+            id,
+            observer: self.observer.clone(),
+            identified: false,
             pending: Vec::new().into_iter(),
             span,
         };
-        let responses = futures::stream::unfold(task, |mut task| async move {
-            let span = task.span.clone();
-            let item = task.next().instrument(span).await?;
-            Some((item, task))
+        let responses = futures::stream::unfold(driver, |mut driver| async move {
+            let span = driver.span.clone();
+            let item = driver.next().instrument(span).await?;
+            Some((item, driver))
         });
         Box::pin(responses)
     }
 }
 
-/// One SotW stream: the state machine and the I/O around it.
-struct SotwTask {
+/// Drives one SotW stream: feeds the state machine the proxy's requests and new snapshots,
+/// hands its responses to the transport, and tells the observer what happened. It runs
+/// inside the stream's response body, polled by the HTTP/2 connection (no task of its own).
+struct SotwDriver {
     inbound: Requests,
-    snapshots: tokio::sync::watch::Receiver<Arc<Snapshot>>,
+    snapshots: tokio::sync::watch::Receiver<Arc<Published>>,
     stream: SotwStream,
-    _connected: ConnectedGuard,
-    cx: StreamContext,
-    node_id: Option<String>,
-    /// The last state version this proxy was fully synced at.
-    synced_version: String,
+    id: StreamId,
+    observer: Arc<dyn StreamObserver>,
+    /// The observer has been told who the proxy is.
+    identified: bool,
     /// Responses of the last step not yet handed to the transport (the step's own list,
     /// dropped once sent, so an idle stream holds no buffer for it).
     pending: std::vec::IntoIter<EncodedResponse>,
     span: tracing::Span,
 }
 
-impl SotwTask {
+impl SotwDriver {
     /// The next response to send, or `None` when the stream is over (the proxy hung up,
     /// or the server is shutting down).
     async fn next(&mut self) -> Option<Result<EncodedResponse, Status>> {
@@ -243,41 +226,27 @@ impl SotwTask {
         }
     }
 
-    /// Bookkeeping after one step: node, metrics, events, registry, convergence.
+    /// After one step: logs, then tells the observer, then queues the responses.
     fn after(&mut self, step: Step) {
-        let cx = &self.cx;
-        if self.node_id.is_none()
+        if !self.identified
             && let Some(node) = self.stream.node()
         {
-            self.node_id = Some(node.id.clone());
+            self.identified = true;
             self.span.record("node_id", node.id.as_str());
-            cx.guard.set_node(node);
             info!(cluster = %node.cluster, "proxy connected");
+            self.observer.node_identified(self.id, node);
         }
-        let node = self.node_id.as_deref().unwrap_or_default();
-        let state_version = self.stream.state_version();
         for event in &step.events {
-            cx.metrics.record_stream_event(event);
-            report(cx, node, state_version, event);
+            log(event);
         }
-        let synced = ResourceType::ALL.map(|t| self.stream.is_synced(t));
-        let all_synced =
-            synced.iter().all(|s| *s != Some(false)) && synced.iter().any(|s| s.is_some());
-        let became_synced = all_synced && state_version != self.synced_version;
-        if became_synced {
-            self.synced_version = state_version.to_owned();
-            cx.events.emit(Event::ProxySynced {
-                at: SystemTime::now(),
-                node_id: node.to_owned(),
-                stream_id: cx.guard.id(),
-                state_version: self.synced_version.clone(),
-            });
-        }
-        cx.guard.record(&step.events, &self.stream, synced);
-        // Convergence can only complete when a proxy catches up (or leaves).
-        if became_synced {
-            cx.convergence.proxy_synced(&self.synced_version);
-        }
+        self.observer.stream_stepped(
+            self.id,
+            StepReport {
+                events: &step.events,
+                state_version: self.stream.state_version(),
+                status: self.stream.statuses(),
+            },
+        );
         debug_assert_eq!(
             self.pending.len(),
             0,
@@ -287,46 +256,24 @@ impl SotwTask {
     }
 }
 
-impl Drop for SotwTask {
+impl Drop for SotwDriver {
     fn drop(&mut self) {
         let _entered = self.span.enter();
         info!("proxy disconnected");
-        // The registry entry goes with `cx.guard`; let convergence look again without it.
-        self.cx.convergence.proxy_left();
+        self.observer.stream_closed(self.id);
     }
 }
 
-/// Logs one stream event and announces acknowledgements and rejections.
-fn report(cx: &StreamContext, node: &str, state_version: &str, event: &StreamEvent) {
+/// Logs one stream event.
+fn log(event: &StreamEvent) {
     match event {
         StreamEvent::Rejected {
             type_,
             version,
             message,
-        } => {
-            warn!(type_ = %type_, version, message, "proxy rejected config");
-            cx.events.emit(Event::ProxyRejected {
-                at: SystemTime::now(),
-                node_id: node.to_owned(),
-                stream_id: cx.guard.id(),
-                r#type: type_.short_name(),
-                version: version.clone(),
-                message: message.clone(),
-            });
-        }
-        StreamEvent::Acked { type_, version } => {
-            debug!(type_ = %type_, version, "proxy acknowledged");
-            if !cx.events.has_subscribers() {
-                return; // per-type ACKs are only for live watchers, not the audit log
-            }
-            cx.events.emit(Event::ProxyAcked {
-                at: SystemTime::now(),
-                node_id: node.to_owned(),
-                stream_id: cx.guard.id(),
-                r#type: type_.short_name(),
-                version: version.clone(),
-                state_version: state_version.to_owned(),
-            });
+        } => warn!(type_ = %type_, version, message, "proxy rejected config"),
+        StreamEvent::Acked { type_, version, .. } => {
+            debug!(type_ = %type_, version, "proxy acknowledged")
         }
         StreamEvent::UnknownType { type_url } => {
             debug!(type_url, "request for a type switchyard does not serve")
@@ -339,14 +286,48 @@ fn report(cx: &StreamContext, node: &str, state_version: &str, event: &StreamEve
 mod tests {
     use super::*;
     use crate::xds::cache::snapshot_cache;
+    use crate::xds::snapshot::Snapshot;
+    use envoy_types::pb::envoy::config::core::v3::Node;
+    use std::sync::Mutex;
 
-    fn service() -> AdsService {
+    /// Remembers which streams were opened and closed.
+    #[derive(Default)]
+    struct Streams(Mutex<Vec<(StreamId, &'static str)>>);
+
+    impl StreamObserver for Streams {
+        fn stream_opened(&self, stream: StreamId, _: Protocol, _: &str) {
+            self.0.lock().unwrap().push((stream, "opened"));
+        }
+        fn node_identified(&self, _: StreamId, _: &Arc<Node>) {}
+        fn stream_stepped(&self, _: StreamId, _: StepReport<'_>) {}
+        fn stream_closed(&self, stream: StreamId) {
+            self.0.lock().unwrap().push((stream, "closed"));
+        }
+    }
+
+    fn service(observer: Arc<dyn StreamObserver>) -> AdsService {
         let (cache, _writer) = snapshot_cache(Snapshot::empty());
-        let registry = ProxyRegistry::default();
-        let metrics = Metrics::new();
-        let events = EventBus::new(None);
-        let convergence = Convergence::new(registry.clone(), metrics.clone(), events.clone());
-        AdsService::new(cache, registry, metrics, events, convergence, "test".into())
+        AdsService::new(cache, observer, "test".into())
+    }
+
+    fn sotw_request() -> http::Request<http_body_util::Empty<bytes::Bytes>> {
+        http::Request::builder()
+            .uri(SOTW_PATH)
+            .header("content-type", "application/grpc")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_observer_hears_a_stream_open_and_close_once() {
+        use http_body_util::BodyExt;
+        let streams = Arc::new(Streams::default());
+        let ads = service(streams.clone());
+        let mut body = ads.serve_sotw(sotw_request()).into_body();
+        // The proxy sent nothing and hung up: the body ends with an OK status.
+        while body.frame().await.is_some() {}
+        drop(body);
+        assert_eq!(*streams.0.lock().unwrap(), [(1, "opened"), (1, "closed")]);
     }
 
     #[tokio::test]
@@ -357,7 +338,8 @@ mod tests {
             .header("grpc-encoding", "gzip")
             .body(http_body_util::Empty::<bytes::Bytes>::new())
             .unwrap();
-        let ads = service();
+        let streams = Arc::new(Streams::default());
+        let ads = service(streams.clone());
         let response = ads.serve_sotw(request);
         let status = Status::from_header_map(response.headers()).expect("a gRPC status");
         assert_eq!(status.code(), tonic::Code::Unimplemented);
@@ -366,6 +348,6 @@ mod tests {
             "{}",
             status.message()
         );
-        assert!(ads.registry.is_empty(), "no stream was opened");
+        assert!(streams.0.lock().unwrap().is_empty(), "no stream was opened");
     }
 }

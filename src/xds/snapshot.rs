@@ -2,20 +2,20 @@
 //!
 //! Each resource is encoded to protobuf once, when the snapshot is built, and shared by
 //! every stream that sends it. Versions come from hashes of the desired state that produced
-//! the resources (see `translate`), never from the encoded bytes.
+//! the resources (see `translate`), never from the encoded bytes. A snapshot is plain data:
+//! the responses encoded from it while it is served live beside it, in
+//! [`Published`](super::cache::Published).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use envoy_types::pb::google::protobuf::Any;
 
-use bytes::Bytes;
-use dashmap::DashMap;
-
 use super::ResourceType;
-use super::encode;
-use super::sotw::ResourceSet;
-use crate::state::short_hash;
+use crate::hash::short_hash;
+
+/// Resources by name: one type's resources in a snapshot, or what one response carries.
+pub type ResourceSet = BTreeMap<String, Arc<Resource>>;
 
 /// One encoded resource.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,7 +36,7 @@ pub struct TypeSnapshot {
     /// this type is added, removed or changed.
     pub version: String,
     /// Shared (`Arc`) so a stream can hold "what I sent" without copying the map.
-    pub resources: Arc<BTreeMap<String, Arc<Resource>>>,
+    pub resources: Arc<ResourceSet>,
     /// The resources' names on their own: what a stream subscribing to every one of them
     /// holds. Kept from one snapshot to the next while they do not change
     /// ([`Snapshot::share_unchanged`]), so such a subscription is one set shared by every
@@ -46,7 +46,7 @@ pub struct TypeSnapshot {
 
 impl TypeSnapshot {
     pub fn new(resources: impl IntoIterator<Item = Resource>) -> TypeSnapshot {
-        let resources: BTreeMap<String, Arc<Resource>> = resources
+        let resources: ResourceSet = resources
             .into_iter()
             .map(|r| (r.name.clone(), Arc::new(r)))
             .collect();
@@ -68,27 +68,6 @@ pub struct Snapshot {
     /// Version of the desired state this snapshot was built from.
     pub state_version: String,
     types: [TypeSnapshot; 4],
-    responses: ResponseCache,
-}
-
-/// Responses already encoded for this snapshot, by [`encode::response_key`]: every
-/// stream sending the same content shares one encoding. A `DashMap`: thousands of streams
-/// look up concurrently right after a publish, and the first encodes while the others of
-/// its shard wait for it instead of encoding again. Lives and dies with the snapshot.
-#[derive(Debug, Default)]
-struct ResponseCache(DashMap<u64, Bytes>);
-
-impl Clone for ResponseCache {
-    fn clone(&self) -> Self {
-        ResponseCache::default()
-    }
-}
-
-impl PartialEq for ResponseCache {
-    /// A cache says nothing about what the snapshot is.
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
 }
 
 /// A snapshot whose resources do not hang together. Validation should make this
@@ -110,7 +89,6 @@ impl Snapshot {
         Snapshot {
             state_version,
             types,
-            responses: ResponseCache::default(),
         }
     }
 
@@ -135,23 +113,6 @@ impl Snapshot {
                 new.names = old.names.clone();
             }
         }
-    }
-
-    /// The encoded response (without nonce) of type `t` at `version` with `resources`,
-    /// encoded by the first stream that asks and shared by every other.
-    pub fn shared_response(
-        &self,
-        t: ResourceType,
-        version: &str,
-        resources: &ResourceSet,
-        control_plane: &str,
-    ) -> Bytes {
-        let key = encode::response_key(t, version, resources);
-        self.responses
-            .0
-            .entry(key)
-            .or_insert_with(|| encode::encode_shared(t, version, resources, control_plane))
-            .clone()
     }
 
     /// The version string of type `t`.
@@ -186,18 +147,5 @@ impl Snapshot {
             return Err(InconsistentSnapshot::ListenerWithoutRoutes(l.clone()));
         }
         Ok(())
-    }
-
-    /// Names of every cluster referenced by the route configurations `names`.
-    pub fn clusters_named_by_routes<'a>(
-        &'a self,
-        names: impl IntoIterator<Item = &'a String>,
-    ) -> BTreeSet<&'a str> {
-        let routes = &self.get(ResourceType::Route).resources;
-        names
-            .into_iter()
-            .filter_map(|n| routes.get(n))
-            .flat_map(|r| r.clusters.iter().map(String::as_str))
-            .collect()
     }
 }

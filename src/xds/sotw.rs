@@ -11,27 +11,33 @@
 //!   (it may carry another replica's version and nonce after a reconnect);
 //! - a request with `error_detail` is a NACK: the rejected version is recorded and not sent
 //!   again; the next different version is sent normally;
+//! - subscriptions follow the xDS protocol's wildcard rules: `*` asks for every resource of
+//!   a type; for clusters and listeners an empty list asks for every one too (the legacy
+//!   wildcard), but only until the stream first sends a list that is not empty: after that
+//!   an empty list unsubscribes from everything;
 //! - make-before-break: a route configuration is held until the proxy has acknowledged
 //!   every cluster it names and their endpoints; a cluster that a route the proxy holds
 //!   (or is being sent) still names is kept in the cluster set until routes that no longer
 //!   name it are acknowledged.
+//!
+//! After every step it says where the proxy stands on each type ([`SotwStream::status`]):
+//! the one place that status is worked out.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 
 use super::ResourceType;
+use super::cache::Published;
 use super::encode::EncodedResponse;
-use super::snapshot::{Resource, Snapshot};
-use crate::state::short_hash;
+use super::observer::StreamEvent;
+use super::snapshot::{Resource, ResourceSet, Snapshot};
+use super::sync::SyncStatus;
+use crate::hash::short_hash;
 use names::Names;
 
 mod names;
-
-/// Resources by name, as sent in one response.
-pub type ResourceSet = BTreeMap<String, Arc<Resource>>;
 
 /// One response sent on this stream for a type.
 #[derive(Debug, Clone)]
@@ -63,6 +69,9 @@ struct ReadyMemo {
 struct TypeState {
     /// The proxy has asked for this type.
     subscribed: bool,
+    /// The stream has sent a list that is not empty for this type (names, or `*`): from
+    /// then on an empty list means "none", not the legacy wildcard.
+    listed: bool,
     /// Names asked for.
     names: Names,
     /// Changes whenever `names` does, so "asked for the same names as when last sent" is
@@ -72,35 +81,12 @@ struct TypeState {
     sent: Option<Arc<Sent>>,
     /// The latest response the proxy acknowledged (shared with `sent` once acknowledged).
     acked: Option<Arc<Sent>>,
-    /// The latest version the proxy rejected, with its message.
-    rejected: Option<(String, String)>,
+    /// The latest response the proxy rejected, with Envoy's message.
+    rejected: Option<(Arc<Sent>, String)>,
     /// The latest response has had no ACK or NACK yet. Nothing more of this type is sent
     /// until it has: SotW's own flow control, which also coalesces a burst of saves into
     /// the newest version.
     awaiting_reply: bool,
-}
-
-/// Something that happened on the stream, for status, metrics and logs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StreamEvent {
-    Sent {
-        type_: ResourceType,
-        version: String,
-        resources: usize,
-    },
-    Acked {
-        type_: ResourceType,
-        version: String,
-    },
-    Rejected {
-        type_: ResourceType,
-        version: String,
-        message: String,
-    },
-    /// A request answering an older response; ignored.
-    Stale { type_: ResourceType, nonce: String },
-    /// A request for a type switchyard does not serve; ignored.
-    UnknownType { type_url: String },
 }
 
 /// What one input produced: responses to send, in order, and events to record.
@@ -113,9 +99,9 @@ pub struct Step {
 /// The state of one SotW ADS stream.
 #[derive(Debug)]
 pub struct SotwStream {
-    /// Shared with the proxy registry (CSDS reports it).
+    /// Shared with the observer (the registry keeps it for CSDS).
     node: Option<Arc<Node>>,
-    snapshot: Arc<Snapshot>,
+    published: Arc<Published>,
     types: [TypeState; 4],
     next_nonce: u64,
     control_plane: String,
@@ -123,11 +109,12 @@ pub struct SotwStream {
 }
 
 impl SotwStream {
-    /// A new stream serving `snapshot`; `control_plane` identifies this server in responses.
-    pub fn new(snapshot: Arc<Snapshot>, control_plane: impl Into<String>) -> SotwStream {
+    /// A new stream serving `published`; `control_plane` identifies this server in
+    /// responses.
+    pub fn new(published: Arc<Published>, control_plane: impl Into<String>) -> SotwStream {
         SotwStream {
             node: None,
-            snapshot,
+            published,
             types: Default::default(),
             next_nonce: 1,
             control_plane: control_plane.into(),
@@ -140,64 +127,47 @@ impl SotwStream {
         self.node.as_ref()
     }
 
-    /// Version last acknowledged for `t`, if any.
-    pub fn acked_version(&self, t: ResourceType) -> Option<&str> {
-        self.types[t.index()]
-            .acked
-            .as_ref()
-            .map(|s| s.version.as_str())
-    }
-
-    /// Version last sent for `t`, if any.
-    pub fn sent_version(&self, t: ResourceType) -> Option<&str> {
-        self.types[t.index()]
-            .sent
-            .as_ref()
-            .map(|s| s.version.as_str())
-    }
-
-    /// The last rejection of `t`: version and Envoy's message.
-    pub fn rejected(&self, t: ResourceType) -> Option<(&str, &str)> {
-        self.types[t.index()]
-            .rejected
-            .as_ref()
-            .map(|(v, m)| (v.as_str(), m.as_str()))
-    }
-
     /// The state version of the snapshot the stream serves.
     pub fn state_version(&self) -> &str {
-        &self.snapshot.state_version
+        &self.snapshot().state_version
     }
 
-    /// Resources of the latest response sent for `t`.
-    pub fn sent_resources(&self, t: ResourceType) -> Option<&Arc<ResourceSet>> {
-        self.types[t.index()].sent.as_ref().map(|s| &s.resources)
+    fn snapshot(&self) -> &Snapshot {
+        self.published.snapshot()
     }
 
-    /// Resources of the latest response acknowledged for `t`.
-    pub fn acked_resources(&self, t: ResourceType) -> Option<&Arc<ResourceSet>> {
-        self.types[t.index()].acked.as_ref().map(|s| &s.resources)
-    }
-
-    /// Is the proxy up to date for `t`: it acknowledged the latest response and nothing
-    /// newer is due (or held back)? `None` when it has not subscribed to `t`.
-    pub fn is_synced(&self, t: ResourceType) -> Option<bool> {
+    /// Where the proxy stands on `t`.
+    pub fn status(&self, t: ResourceType) -> SyncStatus {
         let state = &self.types[t.index()];
         if !state.subscribed {
-            return None;
+            return SyncStatus::NotSubscribed;
         }
-        let acked_latest = match (&state.sent, &state.acked) {
-            (Some(sent), Some(acked)) => sent.nonce == acked.nonce,
-            _ => false,
+        let Some(sent) = &state.sent else {
+            return SyncStatus::Stale; // subscribed, nothing sent yet
         };
+        if let Some((rejected, _)) = &state.rejected
+            && Arc::ptr_eq(rejected, sent)
+        {
+            return SyncStatus::Rejected;
+        }
+        let acked_latest = state.acked.as_ref().is_some_and(|a| Arc::ptr_eq(a, sent));
         if !acked_latest {
-            return Some(false);
+            return SyncStatus::Stale;
         }
         if self.sent_is_current(t) {
-            return Some(true);
+            return SyncStatus::Synced;
         }
         let (version, resources) = self.wanted(t);
-        Some(!is_new(state.sent.as_deref(), &version, &resources))
+        if is_new(Some(sent), &version, &resources) {
+            SyncStatus::Stale
+        } else {
+            SyncStatus::Synced
+        }
+    }
+
+    /// [`Self::status`] of every type, by [`ResourceType::index`].
+    pub fn statuses(&self) -> [SyncStatus; 4] {
+        ResourceType::ALL.map(|t| self.status(t))
     }
 
     /// Handles one request from the proxy.
@@ -229,7 +199,7 @@ impl SotwStream {
             }
             state.awaiting_reply = false;
             if let Some(err) = &req.error_detail {
-                state.rejected = Some((sent.version.clone(), err.message.clone()));
+                state.rejected = Some((sent.clone(), err.message.clone()));
                 step.events.push(StreamEvent::Rejected {
                     type_: t,
                     version: sent.version.clone(),
@@ -240,27 +210,30 @@ impl SotwStream {
                 step.events.push(StreamEvent::Acked {
                     type_: t,
                     version: sent.version.clone(),
+                    resources: sent.resources.clone(),
                 });
             }
         }
         // First request of this type on the stream (whatever version or nonce it carries),
         // an ACK, or a NACK: it states the current subscription.
-        if !state.subscribed || !state.names.listed_by(t, &req.resource_names) {
-            let current = &self.snapshot.get(t).names;
-            let names = Names::of_request(t, &req.resource_names, current);
+        let legacy_wildcard = t.is_wildcard_type() && !state.listed;
+        if !state.subscribed || !state.names.listed_by(&req.resource_names, legacy_wildcard) {
+            let current = &self.published.snapshot().get(t).names;
+            let names = Names::of_request(&req.resource_names, legacy_wildcard, current);
             if !state.subscribed || !names.same(&state.names) {
                 state.names = names;
                 state.names_gen += 1;
             }
         }
+        state.listed |= !req.resource_names.is_empty();
         state.subscribed = true;
         self.push_due(&mut step);
         step
     }
 
     /// Moves the stream to a new snapshot.
-    pub fn on_snapshot(&mut self, snapshot: Arc<Snapshot>) -> Step {
-        self.snapshot = snapshot;
+    pub fn on_snapshot(&mut self, published: Arc<Published>) -> Step {
+        self.published = published;
         let mut step = Step::default();
         self.push_due(&mut step);
         step
@@ -284,7 +257,7 @@ impl SotwStream {
             step.events.push(StreamEvent::Sent {
                 type_: t,
                 version: version.clone(),
-                resources: resources.len(),
+                resources: resources.clone(),
             });
             step.responses.push(self.respond(t, version, resources));
         }
@@ -299,7 +272,7 @@ impl SotwStream {
         let Some(sent) = &state.sent else {
             return false;
         };
-        if sent.version != self.snapshot.version(t) {
+        if sent.version != self.snapshot().version(t) {
             return false;
         }
         sent.names_gen == state.names_gen
@@ -307,60 +280,64 @@ impl SotwStream {
 
     /// What the proxy should hold for `t` now: the version and the resources.
     fn wanted(&self, t: ResourceType) -> (String, Arc<ResourceSet>) {
-        let snap = self.snapshot.get(t);
+        let snap = self.snapshot().get(t);
         let state = &self.types[t.index()];
-        match t {
-            ResourceType::Cluster => {
-                // Keep clusters that routes the proxy holds or is being sent still name.
-                let mut kept: Vec<(&String, Arc<Resource>)> = Vec::new();
-                let routes = &self.types[ResourceType::Route.index()];
-                let sent = match (&routes.acked, &routes.sent) {
-                    (Some(a), Some(s)) if Arc::ptr_eq(a, s) => &None, // acknowledged: one look
-                    (_, sent) => sent,
-                };
-                for r in [&routes.acked, sent].into_iter().flatten() {
-                    for route in r.resources.values() {
-                        for c in &route.clusters {
-                            if snap.resources.contains_key(c) || kept.iter().any(|(k, _)| *k == c) {
-                                continue;
-                            }
-                            if let Some(res) = self.previously_sent(ResourceType::Cluster, c) {
-                                kept.push((c, res));
-                            }
-                        }
+        let subscribed = match state.names.list() {
+            None => snap.resources.clone(),
+            // Every name the snapshot has and no other: its own set, shared.
+            Some(names) if Arc::ptr_eq(names, &snap.names) || **names == *snap.names => {
+                snap.resources.clone()
+            }
+            Some(names) => Arc::new(
+                names
+                    .iter()
+                    .filter_map(|n| {
+                        let r = snap.resources.get(n).cloned();
+                        // Endpoints and routes still named keep what was sent (Envoy
+                        // names the endpoints of a cluster until it drops the cluster).
+                        let r = match t {
+                            ResourceType::Cluster => r,
+                            _ => r.or_else(|| self.previously_sent(t, n)),
+                        };
+                        r.map(|r| (n.clone(), r))
+                    })
+                    .collect(),
+            ),
+        };
+        if t != ResourceType::Cluster {
+            return (snap.version.clone(), subscribed);
+        }
+        // Keep clusters that routes the proxy holds or is being sent still name.
+        let mut kept: Vec<(&String, Arc<Resource>)> = Vec::new();
+        let routes = &self.types[ResourceType::Route.index()];
+        let sent = match (&routes.acked, &routes.sent) {
+            (Some(a), Some(s)) if Arc::ptr_eq(a, s) => &None, // acknowledged: one look
+            (_, sent) => sent,
+        };
+        for r in [&routes.acked, sent].into_iter().flatten() {
+            for route in r.resources.values() {
+                for c in &route.clusters {
+                    if subscribed.contains_key(c)
+                        || kept.iter().any(|(k, _)| *k == c)
+                        || state.names.list().is_some_and(|names| !names.contains(c))
+                    {
+                        continue;
+                    }
+                    if let Some(res) = self.previously_sent(ResourceType::Cluster, c) {
+                        kept.push((c, res));
                     }
                 }
-                if kept.is_empty() {
-                    // The usual case: the snapshot's own set, shared, not copied.
-                    (snap.version.clone(), snap.resources.clone())
-                } else {
-                    let names: Vec<&String> = kept.iter().map(|(n, _)| *n).collect();
-                    let version = format!("{}+{}", snap.version, short_hash(&names));
-                    let mut set: ResourceSet = (*snap.resources).clone();
-                    set.extend(kept.into_iter().map(|(n, r)| (n.clone(), r)));
-                    (version, Arc::new(set))
-                }
             }
-            _ => match state.names.list() {
-                None => (snap.version.clone(), snap.resources.clone()),
-                // Every name the snapshot has and no other: its own set, shared.
-                Some(names) if Arc::ptr_eq(names, &snap.names) || **names == *snap.names => {
-                    (snap.version.clone(), snap.resources.clone())
-                }
-                Some(names) => {
-                    let set = names
-                        .iter()
-                        .filter_map(|n| {
-                            snap.resources
-                                .get(n)
-                                .cloned()
-                                .or_else(|| self.previously_sent(t, n))
-                                .map(|r| (n.clone(), r))
-                        })
-                        .collect();
-                    (snap.version.clone(), Arc::new(set))
-                }
-            },
+        }
+        if kept.is_empty() {
+            // The usual case: the subscribed set as it is, not copied.
+            (snap.version.clone(), subscribed)
+        } else {
+            let names: Vec<&String> = kept.iter().map(|(n, _)| *n).collect();
+            let version = format!("{}+{}", snap.version, short_hash(&names));
+            let mut set: ResourceSet = (*subscribed).clone();
+            set.extend(kept.into_iter().map(|(n, r)| (n.clone(), r)));
+            (version, Arc::new(set))
         }
     }
 
@@ -433,8 +410,8 @@ impl SotwStream {
         let nonce = seq.to_string();
         self.next_nonce += 1;
         let shared = self
-            .snapshot
-            .shared_response(t, &version, &resources, &self.control_plane);
+            .published
+            .response(t, &version, &resources, &self.control_plane);
         let response =
             EncodedResponse::new(t, version.clone(), nonce.clone(), resources.len(), shared);
         let state = &mut self.types[t.index()];

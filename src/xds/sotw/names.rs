@@ -1,10 +1,14 @@
 //! What a stream subscribes to, per type: every resource, or a list of names (the
 //! snapshot's own set of names when it is exactly those).
+//!
+//! The xDS protocol's wildcard rules: a request listing `*` subscribes to every resource
+//! of the type (with or without other names). An empty list does too for a type that
+//! supports the legacy wildcard (clusters and listeners), until the stream has once sent a
+//! list that is not empty (names, or `*` itself); after that, or for any other type, an
+//! empty list subscribes to nothing.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-
-use super::super::ResourceType;
 
 /// The names a stream subscribes to for one type.
 #[derive(Debug, Clone, Default)]
@@ -21,13 +25,14 @@ pub(super) enum Names {
 
 impl Names {
     /// The names a request listing `names` subscribes to, shared with `current` (the
-    /// snapshot's names of the type) when they are the same.
+    /// snapshot's names of the type) when they are the same. `legacy_wildcard`: an empty
+    /// list means every resource.
     pub(super) fn of_request(
-        t: ResourceType,
         names: &[String],
+        legacy_wildcard: bool,
         current: &Arc<BTreeSet<String>>,
     ) -> Names {
-        if is_wildcard(t, names) {
+        if is_wildcard(names, legacy_wildcard) {
             return Names::All;
         }
         if current.len() == names.len() && current.iter().eq(names.iter()) {
@@ -52,9 +57,9 @@ impl Names {
     /// Does a request listing `names` subscribe to exactly these? Cheap, without building
     /// a set, when the request lists the names in order (an ACK repeating a sorted list);
     /// a `false` only means "build the subscription and compare".
-    pub(super) fn listed_by(&self, t: ResourceType, names: &[String]) -> bool {
+    pub(super) fn listed_by(&self, names: &[String], legacy_wildcard: bool) -> bool {
         match self.list() {
-            None => is_wildcard(t, names),
+            None => is_wildcard(names, legacy_wildcard),
             Some(set) => set.len() == names.len() && set.iter().eq(names.iter()),
         }
     }
@@ -69,7 +74,7 @@ impl Names {
     }
 }
 
-/// Does a request listing `names` ask for every resource of `t`?
-fn is_wildcard(t: ResourceType, names: &[String]) -> bool {
-    names.is_empty() && t.is_wildcard_type() || names.iter().any(|n| n == "*")
+/// Does a request listing `names` ask for every resource?
+fn is_wildcard(names: &[String], legacy_wildcard: bool) -> bool {
+    names.is_empty() && legacy_wildcard || names.iter().any(|n| n == "*")
 }

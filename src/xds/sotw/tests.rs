@@ -4,6 +4,7 @@
 use super::*;
 use crate::state::parse_str;
 use crate::translate::translate;
+use crate::xds::sync::SyncStatus;
 use envoy_types::pb::google::rpc::Status;
 use std::collections::BTreeSet;
 
@@ -29,8 +30,32 @@ const TWO_SERVICES: &str = "
     active: green
 ";
 
-fn snap(text: &str) -> Arc<Snapshot> {
-    Arc::new(translate(&parse_str(text).unwrap()).unwrap())
+fn snap(text: &str) -> Arc<Published> {
+    Arc::new(Published::new(
+        translate(&parse_str(text).unwrap()).unwrap(),
+    ))
+}
+
+/// What the tests read of a stream's state.
+impl SotwStream {
+    fn acked_version(&self, t: ResourceType) -> Option<&str> {
+        let acked = self.types[t.index()].acked.as_ref();
+        acked.map(|s| s.version.as_str())
+    }
+
+    fn rejected(&self, t: ResourceType) -> Option<(&str, &str)> {
+        let rejected = self.types[t.index()].rejected.as_ref();
+        rejected.map(|(sent, message)| (sent.version.as_str(), message.as_str()))
+    }
+
+    fn sent_version(&self, t: ResourceType) -> String {
+        let sent = self.types[t.index()].sent.as_ref();
+        sent.map(|s| s.version.clone()).unwrap_or_default()
+    }
+
+    fn sent_resources(&self, t: ResourceType) -> Option<&Arc<ResourceSet>> {
+        self.types[t.index()].sent.as_ref().map(|s| &s.resources)
+    }
 }
 
 fn stream(text: &str) -> SotwStream {
@@ -74,7 +99,14 @@ fn types(step: &Step) -> Vec<ResourceType> {
         .collect()
 }
 
-fn names(r: &EncodedResponse) -> usize {
+/// The nonce of the latest response sent for clusters.
+fn last_nonce(s: &SotwStream) -> String {
+    let sent = s.types[ResourceType::Cluster.index()].sent.as_ref();
+    sent.map(|s| s.nonce.clone()).unwrap_or_default()
+}
+
+/// How many resources `r` carries, checking that it decodes to what it says.
+fn resource_count(r: &EncodedResponse) -> usize {
     let decoded = r.decode();
     assert_eq!(decoded.resources.len(), r.resource_count);
     assert_eq!(decoded.nonce, r.nonce);
@@ -123,7 +155,7 @@ fn first_request_is_answered_with_every_cluster() {
     let mut s = stream(STATE);
     let step = s.on_request(request(ResourceType::Cluster, "", "", &[]));
     assert_eq!(types(&step), [ResourceType::Cluster]);
-    assert_eq!(names(&step.responses[0]), 2);
+    assert_eq!(resource_count(&step.responses[0]), 2);
     assert_eq!(s.node().unwrap().id, "envoy-1");
 }
 
@@ -139,7 +171,8 @@ fn ack_is_recorded_and_nothing_resent() {
         step.events,
         [StreamEvent::Acked {
             type_: ResourceType::Cluster,
-            version: r[0].version_info.clone()
+            version: r[0].version_info.clone(),
+            resources: s.sent_resources(ResourceType::Cluster).unwrap().clone(),
         }]
     );
     assert_eq!(
@@ -224,13 +257,13 @@ fn a_burst_of_versions_is_coalesced_while_one_is_in_flight() {
     assert!(s.on_snapshot(snap(&green)).responses.is_empty());
     let latest = snap(STATE);
     assert!(s.on_snapshot(latest.clone()).responses.is_empty());
-    assert_eq!(s.is_synced(ResourceType::Route), Some(false));
+    assert_eq!(s.status(ResourceType::Route), SyncStatus::Stale);
     // The ACK of v2 releases the newest version only.
     let step = s.on_request(ack(&v2.responses[0], &["public"]));
     assert_eq!(types(&step), [ResourceType::Route]);
     assert_eq!(
         step.responses[0].version_info,
-        latest.version(ResourceType::Route)
+        latest.snapshot().version(ResourceType::Route)
     );
 }
 
@@ -285,7 +318,7 @@ fn routes_wait_until_new_clusters_and_endpoints_are_acknowledged() {
     // Clusters go out; EDS waits for Envoy to ask for the new names; routes wait.
     assert_eq!(types(&step), [ResourceType::Cluster]);
     let cds = step.responses[0].clone();
-    assert_eq!(names(&cds), 4);
+    assert_eq!(resource_count(&cds), 4);
     let all = [
         "extra-blue",
         "extra-green",
@@ -304,7 +337,7 @@ fn routes_wait_until_new_clusters_and_endpoints_are_acknowledged() {
     let step = s.on_request(request(ResourceType::Endpoint, "x", &eds_nonce, &all));
     assert_eq!(types(&step), [ResourceType::Endpoint]);
     let eds = step.responses[0].clone();
-    assert_eq!(names(&eds), 4);
+    assert_eq!(resource_count(&eds), 4);
     let step = s.on_request(ack(&cds, &[]));
     assert!(step.responses.is_empty(), "routes still wait for endpoints");
     let step = s.on_request(ack(&eds, &all));
@@ -326,7 +359,7 @@ fn removed_clusters_stay_until_routes_without_them_are_acknowledged() {
     // Once the proxy acknowledges the routes, the clusters are withdrawn.
     let step = s.on_request(ack(&rds2, &["public"]));
     assert_eq!(types(&step), [ResourceType::Cluster]);
-    assert_eq!(names(&step.responses[0]), 2);
+    assert_eq!(resource_count(&step.responses[0]), 2);
 }
 
 #[test]
@@ -384,7 +417,7 @@ fn subscription_change_is_answered_without_a_new_version() {
     let [_, eds, _, _] = converge(&mut s);
     let step = s.on_request(ack(&eds, &["summarizer-blue"]));
     assert_eq!(types(&step), [ResourceType::Endpoint]);
-    assert_eq!(names(&step.responses[0]), 1);
+    assert_eq!(resource_count(&step.responses[0]), 1);
     assert_eq!(step.responses[0].version_info, eds.version_info);
 }
 
@@ -395,11 +428,11 @@ fn names_listed_in_another_order_are_the_same_subscription() {
     // Envoy need not list names sorted: the same set in another order changes nothing.
     let step = s.on_request(ack(&eds, &["summarizer-green", "summarizer-blue"]));
     assert!(step.responses.is_empty(), "{:?}", types(&step));
-    assert_eq!(s.is_synced(ResourceType::Endpoint), Some(true));
+    assert_eq!(s.status(ResourceType::Endpoint), SyncStatus::Synced);
     // A name dropped is a change, answered at once.
     let step = s.on_request(ack(&eds, &["summarizer-green"]));
     assert_eq!(types(&step), [ResourceType::Endpoint]);
-    assert_eq!(names(&step.responses[0]), 1);
+    assert_eq!(resource_count(&step.responses[0]), 1);
 }
 
 #[test]
@@ -409,41 +442,41 @@ fn endpoints_for_every_cluster_are_the_snapshots_own_set_not_a_copy() {
     // shared by every stream however many clusters there are.
     let mut s = stream(STATE);
     converge(&mut s);
-    let first = s.snapshot.clone();
+    let first = s.published.clone();
     let endpoints = |snap: &Snapshot| snap.get(ResourceType::Endpoint).clone();
     let sent = s.sent_resources(ResourceType::Endpoint).unwrap();
     assert!(
-        Arc::ptr_eq(sent, &endpoints(&first).resources),
+        Arc::ptr_eq(sent, &endpoints(first.snapshot()).resources),
         "endpoints copied"
     );
     let subscribed = |s: &SotwStream| s.types[ResourceType::Endpoint.index()].names.clone();
     assert!(
-        matches!(subscribed(&s), Names::Listed(n) if Arc::ptr_eq(&n, &endpoints(&first).names))
+        matches!(subscribed(&s), Names::Listed(n) if Arc::ptr_eq(&n, &endpoints(first.snapshot()).names))
     );
 
     // New endpoints, same clusters, published as the server does: the next snapshot's
     // resources are sent, still shared, and the subscription (the same names, acknowledged
     // again) holds nothing of the first snapshot's resources.
     let mut moved = translate(&parse_str(&STATE.replace("8081", "8091")).unwrap()).unwrap();
-    moved.share_unchanged(&first);
-    let moved = Arc::new(moved);
-    let first_endpoints = Arc::downgrade(&endpoints(&first).resources);
+    moved.share_unchanged(first.snapshot());
+    let moved = Arc::new(Published::new(moved));
+    let first_endpoints = Arc::downgrade(&endpoints(first.snapshot()).resources);
     drop(first);
     let step = s.on_snapshot(moved.clone());
     assert_eq!(types(&step), [ResourceType::Endpoint]);
     assert!(Arc::ptr_eq(
         s.sent_resources(ResourceType::Endpoint).unwrap(),
-        &endpoints(&moved).resources
+        &endpoints(moved.snapshot()).resources
     ));
     s.on_request(ack(&step.responses[0], &CLUSTERS));
     assert!(
-        matches!(subscribed(&s), Names::Listed(n) if Arc::ptr_eq(&n, &endpoints(&moved).names))
+        matches!(subscribed(&s), Names::Listed(n) if Arc::ptr_eq(&n, &endpoints(moved.snapshot()).names))
     );
     assert!(first_endpoints.upgrade().is_none(), "old endpoints pinned");
 
     // A narrower subscription gets a set of its own, with just what it asked for.
     let step = s.on_request(ack(&step.responses[0], &["summarizer-green"]));
-    assert_eq!(names(&step.responses[0]), 1);
+    assert_eq!(resource_count(&step.responses[0]), 1);
     let narrowed = s.sent_resources(ResourceType::Endpoint).unwrap();
     assert_eq!(narrowed.keys().collect::<Vec<_>>(), ["summarizer-green"]);
 }
@@ -468,4 +501,116 @@ fn node_is_kept_from_the_first_message_only() {
     req.node = None;
     s.on_request(req);
     assert_eq!(s.node().unwrap().id, "envoy-1");
+}
+
+#[test]
+fn an_empty_first_request_for_clusters_is_the_legacy_wildcard() {
+    let mut s = stream(&format!("{STATE}{TWO_SERVICES}"));
+    let step = s.on_request(request(ResourceType::Cluster, "", "", &[]));
+    assert_eq!(resource_count(&step.responses[0]), 4);
+    // Envoy repeats the empty list in every ACK: still every cluster.
+    let step = s.on_request(ack(&step.responses[0], &[]));
+    assert!(step.responses.is_empty());
+    assert_eq!(s.status(ResourceType::Cluster), SyncStatus::Synced);
+}
+
+#[test]
+fn an_empty_first_request_for_endpoints_asks_for_none() {
+    let mut s = stream(STATE);
+    let step = s.on_request(request(ResourceType::Endpoint, "", "", &[]));
+    assert_eq!(resource_count(&step.responses[0]), 0);
+}
+
+#[test]
+fn a_star_asks_for_every_resource_of_any_type() {
+    let mut s = stream(STATE);
+    let step = s.on_request(request(ResourceType::Endpoint, "", "", &["*"]));
+    assert_eq!(resource_count(&step.responses[0]), 2);
+    // `*` beside names is still every resource.
+    let step = s.on_request(ack(&step.responses[0], &["*", "summarizer-blue"]));
+    assert!(step.responses.is_empty(), "the same subscription");
+}
+
+#[test]
+fn once_names_are_listed_an_empty_list_unsubscribes_from_everything() {
+    let mut s = stream(STATE);
+    let cds = s
+        .on_request(request(ResourceType::Cluster, "", "", &[]))
+        .responses;
+    // The stream names one cluster: no longer a wildcard subscription.
+    let step = s.on_request(ack(&cds[0], &["summarizer-blue"]));
+    assert_eq!(resource_count(&step.responses[0]), 1);
+    // An empty list now means none, not every cluster again.
+    let step = s.on_request(ack(&step.responses[0], &[]));
+    assert_eq!(types(&step), [ResourceType::Cluster]);
+    assert_eq!(resource_count(&step.responses[0]), 0);
+    s.on_request(ack(&step.responses[0], &[]));
+    assert_eq!(s.status(ResourceType::Cluster), SyncStatus::Synced);
+    // `*` subscribes to everything again.
+    let last = s.sent_version(ResourceType::Cluster);
+    let step = s.on_request(request(
+        ResourceType::Cluster,
+        &last,
+        &last_nonce(&s),
+        &["*"],
+    ));
+    assert_eq!(resource_count(&step.responses[0]), 2);
+}
+
+#[test]
+fn a_stream_that_sent_a_star_then_an_empty_list_unsubscribes() {
+    let mut s = stream(STATE);
+    let step = s.on_request(request(ResourceType::Listener, "", "", &["*"]));
+    assert_eq!(resource_count(&step.responses[0]), 1);
+    let step = s.on_request(ack(&step.responses[0], &[]));
+    assert_eq!(resource_count(&step.responses[0]), 0);
+}
+
+#[test]
+fn a_nack_leaves_the_type_rejected_until_something_newer_is_sent() {
+    let mut s = stream(STATE);
+    converge(&mut s);
+    let green = s.on_snapshot(snap(&STATE.replace("active: blue", "active: green")));
+    assert_eq!(s.status(ResourceType::Route), SyncStatus::Stale);
+    s.on_request(nack(&green.responses[0], &["public"], "bad route"));
+    assert_eq!(s.status(ResourceType::Route), SyncStatus::Rejected);
+    // Back to blue: sent, then acknowledged.
+    let blue = s.on_snapshot(snap(STATE));
+    assert_eq!(s.status(ResourceType::Route), SyncStatus::Stale);
+    s.on_request(ack(&blue.responses[0], &["public"]));
+    assert_eq!(s.status(ResourceType::Route), SyncStatus::Synced);
+}
+
+#[test]
+fn a_rejected_version_sent_again_and_acknowledged_is_synced_not_rejected() {
+    // Rejection belongs to a response, not a version string: green was rejected once,
+    // then blue, then green again, which the proxy took this time.
+    let mut s = stream(STATE);
+    converge(&mut s);
+    let green_text = STATE.replace("active: blue", "active: green");
+    let first = s.on_snapshot(snap(&green_text));
+    s.on_request(nack(&first.responses[0], &["public"], "not now"));
+    let blue = s.on_snapshot(snap(STATE));
+    s.on_request(ack(&blue.responses[0], &["public"]));
+    let again = s.on_snapshot(snap(&green_text));
+    assert_eq!(
+        again.responses[0].version_info,
+        first.responses[0].version_info
+    );
+    s.on_request(ack(&again.responses[0], &["public"]));
+    assert_eq!(s.status(ResourceType::Route), SyncStatus::Synced);
+    assert_eq!(
+        s.rejected(ResourceType::Route).map(|r| r.1),
+        Some("not now"),
+        "the old rejection is still on record"
+    );
+}
+
+#[test]
+fn statuses_start_not_subscribed_and_a_subscription_waiting_for_its_reply_is_stale() {
+    let mut s = stream(STATE);
+    assert_eq!(s.statuses(), [SyncStatus::NotSubscribed; 4]);
+    s.on_request(request(ResourceType::Cluster, "", "", &[]));
+    assert_eq!(s.status(ResourceType::Cluster), SyncStatus::Stale);
+    assert_eq!(s.status(ResourceType::Listener), SyncStatus::NotSubscribed);
 }
