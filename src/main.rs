@@ -98,8 +98,11 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         audit_log: Option<PathBuf>,
     },
-    /// Check a state file: exit 0 when valid, else print every problem as
-    /// FILE:LINE:COLUMN: message and exit 65.
+    /// Check state files: exit 0 when valid, else print every problem as
+    /// FILE:LINE:COLUMN: message and exit 65 (66 when a file cannot be read).
+    ///
+    /// Every file is checked; with several, the exit code is the most severe among them:
+    /// 66 if any file cannot be read, else 65 if any is invalid, else 0.
     Validate {
         /// The desired-state YAML file(s).
         #[arg(required = true, value_name = "FILE")]
@@ -217,15 +220,22 @@ fn main() -> ExitCode {
     }
 }
 
-fn state_exit_code(e: &StateError) -> ExitCode {
+/// The exit code for a state file that failed to load. The more severe failure has the
+/// higher code: a file that cannot be read (66) over one that is invalid (65).
+fn state_exit(e: &StateError) -> u8 {
     match e {
-        StateError::Unreadable { .. } => ExitCode::from(exit::NOINPUT),
-        StateError::Invalid { .. } => ExitCode::from(exit::DATAERR),
+        StateError::Unreadable { .. } => exit::NOINPUT,
+        StateError::Invalid { .. } => exit::DATAERR,
     }
 }
 
+fn state_exit_code(e: &StateError) -> ExitCode {
+    ExitCode::from(state_exit(e))
+}
+
 fn validate(files: &[PathBuf]) -> ExitCode {
-    let mut worst = ExitCode::SUCCESS;
+    // The most severe failure among all the files, whatever their order (0: none).
+    let mut most_severe = 0;
     for file in files {
         match state::load(file) {
             Ok(s) => println!(
@@ -239,11 +249,11 @@ fn validate(files: &[PathBuf]) -> ExitCode {
                 for line in e.lines() {
                     eprintln!("{line}");
                 }
-                worst = state_exit_code(&e);
+                most_severe = most_severe.max(state_exit(&e));
             }
         }
     }
-    worst
+    ExitCode::from(most_severe)
 }
 
 fn render(file: &std::path::Path) -> ExitCode {
