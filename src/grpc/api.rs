@@ -279,7 +279,18 @@ impl Switchyard for SwitchyardApi {
                 column: r.column.unwrap_or(0),
                 content_hash: r.content_hash,
                 rejected_at: Some(timestamp(r.rejected_at)),
+                path: r.path.display().to_string(),
             }),
+            listeners: active
+                .state
+                .listeners
+                .iter()
+                .map(|l| pb::Listener {
+                    name: l.name.clone(),
+                    address: l.address.to_string(),
+                    port: l.port.into(),
+                })
+                .collect(),
         }))
     }
 
