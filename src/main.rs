@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use switchyard::cli;
+use switchyard::cli::status::StatusError;
 use switchyard::render::snapshot_to_json;
 use switchyard::server::{Config, DEFAULT_ADMIN_ADDR, DEFAULT_XDS_ADDR, ServeError, Server};
 use switchyard::state::{self, StateError, watch::Debounce};
@@ -30,7 +31,7 @@ mod exit {
     pub const DATAERR: u8 = 65;
     /// The state file cannot be read.
     pub const NOINPUT: u8 = 66;
-    /// `status`: the admin server cannot be reached, or did not answer like switchyard.
+    /// `status`: switchyard cannot be reached, or did not answer like switchyard.
     pub const UNAVAILABLE: u8 = 69;
     /// A bug in switchyard.
     pub const SOFTWARE: u8 = 70;
@@ -45,7 +46,7 @@ Exit codes:
   64  bad command line
   65  the state file is invalid (each problem printed as FILE:LINE:COLUMN: message)
   66  the state file cannot be read
-  69  status: the admin server cannot be reached (or is not switchyard's)
+  69  status: switchyard cannot be reached, or did not answer like switchyard
   70  internal error (a bug; please report it)
   71  operating system error (for example an address already in use)";
 
@@ -98,8 +99,11 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         audit_log: Option<PathBuf>,
     },
-    /// Check a state file: exit 0 when valid, else print every problem as
-    /// FILE:LINE:COLUMN: message and exit 65.
+    /// Check state files: exit 0 when valid, else print every problem as
+    /// FILE:LINE:COLUMN: message and exit 65 (66 when a file cannot be read).
+    ///
+    /// Every file is checked; with several, the exit code is the most severe among them:
+    /// 66 if any file cannot be read, else 65 if any is invalid, else 0.
     Validate {
         /// The desired-state YAML file(s).
         #[arg(required = true, value_name = "FILE")]
@@ -115,20 +119,28 @@ enum Command {
     /// Show a running switchyard as tables: the state in force, the last rejected file,
     /// each service's active color and weights, and each proxy's sync status.
     ///
-    /// Reads GET /status from the admin server. Per proxy, STATUS is `synced` (every
-    /// resource type acknowledged at its latest version), `stale` (a version sent and not
-    /// acknowledged yet, or a newer one due), `REJECTED` (Envoy rejected the latest version
-    /// of a type; its message is printed under the proxy) or `connecting` (nothing
-    /// subscribed yet).
+    /// Asks the switchyard.v1 API (GetState and ListProxies) on the xDS port. Every status
+    /// shown is the server's. Per proxy, STATUS is `synced` (every subscribed resource type
+    /// acknowledged at its latest version), `stale` (a version sent and not acknowledged
+    /// yet, or a newer one due), `REJECTED` (Envoy rejected the latest version of a type;
+    /// its message is printed under the proxy) or `connecting` (nothing subscribed yet).
+    /// Per type: `ok`, `stale`, `rejected`, or `-` when not subscribed.
     ///
-    /// Exits 69 when the server cannot be reached within 5 seconds.
+    /// Exits 69 when the server cannot be reached within 5 seconds, is not switchyard's
+    /// switchyard.v1 (the admin port, for instance), or answers without a field the
+    /// tables need (the message names it).
     Status {
-        /// Address of the admin HTTP server (`serve --admin-addr`).
-        #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_ADMIN_ADDR, value_parser = host_port)]
-        admin_addr: String,
-        /// Print the /status JSON itself instead of tables.
+        /// Address of switchyard's gRPC port (`serve --xds-addr`).
+        #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_XDS_ADDR, value_parser = host_port)]
+        xds_addr: String,
+        /// Print GetState and ListProxies as one JSON object, {"state": ..., "proxies":
+        /// [...]}, in proto3 JSON with the proto's field names (`state` is null while no
+        /// valid state is loaded), instead of tables.
         #[arg(long)]
         json: bool,
+        /// No longer read: `status` asks the xDS port (--xds-addr). Given, exits 64 saying so.
+        #[arg(long, value_name = "HOST:PORT", hide = true)]
+        admin_addr: Option<String>,
     },
     /// Show what replacing state file OLD by NEW would change for Envoy.
     ///
@@ -185,7 +197,11 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Validate { files } => validate(&files),
         Command::Render { file } => render(&file),
-        Command::Status { admin_addr, json } => status(&admin_addr, json),
+        Command::Status {
+            xds_addr,
+            json,
+            admin_addr,
+        } => status(&xds_addr, json, admin_addr.as_deref()),
         Command::Diff { old, new } => diff(&old, &new),
         Command::Schema => {
             print!("{}", cli::schema::schema_text());
@@ -217,15 +233,22 @@ fn main() -> ExitCode {
     }
 }
 
-fn state_exit_code(e: &StateError) -> ExitCode {
+/// The exit code for a state file that failed to load. The more severe failure has the
+/// higher code: a file that cannot be read (66) over one that is invalid (65).
+fn state_exit(e: &StateError) -> u8 {
     match e {
-        StateError::Unreadable { .. } => ExitCode::from(exit::NOINPUT),
-        StateError::Invalid { .. } => ExitCode::from(exit::DATAERR),
+        StateError::Unreadable { .. } => exit::NOINPUT,
+        StateError::Invalid { .. } => exit::DATAERR,
     }
 }
 
+fn state_exit_code(e: &StateError) -> ExitCode {
+    ExitCode::from(state_exit(e))
+}
+
 fn validate(files: &[PathBuf]) -> ExitCode {
-    let mut worst = ExitCode::SUCCESS;
+    // The most severe failure among all the files, whatever their order (0: none).
+    let mut most_severe = 0;
     for file in files {
         match state::load(file) {
             Ok(s) => println!(
@@ -239,11 +262,11 @@ fn validate(files: &[PathBuf]) -> ExitCode {
                 for line in e.lines() {
                     eprintln!("{line}");
                 }
-                worst = state_exit_code(&e);
+                most_severe = most_severe.max(state_exit(&e));
             }
         }
     }
-    worst
+    ExitCode::from(most_severe)
 }
 
 fn render(file: &std::path::Path) -> ExitCode {
@@ -279,27 +302,33 @@ fn host_port(s: &str) -> Result<String, String> {
     match s.rsplit_once(':') {
         Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(s.to_owned()),
         _ => Err(format!(
-            "`{s}` is not HOST:PORT (for example 127.0.0.1:19000)"
+            "`{s}` is not HOST:PORT (for example 127.0.0.1:18000)"
         )),
     }
 }
 
-fn status(admin_addr: &str, json: bool) -> ExitCode {
-    match cli::status::fetch_status(admin_addr) {
-        Ok(status) if json => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&status).expect("bug: JSON values always print")
-            );
-            ExitCode::SUCCESS
-        }
-        Ok(status) => {
-            print!("{}", cli::status::render_status(&status));
+fn status(xds_addr: &str, json: bool, admin_addr: Option<&str>) -> ExitCode {
+    if let Some(admin_addr) = admin_addr {
+        eprintln!(
+            "switchyard: `status --admin-addr {admin_addr}` is no longer supported: status now \
+             asks switchyard's gRPC API on the xDS port; use --xds-addr HOST:PORT (the address \
+             given to `serve --xds-addr`, default {DEFAULT_XDS_ADDR}) instead"
+        );
+        return ExitCode::from(exit::USAGE);
+    }
+    match cli::status::status(xds_addr, json) {
+        Ok(text) => {
+            print!("{text}");
             ExitCode::SUCCESS
         }
         Err(e) => {
             eprintln!("switchyard: {e}");
-            ExitCode::from(exit::UNAVAILABLE)
+            ExitCode::from(match e {
+                StatusError::Runtime(_) => exit::OSERR,
+                StatusError::Unreachable { .. }
+                | StatusError::NotSwitchyard { .. }
+                | StatusError::BadAnswer { .. } => exit::UNAVAILABLE,
+            })
         }
     }
 }

@@ -75,6 +75,32 @@ fn validate_missing_file_exits_66() {
 }
 
 #[test]
+fn validate_exits_66_when_any_file_is_unreadable_whatever_the_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let invalid = write(
+        &dir,
+        "bad.yaml",
+        &GOOD.replace("active: blue", "active: both"),
+    );
+    let missing = dir.path().join("missing.yaml");
+    let missing = missing.to_str().unwrap();
+    for files in [[missing, invalid.as_str()], [invalid.as_str(), missing]] {
+        let out = switchyard(&["validate", files[0], files[1]]);
+        assert_eq!(out.status.code(), Some(66), "{files:?}: {out:?}");
+        // Both files are still checked and reported.
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("{missing}: cannot read")),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("{invalid}:13:13: active must be")),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
 fn render_prints_envoy_resources_as_json() {
     let dir = tempfile::tempdir().unwrap();
     let f = write(&dir, "good.yaml", GOOD);

@@ -1,12 +1,17 @@
-//! `switchyard status` against a real `switchyard serve`: the tables, `--json`, and exit
-//! code 69 when there is no switchyard to ask. (The proxy table is unit-tested on captured
-//! `/status` JSON in `src/cli/status.rs`.)
+//! `switchyard status` against a real `switchyard serve` (it asks the switchyard.v1 API on
+//! the xDS port): the tables, `--json`, exit code 69 when there is no switchyard to ask,
+//! and 64 for the retired `--admin-addr`; and against a fake switchyard.v1 server, for
+//! answers a real one gives rarely (no state yet) or never (a proxy without a status).
+//! (The proxy table is unit-tested on switchyard.v1 messages in `src/cli/status.rs`.)
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use switchyard::grpc::pb::{self, switchyard_server};
+use tonic::{Request, Response, Status};
 
 const GOOD: &str = include_str!("fixtures/one_service.yaml");
 
@@ -20,6 +25,7 @@ fn switchyard(args: &[&str]) -> Output {
 /// A `switchyard serve` on free ports, stopped when dropped.
 struct Serve {
     child: Child,
+    xds: String,
     admin: String,
 }
 
@@ -39,12 +45,14 @@ impl Serve {
             .read_line(&mut line)
             .expect("read serve's first line");
         // "switchyard listening xds=ADDR admin=ADDR"
-        let admin = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("admin="))
-            .unwrap_or_else(|| panic!("no admin address in `{line}`"))
-            .to_owned();
-        Serve { child, admin }
+        let addr = |prefix: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(prefix))
+                .unwrap_or_else(|| panic!("no {prefix} address in `{line}`"))
+                .to_owned()
+        };
+        let (xds, admin) = (addr("xds="), addr("admin="));
+        Serve { child, xds, admin }
     }
 }
 
@@ -59,11 +67,34 @@ fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The version `validate` prints for `state`.
+fn version_of(state: &Path) -> String {
+    stdout(&switchyard(&["validate", state.to_str().unwrap()]))
+        .rsplit("version ")
+        .next()
+        .unwrap()
+        .trim_end_matches([')', '\n'])
+        .to_owned()
+}
+
+/// The one-service fixture as `state.yaml` in a directory of its own (removed when the
+/// directory is dropped).
+fn good_state() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.yaml");
+    std::fs::write(&state, GOOD).unwrap();
+    (dir, state)
+}
+
 /// Runs `status` until its output satisfies `done`, or panics after 10 s.
-fn status_eventually(admin: &str, done: impl Fn(&str) -> bool) -> String {
+fn status_eventually(xds: &str, done: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let out = switchyard(&["status", "--admin-addr", admin]);
+        let out = switchyard(&["status", "--xds-addr", xds]);
         let text = stdout(&out);
         if out.status.success() && done(&text) {
             return text;
@@ -73,20 +104,23 @@ fn status_eventually(admin: &str, done: impl Fn(&str) -> bool) -> String {
     }
 }
 
+/// A port that was free a moment ago: nothing listens there now.
+fn closed_port() -> String {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
 #[test]
 fn status_shows_the_state_and_services_of_a_running_server() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state.yaml");
-    std::fs::write(&state, GOOD).unwrap();
-    let version = stdout(&switchyard(&["validate", state.to_str().unwrap()]))
-        .rsplit("version ")
-        .next()
-        .unwrap()
-        .trim_end_matches([')', '\n'])
-        .to_owned();
+    let (_dir, state) = good_state();
+    let version = version_of(&state);
     let serve = Serve::start(&state);
 
-    let out = switchyard(&["status", "--admin-addr", &serve.admin]);
+    let out = switchyard(&["status", "--xds-addr", &serve.xds]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let text = stdout(&out);
     let lines: Vec<&str> = text.lines().collect();
@@ -109,9 +143,7 @@ fn status_shows_the_state_and_services_of_a_running_server() {
 
 #[test]
 fn status_shows_a_rejected_save_with_its_location() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state.yaml");
-    std::fs::write(&state, GOOD).unwrap();
+    let (dir, state) = good_state();
     let serve = Serve::start(&state);
     // Saved as editors do (a temp file renamed over it), again on every poll: the server's
     // watcher may not be armed yet when `serve` prints its ports.
@@ -121,7 +153,7 @@ fn status_shows_a_rejected_save_with_its_location() {
         std::fs::write(&tmp, &bad).unwrap();
         std::fs::rename(&tmp, &state).unwrap();
     };
-    let text = status_eventually(&serve.admin, |t| {
+    let text = status_eventually(&serve.xds, |t| {
         let rejected = !t.contains("last rejection: none");
         if !rejected {
             save();
@@ -129,6 +161,10 @@ fn status_shows_a_rejected_save_with_its_location() {
         rejected
     });
     let path = state.display();
+    assert!(
+        text.contains(&format!("last rejection: {path} at 20")),
+        "{text}"
+    );
     assert!(
         text.contains(&format!(
             "(the state above stays in force)\n  {path}:13:13: active must be `blue` or `green`, not `purple`\n"
@@ -142,41 +178,50 @@ fn status_shows_a_rejected_save_with_its_location() {
 }
 
 #[test]
-fn status_json_prints_the_status_document() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state.yaml");
-    std::fs::write(&state, GOOD).unwrap();
+fn status_json_prints_get_state_and_list_proxies_with_the_protos_field_names() {
+    let (_dir, state) = good_state();
+    let version = version_of(&state);
     let serve = Serve::start(&state);
-    let out = switchyard(&["status", "--admin-addr", &serve.admin, "--json"]);
+    let out = switchyard(&["status", "--xds-addr", &serve.xds, "--json"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    assert_eq!(json["state"]["services"][0]["name"], "summarizer");
-    assert_eq!(json["state"]["services"][0]["weights"]["blue"], 100);
+    // One object, state first, each message's fields in the proto's order.
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("{\n  \"state\": {\n    \"version\": "),
+        "{text}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(json["state"]["version"], version.as_str());
+    assert!(
+        json["state"]["accepted_at"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("20") && t.ends_with('Z')),
+        "{json}"
+    );
+    let service = &json["state"]["services"][0];
+    assert_eq!(service["name"], "summarizer");
+    assert_eq!(service["active"], "blue");
+    assert_eq!(service["blue_weight"], 100);
+    assert_eq!(service["green_weight"], 0);
+    assert_eq!(json["state"]["listeners"][0]["port"], 10000);
+    assert_eq!(json["state"]["resource_versions"][0]["type"], "clusters");
     assert_eq!(json["proxies"], serde_json::json!([]));
 }
 
 #[test]
 fn status_without_a_server_exits_69() {
-    // A port that was free a moment ago: nothing listens there now.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = format!("127.0.0.1:{port}");
-    let out = switchyard(&["status", "--admin-addr", &addr]);
+    let addr = closed_port();
+    let out = switchyard(&["status", "--xds-addr", &addr]);
     assert_eq!(out.status.code(), Some(69), "{out:?}");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = stderr(&out);
     assert!(
-        stderr.starts_with(&format!(
-            "switchyard: cannot reach switchyard admin at {addr}: "
-        )),
+        stderr.starts_with(&format!("switchyard: cannot reach switchyard at {addr}: ")),
         "{stderr}"
     );
 }
 
 #[test]
-fn status_from_something_that_is_not_switchyard_exits_69() {
+fn status_from_an_http1_server_exits_69_saying_it_is_not_switchyard() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let server = std::thread::spawn(move || {
@@ -187,20 +232,161 @@ fn status_from_something_that_is_not_switchyard_exits_69() {
             b"HTTP/1.1 404 Not Found\r\nContent-Length: 10\r\nConnection: close\r\n\r\nnot found\n",
         );
     });
-    let out = switchyard(&["status", "--admin-addr", &addr]);
+    let out = switchyard(&["status", "--xds-addr", &addr]);
     server.join().unwrap();
     assert_eq!(out.status.code(), Some(69), "{out:?}");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = stderr(&out);
     assert!(
-        stderr.contains(&format!(
-            "switchyard admin at {addr} gave no status: HTTP 404: not found"
+        stderr.starts_with(&format!(
+            "switchyard: {addr} is not switchyard's switchyard.v1 API (give the xDS port, `serve --xds-addr`): it does not answer as a gRPC server ("
         )),
         "{stderr}"
     );
 }
 
 #[test]
-fn status_defaults_to_the_serve_admin_address() {
+fn status_pointed_at_the_admin_port_exits_69_saying_it_is_not_switchyard_v1() {
+    let (_dir, state) = good_state();
+    let serve = Serve::start(&state);
+    let out = switchyard(&["status", "--xds-addr", &serve.admin]);
+    assert_eq!(out.status.code(), Some(69), "{out:?}");
+    assert_eq!(out.stdout, b"", "{out:?}");
+    let stderr = stderr(&out);
+    assert!(
+        stderr.starts_with(&format!(
+            "switchyard: {} is not switchyard's switchyard.v1 API (give the xDS port, `serve --xds-addr`): ",
+            serve.admin
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn status_with_the_retired_admin_addr_flag_exits_64_pointing_to_xds_addr() {
+    // Whether or not anything listens there: the flag itself is the mistake.
+    let addr = closed_port();
+    let out = switchyard(&["status", "--admin-addr", &addr]);
+    assert_eq!(out.status.code(), Some(64), "{out:?}");
+    assert_eq!(out.stdout, b"", "{out:?}");
+    let stderr = stderr(&out);
+    assert!(
+        stderr.starts_with(&format!(
+            "switchyard: `status --admin-addr {addr}` is no longer supported"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("use --xds-addr HOST:PORT (the address given to `serve --xds-addr`, default 127.0.0.1:18000)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn status_defaults_to_the_serve_xds_address_and_hides_admin_addr() {
     let help = stdout(&switchyard(&["status", "--help"]));
-    assert!(help.contains("[default: 127.0.0.1:19000]"), "{help}");
+    assert!(help.contains("--xds-addr <HOST:PORT>"), "{help}");
+    assert!(help.contains("[default: 127.0.0.1:18000]"), "{help}");
+    assert!(!help.contains("--admin-addr"), "{help}");
+}
+
+/// A switchyard.v1 server with no state loaded (GetState answers UNAVAILABLE, as switchyard
+/// does then) and these proxies.
+#[derive(Debug, Clone)]
+struct Fake {
+    proxies: Vec<pb::Proxy>,
+}
+
+#[tonic::async_trait]
+impl switchyard_server::Switchyard for Fake {
+    async fn get_state(
+        &self,
+        _: Request<pb::GetStateRequest>,
+    ) -> Result<Response<pb::GetStateResponse>, Status> {
+        Err(Status::unavailable("no valid state loaded"))
+    }
+
+    async fn list_proxies(
+        &self,
+        _: Request<pb::ListProxiesRequest>,
+    ) -> Result<Response<pb::ListProxiesResponse>, Status> {
+        Ok(Response::new(pb::ListProxiesResponse {
+            proxies: self.proxies.clone(),
+        }))
+    }
+
+    type WatchEventsStream = futures::stream::Empty<Result<pb::Event, Status>>;
+
+    async fn watch_events(
+        &self,
+        _: Request<pb::WatchEventsRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        Err(Status::unimplemented("not faked"))
+    }
+}
+
+/// `switchyard status --xds-addr` against `fake`.
+fn status_against(fake: Fake) -> Output {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    runtime.spawn(
+        tonic::transport::Server::builder()
+            .add_service(switchyard_server::SwitchyardServer::new(fake))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    switchyard(&["status", "--xds-addr", &addr])
+}
+
+/// A proxy that has just connected: nothing subscribed yet.
+fn connecting_proxy(status: pb::ProxyStatus) -> pb::Proxy {
+    pb::Proxy {
+        node_id: "envoy-1".to_owned(),
+        node_cluster: "edge".to_owned(),
+        envoy_version: "1.40.0".to_owned(),
+        types: ["clusters", "endpoints", "listeners", "routes"]
+            .map(|t| pb::TypeStatus {
+                r#type: t.to_owned(),
+                status: pb::SyncStatus::NotSubscribed as i32,
+                ..Default::default()
+            })
+            .to_vec(),
+        status: status as i32,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn status_of_a_server_without_state_says_none_loaded_and_lists_proxies() {
+    let out = status_against(Fake {
+        proxies: vec![connecting_proxy(pb::ProxyStatus::Connecting)],
+    });
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(
+        stdout(&out),
+        "\
+state: none loaded yet (switchyard is not ready)
+
+no services
+
+PROXY (node)  CLUSTER  ENVOY   STATUS      CLUSTERS  ENDPOINTS  LISTENERS  ROUTES
+envoy-1       edge     1.40.0  connecting  -         -          -          -
+"
+    );
+}
+
+#[test]
+fn status_of_a_proxy_without_a_status_exits_69_naming_the_field() {
+    let out = status_against(Fake {
+        proxies: vec![connecting_proxy(pb::ProxyStatus::Unspecified)],
+    });
+    assert_eq!(out.status.code(), Some(69), "{out:?}");
+    assert_eq!(out.stdout, b"", "{out:?}");
+    let stderr = stderr(&out);
+    assert!(
+        stderr.starts_with("switchyard: switchyard at 127.0.0.1:")
+            && stderr.ends_with(" answered without proxies[0].status\n"),
+        "{stderr}"
+    );
 }

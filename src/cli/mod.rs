@@ -1,12 +1,12 @@
-//! Operator commands that read rather than serve: `status` (a running server's `/status`
-//! as tables), `diff` (what replacing one state file by another would change for Envoy)
-//! and `schema` (a JSON Schema of the state file, for editors).
+//! Operator commands that read rather than serve: `status` (a running server's state and
+//! proxies, asked over `switchyard.v1`, as tables), `diff` (what replacing one state file
+//! by another would change for Envoy) and `schema` (a JSON Schema of the state file, for
+//! editors).
 //!
 //! Each command is a pure function from data to text (unit-tested on sample input) plus a
 //! thin edge that reads files or the network; `main.rs` maps their errors to exit codes.
 
 pub mod diff;
-mod http;
 mod linediff;
 pub mod schema;
 pub mod status;

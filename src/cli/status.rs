@@ -1,188 +1,316 @@
-//! `switchyard status`: a running server's `GET /status` as tables an operator can read
+//! `switchyard status`: a running server's state and proxies as tables an operator can read
 //! at a glance: the state in force, the last rejected file, each service's colors and
 //! weights, and each proxy's sync status per resource type.
+//!
+//! It asks the server's `switchyard.v1.Switchyard` API (`GetState` and `ListProxies`, on
+//! the xDS port) and renders the typed answers. Every status shown is the one the server
+//! computed; nothing is worked out again here. An answer without a field the tables need
+//! is an error naming that field, never a placeholder.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::time::Duration;
+use std::sync::LazyLock;
+use std::time::{Duration, SystemTime};
 
-use serde_json::Value;
+use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
+use tonic::Code;
+use tonic::transport::{Channel, Endpoint};
 
-use super::http::{self, HttpError};
+use crate::grpc::pb::{self, switchyard_client::SwitchyardClient};
 
-/// How long `status` waits for the admin server, in total.
+/// How long `status` waits for the server, in total (connecting and both calls).
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The resource types in `/status`, in push order.
+/// The resource types, in push order, as `TypeStatus.type` names them.
 const TYPES: [&str; 4] = ["clusters", "endpoints", "listeners", "routes"];
 
-/// Why `/status` could not be read.
+/// Why `status` has nothing to show.
 #[derive(Debug, thiserror::Error)]
 pub enum StatusError {
+    /// The CLI could not start its async runtime (an OS limit).
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
     /// Nothing (or nothing in time) answered at the address.
-    #[error("cannot reach switchyard admin at {addr}: {source}")]
-    Unreachable { addr: String, source: HttpError },
-    /// Something answered, but not with switchyard's `/status`.
-    #[error("switchyard admin at {addr} gave no status: {reason}")]
-    BadAnswer { addr: String, reason: String },
+    #[error("cannot reach switchyard at {addr}: {reason}")]
+    Unreachable { addr: String, reason: String },
+    /// Something answered, but not as switchyard's `switchyard.v1` API: not gRPC at all,
+    /// or a gRPC server without the `switchyard.v1.Switchyard` service.
+    #[error(
+        "{addr} is not switchyard's switchyard.v1 API (give the xDS port, `serve --xds-addr`): {reason}"
+    )]
+    NotSwitchyard { addr: String, reason: String },
+    /// switchyard answered, without a field the tables need.
+    #[error("switchyard at {addr} answered without {field}")]
+    BadAnswer { addr: String, field: String },
 }
 
-/// Reads `GET http://{addr}/status` and parses it as JSON.
-pub fn fetch_status(addr: &str) -> Result<Value, StatusError> {
-    let response = http::get(addr, "/status", TIMEOUT).map_err(|source| match source {
-        HttpError::Malformed(reason) => StatusError::BadAnswer {
-            addr: addr.to_owned(),
-            reason,
-        },
-        other => StatusError::Unreachable {
-            addr: addr.to_owned(),
-            source: other,
-        },
+/// A field the answer lacks (named by its path in the `--json` document, e.g.
+/// `proxies[0].status`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("answered without {0}")]
+pub struct Missing(pub String);
+
+/// What the server said: `GetState` (`None` while no valid state is loaded, which the
+/// server answers with UNAVAILABLE) and `ListProxies`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServerStatus {
+    pub state: Option<pb::GetStateResponse>,
+    pub proxies: Vec<pb::Proxy>,
+}
+
+/// `switchyard status [--json]` against `addr` (the xDS port): the text to print.
+///
+/// The tables are rendered even for `--json`, since rendering is what checks that the
+/// answer has every field `status` relies on.
+pub fn status(addr: &str, as_json: bool) -> Result<String, StatusError> {
+    let answer = fetch_status(addr)?;
+    let tables = render_status(&answer).map_err(|Missing(field)| StatusError::BadAnswer {
+        addr: addr.to_owned(),
+        field,
     })?;
-    let bad = |reason: String| StatusError::BadAnswer {
+    if as_json {
+        Ok(status_json(&answer) + "\n")
+    } else {
+        Ok(tables)
+    }
+}
+
+/// Asks the server at `addr` for its state and proxies, within [`TIMEOUT`].
+pub fn fetch_status(addr: &str) -> Result<ServerStatus, StatusError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(StatusError::Runtime)?;
+    runtime.block_on(async {
+        tokio::time::timeout(TIMEOUT, ask(addr))
+            .await
+            .unwrap_or_else(|_| {
+                Err(StatusError::Unreachable {
+                    addr: addr.to_owned(),
+                    reason: format!("no answer within {} s", TIMEOUT.as_secs()),
+                })
+            })
+    })
+}
+
+async fn ask(addr: &str) -> Result<ServerStatus, StatusError> {
+    let unreachable = |reason: String| StatusError::Unreachable {
         addr: addr.to_owned(),
         reason,
     };
-    if response.status != 200 {
-        let body = String::from_utf8_lossy(&response.body);
-        return Err(bad(format!(
-            "HTTP {}: {}",
-            response.status,
-            body.lines().next().unwrap_or_default().trim()
-        )));
-    }
-    let json: Value = serde_json::from_slice(&response.body)
-        .map_err(|e| bad(format!("the answer is not JSON: {e}")))?;
-    if !json.is_object() || json.get("proxies").is_none() {
-        return Err(bad("the JSON is not switchyard's /status".to_owned()));
-    }
-    Ok(json)
+    let channel: Channel = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| unreachable(error_chain(&e)))?
+        .connect_timeout(TIMEOUT)
+        .connect()
+        .await
+        .map_err(|e| unreachable(error_chain(&e)))?;
+    let mut client = SwitchyardClient::new(channel);
+    let state = match client.get_state(pb::GetStateRequest {}).await {
+        Ok(r) => Some(r.into_inner()),
+        Err(s) if answered(&s) && s.code() == Code::Unavailable => None,
+        Err(s) => return Err(rpc_error(addr, &s)),
+    };
+    let proxies = client
+        .list_proxies(pb::ListProxiesRequest::default())
+        .await
+        .map_err(|s| rpc_error(addr, &s))?
+        .into_inner()
+        .proxies;
+    Ok(ServerStatus { state, proxies })
 }
 
-/// How one proxy stands on one resource type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TypeState {
-    /// Not subscribed (yet).
-    Unsubscribed,
-    /// The latest version is acknowledged and nothing newer is due.
-    Ok,
-    /// A version is sent and not acknowledged yet, or a newer one is due.
-    Stale,
-    /// The proxy rejected the latest version sent.
-    Rejected,
+/// Did a gRPC server send this status (rather than the client making it up because the
+/// call failed underneath: a connection reset, an HTTP/1.1 reply, a protocol error)?
+/// A status the client makes up carries the error that caused it as its source.
+fn answered(s: &tonic::Status) -> bool {
+    std::error::Error::source(s).is_none()
 }
 
-impl TypeState {
-    fn of(t: &Value) -> TypeState {
-        let sent = t["sent"]["version"].as_str();
-        if sent.is_some() && t["rejected"]["version"].as_str() == sent {
-            return TypeState::Rejected;
-        }
-        match t["synced"].as_bool() {
-            Some(true) => TypeState::Ok,
-            Some(false) => TypeState::Stale,
-            None => TypeState::Unsubscribed,
-        }
-    }
-
-    fn label(self) -> &'static str {
-        match self {
-            TypeState::Unsubscribed => "-",
-            TypeState::Ok => "ok",
-            TypeState::Stale => "stale",
-            TypeState::Rejected => "rejected",
-        }
+/// A failed call: whatever answered is not switchyard's `switchyard.v1`.
+fn rpc_error(addr: &str, s: &tonic::Status) -> StatusError {
+    let reason = if answered(s) && s.code() == Code::Unimplemented {
+        format!(
+            "it does not serve switchyard.v1.Switchyard ({})",
+            s.message()
+        )
+    } else if answered(s) {
+        format!("{:?}: {}", s.code(), s.message())
+    } else {
+        let cause = std::error::Error::source(s).map_or_else(|| s.to_string(), error_chain);
+        format!("it does not answer as a gRPC server ({cause})")
+    };
+    StatusError::NotSwitchyard {
+        addr: addr.to_owned(),
+        reason,
     }
 }
 
-/// `/status` JSON as text: a header on the state in force and the last rejection, a table
-/// of services and a table of proxies, each proxy's rejections and pending types below it.
-/// Fields missing from `json` show as `-` rather than failing, so an older or newer server
-/// still gets a readable answer.
-pub fn render_status(json: &Value) -> String {
+/// An error and its sources, `: `-separated (tonic's own messages say little alone).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let next = s.to_string();
+        if !text.contains(&next) {
+            let _ = write!(text, ": {next}");
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// `GetState` and `ListProxies` as one JSON document, `{"state": ..., "proxies": [...]}`,
+/// in proto3 JSON with the proto's own field names, in the proto's order, every field
+/// present (a weight of 0 included). `state` is `null` while no valid state is loaded.
+pub fn status_json(status: &ServerStatus) -> String {
+    let document = StatusDocument {
+        state: status
+            .state
+            .as_ref()
+            .map(|s| ProtoJson::of(s, "GetStateResponse")),
+        proxies: status
+            .proxies
+            .iter()
+            .map(|p| ProtoJson::of(p, "Proxy"))
+            .collect(),
+    };
+    serde_json::to_string_pretty(&document).expect("bug: switchyard.v1 messages always print")
+}
+
+#[derive(serde::Serialize)]
+struct StatusDocument {
+    state: Option<ProtoJson>,
+    proxies: Vec<ProtoJson>,
+}
+
+/// A `switchyard.v1` message that serializes as proto3 JSON.
+struct ProtoJson(DynamicMessage);
+
+impl ProtoJson {
+    /// `message`, of type `switchyard.v1.{name}`.
+    fn of(message: &impl prost::Message, name: &str) -> ProtoJson {
+        static POOL: LazyLock<DescriptorPool> = LazyLock::new(|| {
+            DescriptorPool::decode(pb::FILE_DESCRIPTOR_SET)
+                .expect("bug: the switchyard.v1 descriptor set does not decode")
+        });
+        let name = format!("switchyard.v1.{name}");
+        let desc = POOL
+            .get_message_by_name(&name)
+            .unwrap_or_else(|| panic!("bug: {name} is not in the switchyard.v1 descriptor set"));
+        let message = DynamicMessage::decode(desc, message.encode_to_vec().as_slice())
+            .unwrap_or_else(|e| panic!("bug: {name} does not decode as itself: {e}"));
+        ProtoJson(message)
+    }
+}
+
+impl serde::Serialize for ProtoJson {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let options = SerializeOptions::new()
+            .use_proto_field_name(true)
+            .skip_default_fields(false);
+        self.0.serialize_with_options(serializer, &options)
+    }
+}
+
+/// The server's answers as text: a header on the state in force and the last rejection,
+/// a table of services and a table of proxies, each proxy's rejections and pending types
+/// below it. A field the text needs and the answer lacks is an error naming it.
+pub fn render_status(status: &ServerStatus) -> Result<String, Missing> {
     let mut out = String::new();
-    render_state(&mut out, &json["state"]);
-    render_rejection(&mut out, &json["rejected"]);
-    out.push('\n');
-    render_services(&mut out, &json["state"]["services"]);
-    out.push('\n');
-    render_proxies(&mut out, &json["proxies"]);
-    out
-}
-
-fn text(v: &Value) -> &str {
-    v.as_str().filter(|s| !s.is_empty()).unwrap_or("-")
-}
-
-fn number(v: &Value) -> String {
-    v.as_u64().map_or_else(|| "-".to_owned(), |n| n.to_string())
-}
-
-fn render_state(out: &mut String, state: &Value) {
-    if state.is_null() {
-        out.push_str("state: none loaded yet (switchyard is not ready)\n");
-        return;
+    match &status.state {
+        // With no state in force, GetState says nothing about rejections either.
+        None => out.push_str("state: none loaded yet (switchyard is not ready)\n\nno services\n"),
+        Some(state) => {
+            render_state(&mut out, state)?;
+            render_rejection(&mut out, state.last_rejection.as_ref())?;
+            out.push('\n');
+            render_services(&mut out, &state.services)?;
+        }
     }
-    let _ = writeln!(
-        out,
-        "state {} (accepted {})",
-        text(&state["version"]),
-        text(&state["accepted_at"])
-    );
-    let listeners: Vec<String> = array(&state["listeners"])
-        .iter()
-        .map(|l| {
-            let address = text(&l["address"]);
-            let port = number(&l["port"]);
-            let address = if address.contains(':') {
-                format!("[{address}]:{port}")
-            } else {
-                format!("{address}:{port}")
-            };
-            format!("{} ({address})", text(&l["name"]))
+    out.push('\n');
+    render_proxies(&mut out, &status.proxies)?;
+    Ok(out)
+}
+
+/// `value`, unless it is empty: then the answer lacks `field`.
+fn required(value: &str, field: impl FnOnce() -> String) -> Result<&str, Missing> {
+    if value.is_empty() {
+        Err(Missing(field()))
+    } else {
+        Ok(value)
+    }
+}
+
+/// A timestamp as RFC 3339 with milliseconds, like the server's logs.
+fn time(at: Option<&prost_types::Timestamp>, field: &str) -> Result<String, Missing> {
+    /// humantime prints years 1970 to 9999 only.
+    const YEAR_10000: u64 = 253_402_300_800;
+    let at = at.ok_or_else(|| Missing(field.to_owned()))?;
+    SystemTime::try_from(*at)
+        .ok()
+        .filter(|t| {
+            t.duration_since(SystemTime::UNIX_EPOCH)
+                .is_ok_and(|d| d.as_secs() < YEAR_10000)
         })
-        .collect();
+        .map(|t| humantime::format_rfc3339_millis(t).to_string())
+        .ok_or_else(|| Missing(format!("a valid {field}")))
+}
+
+fn render_state(out: &mut String, state: &pb::GetStateResponse) -> Result<(), Missing> {
+    let version = required(&state.version, || "state.version".to_owned())?;
+    let accepted = time(state.accepted_at.as_ref(), "state.accepted_at")?;
+    let _ = writeln!(out, "state {version} (accepted {accepted})");
+    let mut listeners = Vec::new();
+    for (i, l) in state.listeners.iter().enumerate() {
+        let name = required(&l.name, || format!("state.listeners[{i}].name"))?;
+        let address = required(&l.address, || format!("state.listeners[{i}].address"))?;
+        let address = if address.contains(':') {
+            format!("[{address}]:{}", l.port)
+        } else {
+            format!("{address}:{}", l.port)
+        };
+        listeners.push(format!("{name} ({address})"));
+    }
     if !listeners.is_empty() {
         let _ = writeln!(out, "listeners: {}", listeners.join(", "));
     }
+    Ok(())
 }
 
-fn render_rejection(out: &mut String, rejected: &Value) {
-    if rejected.is_null() {
+fn render_rejection(out: &mut String, rejection: Option<&pb::Rejection>) -> Result<(), Missing> {
+    let Some(r) = rejection else {
         out.push_str("last rejection: none\n");
-        return;
-    }
+        return Ok(());
+    };
+    let path = required(&r.path, || "state.last_rejection.path".to_owned())?;
+    let at = time(r.rejected_at.as_ref(), "state.last_rejection.rejected_at")?;
     let _ = writeln!(
         out,
-        "last rejection: {} at {} (the state above stays in force)",
-        text(&rejected["path"]),
-        text(&rejected["rejected_at"])
+        "last rejection: {path} at {at} (the state above stays in force)"
     );
-    for e in array(&rejected["errors"]) {
-        let _ = writeln!(out, "  {}", text(e));
+    for e in &r.errors {
+        let _ = writeln!(out, "  {e}");
     }
+    Ok(())
 }
 
-fn render_services(out: &mut String, services: &Value) {
-    let services = array(services);
+fn render_services(out: &mut String, services: &[pb::Service]) -> Result<(), Missing> {
     if services.is_empty() {
         out.push_str("no services\n");
-        return;
+        return Ok(());
     }
-    let rows = services
-        .iter()
-        .map(|s| {
-            let domains: Vec<&str> = array(&s["domains"]).iter().map(text).collect();
-            vec![
-                text(&s["name"]).to_owned(),
-                text(&s["listener"]).to_owned(),
-                text(&s["active"]).to_owned(),
-                number(&s["weights"]["blue"]),
-                number(&s["weights"]["green"]),
-                domains.join(", "),
-            ]
-        })
-        .collect();
+    let mut rows = Vec::new();
+    for (i, s) in services.iter().enumerate() {
+        let field = |name: &str| format!("state.services[{i}].{name}");
+        rows.push(vec![
+            required(&s.name, || field("name"))?.to_owned(),
+            required(&s.listener, || field("listener"))?.to_owned(),
+            required(&s.active, || field("active"))?.to_owned(),
+            s.blue_weight.to_string(),
+            s.green_weight.to_string(),
+            s.domains.join(", "),
+        ]);
+    }
     out.push_str(&table(
         &[
             ("SERVICE", Align::Left),
@@ -194,54 +322,80 @@ fn render_services(out: &mut String, services: &Value) {
         ],
         rows,
     ));
+    Ok(())
 }
 
-fn render_proxies(out: &mut String, proxies: &Value) {
-    let proxies = array(proxies);
+/// What a legitimately empty text field (a node id Envoy has not sent yet) shows as.
+const NONE: &str = "(none)";
+
+fn or_none(s: &str) -> &str {
+    if s.is_empty() { NONE } else { s }
+}
+
+fn render_proxies(out: &mut String, proxies: &[pb::Proxy]) -> Result<(), Missing> {
     if proxies.is_empty() {
         out.push_str("no proxies connected\n");
-        return;
+        return Ok(());
     }
     // Two streams from one node id (a restart racing the old stream's end, or two proxies
     // configured alike) are told apart by stream id.
     let mut per_node: HashMap<&str, usize> = HashMap::new();
     for p in proxies {
-        *per_node.entry(text(&p["node_id"])).or_default() += 1;
+        *per_node.entry(&p.node_id).or_default() += 1;
     }
     let mut rows = Vec::new();
     let mut details: Vec<Vec<String>> = Vec::new();
-    for p in proxies {
-        let node = text(&p["node_id"]);
-        let node = if per_node[node] > 1 {
-            format!("{node} (stream {})", number(&p["stream_id"]))
+    for (i, p) in proxies.iter().enumerate() {
+        let field = |name: &str| format!("proxies[{i}].{name}");
+        let status = match p.status() {
+            pb::ProxyStatus::Unspecified => return Err(Missing(field("status"))),
+            pb::ProxyStatus::Connecting => "connecting",
+            pb::ProxyStatus::Synced => "synced",
+            pb::ProxyStatus::Stale => "stale",
+            pb::ProxyStatus::Rejected => "REJECTED",
+        };
+        let node = or_none(&p.node_id);
+        let node = if per_node[p.node_id.as_str()] > 1 {
+            format!("{node} (stream {})", p.stream_id)
         } else {
             node.to_owned()
         };
-        let states = TYPES.map(|t| TypeState::of(&p[t]));
-        let status = if states.contains(&TypeState::Rejected) {
-            "REJECTED"
-        } else if states.iter().all(|s| *s == TypeState::Unsubscribed) {
-            "connecting"
-        } else if p["synced"].as_bool() == Some(true) {
-            "synced"
-        } else {
-            "stale"
-        };
         let mut row = vec![
             node,
-            text(&p["node_cluster"]).to_owned(),
-            text(&p["envoy_version"]).to_owned(),
+            or_none(&p.node_cluster).to_owned(),
+            or_none(&p.envoy_version).to_owned(),
             status.to_owned(),
         ];
-        row.extend(states.iter().map(|s| s.label().to_owned()));
-        rows.push(row);
-        details.push(
-            TYPES
+        let mut lines = Vec::new();
+        for type_name in TYPES {
+            let (j, t) = p
+                .types
                 .iter()
-                .zip(states)
-                .filter_map(|(t, s)| detail(t, s, &p[*t]))
-                .collect(),
-        );
+                .enumerate()
+                .find(|(_, t)| t.r#type == type_name)
+                .ok_or_else(|| Missing(field(&format!("types entry for {type_name}"))))?;
+            let field = |name: &str| field(&format!("types[{j}].{name}"));
+            let label = match t.status() {
+                pb::SyncStatus::Unspecified => return Err(Missing(field("status"))),
+                pb::SyncStatus::NotSubscribed => "-",
+                pb::SyncStatus::Synced => "ok",
+                pb::SyncStatus::Stale => {
+                    lines.push(stale_detail(type_name, t));
+                    "stale"
+                }
+                pb::SyncStatus::Rejected => {
+                    let rejected = t
+                        .rejected
+                        .as_ref()
+                        .ok_or_else(|| Missing(field("rejected")))?;
+                    lines.push(rejected_detail(type_name, rejected));
+                    "rejected"
+                }
+            };
+            row.push(label.to_owned());
+        }
+        rows.push(row);
+        details.push(lines);
     }
     let header = [
         ("PROXY (node)", Align::Left),
@@ -264,40 +418,32 @@ fn render_proxies(out: &mut String, proxies: &Value) {
             let _ = writeln!(out, "{d}");
         }
     }
+    Ok(())
 }
 
-/// The line under a proxy explaining a rejected or stale type; `None` when all is well.
-fn detail(type_name: &str, state: TypeState, t: &Value) -> Option<String> {
-    match state {
-        TypeState::Rejected => {
-            let message = text(&t["rejected"]["message"]).trim();
-            // Envoy's messages can span lines; keep them under the proxy they concern.
-            let message = message.lines().collect::<Vec<_>>().join("\n      ");
-            Some(format!(
-                "  {type_name} rejected version {}: {message}",
-                text(&t["rejected"]["version"])
-            ))
-        }
-        TypeState::Stale => {
-            let sent = t["sent"]["version"].as_str();
-            let acked = t["acked"]["version"].as_str();
-            Some(match (sent, acked) {
-                (Some(s), a) if Some(s) != a => format!(
-                    "  {type_name} version {s} sent, not acknowledged yet (acknowledged: {})",
-                    a.unwrap_or("none")
-                ),
-                (_, Some(a)) => {
-                    format!("  {type_name} version {a} acknowledged; a newer one is due")
-                }
-                (_, None) => format!("  {type_name} subscribed; nothing sent yet"),
-            })
-        }
-        TypeState::Ok | TypeState::Unsubscribed => None,
+/// The line under a proxy for a type whose latest version it rejected.
+fn rejected_detail(type_name: &str, rejected: &pb::RejectedVersion) -> String {
+    // Envoy's messages can span lines; keep them under the proxy they concern.
+    let message = rejected.message.trim();
+    let message = message.lines().collect::<Vec<_>>().join("\n      ");
+    format!(
+        "  {type_name} rejected version {}: {message}",
+        rejected.version
+    )
+}
+
+/// The line under a proxy for a type it has not acknowledged at its latest version.
+fn stale_detail(type_name: &str, t: &pb::TypeStatus) -> String {
+    let sent = t.sent.as_ref().map(|v| v.version.as_str());
+    let acked = t.acked.as_ref().map(|v| v.version.as_str());
+    match (sent, acked) {
+        (Some(s), a) if Some(s) != a => format!(
+            "  {type_name} version {s} sent, not acknowledged yet (acknowledged: {})",
+            a.unwrap_or("none")
+        ),
+        (_, Some(a)) => format!("  {type_name} version {a} acknowledged; a newer one is due"),
+        (_, None) => format!("  {type_name} subscribed; nothing sent yet"),
     }
-}
-
-fn array(v: &Value) -> &[Value] {
-    v.as_array().map_or(&[], Vec::as_slice)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -344,66 +490,109 @@ fn table(header: &[(&str, Align)], rows: Vec<Vec<String>>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
-    fn type_record(synced: Option<bool>, sent: Option<&str>, acked: Option<&str>) -> Value {
-        json!({
-            "synced": synced,
-            "sent": sent.map(|v| json!({"version": v, "at": "2026-11-26T10:00:02.000Z"})),
-            "acked": acked.map(|v| json!({"version": v, "at": "2026-11-26T10:00:02.010Z"})),
-            "rejected": null,
+    /// `2026-11-26T10:00:01.498Z` plus `ms` milliseconds.
+    fn at(ms: i64) -> Option<prost_types::Timestamp> {
+        let ms = 1_795_687_201_498 + ms;
+        Some(prost_types::Timestamp {
+            seconds: ms / 1000,
+            nanos: i32::try_from(ms % 1000).unwrap() * 1_000_000,
         })
     }
 
-    fn synced_proxy(node: &str, stream: u64) -> Value {
-        let ok = |v: &str| type_record(Some(true), Some(v), Some(v));
-        json!({
-            "stream_id": stream,
-            "node_id": node,
-            "node_cluster": "edge",
-            "envoy_version": "1.40.0",
-            "protocol": "sotw",
-            "peer": "127.0.0.1:40000",
-            "connected_at": "2026-11-26T10:00:01.000Z",
-            "synced": true,
-            "clusters": ok("6c0044076fe34aa4"),
-            "endpoints": ok("f256601f9618153d"),
-            "listeners": ok("53844a1a06698965"),
-            "routes": ok("2cde8c1833f11dfb"),
+    fn version_at(version: &str, ms: i64) -> Option<pb::VersionAt> {
+        Some(pb::VersionAt {
+            version: version.to_owned(),
+            at: at(ms),
         })
     }
 
-    /// The shape of a real `/status` (captured from `serve` with one Envoy 1.40).
-    fn sample() -> Value {
-        json!({
-            "state": {
-                "version": "9f2c1a0b3d4e5f60",
-                "content_hash": "1288",
-                "accepted_at": "2026-11-26T10:00:01.498Z",
-                "resource_versions": {
-                    "clusters": "6c0044076fe34aa4",
-                    "endpoints": "f256601f9618153d",
-                    "listeners": "53844a1a06698965",
-                    "routes": "2cde8c1833f11dfb"
-                },
-                "listeners": [{"name": "public", "address": "127.0.0.1", "port": 10000}],
-                "services": [{
-                    "name": "summarizer",
-                    "listener": "public",
-                    "domains": ["*"],
-                    "active": "green",
-                    "weights": {"blue": 0, "green": 100}
-                }]
-            },
-            "rejected": null,
-            "proxies": [synced_proxy("envoy-1", 1)]
-        })
+    fn type_status(
+        r#type: &str,
+        status: pb::SyncStatus,
+        sent: Option<&str>,
+        acked: Option<&str>,
+    ) -> pb::TypeStatus {
+        pb::TypeStatus {
+            r#type: r#type.to_owned(),
+            status: status as i32,
+            sent: sent.and_then(|v| version_at(v, 500)),
+            acked: acked.and_then(|v| version_at(v, 510)),
+            rejected: None,
+        }
+    }
+
+    fn synced_proxy(node: &str, stream: u64) -> pb::Proxy {
+        let ok = |t: &str, v: &str| type_status(t, pb::SyncStatus::Synced, Some(v), Some(v));
+        pb::Proxy {
+            node_id: node.to_owned(),
+            node_cluster: "edge".to_owned(),
+            envoy_version: "1.40.0".to_owned(),
+            protocol: "sotw".to_owned(),
+            peer: "127.0.0.1:40000".to_owned(),
+            connected_at: at(-498),
+            synced: true,
+            state_version: "9f2c1a0b3d4e5f60".to_owned(),
+            types: vec![
+                ok("clusters", "6c0044076fe34aa4"),
+                ok("endpoints", "f256601f9618153d"),
+                ok("listeners", "53844a1a06698965"),
+                ok("routes", "2cde8c1833f11dfb"),
+            ],
+            stream_id: stream,
+            status: pb::ProxyStatus::Synced as i32,
+        }
+    }
+
+    /// The answers of a real server with one Envoy 1.40 connected.
+    fn sample() -> ServerStatus {
+        let resource_versions = [
+            ("clusters", "6c0044076fe34aa4"),
+            ("endpoints", "f256601f9618153d"),
+            ("listeners", "53844a1a06698965"),
+            ("routes", "2cde8c1833f11dfb"),
+        ]
+        .map(|(t, v)| pb::TypeVersion {
+            r#type: t.to_owned(),
+            version: v.to_owned(),
+        });
+        ServerStatus {
+            state: Some(pb::GetStateResponse {
+                version: "9f2c1a0b3d4e5f60".to_owned(),
+                content_hash: "1288".to_owned(),
+                accepted_at: at(0),
+                resource_versions: resource_versions.to_vec(),
+                services: vec![pb::Service {
+                    name: "summarizer".to_owned(),
+                    listener: "public".to_owned(),
+                    domains: vec!["*".to_owned()],
+                    active: "green".to_owned(),
+                    blue_weight: 0,
+                    green_weight: 100,
+                }],
+                last_rejection: None,
+                listeners: vec![pb::Listener {
+                    name: "public".to_owned(),
+                    address: "127.0.0.1".to_owned(),
+                    port: 10000,
+                }],
+            }),
+            proxies: vec![synced_proxy("envoy-1", 1)],
+        }
+    }
+
+    fn render(status: &ServerStatus) -> String {
+        render_status(status).expect("a complete answer renders")
+    }
+
+    fn state(status: &mut ServerStatus) -> &mut pb::GetStateResponse {
+        status.state.as_mut().unwrap()
     }
 
     #[test]
     fn a_synced_fleet_reads_as_two_tables() {
         assert_eq!(
-            render_status(&sample()),
+            render(&sample()),
             "\
 state 9f2c1a0b3d4e5f60 (accepted 2026-11-26T10:00:01.498Z)
 listeners: public (127.0.0.1:10000)
@@ -422,19 +611,23 @@ envoy-1       edge     1.40.0  synced  ok        ok         ok         ok
     fn a_proxy_that_rejected_the_latest_version_shows_envoys_message() {
         let mut status = sample();
         let mut p = synced_proxy("envoy-2", 2);
-        p["synced"] = json!(false);
-        p["listeners"] = json!({
-            "synced": false,
-            "sent": {"version": "a17ee29581bd31fb", "at": "2026-11-26T10:21:23.452Z"},
-            "acked": {"version": "53844a1a06698965", "at": "2026-11-26T10:21:18.896Z"},
-            "rejected": {
-                "version": "a17ee29581bd31fb",
-                "message": "Error adding/updating listener(s) private: cannot bind '127.0.0.1:10778': Address already in use\n",
-                "at": "2026-11-26T10:21:23.455Z"
-            }
-        });
-        status["proxies"].as_array_mut().unwrap().push(p);
-        let text = render_status(&status);
+        p.synced = false;
+        p.status = pb::ProxyStatus::Rejected as i32;
+        p.types[2] = pb::TypeStatus {
+            rejected: Some(pb::RejectedVersion {
+                version: "a17ee29581bd31fb".to_owned(),
+                message: "Error adding/updating listener(s) private: cannot bind '127.0.0.1:10778': Address already in use\n".to_owned(),
+                at: at(1_281_957),
+            }),
+            ..type_status(
+                "listeners",
+                pb::SyncStatus::Rejected,
+                Some("a17ee29581bd31fb"),
+                Some("53844a1a06698965"),
+            )
+        };
+        status.proxies.push(p);
+        let text = render(&status);
         assert!(
             text.contains(
                 "\
@@ -448,16 +641,22 @@ envoy-2       edge     1.40.0  REJECTED  ok        ok         rejected   ok
     }
 
     #[test]
-    fn an_old_rejection_fixed_by_a_newer_version_is_not_shown() {
+    fn statuses_are_the_servers_not_worked_out_again_from_versions() {
+        // The versions alone would say listeners are rejected (the rejected version is the
+        // one sent) and the proxy synced; the server says otherwise, and the server wins.
         let mut status = sample();
-        status["proxies"][0]["listeners"]["rejected"] = json!({
-            "version": "0000000000000001",
-            "message": "old trouble",
-            "at": "2026-11-26T09:00:00.000Z"
+        let p = &mut status.proxies[0];
+        p.types[2].rejected = Some(pb::RejectedVersion {
+            version: "53844a1a06698965".to_owned(),
+            message: "old trouble".to_owned(),
+            at: at(-3_600_000),
         });
-        let text = render_status(&status);
+        p.status = pb::ProxyStatus::Stale as i32;
+        let text = render(&status);
         assert!(
-            text.contains("envoy-1       edge     1.40.0  synced"),
+            text.contains(
+                "envoy-1       edge     1.40.0  stale   ok        ok         ok         ok\n"
+            ),
             "{text}"
         );
         assert!(!text.contains("old trouble"), "{text}");
@@ -466,18 +665,22 @@ envoy-2       edge     1.40.0  REJECTED  ok        ok         rejected   ok
     #[test]
     fn a_proxy_waiting_to_acknowledge_is_stale() {
         let mut status = sample();
-        status["proxies"][0]["synced"] = json!(false);
-        status["proxies"][0]["routes"] = type_record(
-            Some(false),
+        let p = &mut status.proxies[0];
+        p.synced = false;
+        p.status = pb::ProxyStatus::Stale as i32;
+        p.types[3] = type_status(
+            "routes",
+            pb::SyncStatus::Stale,
             Some("ea3f66ca8a4cc9e7"),
             Some("2cde8c1833f11dfb"),
         );
-        status["proxies"][0]["clusters"] = type_record(
-            Some(false),
+        p.types[0] = type_status(
+            "clusters",
+            pb::SyncStatus::Stale,
             Some("6c0044076fe34aa4"),
             Some("6c0044076fe34aa4"),
         );
-        let text = render_status(&status);
+        let text = render(&status);
         assert!(
             text.contains(
                 "\
@@ -491,16 +694,17 @@ envoy-1       edge     1.40.0  stale   stale     ok         ok         stale
     }
 
     #[test]
-    fn a_just_connected_proxy_is_connecting() {
+    fn a_just_connected_proxy_without_a_node_id_is_connecting() {
         let mut status = sample();
-        let p = &mut status["proxies"][0];
-        p["node_id"] = json!("");
-        for t in TYPES {
-            p[t] = type_record(None, None, None);
-        }
-        let text = render_status(&status);
+        let p = &mut status.proxies[0];
+        p.node_id = String::new();
+        p.status = pb::ProxyStatus::Connecting as i32;
+        p.types = TYPES
+            .map(|t| type_status(t, pb::SyncStatus::NotSubscribed, None, None))
+            .to_vec();
+        let text = render(&status);
         assert!(
-            text.contains("-             edge     1.40.0  connecting  -         -"),
+            text.contains("(none)        edge     1.40.0  connecting  -         -"),
             "{text}"
         );
     }
@@ -508,8 +712,8 @@ envoy-1       edge     1.40.0  stale   stale     ok         ok         stale
     #[test]
     fn two_streams_of_one_node_are_told_apart() {
         let mut status = sample();
-        status["proxies"] = json!([synced_proxy("envoy-1", 3), synced_proxy("envoy-1", 7)]);
-        let text = render_status(&status);
+        status.proxies = vec![synced_proxy("envoy-1", 3), synced_proxy("envoy-1", 7)];
+        let text = render(&status);
         assert!(text.contains("envoy-1 (stream 3)"), "{text}");
         assert!(text.contains("envoy-1 (stream 7)"), "{text}");
     }
@@ -517,18 +721,20 @@ envoy-1       edge     1.40.0  stale   stale     ok         ok         stale
     #[test]
     fn a_rejected_file_lists_every_error_with_its_location() {
         let mut status = sample();
-        status["rejected"] = json!({
-            "path": "/etc/switchyard/state.yaml",
-            "errors": [
-                "/etc/switchyard/state.yaml:7:15: unknown listener `private` (defined: public)",
+        state(&mut status).last_rejection = Some(pb::Rejection {
+            errors: vec![
+                "/etc/switchyard/state.yaml:7:15: unknown listener `private` (defined: public)"
+                    .to_owned(),
                 "/etc/switchyard/state.yaml:13:13: active must be `blue` or `green`, not `both`"
+                    .to_owned(),
             ],
-            "line": 7,
-            "column": 15,
-            "content_hash": "6c02",
-            "rejected_at": "2026-11-26T10:21:26.373Z"
+            line: 7,
+            column: 15,
+            content_hash: "6c02".to_owned(),
+            rejected_at: at(1_284_875),
+            path: "/etc/switchyard/state.yaml".to_owned(),
         });
-        let text = render_status(&status);
+        let text = render(&status);
         assert!(
             text.contains(
                 "\
@@ -543,24 +749,119 @@ last rejection: /etc/switchyard/state.yaml at 2026-11-26T10:21:26.373Z (the stat
 
     #[test]
     fn a_server_without_state_or_proxies_says_so() {
-        let text = render_status(&json!({"state": null, "rejected": null, "proxies": []}));
         assert_eq!(
-            text,
-            "state: none loaded yet (switchyard is not ready)\nlast rejection: none\n\nno services\n\nno proxies connected\n"
+            render(&ServerStatus::default()),
+            "state: none loaded yet (switchyard is not ready)\n\nno services\n\nno proxies connected\n"
         );
     }
 
     #[test]
     fn ipv6_listeners_are_bracketed() {
         let mut status = sample();
-        status["state"]["listeners"] = json!([{"name": "v6", "address": "::1", "port": 10000}]);
-        assert!(render_status(&status).contains("listeners: v6 ([::1]:10000)"));
+        state(&mut status).listeners = vec![pb::Listener {
+            name: "v6".to_owned(),
+            address: "::1".to_owned(),
+            port: 10000,
+        }];
+        assert!(render(&status).contains("listeners: v6 ([::1]:10000)"));
+    }
+
+    fn missing(status: &ServerStatus) -> String {
+        match render_status(status) {
+            Err(Missing(field)) => field,
+            Ok(text) => panic!("rendered an incomplete answer:\n{text}"),
+        }
     }
 
     #[test]
-    fn unexpected_json_does_not_panic() {
-        for odd in [json!(null), json!([]), json!({"proxies": [1, "x", null]})] {
-            let _ = render_status(&odd);
+    fn a_proxy_without_a_status_is_a_bad_answer_naming_the_field() {
+        let mut status = sample();
+        status.proxies.push(synced_proxy("envoy-2", 2));
+        status.proxies[1].status = pb::ProxyStatus::Unspecified as i32;
+        assert_eq!(missing(&status), "proxies[1].status");
+        // A value this CLI does not know (from a newer server) is no status either.
+        status.proxies[1].status = 99;
+        assert_eq!(missing(&status), "proxies[1].status");
+    }
+
+    #[test]
+    fn a_state_without_accepted_at_is_a_bad_answer_naming_the_field() {
+        let mut status = sample();
+        state(&mut status).accepted_at = None;
+        assert_eq!(missing(&status), "state.accepted_at");
+        // A time before 1970 cannot be printed either.
+        state(&mut status).accepted_at = Some(prost_types::Timestamp {
+            seconds: -1,
+            nanos: 0,
+        });
+        assert_eq!(missing(&status), "a valid state.accepted_at");
+    }
+
+    #[test]
+    fn other_fields_the_tables_need_are_bad_answers_too() {
+        /// Takes out (or spoils) one field of a complete answer.
+        type Breakage = fn(&mut ServerStatus);
+        let cases: [(Breakage, &str); 6] = [
+            (|s| state(s).version.clear(), "state.version"),
+            (
+                |s| state(s).services[0].active.clear(),
+                "state.services[0].active",
+            ),
+            (
+                |s| {
+                    state(s).last_rejection = Some(pb::Rejection {
+                        path: "state.yaml".to_owned(),
+                        ..Default::default()
+                    })
+                },
+                "state.last_rejection.rejected_at",
+            ),
+            (
+                |s| s.proxies[0].types[1].status = 0,
+                "proxies[0].types[1].status",
+            ),
+            (
+                |s| {
+                    s.proxies[0].types.pop();
+                },
+                "proxies[0].types entry for routes",
+            ),
+            (
+                |s| {
+                    s.proxies[0].status = pb::ProxyStatus::Rejected as i32;
+                    s.proxies[0].types[0].status = pb::SyncStatus::Rejected as i32;
+                },
+                "proxies[0].types[0].rejected",
+            ),
+        ];
+        for (break_it, field) in cases {
+            let mut status = sample();
+            break_it(&mut status);
+            assert_eq!(missing(&status), field);
         }
+    }
+
+    #[test]
+    fn json_has_the_protos_field_names_and_every_field() {
+        let text = status_json(&sample());
+        assert!(
+            text.starts_with("{\n  \"state\": {\n    \"version\": \"9f2c1a0b3d4e5f60\","),
+            "{text}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let service = &json["state"]["services"][0];
+        assert_eq!(service["name"], "summarizer");
+        // A weight of 0 is printed, not left out as proto3 JSON does by default.
+        assert_eq!(service["blue_weight"], 0);
+        assert_eq!(service["green_weight"], 100);
+        assert_eq!(json["state"]["accepted_at"], "2026-11-26T10:00:01.498Z");
+        let proxy = &json["proxies"][0];
+        assert_eq!(proxy["node_id"], "envoy-1");
+        assert_eq!(proxy["status"], "PROXY_STATUS_SYNCED");
+        assert_eq!(proxy["types"][3]["status"], "SYNCED");
+        assert_eq!(
+            status_json(&ServerStatus::default()),
+            "{\n  \"state\": null,\n  \"proxies\": []\n}"
+        );
     }
 }

@@ -70,7 +70,28 @@ fn type_status(t: ResourceType, r: &TypeRecord) -> pb::TypeStatus {
     }
 }
 
+/// A proxy's overall status from its per-type statuses: any type rejected, REJECTED;
+/// nothing subscribed yet, CONNECTING; every subscribed type synced, SYNCED; else STALE.
+fn proxy_status(types: &[pb::TypeStatus]) -> pb::ProxyStatus {
+    use pb::SyncStatus::{NotSubscribed, Rejected, Synced};
+    let has = |s: pb::SyncStatus| types.iter().any(|t| t.status() == s);
+    let all = |ok: &[pb::SyncStatus]| types.iter().all(|t| ok.contains(&t.status()));
+    if has(Rejected) {
+        pb::ProxyStatus::Rejected
+    } else if all(&[NotSubscribed]) {
+        pb::ProxyStatus::Connecting
+    } else if all(&[Synced, NotSubscribed]) {
+        pb::ProxyStatus::Synced
+    } else {
+        pb::ProxyStatus::Stale
+    }
+}
+
 fn proxy(p: &ProxyRecord) -> pb::Proxy {
+    let types: Vec<pb::TypeStatus> = ResourceType::ALL
+        .iter()
+        .map(|t| type_status(*t, p.type_record(*t)))
+        .collect();
     pb::Proxy {
         node_id: p.node_id.clone(),
         node_cluster: p.node_cluster.clone(),
@@ -80,10 +101,8 @@ fn proxy(p: &ProxyRecord) -> pb::Proxy {
         connected_at: Some(timestamp(p.connected_at)),
         synced: p.status.is_settled(),
         state_version: p.state_version.clone(),
-        types: ResourceType::ALL
-            .iter()
-            .map(|t| type_status(*t, p.type_record(*t)))
-            .collect(),
+        status: proxy_status(&types) as i32,
+        types,
         stream_id: p.stream_id,
     }
 }
@@ -262,7 +281,18 @@ impl Switchyard for SwitchyardApi {
                 column: r.column.unwrap_or(0),
                 content_hash: r.content_hash,
                 rejected_at: Some(timestamp(r.rejected_at)),
+                path: r.path.display().to_string(),
             }),
+            listeners: active
+                .state
+                .listeners
+                .iter()
+                .map(|l| pb::Listener {
+                    name: l.name.clone(),
+                    address: l.address.to_string(),
+                    port: l.port.into(),
+                })
+                .collect(),
         }))
     }
 
@@ -300,5 +330,35 @@ impl Switchyard for SwitchyardApi {
             Some((Ok(item), rx))
         });
         Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pb::SyncStatus::{NotSubscribed, Rejected, Stale, Synced};
+
+    fn statuses(of: [pb::SyncStatus; 4]) -> pb::ProxyStatus {
+        let types: Vec<pb::TypeStatus> = of
+            .iter()
+            .map(|s| pb::TypeStatus {
+                status: *s as i32,
+                ..Default::default()
+            })
+            .collect();
+        proxy_status(&types)
+    }
+
+    #[test]
+    fn a_proxy_status_is_the_worst_of_its_types() {
+        let all = |s| [s; 4];
+        assert_eq!(statuses(all(NotSubscribed)), pb::ProxyStatus::Connecting);
+        assert_eq!(statuses(all(Synced)), pb::ProxyStatus::Synced);
+        let partly = [Synced, Synced, NotSubscribed, NotSubscribed];
+        assert_eq!(statuses(partly), pb::ProxyStatus::Synced);
+        let waiting = [Synced, Stale, Synced, NotSubscribed];
+        assert_eq!(statuses(waiting), pb::ProxyStatus::Stale);
+        let rejected = [Stale, Synced, Rejected, NotSubscribed];
+        assert_eq!(statuses(rejected), pb::ProxyStatus::Rejected);
     }
 }
