@@ -151,8 +151,8 @@ enum Command {
     /// render` prints it; then a one-line summary.
     ///
     /// Exits 0 when Envoy would see no change and 1 when it would (like diff(1)); 65 or
-    /// 66 when a file is invalid or unreadable, with each problem printed as `validate`
-    /// prints it.
+    /// 66 when a file is invalid or unreadable (66 when one is unreadable, whichever),
+    /// with each problem printed as `validate` prints it.
     Diff {
         /// The state file in force (or the one before the change).
         #[arg(value_name = "OLD")]
@@ -335,16 +335,17 @@ fn status(xds_addr: &str, json: bool, admin_addr: Option<&str>) -> ExitCode {
 
 fn diff(old: &std::path::Path, new: &std::path::Path) -> ExitCode {
     // Both files are read and every problem in either is printed, as `validate` would.
+    // The exit code is the most severe of the two failures, as with `validate`.
     let (a, b) = (state::load(old), state::load(new));
-    let mut failed = None;
+    let mut most_severe = 0;
     for e in [&a, &b].into_iter().filter_map(|r| r.as_ref().err()) {
         for line in e.lines() {
             eprintln!("{line}");
         }
-        failed = Some(state_exit_code(e));
+        most_severe = most_severe.max(state_exit(e));
     }
     let (Ok(a), Ok(b)) = (a, b) else {
-        return failed.expect("bug: a state failed to load without an error");
+        return ExitCode::from(most_severe);
     };
     match cli::diff::diff(&a, &b) {
         Ok(d) => {

@@ -132,6 +132,26 @@ fn a_missing_file_exits_66() {
 }
 
 #[test]
+fn an_unreadable_file_outranks_an_invalid_one_in_either_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write(
+        &dir,
+        "bad.yaml",
+        &BLUE.replace("active: blue", "active: both"),
+    );
+    for (old, new) in [
+        ("/nonexistent/old.yaml", bad.as_str()),
+        (&bad, "/nonexistent/new.yaml"),
+    ] {
+        let out = switchyard(&["diff", old, new]);
+        assert_eq!(out.status.code(), Some(66), "{out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("cannot read"), "{stderr}");
+        assert!(stderr.contains("not `both`"), "{stderr}");
+    }
+}
+
+#[test]
 fn diff_without_two_files_is_a_usage_error() {
     let out = switchyard(&["diff", "only-one.yaml"]);
     assert_eq!(out.status.code(), Some(64), "{out:?}");

@@ -13,7 +13,7 @@ use crate::proxies::{ProxyRecord, ProxyRegistry, TypeRecord};
 use crate::status::StateBoard;
 use crate::xds::ResourceType;
 use crate::xds::cache::SnapshotCache;
-use crate::xds::sync::SyncStatus;
+use crate::xds::sync::{ProxyStatus, SyncStatus};
 
 /// The service. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -72,18 +72,12 @@ fn type_status(t: ResourceType, r: &TypeRecord) -> pb::TypeStatus {
 
 /// A proxy's overall status from its per-type statuses: any type rejected, REJECTED;
 /// nothing subscribed yet, CONNECTING; every subscribed type synced, SYNCED; else STALE.
-fn proxy_status(types: &[pb::TypeStatus]) -> pb::ProxyStatus {
-    use pb::SyncStatus::{NotSubscribed, Rejected, Synced};
-    let has = |s: pb::SyncStatus| types.iter().any(|t| t.status() == s);
-    let all = |ok: &[pb::SyncStatus]| types.iter().all(|t| ok.contains(&t.status()));
-    if has(Rejected) {
-        pb::ProxyStatus::Rejected
-    } else if all(&[NotSubscribed]) {
-        pb::ProxyStatus::Connecting
-    } else if all(&[Synced, NotSubscribed]) {
-        pb::ProxyStatus::Synced
-    } else {
-        pb::ProxyStatus::Stale
+fn proxy_status(s: ProxyStatus) -> pb::ProxyStatus {
+    match s {
+        ProxyStatus::Connecting => pb::ProxyStatus::Connecting,
+        ProxyStatus::Synced => pb::ProxyStatus::Synced,
+        ProxyStatus::Stale => pb::ProxyStatus::Stale,
+        ProxyStatus::Rejected => pb::ProxyStatus::Rejected,
     }
 }
 
@@ -101,7 +95,7 @@ fn proxy(p: &ProxyRecord) -> pb::Proxy {
         connected_at: Some(timestamp(p.connected_at)),
         synced: p.status.is_settled(),
         state_version: p.state_version.clone(),
-        status: proxy_status(&types) as i32,
+        status: proxy_status(p.status) as i32,
         types,
         stream_id: p.stream_id,
     }
@@ -330,35 +324,5 @@ impl Switchyard for SwitchyardApi {
             Some((Ok(item), rx))
         });
         Ok(Response::new(Box::pin(stream)))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use pb::SyncStatus::{NotSubscribed, Rejected, Stale, Synced};
-
-    fn statuses(of: [pb::SyncStatus; 4]) -> pb::ProxyStatus {
-        let types: Vec<pb::TypeStatus> = of
-            .iter()
-            .map(|s| pb::TypeStatus {
-                status: *s as i32,
-                ..Default::default()
-            })
-            .collect();
-        proxy_status(&types)
-    }
-
-    #[test]
-    fn a_proxy_status_is_the_worst_of_its_types() {
-        let all = |s| [s; 4];
-        assert_eq!(statuses(all(NotSubscribed)), pb::ProxyStatus::Connecting);
-        assert_eq!(statuses(all(Synced)), pb::ProxyStatus::Synced);
-        let partly = [Synced, Synced, NotSubscribed, NotSubscribed];
-        assert_eq!(statuses(partly), pb::ProxyStatus::Synced);
-        let waiting = [Synced, Stale, Synced, NotSubscribed];
-        assert_eq!(statuses(waiting), pb::ProxyStatus::Stale);
-        let rejected = [Stale, Synced, Rejected, NotSubscribed];
-        assert_eq!(statuses(rejected), pb::ProxyStatus::Rejected);
     }
 }
