@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use super::{Color, DesiredState, Listener, Service};
+use super::model::{Color, DesiredState, Listener, Service};
 
 /// One named entry as it was and as it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use serde::Deserialize;
 use serde_saphyr::{Location, Spanned};
 
-use super::{Color, ColorSpec, DesiredState, Listener, Problem, Service};
+use super::model::{Color, ColorSpec, DesiredState, Listener, Problem, Service};
 
 /// Largest state file accepted, in bytes. A desired state for thousands of services fits
 /// easily; anything bigger is almost certainly not a state file.

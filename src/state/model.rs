@@ -1,0 +1,174 @@
+//! The validated desired state (what a state file says once it has passed every check),
+//! and the errors a state file can have.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::hash::short_hash;
+
+/// A validated desired state. Everything in it has been checked: names are unique, every
+/// service names an existing listener, addresses and ports parse, and each color has at
+/// least one endpoint. Collections keep the file's order; hashing sorts them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DesiredState {
+    pub listeners: Vec<Listener>,
+    pub services: Vec<Service>,
+}
+
+/// One Envoy listener. Its Listener and RouteConfiguration are both named after it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Listener {
+    pub name: String,
+    pub address: IpAddr,
+    pub port: u16,
+}
+
+/// One blue-green service: two colors, one of them active.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Service {
+    pub name: String,
+    pub listener: String,
+    pub domains: Vec<String>,
+    pub blue: ColorSpec,
+    pub green: ColorSpec,
+    pub active: Color,
+}
+
+/// The backends of one color.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ColorSpec {
+    pub endpoints: Vec<SocketAddr>,
+}
+
+/// Which environment takes the traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Color {
+    Blue,
+    Green,
+}
+
+impl Color {
+    pub const ALL: [Color; 2] = [Color::Blue, Color::Green];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Color::Blue => "blue",
+            Color::Green => "green",
+        }
+    }
+}
+
+impl fmt::Display for Color {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Service {
+    /// The backends of `color`.
+    pub fn color(&self, color: Color) -> &ColorSpec {
+        match color {
+            Color::Blue => &self.blue,
+            Color::Green => &self.green,
+        }
+    }
+
+    /// The Envoy cluster (and ClusterLoadAssignment) name of `color`: `<service>-<color>`.
+    pub fn cluster_name(&self, color: Color) -> String {
+        format!("{}-{}", self.name, color)
+    }
+
+    /// Traffic weight of `color` in percent: 100 for the active color, 0 for the other.
+    pub fn weight(&self, color: Color) -> u32 {
+        if self.active == color { 100 } else { 0 }
+    }
+}
+
+impl DesiredState {
+    /// A short, stable identifier of this state: the first 16 hex digits of the SHA-256 of
+    /// its canonical JSON form (listeners and services sorted by name). The same file gives
+    /// the same version on every replica and after every restart.
+    pub fn version(&self) -> String {
+        let mut canonical = self.clone();
+        canonical.listeners.sort_by(|a, b| a.name.cmp(&b.name));
+        canonical.services.sort_by(|a, b| a.name.cmp(&b.name));
+        short_hash(&canonical)
+    }
+
+    pub fn listener(&self, name: &str) -> Option<&Listener> {
+        self.listeners.iter().find(|l| l.name == name)
+    }
+
+    /// The services routed on listener `name`, sorted by service name.
+    pub fn services_on<'a>(&'a self, listener: &'a str) -> impl Iterator<Item = &'a Service> {
+        let mut services: Vec<&Service> = self
+            .services
+            .iter()
+            .filter(|s| s.listener == listener)
+            .collect();
+        services.sort_by(|a, b| a.name.cmp(&b.name));
+        services.into_iter()
+    }
+
+    /// Every cluster name this state defines.
+    pub fn cluster_names(&self) -> BTreeSet<String> {
+        self.services
+            .iter()
+            .flat_map(|s| Color::ALL.map(|c| s.cluster_name(c)))
+            .collect()
+    }
+}
+
+/// One problem found in a state file, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub line: u32,
+    pub column: u32,
+    pub message: String,
+}
+
+/// A state file that could not be loaded: unreadable, not YAML, or invalid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    #[error("{path}: cannot read: {reason}")]
+    Unreadable { path: PathBuf, reason: String },
+    #[error("{}", render_problems(path, problems))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
+}
+
+impl StateError {
+    /// Every problem as a `FILE:LINE:COLUMN: message` line (one line when unreadable).
+    pub fn lines(&self) -> Vec<String> {
+        match self {
+            StateError::Unreadable { .. } => vec![self.to_string()],
+            StateError::Invalid { path, problems } => problems
+                .iter()
+                .map(|p| format!("{}:{}:{}: {}", path.display(), p.line, p.column, p.message))
+                .collect(),
+        }
+    }
+
+    /// The location of the first problem, when there is one.
+    pub fn first_location(&self) -> Option<(u32, u32)> {
+        match self {
+            StateError::Invalid { problems, .. } => problems.first().map(|p| (p.line, p.column)),
+            StateError::Unreadable { .. } => None,
+        }
+    }
+}
+
+fn render_problems(path: &Path, problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("{}:{}:{}: {}", path.display(), p.line, p.column, p.message))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
