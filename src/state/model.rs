@@ -1,7 +1,6 @@
 //! The validated desired state (what a state file says once it has passed every check),
 //! and the errors a state file can have.
 
-use std::collections::BTreeSet;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -115,13 +114,6 @@ impl DesiredState {
         services.into_iter()
     }
 
-    /// Every cluster name this state defines.
-    pub fn cluster_names(&self) -> BTreeSet<String> {
-        self.services
-            .iter()
-            .flat_map(|s| Color::ALL.map(|c| s.cluster_name(c)))
-            .collect()
-    }
 }
 
 /// One problem found in a state file, with where it is.
