@@ -5,6 +5,7 @@
 //! first semantic problem: every problem is reported with its `FILE:LINE:COLUMN`, so one
 //! `switchyard validate` run shows everything to fix.
 
+mod debounce;
 mod parse;
 pub mod watch;
 
