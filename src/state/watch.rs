@@ -244,18 +244,41 @@ pub fn file_info(path: &Path) -> FileInfo {
     }
 }
 
-/// The name of user `uid` from `/etc/passwd`, if it is there.
+/// The name of user `uid`, if the system knows it (through NSS, so LDAP and the like count).
 fn user_name(uid: u32) -> Option<String> {
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    passwd.lines().find_map(|line| {
-        let mut fields = line.split(':');
-        let name = fields.next()?;
-        let id: u32 = fields.nth(1)?.parse().ok()?;
-        (id == uid).then(|| name.to_owned())
-    })
+    let user = nix::unistd::User::from_uid(uid.into()).ok()??;
+    Some(user.name)
 }
 
 /// SHA-256 of a file's bytes, hex.
 pub fn hash(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_s_owner_is_named_as_the_system_names_them() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let id = std::process::Command::new("id")
+            .arg("-un")
+            .output()
+            .unwrap();
+        assert!(id.status.success(), "id -un: {id:?}");
+        let name = String::from_utf8(id.stdout).unwrap().trim().to_owned();
+        let info = file_info(file.path());
+        assert_eq!(info.owner.as_deref(), Some(name.as_str()));
+    }
+
+    #[test]
+    fn uid_0_is_root() {
+        assert_eq!(user_name(0).as_deref(), Some("root"));
+    }
+
+    #[test]
+    fn an_unknown_uid_has_no_name() {
+        assert_eq!(user_name(3_999_999_999), None);
+    }
 }
