@@ -6,6 +6,7 @@
 //! `switchyard validate` run shows everything to fix.
 
 pub mod changes;
+mod debounce;
 mod model;
 mod parse;
 pub mod watch;

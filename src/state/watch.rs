@@ -6,48 +6,27 @@
 //! atomically to a new directory).
 //!
 //! Debounce without latency: a save that is known to be complete (a rename into place, a
-//! close after writing) is read at once. Only a write still in progress (data written, no
-//! close yet) waits for the writer to go quiet for `quiet`, or at most `max_wait`, so a
-//! half-written file is not read while the writer is still writing. Saves in a burst (closer
-//! than `burst`, 10 ms) after the first are read once at the end of the interval. Content
-//! identical to the last one read is ignored, so unrelated events cost one read at most.
+//! close after writing) is read at once; only a write still in progress waits for its writer
+//! to go quiet. The rules live in `debounce.rs` as a pure function of the events seen, the
+//! reads done and the clock (`Debouncer`, unit-tested rule by rule with a fake clock);
+//! this file feeds it: it turns notify's events into `Save`s, sleeps until the debouncer's
+//! deadline, reads the file, tells the debouncer what the read found, and reports content
+//! that differs from the last one read (so unrelated events cost one read at most).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::Instant;
 
-use notify::event::{AccessKind, AccessMode, CreateKind, EventKind, ModifyKind};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
-use tokio::time::Instant;
+use tokio::time::sleep_until;
 use tracing::{debug, info, warn};
 
+pub use super::debounce::Debounce;
+use super::debounce::{Debouncer, Found, Save, Verdict, classify};
 use super::{DesiredState, StateError};
 use crate::events::FileInfo;
-
-/// How long to wait for a write in progress.
-#[derive(Debug, Clone, Copy)]
-pub struct Debounce {
-    /// Quiet period after the last write event before a file still open is read anyway.
-    pub quiet: Duration,
-    /// Longest time a write in progress can delay reading the file.
-    pub max_wait: Duration,
-    /// Complete saves closer together than this are read once, at the end of the
-    /// interval (the first of a burst is read at once), so a burst of saves reaches
-    /// proxies as a few versions.
-    pub burst: Duration,
-}
-
-impl Default for Debounce {
-    fn default() -> Self {
-        Debounce {
-            quiet: Duration::from_millis(100),
-            max_wait: Duration::from_millis(1000),
-            burst: Duration::from_millis(10),
-        }
-    }
-}
 
 /// What the watcher saw.
 #[derive(Debug, Clone)]
@@ -58,7 +37,7 @@ pub enum WatchEvent {
         /// SHA-256 (hex) of the file's bytes.
         content_hash: String,
         /// When the file was read (the start of the convergence clock).
-        seen_at: Instant,
+        seen_at: tokio::time::Instant,
     },
     /// New content that did not; the last good state stays in force.
     Rejected {
@@ -130,12 +109,14 @@ pub fn spawn(
     // changed meanwhile, read it as if a write were in progress.
     let initial_hash = hash(initial_bytes);
     let missed_save = std::fs::read(&path).is_ok_and(|b| hash(&b) != initial_hash);
-    let first_read = missed_save.then(|| Instant::now() + debounce.quiet);
+    let mut debouncer = Debouncer::new(debounce);
+    if missed_save {
+        debouncer.missed_save(Instant::now());
+    }
     let task = tokio::spawn(debounce_loop(
         path,
         initial_hash,
-        first_read,
-        debounce,
+        debouncer,
         raw_rx,
         Box::new(relevant),
         events,
@@ -146,71 +127,37 @@ pub fn spawn(
     })
 }
 
-/// Whether an event says a save is complete (read now) or still under way (wait).
-#[derive(Debug, PartialEq, Eq)]
-enum Save {
-    Complete,
-    InProgress,
-    Irrelevant,
-}
-
-fn classify(kind: &EventKind) -> Save {
-    match kind {
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) => Save::Complete,
-        EventKind::Modify(ModifyKind::Name(_)) => Save::Complete,
-        // A new symlink (ConfigMap) is complete; a new regular file is about to be written.
-        EventKind::Create(CreateKind::File) => Save::InProgress,
-        EventKind::Create(_) => Save::Complete,
-        EventKind::Modify(_) => Save::InProgress,
-        // A removal keeps the last good state; the recreation will be seen.
-        _ => Save::Irrelevant,
-    }
-}
-
 async fn debounce_loop(
     path: PathBuf,
     mut last_hash: String,
-    first_read: Option<Instant>,
-    debounce: Debounce,
+    mut debouncer: Debouncer,
     mut raw: mpsc::UnboundedReceiver<notify::Result<notify::Event>>,
     relevant: Box<dyn Fn(&Path) -> bool + Send>,
     events: mpsc::UnboundedSender<WatchEvent>,
 ) {
-    // When to read the file next, if a save has been seen.
-    let mut read_at: Option<Instant> = first_read;
-    // When the write in progress (data written, not yet closed) began.
-    let mut writing_since: Option<Instant> = None;
-    // When the file was last read: complete saves closer together than `burst` are
-    // coalesced into one read at the end of the interval.
-    let mut last_read: Option<Instant> = None;
     // Identity of the file as last read: an event for a file already read (a rename is
     // reported twice, as `To` and as `Both`) schedules nothing.
     let mut last_stamp: Option<Stamp> = None;
     loop {
         let now = Instant::now();
-        if read_at.is_some_and(|at| at <= now) {
-            read_at = None;
-            last_read = Some(now);
+        if debouncer.is_due(now) {
             last_stamp = stamp(&path);
-            // An empty file is almost always a save caught between its truncate and its
-            // write: wait for the rest (up to `max_wait`) instead of rejecting it.
-            let defer_empty = writing_since.is_none_or(|s| now < s + debounce.max_wait);
-            match read_if_changed(&path, &mut last_hash, defer_empty) {
-                Read::Unchanged => {}
-                Read::Empty => {
-                    let started = *writing_since.get_or_insert(now);
-                    read_at = Some((now + debounce.quiet).min(started + debounce.max_wait));
-                    continue;
-                }
-                Read::Changed(event) => {
-                    if events.send(event).is_err() {
-                        return; // the server is gone
-                    }
-                }
+            let bytes = read(&path);
+            let found = match &bytes {
+                Some(b) if b.is_empty() => Found::Empty,
+                _ => Found::Other,
+            };
+            if debouncer.read(now, found) == Verdict::WaitForRest {
+                debug!(path = %path.display(), "state file is empty; waiting for the rest of the save");
+                continue;
             }
-            writing_since = None;
+            let event = bytes.and_then(|b| report_if_changed(&path, &mut last_hash, &b));
+            if event.is_some_and(|e| events.send(e).is_err()) {
+                return; // the server is gone
+            }
             continue;
         }
+        let read_at = debouncer.read_at();
         tokio::select! {
             ev = raw.recv() => {
                 let Some(ev) = ev else { return };
@@ -224,24 +171,14 @@ async fn debounce_loop(
                 if !ev.paths.iter().any(|p| relevant(p)) {
                     continue;
                 }
-                let now = Instant::now();
-                match classify(&ev.kind) {
-                    Save::Complete => {
-                        if read_at.is_none() && writing_since.is_none() && stamp(&path) == last_stamp {
-                            continue; // this very file was read already
-                        }
-                        writing_since = None;
-                        let earliest = last_read.map_or(now, |l| l + debounce.burst);
-                        read_at = Some(earliest.max(now));
-                    }
-                    Save::InProgress => {
-                        let started = *writing_since.get_or_insert(now);
-                        read_at = Some((now + debounce.quiet).min(started + debounce.max_wait));
-                    }
-                    Save::Irrelevant => debug!(kind = ?ev.kind, "state file event ignored"),
+                let save = classify(&ev.kind);
+                if save == Save::Irrelevant {
+                    debug!(kind = ?ev.kind, "state file event ignored");
                 }
+                let already_read = save == Save::Complete && stamp(&path) == last_stamp;
+                debouncer.saw(Instant::now(), save, already_read);
             }
-            _ = tokio::time::sleep_until(read_at.unwrap_or(now)), if read_at.is_some() => {}
+            _ = sleep_until(read_at.unwrap_or(now).into()), if read_at.is_some() => {}
         }
     }
 }
@@ -255,42 +192,33 @@ fn stamp(path: &Path) -> Option<Stamp> {
     Some((m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
 }
 
-/// What a read found.
-enum Read {
-    /// The same content as last time, or nothing readable.
-    Unchanged,
-    /// An empty file, not reported (see `defer_empty`).
-    Empty,
-    /// New content, accepted or rejected.
-    Changed(WatchEvent),
-}
-
-/// Reads the file and says what to report when its content differs from the last read.
+/// The file's bytes, or `None` when it is gone or unreadable (the last good state stays).
 /// The read is synchronous: state files are small (a few KiB, at most 16 MiB), and a
 /// thread-pool hop would add latency to every save.
-fn read_if_changed(path: &Path, last_hash: &mut String, defer_empty: bool) -> Read {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
+fn read(path: &Path) -> Option<Vec<u8>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Some(bytes),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             info!(path = %path.display(), "state file is gone; keeping the last good state");
-            return Read::Unchanged;
+            None
         }
         Err(e) => {
             warn!(path = %path.display(), error = %e, "cannot read state file; keeping the last good state");
-            return Read::Unchanged;
+            None
         }
-    };
-    if bytes.is_empty() && defer_empty {
-        debug!(path = %path.display(), "state file is empty; waiting for the rest of the save");
-        return Read::Empty;
     }
-    let content_hash = hash(&bytes);
+}
+
+/// What to report for the file's `bytes`: nothing when they are the same as last read,
+/// else the new content, accepted or rejected.
+fn report_if_changed(path: &Path, last_hash: &mut String, bytes: &[u8]) -> Option<WatchEvent> {
+    let content_hash = hash(bytes);
     if content_hash == *last_hash {
-        return Read::Unchanged;
+        return None;
     }
     last_hash.clone_from(&content_hash);
-    let seen_at = Instant::now();
-    Read::Changed(match super::load_bytes(path, &bytes) {
+    let seen_at = tokio::time::Instant::now();
+    Some(match super::load_bytes(path, bytes) {
         Ok(state) => WatchEvent::Accepted {
             state: Arc::new(state),
             content_hash,
@@ -316,18 +244,41 @@ pub fn file_info(path: &Path) -> FileInfo {
     }
 }
 
-/// The name of user `uid` from `/etc/passwd`, if it is there.
+/// The name of user `uid`, if the system knows it (through NSS, so LDAP and the like count).
 fn user_name(uid: u32) -> Option<String> {
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    passwd.lines().find_map(|line| {
-        let mut fields = line.split(':');
-        let name = fields.next()?;
-        let id: u32 = fields.nth(1)?.parse().ok()?;
-        (id == uid).then(|| name.to_owned())
-    })
+    let user = nix::unistd::User::from_uid(uid.into()).ok()??;
+    Some(user.name)
 }
 
 /// SHA-256 of a file's bytes, hex.
 pub fn hash(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_s_owner_is_named_as_the_system_names_them() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let id = std::process::Command::new("id")
+            .arg("-un")
+            .output()
+            .unwrap();
+        assert!(id.status.success(), "id -un: {id:?}");
+        let name = String::from_utf8(id.stdout).unwrap().trim().to_owned();
+        let info = file_info(file.path());
+        assert_eq!(info.owner.as_deref(), Some(name.as_str()));
+    }
+
+    #[test]
+    fn uid_0_is_root() {
+        assert_eq!(user_name(0).as_deref(), Some("root"));
+    }
+
+    #[test]
+    fn an_unknown_uid_has_no_name() {
+        assert_eq!(user_name(3_999_999_999), None);
+    }
 }
