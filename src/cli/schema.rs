@@ -6,7 +6,7 @@
 //! keys, types, the name alphabet, port range, `IP:PORT` endpoints, `blue`/`green`. Checks
 //! across the file (a service naming an existing listener, unique names and domains, two
 //! listeners on one port) are beyond a schema; `switchyard validate` makes them.
-//! `tests/cli_schema.rs` keeps the two in step.
+//! `tests/integration/cli_schema.rs` keeps the two in step.
 //!
 //! It declares draft 2020-12 but uses only keywords that mean the same in draft-07 (no
 //! `$ref`, no `$defs`), which is what the YAML language server implements; a description

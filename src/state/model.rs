@@ -113,7 +113,6 @@ impl DesiredState {
         services.sort_by(|a, b| a.name.cmp(&b.name));
         services.into_iter()
     }
-
 }
 
 /// One problem found in a state file, with where it is.

@@ -1,7 +1,8 @@
 //! Test harness shared by the integration tests: a real Envoy, real HTTP
 //! backends on loopback, a small HTTP client, and polling helpers.
 //!
-//! Use it from a test file with `mod common;`.
+//! The integration tests (`tests/integration/`) use it as `crate::common`; the demo and the
+//! benches include it with `#[path]`.
 //!
 //! - [`tools`]: finds or provisions the Envoy and grpcurl binaries.
 //! - [`envoy`]: an Envoy process guard rendered from `envoy/bootstrap.yaml`.

@@ -3,13 +3,11 @@
 //! any route names them; a service removed gets routes that no longer name its clusters
 //! before the clusters go. Not one 503, not one `no_cluster`.
 
-mod common;
-
 use std::time::Duration;
 
-use common::backend::Backend;
-use common::control_plane::BlueGreen;
-use common::load::{Load, Protocol};
+use crate::common::backend::Backend;
+use crate::common::control_plane::BlueGreen;
+use crate::common::load::{Load, Protocol};
 
 const TOGGLES: usize = 30;
 
@@ -37,7 +35,7 @@ async fn adding_and_removing_a_service_under_load_never_routes_to_a_missing_clus
 
     assert_eventually!(
         Duration::from_secs(5),
-        common::http::get(scene.listener, "/", "extra.example")
+        crate::common::http::get(scene.listener, "/", "extra.example")
             .await
             .is_ok_and(|(s, _)| s == 200)
     );

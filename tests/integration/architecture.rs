@@ -7,7 +7,7 @@
 //! module it starts with (`crate::xds::cache::SnapshotCache` names `xds::cache`). Test code
 //! (from `#[cfg(test)]` on, and `tests` modules) is left out: tests may reach anywhere.
 //!
-//! `cargo test --test architecture -- --nocapture` prints every edge.
+//! `cargo test --test integration architecture:: -- --nocapture` prints every edge.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

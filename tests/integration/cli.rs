@@ -9,7 +9,7 @@ fn switchyard(args: &[&str]) -> Output {
         .expect("run switchyard")
 }
 
-const GOOD: &str = include_str!("fixtures/one_service.yaml");
+const GOOD: &str = include_str!("../fixtures/one_service.yaml");
 
 fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
     let p = dir.path().join(name);

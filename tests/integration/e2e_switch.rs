@@ -2,14 +2,12 @@
 //! file moves traffic blue -> green; a broken file changes nothing and is reported with its
 //! line; a good file moves traffic back.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::control_plane::BlueGreen;
-use common::envoy::Envoy;
-use common::http;
+use crate::common::control_plane::BlueGreen;
+use crate::common::envoy::Envoy;
+use crate::common::http;
 
 /// The color that answered `n` requests in a row through Envoy, or why not.
 async fn colors(listener: SocketAddr, n: usize) -> Result<Vec<String>, String> {

@@ -1,17 +1,15 @@
 //! The README's "Inspecting a running switchyard" commands, run exactly as written (with
 //! this test's ports) with the real grpcurl against a live switchyard and a real Envoy.
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::control_plane::BlueGreen;
+use crate::common::control_plane::BlueGreen;
 use serde_json::Value;
 
 /// The grpcurl command lines of the README's inspection section.
 fn readme_commands() -> Vec<String> {
-    let readme = include_str!("../README.md");
+    let readme = include_str!("../../README.md");
     let section = readme
         .split("## Inspecting a running switchyard")
         .nth(1)
@@ -27,7 +25,7 @@ fn readme_commands() -> Vec<String> {
 /// Runs a README command line through `sh`, with grpcurl from `.tools/` on the PATH and
 /// the README's default xDS address replaced by `xds`.
 fn command(line: &str, xds: &str) -> Command {
-    let grpcurl = common::tools::grpcurl_bin();
+    let grpcurl = crate::common::tools::grpcurl_bin();
     let dir = grpcurl.parent().unwrap();
     let path = format!(
         "{}:{}",

@@ -5,7 +5,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const GOOD: &str = include_str!("fixtures/one_service.yaml");
+const GOOD: &str = include_str!("../fixtures/one_service.yaml");
 
 /// The schema as the binary prints it.
 fn printed_schema() -> Value {

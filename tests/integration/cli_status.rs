@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use switchyard::grpc::pb::{self, switchyard_server};
 use tonic::{Request, Response, Status};
 
-const GOOD: &str = include_str!("fixtures/one_service.yaml");
+const GOOD: &str = include_str!("../fixtures/one_service.yaml");
 
 fn switchyard(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_switchyard"))

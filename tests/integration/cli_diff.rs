@@ -3,7 +3,7 @@
 
 use std::process::{Command, Output};
 
-const BLUE: &str = include_str!("fixtures/one_service.yaml");
+const BLUE: &str = include_str!("../fixtures/one_service.yaml");
 
 fn switchyard(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_switchyard"))

@@ -3,12 +3,10 @@
 //! debounce). Not one request may fail, and after the last flip every request reaches the
 //! final color within 1 s.
 
-mod common;
-
 use std::time::Duration;
 
-use common::control_plane::BlueGreen;
-use common::load::{Load, Protocol, Report};
+use crate::common::control_plane::BlueGreen;
+use crate::common::load::{Load, Protocol, Report};
 
 const FLIPS: usize = 100;
 const HOST: &str = "summarizer.example";
@@ -39,7 +37,7 @@ async fn flip_under_load(protocol: Protocol, envoys: usize, seed: u64) -> (Repor
     }
     assert_eventually!(
         Duration::from_secs(5),
-        common::http::get(listener, "/", HOST)
+        crate::common::http::get(listener, "/", HOST)
             .await
             .is_ok_and(|(s, b)| s == 200 && b.starts_with("blue"))
     );

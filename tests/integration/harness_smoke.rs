@@ -1,15 +1,13 @@
 //! The harness itself works: tools are provisioned, a backend answers, an
 //! Envoy starts, answers on its admin port and is gone after drop.
 
-mod common;
-
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::Path;
 use std::time::Duration;
 
-use common::backend::Backend;
-use common::envoy::Envoy;
-use common::{http, tools};
+use crate::common::backend::Backend;
+use crate::common::envoy::Envoy;
+use crate::common::{http, tools};
 
 #[tokio::test]
 async fn envoy_starts_and_backend_answers() {

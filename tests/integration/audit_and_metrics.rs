@@ -1,13 +1,11 @@
 //! The audit trail and the metrics of a switch, with a real Envoy acknowledging it.
 
-mod common;
-
 use std::time::Duration;
 
-use common::backend::Backend;
-use common::control_plane::{ControlPlane, metric, one_service};
-use common::envoy::Envoy;
-use common::free_port;
+use crate::common::backend::Backend;
+use crate::common::control_plane::{ControlPlane, metric, one_service};
+use crate::common::envoy::Envoy;
+use crate::common::free_port;
 use serde_json::Value;
 
 fn audit_records(path: &std::path::Path) -> Vec<Value> {

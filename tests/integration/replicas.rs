@@ -2,17 +2,15 @@
 //! Envoy that loses its replica reconnects to another (or to the restarted one) with no
 //! churn and without failing a request.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::control_plane::{BlueGreen, ControlPlane};
-use common::envoy::Envoy;
-use common::load::{Load, Protocol};
+use crate::common::control_plane::{BlueGreen, ControlPlane};
+use crate::common::envoy::Envoy;
+use crate::common::load::{Load, Protocol};
 
 /// A `switchyard serve` process; killed (SIGKILL, like a crashed pod) on drop.
 struct Replica {
@@ -55,7 +53,7 @@ impl Replica {
     }
 
     async fn status(&self) -> serde_json::Value {
-        let (_, body) = common::http::get(self.admin, "/status", "localhost")
+        let (_, body) = crate::common::http::get(self.admin, "/status", "localhost")
             .await
             .expect("GET /status");
         serde_json::from_str(&body).expect("JSON")

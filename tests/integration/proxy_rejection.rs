@@ -2,13 +2,11 @@
 //! with Envoy's message, never answered with a resend of the same version, and the next
 //! good version goes out normally. The proxy keeps serving what it had.
 
-mod common;
-
 use std::net::TcpListener;
 use std::time::Duration;
 
-use common::control_plane::BlueGreen;
-use common::http;
+use crate::common::control_plane::BlueGreen;
+use crate::common::http;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listener_envoy_cannot_bind_is_rejected_recorded_and_not_resent() {

@@ -1,0 +1,25 @@
+//! Every integration test, in one test crate: CI links the project once for all of them
+//! instead of once per file. One module per concern; `common` is the harness (a real
+//! Envoy, real backends on loopback, polling helpers), shared with the demo and the
+//! benches.
+//!
+//! `cargo test --test integration MODULE::` runs one concern, e.g. `zero_downtime::`.
+
+#[macro_use]
+#[path = "../common/mod.rs"]
+mod common;
+
+mod architecture;
+mod audit_and_metrics;
+mod cli;
+mod cli_diff;
+mod cli_schema;
+mod cli_status;
+mod e2e_switch;
+mod harness_smoke;
+mod inspection;
+mod make_before_break;
+mod proxy_rejection;
+mod replicas;
+mod state_watch;
+mod zero_downtime;
