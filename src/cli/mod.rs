@@ -7,6 +7,5 @@
 
 pub mod diff;
 mod http;
-mod linediff;
 pub mod schema;
 pub mod status;
