@@ -7,13 +7,19 @@
 //!
 //! envoy-types ships `src/generated/types.bin`, the FileDescriptorSet matching its
 //! generated Rust types (every Envoy API the crate exposes, ADS and CSDS included). We find
-//! the crate's sources through `cargo metadata` (or, when it cannot resolve offline, in
-//! Cargo's registry at the version `Cargo.lock` pins) and copy the set into `OUT_DIR`, where
-//! `render` (proto3 JSON with Envoy's field names) and gRPC reflection load it. No Envoy
-//! proto is copied into this repository, and no `protoc` is needed.
+//! the crate's sources through `cargo metadata` (the cargo_metadata crate) or, when that
+//! cannot resolve offline, in Cargo's registry at the version `Cargo.lock` pins (read with
+//! the toml crate's parser), and copy the set into `OUT_DIR`, where `render` (proto3 JSON
+//! with Envoy's field names) and gRPC reflection load it. No Envoy proto is copied into
+//! this repository, and no `protoc` is needed.
+//!
+//! The fallback is needed: `cargo metadata` resolves the whole graph, so offline it fails
+//! unless every locked package is downloaded, dev-dependencies and other platforms' ones
+//! included, and a first `cargo build` or `cargo install --path .` downloads only what
+//! that build compiles. For reading `Cargo.lock`, toml's parser adds 5 crates to the build;
+//! the cargo-lock crate would add 37 (url, and ICU through idna).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn main() {
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
@@ -37,49 +43,48 @@ fn main() {
 /// The envoy-types crate directory, as `cargo metadata` reports it (works with vendored
 /// sources and path overrides too). Offline: the build script never downloads.
 fn envoy_types_from_metadata(manifest_dir: &Path) -> Result<PathBuf, String> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let output = Command::new(cargo)
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--offline",
-            "--manifest-path",
-        ])
-        .arg(manifest_dir.join("Cargo.toml"))
-        .output()
-        .map_err(|e| format!("cannot run `cargo metadata`: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "`cargo metadata` failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        ));
-    }
-    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout)
-        .map_err(|e| format!("`cargo metadata` printed no JSON: {e}"))?;
-    let manifest = metadata["packages"]
-        .as_array()
-        .and_then(|ps| ps.iter().find(|p| p["name"] == "envoy-types"))
-        .and_then(|p| p["manifest_path"].as_str())
+    let metadata = cargo_metadata::MetadataCommand::new()
+        .manifest_path(manifest_dir.join("Cargo.toml"))
+        .other_options(vec!["--offline".to_owned()])
+        .exec()
+        .map_err(|e| e.to_string())?;
+    let package = metadata
+        .packages
+        .iter()
+        .find(|p| p.name == "envoy-types")
         .ok_or("`cargo metadata` lists no envoy-types")?;
-    Ok(PathBuf::from(manifest)
+    let dir = package
+        .manifest_path
         .parent()
-        .ok_or("a manifest path has a directory")?
-        .to_owned())
+        .ok_or("a manifest path has a directory")?;
+    Ok(dir.into())
 }
 
-/// Fallback when `cargo metadata` cannot resolve offline (a dependency used only by
-/// tests or another platform not downloaded yet, as in `cargo build` in a fresh
-/// container): the version locked in `Cargo.lock`, in Cargo's registry sources.
+/// The part of `Cargo.lock` the fallback reads.
+#[derive(serde::Deserialize)]
+struct Lockfile {
+    package: Vec<LockedPackage>,
+}
+
+#[derive(serde::Deserialize)]
+struct LockedPackage {
+    name: String,
+    version: String,
+}
+
+/// Fallback when `cargo metadata` cannot resolve offline (see the module doc; the
+/// Dockerfile runs `cargo fetch --locked` first, nothing makes a user do that): the
+/// version locked in `Cargo.lock`, in Cargo's registry sources.
 fn envoy_types_from_registry(manifest_dir: &Path) -> Result<PathBuf, String> {
     let lock = std::fs::read_to_string(manifest_dir.join("Cargo.lock"))
         .map_err(|e| format!("cannot read Cargo.lock: {e}"))?;
+    let lock: Lockfile = toml::from_str(&lock).map_err(|e| format!("Cargo.lock: {e}"))?;
     let version = lock
-        .split("[[package]]")
-        .find(|p| p.contains("name = \"envoy-types\""))
-        .and_then(|p| p.lines().find_map(|l| l.strip_prefix("version = ")))
-        .map(|v| v.trim_matches('"').to_owned())
-        .ok_or("Cargo.lock has no envoy-types")?;
+        .package
+        .into_iter()
+        .find(|p| p.name == "envoy-types")
+        .ok_or("Cargo.lock has no envoy-types")?
+        .version;
     let cargo_home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))

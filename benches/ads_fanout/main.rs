@@ -47,6 +47,9 @@
 //! it); N streams need N descriptors in each process. If the hard limit is too low, raise
 //! it first (`ulimit -Hn 65536` as root, or `prlimit`).
 
+#[path = "../support/mod.rs"]
+mod support;
+
 mod fleet;
 mod h2c;
 mod report;
@@ -63,6 +66,7 @@ use tokio::sync::Semaphore;
 
 use fleet::{Fleet, envoy_like_stream};
 use report::{Row, mib, ms};
+use support::percentile;
 use system::{
     Perf, Proc, ServerProcess, convergence, cpu_ns, listen_overflows, machine, tcp_bytes_sent,
     tcp_segments_out,
@@ -352,15 +356,6 @@ fn measure(
     server.stop();
     runtime.shutdown_timeout(Duration::from_secs(5));
     result.map(|()| row)
-}
-
-/// Nearest-rank percentile of sorted `v`.
-fn percentile(v: &[Duration], p: f64) -> Duration {
-    if v.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = (p * v.len() as f64).ceil() as usize;
-    v[rank.clamp(1, v.len()) - 1]
 }
 
 /// The state file: one listener, `services` services; the first one's active color is

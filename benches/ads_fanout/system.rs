@@ -8,6 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::Machine;
+
 /// The server under test, a child process.
 pub struct ServerProcess {
     child: Child,
@@ -298,15 +300,7 @@ impl Drop for Perf {
 
 /// The machine, for the report.
 pub fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find_map(|l| l.strip_prefix("model name"))
-                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let machine = Machine::read();
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| {
@@ -315,10 +309,11 @@ pub fn machine() -> String {
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         })
         .unwrap_or(0);
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     format!(
-        "machine: {cpu}, {cores} cores, {:.0} GiB, Linux {}",
+        "machine: {}, {} cores, {:.0} GiB, Linux {}",
+        machine.cpu_model.as_deref().unwrap_or("unknown CPU"),
+        machine.cpus,
         mem as f64 / 1024.0 / 1024.0,
-        kernel.trim()
+        machine.kernel.as_deref().unwrap_or_default()
     )
 }

@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use serde_json::Value;
+use similar::TextDiff;
 
-use super::linediff;
 use crate::render::{RenderError, any_to_json};
 use crate::state::changes::{self, changes, listener_address, service_details};
 use crate::state::{Color, DesiredState, Service};
@@ -206,7 +206,22 @@ fn json_diff(a: &Value, b: &Value) -> Vec<String> {
     let (a, b) = (pretty(a), pretty(b));
     let a: Vec<&str> = a.lines().collect();
     let b: Vec<&str> = b.lines().collect();
-    linediff::unified(&a, &b, CONTEXT_LINES)
+    // Myers' diff (similar's default) as unified-diff hunks: an `@@ -l,s +l,s @@` header,
+    // then each line behind ` `, `-` or `+`.
+    let diff = TextDiff::from_slices(&a, &b);
+    let mut lines = Vec::new();
+    for hunk in diff
+        .unified_diff()
+        .context_radius(CONTEXT_LINES)
+        .iter_hunks()
+    {
+        lines.push(hunk.header().to_string());
+        lines.extend(
+            hunk.iter_changes()
+                .map(|c| format!("{}{}", c.tag(), c.value())),
+        );
+    }
+    lines
 }
 
 /// The change from `old` to `new` in the state's terms: color switches first (what an

@@ -7,6 +7,5 @@
 //! thin edge that reads files or the network; `main.rs` maps their errors to exit codes.
 
 pub mod diff;
-mod linediff;
 pub mod schema;
 pub mod status;

@@ -11,6 +11,17 @@
 //! It declares draft 2020-12 but uses only keywords that mean the same in draft-07 (no
 //! `$ref`, no `$defs`), which is what the YAML language server implements; a description
 //! next to a `$ref` would be lost there, so the two colors are written out in full.
+//!
+//! Why hand-written: deriving it with `schemars` from the `Raw*` types in
+//! `src/state/parse.rs` was weighed (schemars 1.2) and would not be as good for editors.
+//! Those types wrap every field in serde-saphyr's `Spanned`, which has no `JsonSchema`
+//! impl (nor can it get one here), so each field would need `#[schemars(with = ...)]`, and
+//! the patterns, `uniqueItems`, `enum` of `active`, examples and defaults would become
+//! `regex`/`extend` attributes on nearly every field: the same schema, moved into the
+//! parser's types. `inline_subschemas` would avoid `$ref`/`$defs`, but blue and green share
+//! one `RawColor`, so their descriptions could no longer name their color and cluster.
+//! What a derive would buy, no drift between schema and parser, `tests/cli_schema.rs`
+//! already checks by giving both the same good and bad files.
 
 use serde_json::{Value, json};
 

@@ -565,16 +565,42 @@ mod tests {
 
     #[test]
     fn alias_bomb_is_rejected_quickly() {
-        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
-        for i in 1..12 {
-            let p = i - 1;
-            text.push_str(&format!(
-                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
-            ));
-        }
-        text.push_str("listeners: []\n");
-        let problems = parse_str(&text).unwrap_err();
-        assert_eq!(problems.len(), 1, "{problems:?}");
+        // GOOD, with green's endpoints merged in through anchors `levels` deep, each level
+        // merging the one before ten times: 10^(levels - 1) copies once expanded.
+        let merged_green = |levels: usize| {
+            let mut green = String::from(
+                "    green:\n      <<:\n        - &m0 {endpoints: [\"127.0.0.1:8082\"]}\n",
+            );
+            for i in 1..levels {
+                let previous = vec![format!("*m{}", i - 1); 10].join(", ");
+                green.push_str(&format!("        - &m{i} {{<<: [{previous}]}}\n"));
+            }
+            let text = GOOD.replace(
+                "    green:\n      endpoints: [\"127.0.0.1:8082\"]\n",
+                &green,
+            );
+            assert_ne!(text, GOOD, "green's block is where the test expects it");
+            text
+        };
+        // A few levels deep the file is valid: aliases and merge keys are allowed.
+        let shallow = parse_str(&merged_green(3)).expect("a shallow merge is a valid file");
+        assert_eq!(
+            shallow.services[0].green.endpoints,
+            vec!["127.0.0.1:8082".parse().unwrap()]
+        );
+        // Twelve levels deep the parser's budget stops the expansion at 250,000 nodes. (The
+        // message ends in "(used": `tidy_yaml_message` cuts serde-saphyr's trailing
+        // "at line 18, column 41)" as if it were the usual location suffix.)
+        assert_eq!(
+            parse_str(&merged_green(12)).unwrap_err(),
+            [Problem {
+                line: 18,
+                column: 41,
+                message: "budget breached: Nodes { nodes: 250001 } (defined at line 13, \
+                          column 27) (used"
+                    .to_owned(),
+            }]
+        );
     }
 
     #[test]
