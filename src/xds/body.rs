@@ -6,7 +6,8 @@
 //! A proxy's stream lives for hours and sends a few responses, so at 10,000 proxies that
 //! buffer is most of the memory an idle stream holds. Here each response becomes one gRPC
 //! message in a buffer of exactly its size, handed to HTTP/2 and freed once written; the
-//! stream keeps nothing between responses.
+//! stream keeps nothing between responses. BENCHMARKS.md (`ba7866e`): 46.8 -> 37.4 KiB per
+//! idle stream at 10,000 streams, and a lower switch p99 in three A/B pairs.
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};

@@ -1,9 +1,10 @@
 //! The requests of an ADS stream, read from the HTTP/2 request body and decoded with prost.
 //!
 //! Hand-written rather than tonic's `Streaming` for what an ADS stream is: a few small
-//! messages and then hours of nothing. It holds no buffer between messages (tonic keeps
-//! one per stream), and a malformed message ends the stream with a status that says what
-//! was wrong with it.
+//! messages and then hours of nothing. It holds no buffer between messages (tonic's
+//! `Streaming` keeps one per stream, sized to the largest message seen), and a malformed
+//! message ends the stream with a status that says what was wrong with it. BENCHMARKS.md
+//! (`3d78615`): 27.8 -> 26.4 KiB per idle stream in three A/B pairs.
 
 use std::future::poll_fn;
 use std::pin::Pin;
