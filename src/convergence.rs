@@ -4,9 +4,10 @@
 //!
 //! A stream reports when its proxy becomes synced at a state version; that only counts
 //! (no walk over the proxies). Once as many proxies are synced at the rollout's version as
-//! are connected, one task confirms it against the proxy registry (one walk), so a rollout
-//! to N proxies costs O(N), not a walk per proxy. Disconnects and the start of a rollout
-//! ask for that confirmation too.
+//! are connected and not still connecting (a proxy that has asked for nothing holds
+//! nothing to wait for), one task confirms it against the proxy registry (one walk), so a
+//! rollout to N proxies costs O(N), not a walk per proxy. Disconnects and the start of a
+//! rollout ask for that confirmation too.
 
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -68,7 +69,8 @@ impl Convergence {
             && t.version == version
         {
             t.synced += 1;
-            if t.synced >= self.registry.len() {
+            // Proxies still connecting hold nothing: they do not hold a rollout up.
+            if t.synced + self.registry.connecting() >= self.registry.len() {
                 self.notify.notify_one();
             }
         }
@@ -109,5 +111,81 @@ impl Convergence {
             took_ms: took.as_secs_f64() * 1000.0,
         });
         *target = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xds::observer::{Protocol, StepReport};
+    use crate::xds::sync::SyncStatus;
+    use std::time::Duration;
+
+    fn synced_at(registry: &ProxyRegistry, stream: u64, version: &str) {
+        registry.record(
+            stream,
+            &StepReport {
+                events: &[],
+                state_version: version,
+                status: [SyncStatus::Synced; 4],
+                wildcard: [true; 4],
+            },
+        );
+    }
+
+    async fn notified(c: &Convergence) -> bool {
+        tokio::time::timeout(Duration::from_millis(50), c.notify.notified())
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn a_proxy_still_connecting_does_not_hold_a_rollout_up() {
+        let registry = ProxyRegistry::default();
+        registry.open(1, Protocol::Sotw, "");
+        registry.open(2, Protocol::Sotw, ""); // connects, asks for nothing (yet)
+        let stale = StepReport {
+            events: &[],
+            state_version: "v2",
+            status: [SyncStatus::Stale; 4],
+            wildcard: [true; 4],
+        };
+        registry.record(1, &stale);
+        let events = EventBus::default();
+        let mut rx = events.subscribe();
+        let c = Convergence::new(registry.clone(), Metrics::new(), events);
+        c.started("v2".into(), Instant::now());
+        assert!(notified(&c).await, "a rollout starts with a look");
+        c.check();
+        assert!(rx.try_recv().is_err(), "proxy 1 is not synced yet");
+
+        synced_at(&registry, 1, "v2");
+        c.proxy_synced("v2");
+        assert!(
+            notified(&c).await,
+            "the last proxy holding anything is synced"
+        );
+        c.check();
+        let event = rx.try_recv().expect("switch complete");
+        assert!(
+            matches!(&*event, Event::SwitchComplete { version, proxies: 2, .. } if version == "v2"),
+            "{event:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_proxy_synced_at_an_older_state_holds_a_rollout_up() {
+        let registry = ProxyRegistry::default();
+        registry.open(1, Protocol::Sotw, "");
+        registry.open(2, Protocol::Sotw, "");
+        synced_at(&registry, 2, "v1");
+        let events = EventBus::default();
+        let mut rx = events.subscribe();
+        let c = Convergence::new(registry.clone(), Metrics::new(), events);
+        c.started("v2".into(), Instant::now());
+        synced_at(&registry, 1, "v2");
+        c.proxy_synced("v2");
+        c.check();
+        assert!(rx.try_recv().is_err(), "proxy 2 still runs v1");
     }
 }

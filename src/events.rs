@@ -71,6 +71,17 @@ pub enum Event {
         /// The state that stays in force.
         active_version: Option<String>,
     },
+    /// A valid state file could not be translated: a bug in switchyard, not in the file.
+    /// The previous state stays in force.
+    StateInternalError {
+        #[serde(serialize_with = "rfc3339")]
+        at: SystemTime,
+        content_hash: String,
+        file: FileInfo,
+        message: String,
+        /// The state that stays in force.
+        active_version: Option<String>,
+    },
     /// A new state is being pushed to the connected proxies.
     SwitchStarted {
         #[serde(serialize_with = "rfc3339")]

@@ -93,9 +93,10 @@ enum Command {
         log_format: LogFormat,
         /// Append an audit trail to this file: one JSON object per line for every state
         /// accepted or rejected (content hash, per-service colors and weights before and
-        /// after, file mtime and owner, the reason when rejected), each proxy's
-        /// acknowledgement of it, and each switch's completion. Flushed to disk per
-        /// record; never truncated.
+        /// after, file mtime and owner, the reason when rejected), every valid state that
+        /// switchyard failed to translate (a bug), each proxy's acknowledgement of a
+        /// state, and each switch's completion. Flushed to disk per record; never
+        /// truncated.
         #[arg(long, value_name = "PATH")]
         audit_log: Option<PathBuf>,
     },

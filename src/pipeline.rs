@@ -131,7 +131,14 @@ impl Pipeline {
             Err(e) => {
                 error!(error = %e, "bug: a valid state translated inconsistently; keeping the last good state");
                 r.metrics.state_internal_error();
-                r.board.internal_error(e.to_string(), content_hash);
+                r.board.internal_error(e.to_string(), content_hash.clone());
+                r.events.emit(Event::StateInternalError {
+                    at: SystemTime::now(),
+                    content_hash,
+                    file: file(),
+                    message: e.to_string(),
+                    active_version: Some(self.current.1.clone()),
+                });
                 return Outcome::InternalError;
             }
         };
@@ -381,10 +388,21 @@ mod tests {
     #[tokio::test]
     async fn a_translation_bug_is_an_internal_error_not_a_rejected_file() {
         let (mut p, cache, r) = start_with(BLUE, fails_on_green);
+        let mut events = r.events.subscribe();
         let version = cache.current().snapshot().state_version.clone();
         let outcome = p.apply(accepted(&green()), file);
         assert_eq!(outcome, Outcome::InternalError);
         assert_eq!(cache.current().snapshot().state_version, version);
+        let Event::StateInternalError {
+            message,
+            active_version,
+            ..
+        } = &*events.recv().await.unwrap()
+        else {
+            panic!("not state_internal_error")
+        };
+        assert_eq!(message, "cluster `x` has no endpoints");
+        assert_eq!(active_version.as_deref(), Some(version.as_str()));
         assert!(r.board.last_rejection().is_none(), "not the file's fault");
         let internal = r.board.last_internal_error().unwrap();
         assert_eq!(internal.message, "cluster `x` has no endpoints");

@@ -7,6 +7,7 @@
 //! reader iterates shard by shard.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::SystemTime;
 
 use dashmap::DashMap;
@@ -41,6 +42,8 @@ pub struct Rejection {
 pub struct TypeRecord {
     /// Where the proxy stands on this type.
     pub status: SyncStatus,
+    /// It subscribes to every resource of this type (a wildcard).
+    pub wildcard: bool,
     pub sent: Option<VersionAt>,
     pub acked: Option<VersionAt>,
     /// The latest rejection, even once a newer version fixed it (`status` says whether it
@@ -92,7 +95,7 @@ pub struct ProxyRecord {
     pub status: ProxyStatus,
     /// The last state version it was synced at: reaching a new one is announced once.
     #[serde(skip)]
-    pub synced_version: String,
+    synced_version: String,
     pub clusters: TypeRecord,
     pub endpoints: TypeRecord,
     pub listeners: TypeRecord,
@@ -125,11 +128,15 @@ pub struct ProxyRegistry {
     /// Boxed: a record is ~850 bytes, and the map's spare slots (and its copies while it
     /// grows) then cost a pointer each instead.
     proxies: Arc<DashMap<StreamId, Box<ProxyRecord>>>,
+    /// How many of them are [`ProxyStatus::Connecting`], kept as they change, so that
+    /// convergence can tell "every proxy that holds anything is synced" without a walk.
+    connecting: Arc<AtomicUsize>,
 }
 
 impl ProxyRegistry {
     /// A stream opened.
     pub fn open(&self, stream: StreamId, protocol: Protocol, peer: &str) {
+        self.connecting.fetch_add(1, Ordering::Relaxed);
         self.proxies.insert(
             stream,
             Box::new(ProxyRecord {
@@ -154,7 +161,11 @@ impl ProxyRegistry {
 
     /// A stream ended; returns the protocol it spoke (`None` when it was not open).
     pub fn close(&self, stream: StreamId) -> Option<Protocol> {
-        self.proxies.remove(&stream).map(|(_, p)| p.protocol)
+        let (_, p) = self.proxies.remove(&stream)?;
+        if p.status == ProxyStatus::Connecting {
+            self.connecting.fetch_sub(1, Ordering::Relaxed);
+        }
+        Some(p.protocol)
     }
 
     /// Records the proxy's node (once known).
@@ -187,9 +198,20 @@ impl ProxyRegistry {
             p.state_version = step.state_version.to_owned();
         }
         for t in ResourceType::ALL {
-            p.type_record_mut(t).status = step.status[t.index()];
+            let r = p.type_record_mut(t);
+            r.status = step.status[t.index()];
+            r.wildcard = step.wildcard[t.index()];
         }
-        p.status = ProxyStatus::of(&step.status);
+        let status = ProxyStatus::of(&step.status);
+        match (
+            p.status == ProxyStatus::Connecting,
+            status == ProxyStatus::Connecting,
+        ) {
+            (true, false) => self.connecting.fetch_sub(1, Ordering::Relaxed),
+            (false, true) => self.connecting.fetch_add(1, Ordering::Relaxed),
+            _ => 0,
+        };
+        p.status = status;
         let at = SystemTime::now();
         for e in step.events {
             match e {
@@ -253,18 +275,28 @@ impl ProxyRegistry {
         all
     }
 
-    /// Is every connected proxy at state `version` with nothing on its way and no
-    /// rejection standing ([`ProxyStatus::is_settled`])? Returns how many proxies that is
-    /// (0 with none connected), or `None` when one is not.
+    /// Is every connected proxy synced at state `version`, or still connecting (it holds
+    /// nothing, and will be sent the state in force when it asks)? Returns how many
+    /// proxies that is (0 with none connected), or `None` when one is not.
     pub fn all_settled_at(&self, version: &str) -> Option<usize> {
         let mut n = 0;
         for p in self.proxies.iter() {
-            if p.state_version != version || !p.status.is_settled() {
+            let settled = match p.status {
+                ProxyStatus::Connecting => true,
+                ProxyStatus::Synced => p.state_version == version,
+                ProxyStatus::Stale | ProxyStatus::Rejected => false,
+            };
+            if !settled {
                 return None;
             }
             n += 1;
         }
         Some(n)
+    }
+
+    /// How many proxies are still connecting (subscribed to nothing).
+    pub fn connecting(&self) -> usize {
+        self.connecting.load(Ordering::Relaxed)
     }
 
     /// How many proxies subscribe to each resource type (without copying any record).

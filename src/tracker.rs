@@ -101,3 +101,113 @@ fn proxy_event(node_id: &str, stream: StreamId, state_version: &str, e: &StreamE
         other => unreachable!("bug: {other:?} is not announced"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xds::ResourceType;
+    use crate::xds::sync::SyncStatus;
+
+    fn tracker() -> ProxyTracker {
+        let registry = ProxyRegistry::default();
+        let metrics = Metrics::new();
+        let events = EventBus::default();
+        ProxyTracker {
+            convergence: Convergence::new(registry.clone(), metrics.clone(), events.clone()),
+            registry,
+            metrics,
+            events,
+        }
+    }
+
+    fn step<'a>(events: &'a [StreamEvent], status: SyncStatus) -> StepReport<'a> {
+        StepReport {
+            events,
+            state_version: "v1",
+            status: [status; 4],
+            wildcard: [true; 4],
+        }
+    }
+
+    fn acked() -> StreamEvent {
+        StreamEvent::Acked {
+            type_: ResourceType::Route,
+            version: "r1".into(),
+            resources: Default::default(),
+        }
+    }
+
+    fn identified(t: &ProxyTracker) {
+        t.stream_opened(7, Protocol::Sotw, "127.0.0.1:5000");
+        let node = Node {
+            id: "envoy-1".into(),
+            ..Default::default()
+        };
+        t.node_identified(7, &Arc::new(node));
+    }
+
+    #[test]
+    fn a_proxy_synced_at_a_state_is_announced_once() {
+        let t = tracker();
+        identified(&t);
+        let mut rx = t.events.subscribe();
+        t.stream_stepped(7, step(&[acked()], SyncStatus::Synced));
+        let e = rx.try_recv().unwrap();
+        assert!(
+            matches!(&*e, Event::ProxyAcked { node_id, .. } if node_id == "envoy-1"),
+            "{e:?}"
+        );
+        let e = rx.try_recv().unwrap();
+        assert!(
+            matches!(&*e, Event::ProxySynced { node_id, stream_id: 7, state_version, .. }
+                if node_id == "envoy-1" && state_version == "v1"),
+            "{e:?}"
+        );
+        // Synced still, at the same state: nothing more to say.
+        t.stream_stepped(7, step(&[], SyncStatus::Synced));
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_rejection_is_announced_and_acks_only_to_live_readers() {
+        let t = tracker();
+        identified(&t);
+        // No reader: an ACK makes no event at all (a sink never keeps them).
+        t.stream_stepped(7, step(&[acked()], SyncStatus::Stale));
+        let mut rx = t.events.subscribe();
+        let rejected = StreamEvent::Rejected {
+            type_: ResourceType::Listener,
+            version: "l2".into(),
+            message: "cannot bind".into(),
+        };
+        t.stream_stepped(7, step(&[rejected], SyncStatus::Rejected));
+        let e = rx.try_recv().unwrap();
+        assert!(
+            matches!(&*e, Event::ProxyRejected { r#type: "listeners", message, .. }
+                if message == "cannot bind"),
+            "{e:?}"
+        );
+        assert!(rx.try_recv().is_err(), "a rejected proxy is not synced");
+        let proxies = t.registry.proxies();
+        assert_eq!(
+            proxies[0].listeners.rejected.as_ref().unwrap().version,
+            "l2"
+        );
+        assert!(
+            t.metrics
+                .encode()
+                .contains(r#"switchyard_xds_nacks_total{type="listeners"} 1"#)
+        );
+    }
+
+    #[test]
+    fn a_closed_stream_leaves_the_registry_and_the_connected_gauge() {
+        let t = tracker();
+        identified(&t);
+        let gauge = r#"switchyard_connected_proxies{protocol="sotw"}"#;
+        assert!(t.metrics.encode().contains(&format!("{gauge} 1")));
+        t.stream_closed(7);
+        assert!(t.registry.is_empty());
+        assert!(t.metrics.encode().contains(&format!("{gauge} 0")));
+    }
+}

@@ -20,7 +20,7 @@
 //! `regex`/`extend` attributes on nearly every field: the same schema, moved into the
 //! parser's types. `inline_subschemas` would avoid `$ref`/`$defs`, but blue and green share
 //! one `RawColor`, so their descriptions could no longer name their color and cluster.
-//! What a derive would buy, no drift between schema and parser, `tests/cli_schema.rs`
+//! What a derive would buy, no drift between schema and parser, `tests/integration/cli_schema.rs`
 //! already checks by giving both the same good and bad files.
 
 use serde_json::{Value, json};

@@ -223,6 +223,7 @@ pub fn render_status(status: &ServerStatus) -> Result<String, Missing> {
         Some(state) => {
             render_state(&mut out, state)?;
             render_rejection(&mut out, state.last_rejection.as_ref())?;
+            render_internal_error(&mut out, state.internal_error.as_ref())?;
             out.push('\n');
             render_services(&mut out, &state.services)?;
         }
@@ -291,6 +292,18 @@ fn render_rejection(out: &mut String, rejection: Option<&pb::Rejection>) -> Resu
     for e in &r.errors {
         let _ = writeln!(out, "  {e}");
     }
+    Ok(())
+}
+
+/// A valid file the server failed to translate: shown only when there is one.
+fn render_internal_error(out: &mut String, e: Option<&pb::InternalError>) -> Result<(), Missing> {
+    let Some(e) = e else { return Ok(()) };
+    let message = required(&e.message, || "state.internal_error.message".to_owned())?;
+    let at = time(e.at.as_ref(), "state.internal_error.at")?;
+    let _ = writeln!(
+        out,
+        "INTERNAL ERROR at {at}: a valid state file could not be translated (a bug in switchyard; the state above stays in force): {message}"
+    );
     Ok(())
 }
 
@@ -571,6 +584,7 @@ mod tests {
                     green_weight: 100,
                 }],
                 last_rejection: None,
+                internal_error: None,
                 listeners: vec![pb::Listener {
                     name: "public".to_owned(),
                     address: "127.0.0.1".to_owned(),
@@ -743,6 +757,21 @@ last rejection: /etc/switchyard/state.yaml at 2026-11-26T10:21:26.373Z (the stat
   /etc/switchyard/state.yaml:13:13: active must be `blue` or `green`, not `both`
 "
             ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_internal_error_is_shown_as_switchyards_bug_not_the_files() {
+        let mut status = sample();
+        state(&mut status).internal_error = Some(pb::InternalError {
+            message: "cluster `x` has no endpoints".to_owned(),
+            content_hash: "6c02".to_owned(),
+            at: at(1_284_875),
+        });
+        let text = render(&status);
+        assert!(
+            text.contains("last rejection: none\nINTERNAL ERROR at 2026-11-26T10:21:26.373Z: a valid state file could not be translated (a bug in switchyard; the state above stays in force): cluster `x` has no endpoints\n"),
             "{text}"
         );
     }

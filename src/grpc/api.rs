@@ -70,8 +70,7 @@ fn type_status(t: ResourceType, r: &TypeRecord) -> pb::TypeStatus {
     }
 }
 
-/// A proxy's overall status from its per-type statuses: any type rejected, REJECTED;
-/// nothing subscribed yet, CONNECTING; every subscribed type synced, SYNCED; else STALE.
+/// A proxy's overall status (worked out by `ProxyStatus::of`) in the API's terms.
 fn proxy_status(s: ProxyStatus) -> pb::ProxyStatus {
     match s {
         ProxyStatus::Connecting => pb::ProxyStatus::Connecting,
@@ -149,6 +148,21 @@ pub fn event(e: &Event) -> pb::Event {
                 content_hash: content_hash.clone(),
                 path: file.path.clone(),
                 errors: errors.clone(),
+                active_version: active_version.clone().unwrap_or_default(),
+            }),
+        ),
+        Event::StateInternalError {
+            at,
+            content_hash,
+            file,
+            message,
+            active_version,
+        } => (
+            at,
+            Kind::StateInternalError(pb::StateInternalError {
+                content_hash: content_hash.clone(),
+                path: file.path.clone(),
+                message: message.clone(),
                 active_version: active_version.clone().unwrap_or_default(),
             }),
         ),
@@ -276,6 +290,11 @@ impl Switchyard for SwitchyardApi {
                 content_hash: r.content_hash,
                 rejected_at: Some(timestamp(r.rejected_at)),
                 path: r.path.display().to_string(),
+            }),
+            internal_error: self.board.last_internal_error().map(|e| pb::InternalError {
+                message: e.message,
+                content_hash: e.content_hash,
+                at: Some(timestamp(e.at)),
             }),
             listeners: active
                 .state

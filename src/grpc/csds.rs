@@ -1,9 +1,12 @@
 //! CSDS (`envoy.service.status.v3.ClientStatusDiscoveryService`): per connected Envoy, its
 //! node and the status of every resource it was sent, in Envoy's own terms.
 //!
-//! Per resource: `SYNCED` when the proxy acknowledged the version in force, `STALE` when a
-//! newer one is on its way or held back, `ERROR` (with Envoy's message) when the proxy
-//! rejected the latest one, `NOT_SENT` for a resource of a wildcard type not yet sent.
+//! Per resource: `ERROR` (with Envoy's message) when the type's status is rejected (the
+//! latest response, which carried it, was rejected); `SYNCED` when the proxy acknowledged
+//! the version in force; `STALE` when a newer one is on its way or held back; `NOT_SENT`
+//! for a resource in force not yet sent on a wildcard subscription. The type's status comes
+//! from the stream's state machine (`xds::sync`); only the per-resource detail is
+//! worked out here, from the resources sent and acknowledged.
 
 use std::pin::Pin;
 
@@ -71,7 +74,7 @@ fn client_config(proxy: &ProxyRecord, snapshot: &Snapshot, exclude_contents: boo
             .filter(|_| record.status == SyncStatus::Rejected);
         let mut names: std::collections::BTreeSet<&String> = record.sent_resources.keys().collect();
         names.extend(record.acked_resources.keys());
-        if t.is_wildcard_type() && record.status != SyncStatus::NotSubscribed {
+        if record.wildcard {
             names.extend(in_force.keys());
         }
         for name in names {

@@ -4,9 +4,9 @@
 //! and the audit log all hang off the observer the application passes in; `xds` itself
 //! knows none of them.
 //!
-//! Calls for one stream come in order (opened, then steps, then closed) from the task
-//! that drives it; calls for different streams come concurrently, so an implementation
-//! shares its state with care (the registry is a `DashMap` for that reason).
+//! Calls for one stream come in order (opened, then steps, then closed), made by whatever
+//! polls that stream's response body; calls for different streams come concurrently, from
+//! any runtime worker, so an implementation's shared state must take concurrent updates.
 
 use std::sync::Arc;
 
@@ -72,6 +72,8 @@ pub struct StepReport<'a> {
     pub state_version: &'a str,
     /// Where the proxy stands on each type afterwards, by [`ResourceType::index`].
     pub status: [SyncStatus; 4],
+    /// Whether it subscribes to every resource of each type (a wildcard), by index.
+    pub wildcard: [bool; 4],
 }
 
 /// Told what happens on every ADS stream.

@@ -11,6 +11,7 @@ use tonic::codegen::{Body, BoxFuture, Context, Poll, Service, StdError, http};
 use tonic::transport::server::TcpConnectInfo;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use super::ResourceType;
 use super::body::{AdsBody, ResponseStream};
 use super::cache::{Published, SnapshotCache};
 use super::encode::EncodedResponse;
@@ -245,6 +246,7 @@ impl SotwDriver {
                 events: &step.events,
                 state_version: self.stream.state_version(),
                 status: self.stream.statuses(),
+                wildcard: ResourceType::ALL.map(|t| self.stream.wildcard(t)),
             },
         );
         debug_assert_eq!(

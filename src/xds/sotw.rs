@@ -11,6 +11,9 @@
 //!   (it may carry another replica's version and nonce after a reconnect);
 //! - a request with `error_detail` is a NACK: the rejected version is recorded and not sent
 //!   again; the next different version is sent normally;
+//! - a request is an ACK only when it carries the latest nonce and that response's version:
+//!   after a NACK, Envoy's requests carry the rejected response's nonce and the version it
+//!   still runs, and are not ACKs;
 //! - subscriptions follow the xDS protocol's wildcard rules: `*` asks for every resource of
 //!   a type; for clusters and listeners an empty list asks for every one too (the legacy
 //!   wildcard), but only until the stream first sends a list that is not empty: after that
@@ -99,7 +102,7 @@ pub struct Step {
 /// The state of one SotW ADS stream.
 #[derive(Debug)]
 pub struct SotwStream {
-    /// Shared with the observer (the registry keeps it for CSDS).
+    /// Shared with the observer.
     node: Option<Arc<Node>>,
     published: Arc<Published>,
     types: [TypeState; 4],
@@ -139,7 +142,8 @@ impl SotwStream {
     /// Where the proxy stands on `t`.
     pub fn status(&self, t: ResourceType) -> SyncStatus {
         let state = &self.types[t.index()];
-        if !state.subscribed {
+        let asks_for_none = state.names.list().is_some_and(|names| names.is_empty());
+        if !state.subscribed || asks_for_none {
             return SyncStatus::NotSubscribed;
         }
         let Some(sent) = &state.sent else {
@@ -168,6 +172,12 @@ impl SotwStream {
     /// [`Self::status`] of every type, by [`ResourceType::index`].
     pub fn statuses(&self) -> [SyncStatus; 4] {
         ResourceType::ALL.map(|t| self.status(t))
+    }
+
+    /// Does the proxy subscribe to every resource of `t` (a wildcard subscription)?
+    pub fn wildcard(&self, t: ResourceType) -> bool {
+        let state = &self.types[t.index()];
+        state.subscribed && state.names.list().is_none()
     }
 
     /// Handles one request from the proxy.
@@ -205,7 +215,9 @@ impl SotwStream {
                     version: sent.version.clone(),
                     message: err.message.clone(),
                 });
-            } else {
+            } else if req.version_info == sent.version
+                && !state.acked.as_ref().is_some_and(|a| Arc::ptr_eq(a, sent))
+            {
                 state.acked = Some(sent.clone());
                 step.events.push(StreamEvent::Acked {
                     type_: t,
@@ -213,6 +225,9 @@ impl SotwStream {
                     resources: sent.resources.clone(),
                 });
             }
+            // Otherwise it answers the latest response without taking it: a request after
+            // a NACK (Envoy keeps the nonce and sends the version it still runs), or after
+            // an ACK already counted; it only restates the subscription.
         }
         // First request of this type on the stream (whatever version or nonce it carries),
         // an ACK, or a NACK: it states the current subscription.

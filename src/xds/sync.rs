@@ -2,9 +2,10 @@
 //! "stale", "rejected" and "not subscribed".
 //!
 //! The stream's protocol state machine works out a [`SyncStatus`] per type after every
-//! step (it alone knows what was sent, acknowledged, rejected and what is due); the proxy
-//! registry stores it, and `/status`, `switchyard.v1`, CSDS, convergence and the CLI read
-//! it from there. Nobody recomputes it from versions.
+//! step (it alone knows what was sent, acknowledged, rejected and what is due) and hands
+//! it to the observer with the step; [`ProxyStatus::of`] combines a proxy's types. Every
+//! view of a proxy or a type (the application's `/status`, API, CSDS, convergence, CLI)
+//! reads these, and none recomputes them from versions.
 
 use serde::Serialize;
 
@@ -22,17 +23,6 @@ pub enum SyncStatus {
     Stale,
     /// It rejected the latest response sent (and nothing newer has been sent since).
     Rejected,
-}
-
-impl SyncStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SyncStatus::NotSubscribed => "not_subscribed",
-            SyncStatus::Synced => "synced",
-            SyncStatus::Stale => "stale",
-            SyncStatus::Rejected => "rejected",
-        }
-    }
 }
 
 /// How one proxy stands overall.
@@ -68,15 +58,6 @@ impl ProxyStatus {
     /// should (a proxy still connecting has nothing due either).
     pub fn is_settled(self) -> bool {
         matches!(self, ProxyStatus::Synced | ProxyStatus::Connecting)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProxyStatus::Connecting => "connecting",
-            ProxyStatus::Synced => "synced",
-            ProxyStatus::Stale => "stale",
-            ProxyStatus::Rejected => "rejected",
-        }
     }
 }
 

@@ -545,7 +545,8 @@ fn once_names_are_listed_an_empty_list_unsubscribes_from_everything() {
     assert_eq!(types(&step), [ResourceType::Cluster]);
     assert_eq!(resource_count(&step.responses[0]), 0);
     s.on_request(ack(&step.responses[0], &[]));
-    assert_eq!(s.status(ResourceType::Cluster), SyncStatus::Synced);
+    assert_eq!(s.status(ResourceType::Cluster), SyncStatus::NotSubscribed);
+    assert!(!s.wildcard(ResourceType::Cluster));
     // `*` subscribes to everything again.
     let last = s.sent_version(ResourceType::Cluster);
     let step = s.on_request(request(
@@ -555,6 +556,7 @@ fn once_names_are_listed_an_empty_list_unsubscribes_from_everything() {
         &["*"],
     ));
     assert_eq!(resource_count(&step.responses[0]), 2);
+    assert!(s.wildcard(ResourceType::Cluster));
 }
 
 #[test]
@@ -613,4 +615,39 @@ fn statuses_start_not_subscribed_and_a_subscription_waiting_for_its_reply_is_sta
     s.on_request(request(ResourceType::Cluster, "", "", &[]));
     assert_eq!(s.status(ResourceType::Cluster), SyncStatus::Stale);
     assert_eq!(s.status(ResourceType::Listener), SyncStatus::NotSubscribed);
+}
+
+#[test]
+fn a_subscription_change_after_a_nack_is_not_an_ack() {
+    let mut s = stream(STATE);
+    let [_, eds, _, _] = converge(&mut s);
+    let moved = s.on_snapshot(snap(&STATE.replace("8081", "8091")));
+    let rejected = &moved.responses[0];
+    s.on_request(nack(rejected, &CLUSTERS, "bad endpoints"));
+    // Envoy then narrows its subscription: the rejected response's nonce, the version it
+    // still runs, no error.
+    let mut req = ack(rejected, &["summarizer-green"]);
+    req.version_info = eds.version_info.clone();
+    let step = s.on_request(req);
+    assert!(
+        !step
+            .events
+            .iter()
+            .any(|e| matches!(e, StreamEvent::Acked { .. })),
+        "{:?}",
+        step.events
+    );
+    assert_eq!(
+        s.acked_version(ResourceType::Endpoint),
+        Some(eds.version_info.as_str())
+    );
+    assert_eq!(s.status(ResourceType::Endpoint), SyncStatus::Stale);
+}
+
+#[test]
+fn a_second_ack_of_the_same_response_is_not_counted_again() {
+    let mut s = stream(STATE);
+    let [_, eds, _, _] = converge(&mut s);
+    let step = s.on_request(ack(&eds, &CLUSTERS));
+    assert!(step.events.is_empty(), "{:?}", step.events);
 }
