@@ -17,7 +17,7 @@ use crate::grpc::pb::{self, switchyard_client::SwitchyardClient};
 
 mod render;
 
-pub use render::{render_status, status_json};
+pub use render::{Missing, ServerStatus, render_status, status_json};
 
 /// How long `status` waits for the server, in total (connecting and both calls).
 pub const TIMEOUT: Duration = Duration::from_secs(5);
@@ -40,20 +40,6 @@ pub enum StatusError {
     /// switchyard answered, without a field the tables need.
     #[error("switchyard at {addr} answered without {field}")]
     BadAnswer { addr: String, field: String },
-}
-
-/// A field the answer lacks (named by its path in the `--json` document, e.g.
-/// `proxies[0].status`).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("answered without {0}")]
-pub struct Missing(pub String);
-
-/// What the server said: `GetState` (`None` while no valid state is loaded, which the
-/// server answers with UNAVAILABLE) and `ListProxies`.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ServerStatus {
-    pub state: Option<pb::GetStateResponse>,
-    pub proxies: Vec<pb::Proxy>,
 }
 
 /// `switchyard status [--json]` against `addr` (the xDS port): the text to print.

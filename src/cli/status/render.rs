@@ -8,11 +8,24 @@ use std::time::SystemTime;
 
 use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
 
-use super::{Missing, ServerStatus};
 use crate::grpc::pb;
 
 /// The resource types, in push order, as `TypeStatus.type` names them.
 const TYPES: [&str; 4] = ["clusters", "endpoints", "listeners", "routes"];
+
+/// A field the answer lacks (named by its path in the `--json` document, e.g.
+/// `proxies[0].status`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("answered without {0}")]
+pub struct Missing(pub String);
+
+/// What the server said: `GetState` (`None` while no valid state is loaded, which the
+/// server answers with UNAVAILABLE) and `ListProxies`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServerStatus {
+    pub state: Option<pb::GetStateResponse>,
+    pub proxies: Vec<pb::Proxy>,
+}
 
 /// `GetState` and `ListProxies` as one JSON document, `{"state": ..., "proxies": [...]}`,
 /// in proto3 JSON with the proto's own field names, in the proto's order, every field
