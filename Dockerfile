@@ -59,4 +59,7 @@ EXPOSE 18000 19000
 # can run as PID 1 without an init.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["switchyard"]
-CMD ["serve", "--state", "/etc/switchyard/state.yaml", "--xds-addr", "0.0.0.0:18000", "--admin-addr", "0.0.0.0:19000", "--log-format", "json"]
+# --insecure: plaintext xDS on the container's network (a non-loopback plaintext address is
+# refused without it). In production, mount certificates and pass --tls-cert, --tls-key and
+# --client-ca instead (README, "TLS and mutual TLS").
+CMD ["serve", "--state", "/etc/switchyard/state.yaml", "--xds-addr", "0.0.0.0:18000", "--admin-addr", "0.0.0.0:19000", "--log-format", "json", "--insecure"]

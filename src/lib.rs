@@ -28,6 +28,7 @@
 //! - [`admin`]: the admin HTTP server (`/healthz`, `/readyz`, `/status`, `/metrics`).
 //! - [`grpc`]: CSDS, the `switchyard.v1` API and server reflection on the xDS port.
 //! - [`render`]: Envoy resources as proto3 JSON with Envoy's field names.
+//! - [`tls`]: TLS and mutual TLS on the xDS port, certificates reloaded when they change.
 //! - [`server`]: wiring of all of the above; `Server::bind` then `Server::run`.
 //! - [`cli`]: the `status`, `diff` and `schema` commands: pure text from data, thin I/O.
 //! - [`hash`], [`time`]: stable short hashes (versions); RFC 3339 times.
@@ -50,6 +51,7 @@ pub mod server;
 pub mod state;
 pub mod status;
 pub mod time;
+pub mod tls;
 pub mod tracker;
 pub mod translate;
 pub mod xds;

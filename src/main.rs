@@ -12,6 +12,7 @@ use switchyard::cli::status::StatusError;
 use switchyard::render::snapshot_to_json;
 use switchyard::server::{Config, DEFAULT_ADMIN_ADDR, DEFAULT_XDS_ADDR, ServeError, Server};
 use switchyard::state::{self, StateError, watch::Debounce};
+use switchyard::tls::{TlsError, TlsFiles};
 use switchyard::translate::translate;
 use tracing::error;
 
@@ -43,9 +44,10 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0   success (validate: the file is valid; diff: no change for Envoy)
   1   diff: the two files differ for Envoy
-  64  bad command line
+  64  bad command line (serve: also plaintext xDS on a non-loopback address without
+      --insecure, or TLS files that are not a usable certificate, key or CA)
   65  the state file is invalid (each problem printed as FILE:LINE:COLUMN: message)
-  66  the state file cannot be read
+  66  the state file (or a TLS file) cannot be read
   69  status: switchyard cannot be reached, or did not answer like switchyard
   70  internal error (a bug; please report it)
   71  operating system error (for example an address already in use)";
@@ -99,6 +101,24 @@ enum Command {
         /// truncated.
         #[arg(long, value_name = "PATH")]
         audit_log: Option<PathBuf>,
+        /// Serve the xDS port over TLS with this certificate chain (PEM, leaf first).
+        /// Reloaded when the file changes (checked every second); a certificate that
+        /// fails to load is logged and the one in force stays.
+        #[arg(long, value_name = "PEM", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+        #[arg(long, value_name = "PEM", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Mutual TLS: every client of the xDS port (Envoy, grpcurl, `switchyard status`)
+        /// must present a certificate signed by one of these CAs (PEM); others fail the
+        /// handshake. Needs --tls-cert.
+        #[arg(long, value_name = "PEM", requires = "tls_cert")]
+        client_ca: Option<PathBuf>,
+        /// Serve xDS in plaintext on an address that is not loopback. Without it, and
+        /// without --tls-cert, such an address is refused: anyone who reaches the port
+        /// could read every backend address and pose as a proxy.
+        #[arg(long, conflicts_with = "tls_cert")]
+        insecure: bool,
     },
     /// Check state files: exit 0 when valid, else print every problem as
     /// FILE:LINE:COLUMN: message and exit 65 (66 when a file cannot be read).
@@ -216,6 +236,10 @@ fn main() -> ExitCode {
             debounce_max_ms,
             log_format,
             audit_log,
+            tls_cert,
+            tls_key,
+            client_ca,
+            insecure,
         } => {
             init_logging(log_format);
             let config = Config {
@@ -228,6 +252,12 @@ fn main() -> ExitCode {
                     ..Debounce::default()
                 },
                 audit_log,
+                tls: tls_cert.zip(tls_key).map(|(cert, key)| TlsFiles {
+                    cert,
+                    key,
+                    client_ca,
+                }),
+                insecure,
             };
             serve(config)
         }
@@ -412,6 +442,8 @@ fn serve(config: Config) -> ExitCode {
             ExitCode::from(match e {
                 ServeError::State(StateError::Unreadable { .. }) => exit::NOINPUT,
                 ServeError::State(StateError::Invalid { .. }) => exit::DATAERR,
+                ServeError::Tls(TlsError::Read { .. }) => exit::NOINPUT,
+                ServeError::Plaintext(_) | ServeError::Tls(_) => exit::USAGE,
                 ServeError::Bind { .. }
                 | ServeError::Watch(_)
                 | ServeError::Admin(_)

@@ -26,6 +26,7 @@ use crate::proxies::ProxyRegistry;
 use crate::state::watch::{self as state_watch, Debounce, WatchError};
 use crate::state::{self, StateError};
 use crate::status::StateBoard;
+use crate::tls::{ReloadingConfig, TlsError, TlsFiles};
 use crate::tracker::ProxyTracker;
 use crate::translate::translate;
 use crate::xds::cache::SnapshotCache;
@@ -50,6 +51,10 @@ pub struct Config {
     /// Append every accepted and rejected state, and each proxy's acknowledgement of
     /// it, to this file (JSON lines).
     pub audit_log: Option<PathBuf>,
+    /// TLS (and with a client CA, mutual TLS) on the xDS port.
+    pub tls: Option<TlsFiles>,
+    /// Serve plaintext xDS on an address other than loopback anyway.
+    pub insecure: bool,
 }
 
 impl Config {
@@ -61,6 +66,8 @@ impl Config {
             admin_addr: DEFAULT_ADMIN_ADDR.parse().expect("bug: default address"),
             debounce: Debounce::default(),
             audit_log: None,
+            tls: None,
+            insecure: false,
         }
     }
 }
@@ -87,6 +94,15 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
     #[error("admin server failed: {0}")]
     Admin(std::io::Error),
+    #[error(
+        "refusing to serve xDS in plaintext on {0}: it is not a loopback address, so anyone who \
+         can reach it could read every backend address and pose as a proxy. Give --tls-cert \
+         and --tls-key (and --client-ca for mutual TLS), or --insecure to serve plaintext \
+         anyway (behind a network you trust)"
+    )]
+    Plaintext(SocketAddr),
+    #[error("TLS on the xDS port: {0}")]
+    Tls(#[from] TlsError),
 }
 
 /// A bound, not yet running server.
@@ -94,6 +110,8 @@ pub struct Server {
     config: Config,
     xds: TcpListener,
     admin: TcpListener,
+    /// TLS on the xDS port, when configured.
+    tls: Option<Arc<ReloadingConfig>>,
     initial_bytes: Vec<u8>,
     cache: SnapshotCache,
     pipeline: Pipeline,
@@ -104,6 +122,10 @@ impl Server {
     /// Loads and validates the state file, then binds the xDS and admin ports. A missing
     /// or invalid file is an error here: switchyard never starts without a good state.
     pub async fn bind(config: Config) -> Result<Server, ServeError> {
+        if config.tls.is_none() && !config.insecure && !config.xds_addr.ip().is_loopback() {
+            return Err(ServeError::Plaintext(config.xds_addr));
+        }
+        let tls = config.tls.clone().map(ReloadingConfig::load).transpose()?;
         let bytes =
             tokio::fs::read(&config.state_path)
                 .await
@@ -139,6 +161,7 @@ impl Server {
             config,
             xds,
             admin,
+            tls,
             initial_bytes: bytes,
             cache,
             pipeline,
@@ -170,6 +193,7 @@ impl Server {
             config,
             xds,
             admin,
+            tls,
             initial_bytes,
             cache,
             pipeline,
@@ -259,17 +283,29 @@ impl Server {
         // No HTTP/2 keepalive PINGs: they are a timer per connection, reset on every frame
         // received. Dead peers are found by the kernel's TCP keepalive instead (set on each
         // accepted connection), which costs this process nothing while proxies idle.
-        let grpc = tonic::transport::Server::builder()
+        let router = tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(reflection)
             .add_service(reflection_v1alpha)
             .add_service(ClientStatusDiscoveryServiceServer::new(csds))
             .add_service(SwitchyardServer::new(api))
-            .add_service(AdsServer::new(ads))
-            .serve_with_incoming_shutdown(incoming_nodelay(xds), async move {
-                let _ = xds_stop.wait_for(|s| *s).await;
-            });
-        let grpc = tokio::spawn(grpc);
+            .add_service(AdsServer::new(ads));
+        let stopped = async move {
+            let _ = xds_stop.wait_for(|s| *s).await;
+        };
+        let (grpc, tls_reload) = match tls {
+            Some(tls) => {
+                let incoming = crate::tls::accept(incoming_nodelay(xds), tls.clone());
+                let grpc = tokio::spawn(router.serve_with_incoming_shutdown(incoming, stopped));
+                (grpc, Some(tokio::spawn(tls.watch())))
+            }
+            None => {
+                let grpc = tokio::spawn(
+                    router.serve_with_incoming_shutdown(incoming_nodelay(xds), stopped),
+                );
+                (grpc, None)
+            }
+        };
 
         shutdown.await;
         info!("shutting down");
@@ -284,6 +320,9 @@ impl Server {
         })
         .await;
         convergence_task.abort();
+        if let Some(task) = tls_reload {
+            task.abort();
+        }
         match drained {
             Ok((Ok(Err(e)), _)) => Err(ServeError::Transport(e)),
             Ok((_, Ok(Err(e)))) => Err(ServeError::Admin(e)),

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tonic::Status;
 use tonic::codegen::{Body, BoxFuture, Context, Poll, Service, StdError, http};
-use tonic::transport::server::TcpConnectInfo;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::ResourceType;
@@ -133,10 +133,12 @@ impl AdsService {
             ))
             .into_http();
         }
-        let peer = req
-            .extensions()
-            .get::<TcpConnectInfo>()
-            .and_then(|info| info.remote_addr());
+        let extensions = req.extensions();
+        let tcp = extensions.get::<TcpConnectInfo>().or_else(|| {
+            let tls = extensions.get::<TlsConnectInfo<TcpConnectInfo>>();
+            tls.map(TlsConnectInfo::get_ref)
+        });
+        let peer = tcp.and_then(|info| info.remote_addr());
         let requests = Requests::new(req.into_body(), MAX_REQUEST_BYTES);
         let body = AdsBody::new(self.open_stream(peer, requests));
         let mut response = http::Response::new(tonic::body::Body::new(body));

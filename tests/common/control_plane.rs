@@ -165,16 +165,16 @@ pub struct BlueGreen {
 
 impl BlueGreen {
     pub async fn start() -> BlueGreen {
+        BlueGreen::start_with(|_| {}).await
+    }
+
+    /// Like [`BlueGreen::start`], with `configure` adjusting switchyard's config first.
+    pub async fn start_with(configure: impl FnOnce(&mut Config)) -> BlueGreen {
         let blue = crate::common::backend::Backend::start("blue", "v1");
         let green = crate::common::backend::Backend::start("green", "v2");
         let listener: SocketAddr = ([127, 0, 0, 1], crate::common::free_port()).into();
-        let cp = ControlPlane::start(&one_service(
-            listener.port(),
-            blue.addr(),
-            green.addr(),
-            "blue",
-        ))
-        .await;
+        let state = one_service(listener.port(), blue.addr(), green.addr(), "blue");
+        let cp = ControlPlane::start_with(&state, configure).await;
         BlueGreen {
             blue,
             green,

@@ -46,9 +46,27 @@ pub struct EnvoyBuilder {
     log_level: String,
     config_yaml: Option<String>,
     extra_args: Vec<String>,
+    /// Mutual TLS to switchyard: `envoy/bootstrap-mtls.yaml` with these files.
+    tls: Option<EnvoyTls>,
+}
+
+/// The files `envoy/bootstrap-mtls.yaml` names.
+#[derive(Debug, Clone)]
+pub struct EnvoyTls {
+    /// This proxy's certificate and key.
+    pub identity: crate::common::tls::Identity,
+    /// The CA switchyard's certificate chains to.
+    pub ca: PathBuf,
 }
 
 impl EnvoyBuilder {
+    /// Talks to switchyard over mutual TLS: renders `envoy/bootstrap-mtls.yaml` (the file
+    /// users copy) with these certificate files instead of `envoy/bootstrap.yaml`.
+    pub fn tls(mut self, tls: EnvoyTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// Sets `ads_config.set_node_on_first_message_only` (the bootstrap's
     /// default is `true`): with `false`, Envoy sends its node on every request.
     pub fn node_on_first_message_only(mut self, yes: bool) -> Self {
@@ -176,6 +194,7 @@ impl Envoy {
             log_level: "info".to_owned(),
             config_yaml: None,
             extra_args: Vec::new(),
+            tls: None,
         }
     }
 
@@ -353,7 +372,11 @@ impl Drop for Envoy {
 /// and options. Edited structurally, so comments and formatting in the
 /// shipped file don't matter; panics if its shape changes.
 fn render_bootstrap(options: &EnvoyBuilder) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("envoy/bootstrap.yaml");
+    let file = match options.tls {
+        Some(_) => "envoy/bootstrap-mtls.yaml",
+        None => "envoy/bootstrap.yaml",
+    };
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
     let text =
         fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     let mut bootstrap: Value = serde_saphyr::from_str(&text)
@@ -403,6 +426,15 @@ fn render_bootstrap(options: &EnvoyBuilder) -> Value {
     }
     // A literal IP needs no DNS, whatever type the shipped file uses.
     xds["type"] = "STATIC".into();
+    if let Some(tls) = &options.tls {
+        let context = xds
+            .pointer_mut("/transport_socket/typed_config/common_tls_context")
+            .unwrap_or_else(|| panic!("xds_cluster in {} has no TLS context", path.display()));
+        let file = |p: &Path| Value::from(p.display().to_string());
+        context["tls_certificates"][0]["certificate_chain"]["filename"] = file(&tls.identity.cert);
+        context["tls_certificates"][0]["private_key"]["filename"] = file(&tls.identity.key);
+        context["validation_context"]["trusted_ca"]["filename"] = file(&tls.ca);
+    }
     bootstrap
 }
 

@@ -17,6 +17,7 @@ pub mod control_plane;
 pub mod envoy;
 pub mod http;
 pub mod load;
+pub mod tls;
 pub mod tools;
 
 use std::net::{Ipv4Addr, TcpListener};

@@ -161,3 +161,53 @@ fn bad_usage_exits_64() {
     let out = switchyard(&["frobnicate"]);
     assert_eq!(out.status.code(), Some(64));
 }
+
+#[test]
+fn serve_refuses_plaintext_xds_off_loopback_with_exit_64() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.yaml");
+    std::fs::write(&state, GOOD).unwrap();
+    let state = state.to_str().unwrap();
+    let out = switchyard(&["serve", "--state", state, "--xds-addr", "0.0.0.0:0"]);
+    assert_eq!(out.status.code(), Some(64), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("refusing to serve xDS in plaintext on 0.0.0.0:0"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn serve_wants_a_tls_key_with_a_tls_certificate() {
+    let out = switchyard(&["serve", "--state", "s.yaml", "--tls-cert", "c.pem"]);
+    assert_eq!(out.status.code(), Some(64), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--tls-key"), "{stderr}");
+}
+
+#[test]
+fn serve_with_an_unreadable_tls_certificate_exits_66() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.yaml");
+    std::fs::write(&state, GOOD).unwrap();
+    let args = [
+        "serve",
+        "--state",
+        state.to_str().unwrap(),
+        "--xds-addr",
+        "127.0.0.1:0",
+        "--admin-addr",
+        "127.0.0.1:0",
+        "--tls-cert",
+        "/nonexistent/switchyard.crt",
+        "--tls-key",
+        "/nonexistent/switchyard.key",
+    ];
+    let out = switchyard(&args);
+    assert_eq!(out.status.code(), Some(66), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot read /nonexistent/switchyard.crt"),
+        "{stderr}"
+    );
+}
