@@ -5,7 +5,9 @@
 //! It describes the shape that `src/state/parse.rs` accepts: required keys, no unknown
 //! keys, types, the name alphabet, port range, `IP:PORT` endpoints, `blue`/`green`. Checks
 //! across the file (a service naming an existing listener, unique names and domains, two
-//! listeners on one port) are beyond a schema; `switchyard validate` makes them.
+//! listeners on one port) are beyond a schema; `switchyard validate` makes them. So are
+//! IPv4-mapped and unzoned link-local addresses, which the loose IPv6 pattern lets through:
+//! the descriptions say so instead, and `validate` says what to write.
 //! `tests/integration/cli_schema.rs` keeps the two in step.
 //!
 //! It declares draft 2020-12 but uses only keywords that mean the same in draft-07 (no
@@ -24,6 +26,8 @@
 //! already checks by giving both the same good and bad files.
 
 use serde_json::{Value, json};
+
+use crate::state::limits::{MAX_ENDPOINTS_PER_COLOR, MAX_LISTENERS, MAX_SERVICES};
 
 /// The schema's `$id`: names this schema (and its version), not a place to download it.
 pub const SCHEMA_ID: &str = "urn:switchyard:state:v1";
@@ -71,10 +75,11 @@ fn color(color: &str) -> Value {
                     "The backends of the {color} environment, as IP:PORT (IPv6 in brackets: [::1]:8081). At least one; no duplicates. They become the endpoints (ClusterLoadAssignment) of the Envoy cluster `<service>-{color}`."
                 ),
                 "minItems": 1,
+                "maxItems": MAX_ENDPOINTS_PER_COLOR,
                 "uniqueItems": true,
                 "items": {
                     "type": "string",
-                    "description": "A backend as IP:PORT, for example 10.0.0.12:8080 or [fd00::12]:8080. Host names are not accepted.",
+                    "description": "A backend as IP:PORT, for example 10.0.0.12:8080 or [fd00::12]:8080. Host names are not accepted. Not an IPv4-mapped IPv6 address ([::ffff:10.0.0.12]:8080: write 10.0.0.12:8080); an IPv6 link-local address (fe80::/10) needs its interface's index as a zone: [fe80::1%2]:8080.",
                     "pattern": endpoint_pattern(),
                     "examples": ["127.0.0.1:8081", "[::1]:8081"]
                 }
@@ -97,6 +102,7 @@ pub fn schema() -> Value {
             "listeners": {
                 "type": "array",
                 "description": "Where Envoy accepts traffic. Each listener becomes an Envoy Listener and a RouteConfiguration of the same name.",
+                "maxItems": MAX_LISTENERS,
                 "items": {
                     "type": "object",
                     "description": "One Envoy listener (an address and port) with its routes.",
@@ -111,7 +117,7 @@ pub fn schema() -> Value {
                         },
                         "address": {
                             "type": "string",
-                            "description": "The IP address Envoy listens on, IPv4 or IPv6 (for example 127.0.0.1, 0.0.0.0 or ::1). Not a host name.",
+                            "description": "The IP address Envoy listens on, IPv4 or IPv6 (for example 127.0.0.1, 0.0.0.0 or ::1). Not a host name, not an IPv4-mapped IPv6 address (::ffff:127.0.0.1: write 127.0.0.1), not an IPv6 link-local address (fe80::/10).",
                             "pattern": address_pattern(),
                             "examples": ["0.0.0.0", "127.0.0.1", "::"]
                         },
@@ -128,6 +134,7 @@ pub fn schema() -> Value {
             "services": {
                 "type": "array",
                 "description": "The blue-green services. Each one is a virtual host on its listener whose default route sends 100% of the traffic to the active color: to the Envoy cluster `<name>-blue` or `<name>-green`.",
+                "maxItems": MAX_SERVICES,
                 "items": {
                     "type": "object",
                     "description": "One service with two environments, blue and green, one of them active.",

@@ -7,31 +7,39 @@
 
 pub mod changes;
 mod debounce;
+pub mod limits;
 mod model;
 mod parse;
 pub mod watch;
+mod yaml;
 
+use std::io::Read;
 use std::path::Path;
 
 pub use model::{Color, ColorSpec, DesiredState, Listener, Problem, Service, StateError};
-pub use parse::parse_str;
+pub use parse::{parse_bytes, parse_str};
 
-/// Reads and validates the state file at `path`.
+/// Reads and validates the state file at `path`. Reads at most one byte more than
+/// [`limits::MAX_STATE_BYTES`], so a huge file is refused without being read whole.
 pub fn load(path: &Path) -> Result<DesiredState, StateError> {
-    let bytes = std::fs::read(path).map_err(|e| StateError::Unreadable {
+    let unreadable = |e: std::io::Error| StateError::Unreadable {
         path: path.to_owned(),
         reason: e.to_string(),
-    })?;
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| {
+            f.take(limits::MAX_STATE_BYTES as u64 + 1)
+                .read_to_end(&mut bytes)
+        })
+        .map_err(unreadable)?;
     load_bytes(path, &bytes)
 }
 
 /// Validates `bytes` as the content of the state file at `path` (used for messages only).
+/// Bytes that are not UTF-8 are a problem at the line and column of the first bad byte.
 pub fn load_bytes(path: &Path, bytes: &[u8]) -> Result<DesiredState, StateError> {
-    let text = std::str::from_utf8(bytes).map_err(|e| StateError::Unreadable {
-        path: path.to_owned(),
-        reason: format!("not UTF-8 text: {e}"),
-    })?;
-    parse_str(text).map_err(|problems| StateError::Invalid {
+    parse_bytes(bytes).map_err(|problems| StateError::Invalid {
         path: path.to_owned(),
         problems,
     })

@@ -5,17 +5,15 @@
 //! addresses) and reports each problem at the value it concerns. A syntax or shape error
 //! stops at the first problem, since nothing after it can be trusted.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use serde::Deserialize;
 use serde_saphyr::{Location, Spanned};
 
+use super::limits::{MAX_ENDPOINTS_PER_COLOR, MAX_LISTENERS, MAX_SERVICES};
 use super::model::{Color, ColorSpec, DesiredState, Listener, Problem, Service};
-
-/// Largest state file accepted, in bytes. A desired state for thousands of services fits
-/// easily; anything bigger is almost certainly not a state file.
-pub const MAX_STATE_BYTES: usize = 16 * 1024 * 1024;
+use super::yaml::{self, clamp};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -54,61 +52,16 @@ struct RawColor {
 /// Parses and validates a state file's text. On failure returns every problem found,
 /// in file order.
 pub fn parse_str(text: &str) -> Result<DesiredState, Vec<Problem>> {
-    if text.len() > MAX_STATE_BYTES {
-        return Err(vec![Problem {
-            line: 1,
-            column: 1,
-            message: format!(
-                "file is {} bytes; the limit is {MAX_STATE_BYTES} bytes",
-                text.len()
-            ),
-        }]);
-    }
-    let options = serde_saphyr::options! {
-        with_snippet: false,
-        // Aliases are allowed (handy for shared endpoint lists) but a "billion laughs"
-        // document is stopped by the parser's budget long before it costs memory.
-        budget: serde_saphyr::budget! { max_aliases: 10_000 },
-    };
-    let raw: RawState = serde_saphyr::from_str_with_options(text, options)
-        .map_err(|e| vec![problem_from_yaml(&e)])?;
+    yaml::check_size(text.len()).map_err(|p| vec![p])?;
+    let raw: RawState = yaml::from_str(text).map_err(|p| vec![p])?;
     validate(raw)
 }
 
-fn problem_from_yaml(e: &serde_saphyr::Error) -> Problem {
-    let (line, column) = e
-        .location()
-        .filter(|l| l.line() > 0)
-        .map_or((1, 1), |l| (clamp(l.line()), clamp(l.column())));
-    Problem {
-        line,
-        column,
-        message: tidy_yaml_message(&e.without_snippet().to_string()),
-    }
-}
-
-/// serde-saphyr's messages end with " at line L, column C", which we print in front
-/// instead, and some speak to Rust programmers; say the same to an operator.
-fn tidy_yaml_message(message: &str) -> String {
-    let mut m = message;
-    if let Some(i) = m.rfind(" at line ")
-        && m[i..].contains(", column ")
-    {
-        m = &m[..i];
-    }
-    if let Some(rest) = m.strip_prefix("duplicate mapping key: ") {
-        let key = rest.split(',').next().unwrap_or(rest);
-        return format!("duplicate key `{key}`");
-    }
-    match m {
-        "invalid i64" => "expected an integer".to_owned(),
-        "unexpected end of input" => "the file is empty or ends too early".to_owned(),
-        _ => m.replace("expected one of ", "expected one of: "),
-    }
-}
-
-fn clamp(n: u64) -> u32 {
-    u32::try_from(n).unwrap_or(u32::MAX)
+/// Parses and validates a state file's bytes: at most
+/// [`MAX_STATE_BYTES`](super::limits::MAX_STATE_BYTES), UTF-8, then
+/// as [`parse_str`].
+pub fn parse_bytes(bytes: &[u8]) -> Result<DesiredState, Vec<Problem>> {
+    parse_str(yaml::utf8(bytes).map_err(|p| vec![p])?)
 }
 
 /// Collects problems while validation walks the raw state.
@@ -131,7 +84,13 @@ fn validate(raw: RawState) -> Result<DesiredState, Vec<Problem>> {
     let mut listener_names: HashMap<String, Location> = HashMap::new();
     let mut listener_addrs: HashMap<(IpAddr, u16), String> = HashMap::new();
 
-    for item in raw.listeners.value {
+    for (i, item) in raw.listeners.value.into_iter().enumerate() {
+        if i == MAX_LISTENERS {
+            problems.at(
+                item.referenced,
+                format!("more than {MAX_LISTENERS} listeners (the limit is {MAX_LISTENERS})"),
+            );
+        }
         let l = item.value;
         check_name(&mut problems, "listener", &l.name);
         if let Some(first) = listener_names.get(&l.name.value) {
@@ -147,7 +106,13 @@ fn validate(raw: RawState) -> Result<DesiredState, Vec<Problem>> {
             listener_names.insert(l.name.value.clone(), l.name.referenced);
         }
         let address = match l.address.value.parse::<IpAddr>() {
-            Ok(a) => Some(a),
+            Ok(a) => match listener_address_problem(a) {
+                None => Some(a),
+                Some(why) => {
+                    problems.at(l.address.referenced, format!("`{a}` {why}"));
+                    None
+                }
+            },
             Err(_) => {
                 problems.at(
                     l.address.referenced,
@@ -192,7 +157,13 @@ fn validate(raw: RawState) -> Result<DesiredState, Vec<Problem>> {
     // two virtual hosts claim the same domain.
     let mut domains_taken: HashMap<(String, String), String> = HashMap::new();
 
-    for item in raw.services {
+    for (i, item) in raw.services.into_iter().enumerate() {
+        if i == MAX_SERVICES {
+            problems.at(
+                item.referenced,
+                format!("more than {MAX_SERVICES} services (the limit is {MAX_SERVICES})"),
+            );
+        }
         let s = item.value;
         check_name(&mut problems, "service", &s.name);
         if let Some(first) = service_names.get(&s.name.value) {
@@ -352,38 +323,101 @@ fn validate_color(
         return None;
     }
     let mut out: Vec<SocketAddr> = Vec::new();
+    let mut seen: HashSet<SocketAddr> = HashSet::new();
     let mut ok = true;
-    for e in endpoints.value {
-        match e.value.parse::<SocketAddr>() {
-            Ok(addr) if addr.port() == 0 => {
-                problems.at(e.referenced, format!("endpoint `{}` has port 0", e.value));
-                ok = false;
-            }
-            Ok(addr) if out.contains(&addr) => {
-                problems.at(
-                    e.referenced,
-                    format!("endpoint `{}` is listed twice", e.value),
-                );
-                ok = false;
-            }
-            Ok(addr) => out.push(addr),
-            Err(_) => {
-                problems.at(
-                    e.referenced,
-                    format!(
-                        "endpoint `{}` is not IP:PORT (for example 127.0.0.1:8081 or [::1]:8081)",
-                        e.value
-                    ),
-                );
-                ok = false;
-            }
+    for (i, e) in endpoints.value.into_iter().enumerate() {
+        if i == MAX_ENDPOINTS_PER_COLOR {
+            problems.at(
+                e.referenced,
+                format!(
+                    "{color} lists more than {MAX_ENDPOINTS_PER_COLOR} endpoints \
+                     (the limit is {MAX_ENDPOINTS_PER_COLOR})"
+                ),
+            );
+            ok = false;
+        }
+        let Ok(addr) = e.value.parse::<SocketAddr>() else {
+            problems.at(
+                e.referenced,
+                format!(
+                    "endpoint `{}` is not IP:PORT (for example 127.0.0.1:8081 or [::1]:8081)",
+                    e.value
+                ),
+            );
+            ok = false;
+            continue;
+        };
+        let problem = if addr.port() == 0 {
+            Some("has port 0".to_owned())
+        } else if let Some(why) = endpoint_address_problem(addr) {
+            Some(why)
+        } else if !seen.insert(addr) {
+            Some("is listed twice".to_owned())
+        } else {
+            out.push(addr);
+            None
+        };
+        if let Some(why) = problem {
+            problems.at(e.referenced, format!("endpoint `{}` {why}", e.value));
+            ok = false;
         }
     }
     ok.then_some(ColorSpec { endpoints: out })
 }
 
+/// IPv4-mapped IPv6 addresses (`::ffff:127.0.0.1`) are refused rather than rewritten
+/// to their IPv4 form. Envoy takes them literally: an endpoint opens an IPv6 socket that
+/// fails on every request where the host does not map IPv4 into IPv6, and a listener
+/// binds IPv6 only. Refusing says what to write instead, keeps the file saying what
+/// Envoy gets, and so makes duplicates plain (`[::ffff:127.0.0.1]:8081` is never a
+/// second spelling of `127.0.0.1:8081` that the duplicate check must see through).
+fn ipv4_mapped(ip: IpAddr) -> Option<Ipv4Addr> {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped(),
+        IpAddr::V4(_) => None,
+    }
+}
+
+/// IPv6 link-local (fe80::/10) addresses mean nothing without the interface they are on.
+fn is_ipv6_link_local(ip: IpAddr) -> bool {
+    matches!(ip, IpAddr::V6(v6) if v6.is_unicast_link_local())
+}
+
+/// Why a listener cannot use `address`, if it cannot.
+fn listener_address_problem(address: IpAddr) -> Option<String> {
+    if let Some(v4) = ipv4_mapped(address) {
+        return Some(format!("is an IPv4-mapped IPv6 address; write {v4}"));
+    }
+    // A listener address has no place for a zone (`%2`), and Linux will not bind a
+    // link-local address without one.
+    is_ipv6_link_local(address).then(|| {
+        "is an IPv6 link-local address, which needs an interface (zone) that a listener \
+         address cannot carry; listen on :: or on a global address"
+            .to_owned()
+    })
+}
+
+/// Why an endpoint cannot be `addr`, if it cannot.
+fn endpoint_address_problem(addr: SocketAddr) -> Option<String> {
+    if let Some(v4) = ipv4_mapped(addr.ip()) {
+        return Some(format!(
+            "is an IPv4-mapped IPv6 address; write {v4}:{}",
+            addr.port()
+        ));
+    }
+    match addr {
+        SocketAddr::V6(v6) if is_ipv6_link_local(addr.ip()) && v6.scope_id() == 0 => Some(format!(
+            "is an IPv6 link-local address without a zone; add the index of the \
+                 interface it is on, for example [{}%2]:{}",
+            v6.ip(),
+            v6.port()
+        )),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     const GOOD: &str = include_str!("../../tests/fixtures/one_service.yaml");
@@ -563,43 +597,141 @@ mod tests {
         assert_problems("", &[(1, 1, "empty")]);
     }
 
-    #[test]
-    fn alias_bomb_is_rejected_quickly() {
-        // GOOD, with green's endpoints merged in through anchors `levels` deep, each level
-        // merging the one before ten times: 10^(levels - 1) copies once expanded.
-        let merged_green = |levels: usize| {
-            let mut green = String::from(
-                "    green:\n      <<:\n        - &m0 {endpoints: [\"127.0.0.1:8082\"]}\n",
-            );
-            for i in 1..levels {
-                let previous = vec![format!("*m{}", i - 1); 10].join(", ");
-                green.push_str(&format!("        - &m{i} {{<<: [{previous}]}}\n"));
-            }
-            let text = GOOD.replace(
-                "    green:\n      endpoints: [\"127.0.0.1:8082\"]\n",
-                &green,
-            );
-            assert_ne!(text, GOOD, "green's block is where the test expects it");
-            text
+    /// `parse_str(text)` fails with exactly this one problem.
+    pub(in crate::state) fn assert_only_problem(text: &str, line: u32, column: u32, message: &str) {
+        let expected = Problem {
+            line,
+            column,
+            message: message.to_owned(),
         };
-        // A few levels deep the file is valid: aliases and merge keys are allowed.
-        let shallow = parse_str(&merged_green(3)).expect("a shallow merge is a valid file");
-        assert_eq!(
-            shallow.services[0].green.endpoints,
-            vec!["127.0.0.1:8082".parse().unwrap()]
+        assert_eq!(parse_str(text).unwrap_err(), [expected]);
+    }
+
+    #[test]
+    fn ipv4_mapped_endpoint_is_refused_with_its_ipv4_form() {
+        // Also when the IPv4 form is listed too: one problem, not a second "duplicate".
+        let text = GOOD.replace(
+            "[\"127.0.0.1:8081\"]",
+            "[\"127.0.0.1:8081\", \"[::ffff:127.0.0.1]:8081\"]",
         );
-        // Twelve levels deep the parser's budget stops the expansion at 250,000 nodes. (The
-        // message ends in "(used": `tidy_yaml_message` cuts serde-saphyr's trailing
-        // "at line 18, column 41)" as if it were the usual location suffix.)
+        assert_only_problem(
+            &text,
+            10,
+            37,
+            "endpoint `[::ffff:127.0.0.1]:8081` is an IPv4-mapped IPv6 address; \
+             write 127.0.0.1:8081",
+        );
+    }
+
+    #[test]
+    fn ipv4_mapped_listener_address_is_refused_with_its_ipv4_form() {
+        assert_only_problem(
+            &GOOD.replace("address: 127.0.0.1", "address: \"::ffff:0.0.0.0\""),
+            3,
+            14,
+            "`::ffff:0.0.0.0` is an IPv4-mapped IPv6 address; write 0.0.0.0",
+        );
+    }
+
+    #[test]
+    fn link_local_endpoint_needs_a_zone() {
+        assert_only_problem(
+            &GOOD.replace("127.0.0.1:8081", "[fe80::1]:8081"),
+            10,
+            19,
+            "endpoint `[fe80::1]:8081` is an IPv6 link-local address without a zone; add \
+             the index of the interface it is on, for example [fe80::1%2]:8081",
+        );
+        let zoned = parse_str(&GOOD.replace("127.0.0.1:8081", "[fe80::1%2]:8081")).unwrap();
+        let SocketAddr::V6(ep) = zoned.services[0].blue.endpoints[0] else {
+            panic!("an IPv6 endpoint");
+        };
+        assert_eq!(ep.scope_id(), 2);
+    }
+
+    #[test]
+    fn link_local_listener_address_is_refused() {
+        assert_only_problem(
+            &GOOD.replace("address: 127.0.0.1", "address: \"fe80::1\""),
+            3,
+            14,
+            "`fe80::1` is an IPv6 link-local address, which needs an interface (zone) that \
+             a listener address cannot carry; listen on :: or on a global address",
+        );
+    }
+
+    #[test]
+    fn same_ipv6_endpoint_spelt_twice_is_a_duplicate() {
+        assert_only_problem(
+            &GOOD.replace(
+                "\"127.0.0.1:8081\"",
+                "\"[::1]:8081\", \"[0:0:0:0:0:0:0:1]:8081\"",
+            ),
+            10,
+            33,
+            "endpoint `[0:0:0:0:0:0:0:1]:8081` is listed twice",
+        );
+    }
+
+    /// A file with `services` services, each with one endpoint per color.
+    fn fleet(services: usize) -> String {
+        let mut text =
+            String::from("listeners:\n  - {name: l, address: 0.0.0.0, port: 80}\nservices:\n");
+        for i in 0..services {
+            text.push_str(&format!(
+                "  - {{name: s{i}, listener: l, domains: [s{i}.example], \
+                 blue: {{endpoints: [\"10.0.0.1:80\"]}}, green: {{endpoints: [\"10.0.0.2:80\"]}}, \
+                 active: blue}}\n"
+            ));
+        }
+        text
+    }
+
+    #[test]
+    fn the_largest_allowed_fleet_parses_and_one_more_service_names_the_limit() {
+        let at_limit = fleet(MAX_SERVICES);
+        assert_eq!(parse_str(&at_limit).unwrap().services.len(), MAX_SERVICES);
+        assert_only_problem(
+            &fleet(MAX_SERVICES + 1),
+            u32::try_from(MAX_SERVICES).unwrap() + 4,
+            5,
+            "more than 20000 services (the limit is 20000)",
+        );
+    }
+
+    #[test]
+    fn too_many_endpoints_in_a_color_names_the_limit() {
+        let endpoints: Vec<String> = (0..=MAX_ENDPOINTS_PER_COLOR)
+            .map(|i| format!("\"10.{}.{}.{}:80\"", i >> 16, (i >> 8) & 255, i & 255))
+            .collect();
+        let text = GOOD.replace("\"127.0.0.1:8082\"", &endpoints.join(", "));
+        let problems = parse_str(&text).unwrap_err();
         assert_eq!(
-            parse_str(&merged_green(12)).unwrap_err(),
-            [Problem {
-                line: 18,
-                column: 41,
-                message: "budget breached: Nodes { nodes: 250001 } (defined at line 13, \
-                          column 27) (used"
-                    .to_owned(),
-            }]
+            problems
+                .iter()
+                .map(|p| (p.line, p.message.as_str()))
+                .collect::<Vec<_>>(),
+            [(
+                12,
+                "green lists more than 10000 endpoints (the limit is 10000)"
+            )]
+        );
+    }
+
+    #[test]
+    fn too_many_listeners_names_the_limit() {
+        let mut text = String::from("listeners:\n");
+        for i in 0..=MAX_LISTENERS {
+            text.push_str(&format!(
+                "  - {{name: l{i}, address: 0.0.0.0, port: {}}}\n",
+                i + 1
+            ));
+        }
+        assert_only_problem(
+            &text,
+            1002,
+            5,
+            "more than 1000 listeners (the limit is 1000)",
         );
     }
 
