@@ -9,6 +9,7 @@ pub mod changes;
 mod debounce;
 mod model;
 mod parse;
+pub mod read;
 pub mod watch;
 
 use std::path::Path;
@@ -16,9 +17,10 @@ use std::path::Path;
 pub use model::{Color, ColorSpec, DesiredState, Listener, Problem, Service, StateError};
 pub use parse::parse_str;
 
-/// Reads and validates the state file at `path`.
+/// Reads and validates the state file at `path`. Only a regular file within the size limit
+/// is read ([`read::read_bounded`]); this blocks, so async callers use the blocking pool.
 pub fn load(path: &Path) -> Result<DesiredState, StateError> {
-    let bytes = std::fs::read(path).map_err(|e| StateError::Unreadable {
+    let bytes = read::read_bounded(path).map_err(|e| StateError::Unreadable {
         path: path.to_owned(),
         reason: e.to_string(),
     })?;
