@@ -7,6 +7,7 @@
 
 pub mod changes;
 mod debounce;
+mod lookups;
 mod model;
 mod parse;
 pub mod read;
