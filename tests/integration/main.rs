@@ -22,4 +22,5 @@ mod make_before_break;
 mod proxy_rejection;
 mod replicas;
 mod state_watch;
+mod state_watch_hostile;
 mod zero_downtime;
