@@ -301,3 +301,71 @@ async fn a_writer_pausing_over_a_second_mid_save_is_applied_only_when_it_closes(
     assert_eq!(next(&mut rx).await, "green x2");
     assert!(nothing_within(&mut rx, Duration::from_millis(300)).await);
 }
+
+/// The whole server: a FIFO at the path used to hang it (`/healthz` silent, SIGTERM
+/// ignored). Now it answers, says why in `/readyz`, `/status` and `/metrics`, keeps the
+/// last good state, applies the next save and stops cleanly.
+#[tokio::test]
+async fn a_fifo_at_the_path_leaves_the_server_answering_with_a_visible_warning() {
+    use crate::common::control_plane::{ControlPlane, metric, one_service};
+    let (blue, green) = (
+        "127.0.0.1:8081".parse().unwrap(),
+        "127.0.0.1:8082".parse().unwrap(),
+    );
+    let cp = ControlPlane::start(&one_service(10000, blue, green, "blue")).await;
+    std::fs::remove_file(cp.state_path()).unwrap();
+    mkfifo(cp.state_path());
+
+    assert_eventually!(
+        Duration::from_secs(3),
+        cp.admin_get("/readyz").await.1.contains("warning")
+    );
+    let (code, body) = cp.admin_get("/readyz").await;
+    assert_eq!(code, 200, "still serving the last good state: {body}");
+    assert!(body.starts_with("ready: state "), "{body}");
+    assert!(
+        body.contains(&format!(
+            "warning: cannot read {}: is a FIFO, not a regular file (since ",
+            cp.state_path().display()
+        )),
+        "{body}"
+    );
+    assert_eq!(cp.admin_get("/healthz").await.0, 200);
+    let status = cp.status().await;
+    assert_eq!(status["watch"]["healthy"], false, "{status}");
+    assert_eq!(status["watch"]["error"], "is a FIFO, not a regular file");
+    assert_eq!(status["watch"]["reason"], "not_regular_file");
+    assert_eq!(status["state"]["services"][0]["active"], "blue");
+    let (_, metrics) = cp.admin_get("/metrics").await;
+    assert_eq!(
+        metric(&metrics, "switchyard_state_file_readable"),
+        Some(0.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "switchyard_state_file_unreadable{reason=\"not_regular_file\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+
+    cp.save_by_rename(&one_service(10000, blue, green, "green"));
+    assert_eventually!(
+        Duration::from_secs(3),
+        cp.status().await["state"]["services"][0]["active"] == "green"
+    );
+    let status = cp.status().await;
+    assert_eq!(status["watch"]["healthy"], true, "{status}");
+    assert_eq!(status["watch"]["error"], serde_json::Value::Null);
+    assert!(!cp.admin_get("/readyz").await.1.contains("warning"));
+    let (_, metrics) = cp.admin_get("/metrics").await;
+    assert_eq!(
+        metric(&metrics, "switchyard_state_file_readable"),
+        Some(1.0)
+    );
+    tokio::time::timeout(Duration::from_secs(5), cp.stop())
+        .await
+        .expect("the server stops on request");
+}
