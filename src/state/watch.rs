@@ -419,7 +419,7 @@ impl Loop {
         };
         self.readable();
         let event = report_if_changed(&self.path, &mut self.last_hash, &bytes);
-        !event.is_some_and(|e| self.events.send(e).is_err())
+        event.is_none_or(|e| self.events.send(e).is_ok())
     }
 
     fn unreadable(&self, error: ReadError) {

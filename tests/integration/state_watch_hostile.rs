@@ -7,31 +7,13 @@ use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use switchyard::state::watch::{self, Debounce, FileHealth, ReadError, StateWatcher, WatchEvent};
+use switchyard::state::watch::{FileHealth, ReadError, StateWatcher, WatchEvent};
 use tokio::sync::mpsc;
 
-fn state(active: &str) -> String {
-    format!(
-        "listeners:
-  - {{ name: public, address: 127.0.0.1, port: 10000 }}
-services:
-  - name: summarizer
-    listener: public
-    blue: {{ endpoints: [\"127.0.0.1:8081\"] }}
-    green: {{ endpoints: [\"127.0.0.1:8082\"] }}
-    active: {active}
-"
-    )
-}
+use super::state_watch::{nothing_within, start, state, two_services};
 
-fn start(path: &Path) -> (StateWatcher, mpsc::UnboundedReceiver<WatchEvent>) {
-    let initial = std::fs::read(path).unwrap();
-    let (tx, rx) = mpsc::unbounded_channel();
-    let w = watch::spawn(path, &initial, Debounce::default(), tx).expect("watch starts");
-    (w, rx)
-}
-
-/// The next event within 2 s, as the active color it carries (or `rejected`).
+/// The next event within 2 s: `COLOR xN` (the first service's active color, N services),
+/// or `rejected: ...`.
 async fn next(rx: &mut mpsc::UnboundedReceiver<WatchEvent>) -> String {
     match tokio::time::timeout(Duration::from_secs(2), rx.recv()).await {
         Ok(Some(WatchEvent::Accepted { state, .. })) => {
@@ -41,10 +23,6 @@ async fn next(rx: &mut mpsc::UnboundedReceiver<WatchEvent>) -> String {
         Ok(None) => "closed".into(),
         Err(_) => "nothing".into(),
     }
-}
-
-async fn nothing_within(rx: &mut mpsc::UnboundedReceiver<WatchEvent>, d: Duration) -> bool {
-    tokio::time::timeout(d, rx.recv()).await.is_err()
 }
 
 /// The watcher's health once `ok` holds, within 2 s.
@@ -265,20 +243,6 @@ async fn a_state_file_symlinked_into_another_directory_sees_saves_there() {
     assert_eq!(next(&mut rx).await, "green x1", "in place");
     save_by_rename(&b.join("real.yaml"), &state("blue"));
     assert_eq!(next(&mut rx).await, "blue x1", "by rename");
-}
-
-/// Two services; cut after the first, it is still a valid file.
-fn two_services(active: &str) -> String {
-    format!(
-        "{}  - name: second
-    listener: public
-    domains: [\"second.example\"]
-    blue: {{ endpoints: [\"127.0.0.1:9081\"] }}
-    green: {{ endpoints: [\"127.0.0.1:9082\"] }}
-    active: {active}
-",
-        state(active)
-    )
 }
 
 #[tokio::test]
