@@ -35,11 +35,24 @@ pub fn router(state: AdminState) -> Router {
 }
 
 /// Ready once a valid state is loaded. The xDS port is bound before the admin server
-/// starts, so reaching this handler also means xDS is listening.
+/// starts, so reaching this handler also means xDS is listening. A state file that cannot
+/// be read keeps it ready (the last good state is served) with a warning line: no save is
+/// applied until the file can be read again.
 async fn readyz(State(s): State<AdminState>) -> Response {
     match s.board.active() {
         Some(active) => {
-            (StatusCode::OK, format!("ready: state {}\n", active.version)).into_response()
+            let mut body = format!("ready: state {}\n", active.version);
+            if let Some(h) = s.board.file_health()
+                && let Some(u) = &h.unreadable
+            {
+                body.push_str(&format!(
+                    "warning: cannot read {}: {} (since {}); serving the last good state\n",
+                    h.path.display(),
+                    u.error,
+                    humantime::format_rfc3339_millis(u.since),
+                ));
+            }
+            (StatusCode::OK, body).into_response()
         }
         None => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -50,6 +63,10 @@ async fn readyz(State(s): State<AdminState>) -> Response {
 }
 
 async fn metrics(State(s): State<AdminState>) -> Response {
+    if let Some(h) = s.board.file_health() {
+        s.metrics
+            .set_state_file_unreadable(h.unreadable.map(|u| u.error.label()));
+    }
     let counts = s.registry.subscribed_counts();
     s.metrics.set_subscribed(
         ResourceType::ALL.map(|t| (t, i64::try_from(counts[t.index()]).unwrap_or(i64::MAX))),
@@ -97,8 +114,21 @@ async fn status(State(s): State<AdminState>) -> Json<Value> {
             synced: p.status.is_settled(),
         })
         .collect();
+    // Whether saves can be applied at all: a file that cannot be read keeps the state
+    // above in force but hides every later save.
+    let file = s.board.file_health().map(|h| {
+        let u = h.unreadable.as_ref();
+        json!({
+            "path": h.path,
+            "healthy": u.is_none(),
+            "error": u.map(|u| u.error.to_string()),
+            "reason": u.map(|u| u.error.label()),
+            "since": u.map(|u| humantime::format_rfc3339_millis(u.since).to_string()),
+        })
+    });
     Json(json!({
         "state": state,
+        "watch": file,
         "rejected": s.board.last_rejection(),
         "internal_error": s.board.last_internal_error(),
         "proxies": proxies,

@@ -32,6 +32,11 @@ struct ResultLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct WeightLabel {
     service: String,
     color: &'static str,
@@ -51,6 +56,8 @@ pub struct Metrics {
     weights: Family<WeightLabel, Gauge>,
     subscribed: Family<TypeLabel, Gauge>,
     convergence: Histogram,
+    file_readable: Gauge,
+    file_unreadable: Family<ReasonLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -107,6 +114,18 @@ impl Metrics {
             "From reading a new state file to every connected proxy acknowledging it",
             convergence.clone(),
         );
+        let file_readable = Gauge::default();
+        registry.register(
+            "state_file_readable",
+            "1 if the watcher can read the state file, 0 if not (the last good state stays in force)",
+            file_readable.clone(),
+        );
+        let file_unreadable = Family::<ReasonLabel, Gauge>::default();
+        registry.register(
+            "state_file_unreadable",
+            "1 for why the state file cannot be read now (missing, not_regular_file, too_large, permission_denied, timed_out, io_error); absent while it can",
+            file_unreadable.clone(),
+        );
         let by_type = |family: &Family<TypeLabel, Counter>| {
             ResourceType::ALL.map(|t| {
                 family
@@ -127,6 +146,8 @@ impl Metrics {
             nacks,
             state_files,
             weights,
+            file_readable,
+            file_unreadable,
         }
     }
 
@@ -207,6 +228,18 @@ impl Metrics {
                     r#type: t.short_name(),
                 })
                 .set(n);
+        }
+    }
+
+    /// Sets whether the state file can be read: `None` if it can, else why not (a
+    /// `ReadError::label`). Computed when scraped.
+    pub fn set_state_file_unreadable(&self, reason: Option<&'static str>) {
+        self.file_readable.set(i64::from(reason.is_none()));
+        self.file_unreadable.clear();
+        if let Some(reason) = reason {
+            self.file_unreadable
+                .get_or_create(&ReasonLabel { reason })
+                .set(1);
         }
     }
 

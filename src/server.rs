@@ -216,6 +216,7 @@ impl Server {
             config.debounce,
             events_tx,
         )?;
+        board.follow_watch(_watcher.health());
         let (stop_tx, stop_rx) = watch::channel(false);
         let convergence_task = tokio::spawn(convergence.clone().run());
         let state_path = config.state_path.clone();

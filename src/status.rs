@@ -1,5 +1,6 @@
-//! What `/status` reports about the desired state: the state in force and the last
-//! rejected file. Written by the state pipeline, read by the admin server.
+//! What `/status` reports about the desired state: the state in force, the last
+//! rejected file, and whether the state file can be read now. Written by the state
+//! pipeline (and the watcher, through its health channel), read by the admin server.
 //!
 //! A `std::sync::RwLock`: one writer per state file change, a few readers per scrape, and
 //! no await while it is held.
@@ -10,6 +11,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
+use crate::state::watch::FileHealth;
 use crate::state::{Color, DesiredState, StateError};
 use crate::time::rfc3339;
 
@@ -52,6 +54,9 @@ struct Board {
     active: Option<ActiveState>,
     rejected: Option<RejectedState>,
     internal_error: Option<InternalError>,
+    /// The watcher's view of the file (a `watch` receiver: the watcher updates it, readers
+    /// borrow the latest); `None` until a watcher is followed.
+    file: Option<tokio::sync::watch::Receiver<FileHealth>>,
 }
 
 /// Shared handle to the state status.
@@ -118,6 +123,18 @@ impl StateBoard {
             .expect("bug: state board lock poisoned")
             .active
             .clone()
+    }
+
+    /// Shows what the watcher says about the state file from now on.
+    pub fn follow_watch(&self, health: tokio::sync::watch::Receiver<FileHealth>) {
+        let mut b = self.inner.write().expect("bug: state board lock poisoned");
+        b.file = Some(health);
+    }
+
+    /// Whether the state file can be read, if a watcher is followed.
+    pub fn file_health(&self) -> Option<FileHealth> {
+        let b = self.inner.read().expect("bug: state board lock poisoned");
+        b.file.as_ref().map(|h| h.borrow().clone())
     }
 
     pub fn last_rejection(&self) -> Option<RejectedState> {

@@ -7,9 +7,12 @@
 //!
 //! - A save known to be complete (a rename into place, a close after writing, a new
 //!   symlink) is read at once.
-//! - A write still in progress (data written, no close yet) is read once the writer has been
-//!   quiet for `quiet`, or at most `max_wait` after it began, so a half-written file is not
-//!   read while the writer is still writing.
+//! - A write still in progress (data written, no close yet) is read only once its writer
+//!   closes the file, where the platform reports closes (Linux: inotify's `IN_CLOSE_WRITE`),
+//!   however long the writer pauses. Where it does not, it is read once the writer has been
+//!   quiet for `quiet`, or at most `max_wait` after it began.
+//! - A change of attributes alone (`chmod`, `touch`) is read after `quiet`, unless a write
+//!   is in progress (then its close is awaited).
 //! - In a burst of complete saves, the first is read at once and the rest at most once per
 //!   `burst`, at the end of the interval (so the last save wins).
 //! - A second event for the file already read (a rename is reported twice) schedules nothing.
@@ -52,7 +55,17 @@ impl Default for Debounce {
 pub enum Save {
     Complete,
     InProgress,
+    /// Permissions, owner or times changed: maybe the file cannot be read any more.
+    Attributes,
     Irrelevant,
+}
+
+/// Whether the platform reports a writer closing the file (so a write in progress can wait
+/// for it instead of guessing from a quiet period).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closes {
+    Reported,
+    NotReported,
 }
 
 /// What kind of save a notify event for the file (or its ConfigMap machinery) reports.
@@ -63,6 +76,7 @@ pub fn classify(kind: &EventKind) -> Save {
         // A new symlink (ConfigMap) is complete; a new regular file is about to be written.
         EventKind::Create(CreateKind::File) => Save::InProgress,
         EventKind::Create(_) => Save::Complete,
+        EventKind::Modify(ModifyKind::Metadata(_)) => Save::Attributes,
         EventKind::Modify(_) => Save::InProgress,
         // A removal keeps the last good state; the recreation will be seen.
         _ => Save::Irrelevant,
@@ -92,6 +106,10 @@ pub enum Verdict {
 #[derive(Debug, Clone)]
 pub struct Debouncer {
     config: Debounce,
+    closes: Closes,
+    /// A writer has written and not closed the file yet (only known where closes are
+    /// reported): nothing is read until it closes.
+    writer_open: bool,
     /// When to read the file next, if a save has been seen.
     read_at: Option<Instant>,
     /// When the write in progress (data written, not yet closed, or an empty file) began.
@@ -103,9 +121,11 @@ pub struct Debouncer {
 
 impl Debouncer {
     /// Nothing seen yet, nothing to read.
-    pub fn new(config: Debounce) -> Self {
+    pub fn new(config: Debounce, closes: Closes) -> Self {
         Debouncer {
             config,
+            closes,
+            writer_open: false,
             read_at: None,
             writing_since: None,
             last_read: None,
@@ -138,11 +158,30 @@ impl Debouncer {
                     return;
                 }
                 self.writing_since = None;
+                self.writer_open = false;
                 let earliest = self.last_read.map_or(now, |l| l + self.config.burst);
                 self.read_at = Some(earliest.max(now));
             }
+            Save::InProgress if self.closes == Closes::Reported => {
+                // Its close will say when the save is complete: a read before it could
+                // take a prefix, however quiet the writer has been.
+                self.writer_open = true;
+                self.writing_since.get_or_insert(now);
+                self.read_at = None;
+            }
             Save::InProgress => self.wait_for_writer(now),
+            Save::Attributes if self.writer_open => {}
+            Save::Attributes => self.wait_for_writer(now),
             Save::Irrelevant => {}
+        }
+    }
+
+    /// A look at the file (a poll, where events may be missing) found it changed since it
+    /// was last read, with no event saying how: read it at once, unless a writer is known
+    /// to have it open (its close will say when).
+    pub fn changed_unseen(&mut self, now: Instant) {
+        if !self.writer_open {
+            self.saw(now, Save::Complete, false);
         }
     }
 
@@ -177,8 +216,14 @@ mod tests {
         t0 + Duration::from_millis(ms)
     }
 
+    /// Where closes are not reported: the quiet-period rules.
     fn debouncer() -> Debouncer {
-        Debouncer::new(Debounce::default())
+        Debouncer::new(Debounce::default(), Closes::NotReported)
+    }
+
+    /// Where they are (Linux).
+    fn with_closes() -> Debouncer {
+        Debouncer::new(Debounce::default(), Closes::Reported)
     }
 
     #[test]
@@ -212,7 +257,6 @@ mod tests {
     fn a_write_in_progress_is_read_after_the_writer_is_quiet() {
         let in_progress = [
             EventKind::Modify(ModifyKind::Data(DataChange::Any)),
-            EventKind::Modify(ModifyKind::Metadata(MetadataKind::WriteTime)),
             EventKind::Create(CreateKind::File), // a new regular file is about to be written
         ];
         for kind in in_progress {
@@ -372,5 +416,72 @@ mod tests {
         let mut d = debouncer();
         d.missed_save(t0);
         assert_eq!(d.read_at(), Some(at(t0, 100)));
+    }
+
+    #[test]
+    fn with_closes_a_write_in_progress_waits_for_the_close_however_long_the_pause() {
+        let t0 = Instant::now();
+        let mut d = with_closes();
+        d.saw(t0, Save::InProgress, false);
+        assert_eq!(d.read_at(), None, "no read on a quiet period");
+        // The writer pauses for a minute, then writes the rest and closes.
+        d.saw(at(t0, 60_000), Save::InProgress, false);
+        assert_eq!(d.read_at(), None);
+        assert!(!d.is_due(at(t0, 120_000)));
+        d.saw(at(t0, 60_001), Save::Complete, false);
+        assert_eq!(d.read_at(), Some(at(t0, 60_001)), "read at the close");
+    }
+
+    #[test]
+    fn with_closes_a_write_cancels_a_read_scheduled_before_it() {
+        let t0 = Instant::now();
+        let mut d = with_closes();
+        d.saw(t0, Save::Complete, false);
+        assert_eq!(d.read(t0, Found::Other), Verdict::Take);
+        d.saw(at(t0, 2), Save::Complete, false);
+        assert_eq!(d.read_at(), Some(at(t0, 10)));
+        d.saw(at(t0, 3), Save::InProgress, false);
+        assert_eq!(d.read_at(), None, "the next close says when");
+    }
+
+    #[test]
+    fn an_attribute_change_is_read_after_quiet_unless_a_writer_is_open() {
+        let kind = EventKind::Modify(ModifyKind::Metadata(MetadataKind::Permissions));
+        assert_eq!(classify(&kind), Save::Attributes);
+        let t0 = Instant::now();
+        for mut d in [debouncer(), with_closes()] {
+            d.saw(t0, Save::Attributes, false);
+            assert_eq!(d.read_at(), Some(at(t0, 100)));
+        }
+        let mut d = with_closes();
+        d.saw(t0, Save::InProgress, false);
+        d.saw(at(t0, 5), Save::Attributes, false);
+        assert_eq!(d.read_at(), None, "the writer's close is awaited");
+    }
+
+    #[test]
+    fn with_closes_an_empty_file_after_a_close_is_still_read_again_until_max_wait() {
+        let t0 = Instant::now();
+        let mut d = with_closes();
+        d.saw(t0, Save::Complete, false);
+        assert_eq!(d.read(t0, Found::Empty), Verdict::WaitForRest);
+        assert_eq!(d.read_at(), Some(at(t0, 100)));
+        // The writer opens it again and writes: wait for that close.
+        d.saw(at(t0, 40), Save::InProgress, false);
+        assert_eq!(d.read_at(), None);
+        d.saw(at(t0, 41), Save::Complete, false);
+        assert_eq!(d.read_at(), Some(at(t0, 41)));
+    }
+
+    #[test]
+    fn a_change_found_by_polling_is_read_at_once_unless_a_writer_is_open() {
+        let t0 = Instant::now();
+        let mut d = with_closes();
+        d.changed_unseen(t0);
+        assert_eq!(d.read_at(), Some(t0));
+        let mut d = with_closes();
+        d.saw(t0, Save::InProgress, false);
+        d.changed_unseen(at(t0, 250));
+        assert_eq!(d.read_at(), None);
     }
 }

@@ -8,31 +8,26 @@
 pub mod changes;
 mod debounce;
 pub mod limits;
+mod lookups;
 mod model;
 mod parse;
+pub mod read;
 pub mod watch;
 mod yaml;
 
-use std::io::Read;
 use std::path::Path;
 
 pub use model::{Color, ColorSpec, DesiredState, Listener, Problem, Service, StateError};
 pub use parse::{parse_bytes, parse_str};
 
-/// Reads and validates the state file at `path`. Reads at most one byte more than
-/// [`limits::MAX_STATE_BYTES`], so a huge file is refused without being read whole.
+/// Reads and validates the state file at `path`. Only a regular file within
+/// [`limits::MAX_STATE_BYTES`] is read ([`read::read_bounded`]); this blocks, so async
+/// callers use the blocking pool.
 pub fn load(path: &Path) -> Result<DesiredState, StateError> {
-    let unreadable = |e: std::io::Error| StateError::Unreadable {
+    let bytes = read::read_bounded(path).map_err(|e| StateError::Unreadable {
         path: path.to_owned(),
         reason: e.to_string(),
-    };
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| {
-            f.take(limits::MAX_STATE_BYTES as u64 + 1)
-                .read_to_end(&mut bytes)
-        })
-        .map_err(unreadable)?;
+    })?;
     load_bytes(path, &bytes)
 }
 

@@ -22,5 +22,6 @@ mod make_before_break;
 mod proxy_rejection;
 mod replicas;
 mod state_watch;
+mod state_watch_hostile;
 mod tls;
 mod zero_downtime;

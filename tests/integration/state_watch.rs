@@ -7,7 +7,7 @@ use std::time::Duration;
 use switchyard::state::watch::{self, Debounce, StateWatcher, WatchEvent};
 use tokio::sync::mpsc;
 
-fn state(active: &str) -> String {
+pub(crate) fn state(active: &str) -> String {
     format!(
         "listeners:
   - {{ name: public, address: 127.0.0.1, port: 10000 }}
@@ -21,7 +21,7 @@ services:
     )
 }
 
-fn start(path: &Path) -> (StateWatcher, mpsc::UnboundedReceiver<WatchEvent>) {
+pub(crate) fn start(path: &Path) -> (StateWatcher, mpsc::UnboundedReceiver<WatchEvent>) {
     let initial = std::fs::read(path).unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
     let w = watch::spawn(path, &initial, Debounce::default(), tx).expect("watch starts");
@@ -38,7 +38,10 @@ async fn next(rx: &mut mpsc::UnboundedReceiver<WatchEvent>) -> String {
     }
 }
 
-async fn nothing_within(rx: &mut mpsc::UnboundedReceiver<WatchEvent>, d: Duration) -> bool {
+pub(crate) async fn nothing_within(
+    rx: &mut mpsc::UnboundedReceiver<WatchEvent>,
+    d: Duration,
+) -> bool {
     tokio::time::timeout(d, rx.recv()).await.is_err()
 }
 
@@ -138,7 +141,7 @@ async fn invalid_save_is_reported_with_its_location() {
 }
 
 /// Two services; cut after the first, it is still a valid file.
-fn two_services(active: &str) -> String {
+pub(crate) fn two_services(active: &str) -> String {
     format!(
         "{}  - name: second
     listener: public
