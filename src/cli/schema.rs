@@ -6,7 +6,7 @@
 //! keys, types, the name alphabet, port range, `IP:PORT` endpoints, `blue`/`green`. Checks
 //! across the file (a service naming an existing listener, unique names and domains, two
 //! listeners on one port) are beyond a schema; `switchyard validate` makes them. So are
-//! IPv4-mapped and unzoned link-local addresses, which the loose IPv6 pattern lets through:
+//! IPv4-mapped and link-local addresses, which the loose IPv6 pattern lets through:
 //! the descriptions say so instead, and `validate` says what to write.
 //! `tests/integration/cli_schema.rs` keeps the two in step.
 //!
@@ -54,9 +54,9 @@ fn address_pattern() -> String {
     format!("^(?:{}|{IPV6})$", ipv4())
 }
 
-/// An endpoint: `IPv4:PORT` or `[IPv6]:PORT` (a numeric zone such as `%2` is allowed).
+/// An endpoint: `IPv4:PORT` or `[IPv6]:PORT`.
 fn endpoint_pattern() -> String {
-    format!(r"^(?:{}|\[{IPV6}(?:%[0-9]+)?\]):{PORT}$", ipv4())
+    format!(r"^(?:{}|\[{IPV6}\]):{PORT}$", ipv4())
 }
 
 /// The schema of one color's backends.
@@ -79,7 +79,7 @@ fn color(color: &str) -> Value {
                 "uniqueItems": true,
                 "items": {
                     "type": "string",
-                    "description": "A backend as IP:PORT, for example 10.0.0.12:8080 or [fd00::12]:8080. Host names are not accepted. Not an IPv4-mapped IPv6 address ([::ffff:10.0.0.12]:8080: write 10.0.0.12:8080); an IPv6 link-local address (fe80::/10) needs its interface's index as a zone: [fe80::1%2]:8080.",
+                    "description": "A backend as IP:PORT, for example 10.0.0.12:8080 or [fd00::12]:8080. Host names are not accepted. Not an IPv4-mapped IPv6 address ([::ffff:10.0.0.12]:8080: write 10.0.0.12:8080); not an IPv6 link-local address (fe80::/10: Envoy cannot be told its interface).",
                     "pattern": endpoint_pattern(),
                     "examples": ["127.0.0.1:8081", "[::1]:8081"]
                 }

@@ -405,15 +405,14 @@ fn endpoint_address_problem(addr: SocketAddr) -> Option<String> {
             addr.port()
         ));
     }
-    match addr {
-        SocketAddr::V6(v6) if is_ipv6_link_local(addr.ip()) && v6.scope_id() == 0 => Some(format!(
-            "is an IPv6 link-local address without a zone; add the index of the \
-                 interface it is on, for example [{}%2]:{}",
-            v6.ip(),
-            v6.port()
-        )),
-        _ => None,
-    }
+    // A link-local address means nothing without the interface it is on, and Envoy's
+    // endpoint addresses have no place for that zone (switchyard would send `fe80::1` and
+    // every request would fail), so none is accepted, zoned or not.
+    is_ipv6_link_local(addr.ip()).then(|| {
+        "is an IPv6 link-local address (fe80::/10), which Envoy cannot be told the \
+         interface of; use a global or unique-local (fd00::/8) address"
+            .to_owned()
+    })
 }
 
 #[cfg(test)]
@@ -634,19 +633,20 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn link_local_endpoint_needs_a_zone() {
-        assert_only_problem(
-            &GOOD.replace("127.0.0.1:8081", "[fe80::1]:8081"),
-            10,
-            19,
-            "endpoint `[fe80::1]:8081` is an IPv6 link-local address without a zone; add \
-             the index of the interface it is on, for example [fe80::1%2]:8081",
-        );
-        let zoned = parse_str(&GOOD.replace("127.0.0.1:8081", "[fe80::1%2]:8081")).unwrap();
-        let SocketAddr::V6(ep) = zoned.services[0].blue.endpoints[0] else {
-            panic!("an IPv6 endpoint");
-        };
-        assert_eq!(ep.scope_id(), 2);
+    fn link_local_endpoints_are_refused_with_or_without_a_zone() {
+        for (endpoint, column) in [("[fe80::1]:8081", 19), ("[fe80::1%2]:8081", 19)] {
+            assert_only_problem(
+                &GOOD.replace("127.0.0.1:8081", endpoint),
+                10,
+                column,
+                &format!(
+                    "endpoint `{}` is an IPv6 link-local address (fe80::/10), which Envoy \
+                     cannot be told the interface of; use a global or unique-local (fd00::/8) \
+                     address",
+                    endpoint.parse::<SocketAddr>().unwrap()
+                ),
+            );
+        }
     }
 
     #[test]

@@ -83,7 +83,7 @@ fn good_files() -> Vec<String> {
         GOOD.replace("domains: [\"*\"]", "domains:"),
         GOOD.replace("address: 127.0.0.1", "address: \"::1\"")
             .replace("127.0.0.1:8082", "[::1]:8082"),
-        GOOD.replace("127.0.0.1:8081", "10.0.0.1:65535\", \"[fe80::1%2]:1"),
+        GOOD.replace("127.0.0.1:8081", "10.0.0.1:65535\", \"[fd00::1]:1"),
         GOOD.replace("active: blue", "active: green")
             .replace("[\"*\"]", "[\"*.example.com\", \"api.example.com\"]"),
         GOOD.replace("name: public", "name: edge_v1.2-a")
