@@ -83,11 +83,14 @@ enum Command {
         /// Address for the admin HTTP server (/healthz, /readyz, /status, /metrics).
         #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_ADMIN_ADDR)]
         admin_addr: SocketAddr,
-        /// A save that is still being written (no close or rename seen) is read after the
-        /// writer has been quiet this long.
+        /// Where the platform does not report closes (not Linux), a save still being
+        /// written is read after the writer has been quiet this long; on Linux it is read
+        /// when its writer closes the file. Also: how long a change of permissions or
+        /// times alone waits.
         #[arg(long, value_name = "MS", default_value_t = 100)]
         debounce_quiet_ms: u64,
-        /// ... and at most this long after the write began.
+        /// ... and, where closes are not reported, at most this long after the write
+        /// began.
         #[arg(long, value_name = "MS", default_value_t = 1000)]
         debounce_max_ms: u64,
         /// Log format: `pretty` for people, `json` for log collectors.

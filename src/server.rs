@@ -126,13 +126,16 @@ impl Server {
             return Err(ServeError::Plaintext(config.xds_addr));
         }
         let tls = config.tls.clone().map(ReloadingConfig::load).transpose()?;
-        let bytes =
-            tokio::fs::read(&config.state_path)
-                .await
-                .map_err(|e| StateError::Unreadable {
-                    path: config.state_path.clone(),
-                    reason: e.to_string(),
-                })?;
+        // Only a regular file within the size limit, read on the blocking pool (a FIFO or
+        // a hung mount at the path cannot stall the runtime).
+        let path = config.state_path.clone();
+        let bytes = tokio::task::spawn_blocking(move || state::read::read_bounded(&path))
+            .await
+            .expect("bug: the state file read panicked")
+            .map_err(|e| StateError::Unreadable {
+                path: config.state_path.clone(),
+                reason: e.to_string(),
+            })?;
         let state = Arc::new(state::load_bytes(&config.state_path, &bytes)?);
         let mut sinks: Vec<Arc<dyn EventSink>> = Vec::new();
         if let Some(path) = &config.audit_log {

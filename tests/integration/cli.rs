@@ -211,3 +211,26 @@ fn serve_with_an_unreadable_tls_certificate_exits_66() {
         "{stderr}"
     );
 }
+
+#[test]
+fn serve_with_a_fifo_as_its_state_file_exits_66_instead_of_hanging() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("state.yaml");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let out = switchyard(&[
+        "serve",
+        "--state",
+        fifo.to_str().unwrap(),
+        "--xds-addr",
+        "127.0.0.1:0",
+        "--admin-addr",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(out.status.code(), Some(66), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("FIFO"), "{stderr}");
+}
