@@ -29,6 +29,8 @@
 //! - [`grpc`]: CSDS, the `switchyard.v1` API and server reflection on the xDS port.
 //! - [`render`]: Envoy resources as proto3 JSON with Envoy's field names.
 //! - [`tls`]: TLS and mutual TLS on the xDS port, certificates reloaded when they change.
+//! - [`identity`]: who a client is (its certificate's names) and what it may do: proxies
+//!   must be named by their certificates, allowlists, operators.
 //! - [`server`]: wiring of all of the above; `Server::bind` then `Server::run`.
 //! - [`cli`]: the `status`, `diff` and `schema` commands: pure text from data, thin I/O.
 //! - [`hash`], [`time`]: stable short hashes (versions); RFC 3339 times.
@@ -43,6 +45,7 @@ pub mod convergence;
 pub mod events;
 pub mod grpc;
 pub mod hash;
+pub mod identity;
 pub mod metrics;
 pub mod pipeline;
 pub mod proxies;

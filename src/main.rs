@@ -122,6 +122,19 @@ enum Command {
         /// could read every backend address and pose as a proxy.
         #[arg(long, conflicts_with = "tls_cert")]
         insecure: bool,
+        /// Serve only proxies whose node id matches this glob (repeatable; `*` matches
+        /// any run of characters). With --allow-cluster too, either may match. Others
+        /// get PERMISSION_DENIED before anything is sent, and a log line.
+        #[arg(long, value_name = "GLOB")]
+        allow_node: Vec<String>,
+        /// Serve only proxies whose node cluster matches this glob (repeatable).
+        #[arg(long, value_name = "GLOB")]
+        allow_cluster: Vec<String>,
+        /// Only clients whose certificate has a DNS or URI name matching this glob may
+        /// call CSDS, switchyard.v1 (and so `switchyard status`) and server reflection
+        /// (repeatable; needs --client-ca). gRPC health stays open.
+        #[arg(long, value_name = "GLOB", requires = "client_ca")]
+        operator: Vec<String>,
     },
     /// Check state files: exit 0 when valid, else print every problem as
     /// FILE:LINE:COLUMN: message and exit 65 (66 when a file cannot be read).
@@ -165,6 +178,21 @@ enum Command {
         /// No longer read: `status` asks the xDS port (--xds-addr). Given, exits 64 saying so.
         #[arg(long, value_name = "HOST:PORT", hide = true)]
         admin_addr: Option<String>,
+        /// Connect over TLS, trusting this CA (PEM) for the server's certificate (the
+        /// server runs with `serve --tls-cert`).
+        #[arg(long, value_name = "PEM")]
+        tls_ca: Option<PathBuf>,
+        /// This client's certificate (PEM), for mutual TLS (`serve --client-ca`; with
+        /// `--operator`, it must carry an operator's name).
+        #[arg(long, value_name = "PEM", requires_all = ["tls_key", "tls_ca"])]
+        tls_cert: Option<PathBuf>,
+        /// The private key of --tls-cert (PEM).
+        #[arg(long, value_name = "PEM", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// The name the server's certificate must carry (default: the host of
+        /// --xds-addr).
+        #[arg(long, value_name = "NAME", requires = "tls_ca")]
+        tls_server_name: Option<String>,
     },
     /// Show what replacing state file OLD by NEW would change for Envoy.
     ///
@@ -225,7 +253,18 @@ fn main() -> ExitCode {
             xds_addr,
             json,
             admin_addr,
-        } => status(&xds_addr, json, admin_addr.as_deref()),
+            tls_ca,
+            tls_cert,
+            tls_key,
+            tls_server_name,
+        } => {
+            let tls = tls_ca.map(|ca| cli::status::ClientTls {
+                ca,
+                identity: tls_cert.zip(tls_key),
+                server_name: tls_server_name,
+            });
+            status(&xds_addr, tls.as_ref(), json, admin_addr.as_deref())
+        }
         Command::Diff { old, new } => diff(&old, &new),
         Command::Schema => {
             print!("{}", cli::schema::schema_text());
@@ -243,6 +282,9 @@ fn main() -> ExitCode {
             tls_key,
             client_ca,
             insecure,
+            allow_node,
+            allow_cluster,
+            operator,
         } => {
             init_logging(log_format);
             let config = Config {
@@ -261,6 +303,9 @@ fn main() -> ExitCode {
                     client_ca,
                 }),
                 insecure,
+                allow_nodes: allow_node,
+                allow_clusters: allow_cluster,
+                operators: operator,
             };
             serve(config)
         }
@@ -341,7 +386,12 @@ fn host_port(s: &str) -> Result<String, String> {
     }
 }
 
-fn status(xds_addr: &str, json: bool, admin_addr: Option<&str>) -> ExitCode {
+fn status(
+    xds_addr: &str,
+    tls: Option<&cli::status::ClientTls>,
+    json: bool,
+    admin_addr: Option<&str>,
+) -> ExitCode {
     if let Some(admin_addr) = admin_addr {
         eprintln!(
             "switchyard: `status --admin-addr {admin_addr}` is no longer supported: status now \
@@ -350,7 +400,7 @@ fn status(xds_addr: &str, json: bool, admin_addr: Option<&str>) -> ExitCode {
         );
         return ExitCode::from(exit::USAGE);
     }
-    match cli::status::status(xds_addr, json) {
+    match cli::status::status(xds_addr, tls, json) {
         Ok(text) => {
             print!("{text}");
             ExitCode::SUCCESS
@@ -359,6 +409,7 @@ fn status(xds_addr: &str, json: bool, admin_addr: Option<&str>) -> ExitCode {
             eprintln!("switchyard: {e}");
             ExitCode::from(match e {
                 StatusError::Runtime(_) => exit::OSERR,
+                StatusError::TlsFile { .. } => exit::NOINPUT,
                 StatusError::Unreachable { .. }
                 | StatusError::NotSwitchyard { .. }
                 | StatusError::BadAnswer { .. } => exit::UNAVAILABLE,
@@ -446,7 +497,10 @@ fn serve(config: Config) -> ExitCode {
                 ServeError::State(StateError::Unreadable { .. }) => exit::NOINPUT,
                 ServeError::State(StateError::Invalid { .. }) => exit::DATAERR,
                 ServeError::Tls(TlsError::Read { .. }) => exit::NOINPUT,
-                ServeError::Plaintext(_) | ServeError::Tls(_) => exit::USAGE,
+                ServeError::Plaintext(_)
+                | ServeError::Tls(_)
+                | ServeError::Glob(_)
+                | ServeError::OperatorsWithoutClientCa => exit::USAGE,
                 ServeError::Bind { .. }
                 | ServeError::Watch(_)
                 | ServeError::Admin(_)

@@ -20,6 +20,7 @@ use crate::events::{EventBus, EventSink};
 use crate::grpc::api::SwitchyardApi;
 use crate::grpc::csds::CsdsService;
 use crate::grpc::pb::switchyard_server::SwitchyardServer;
+use crate::identity::{AccessPolicy, Globs};
 use crate::metrics::Metrics;
 use crate::pipeline::{self, Pipeline, Reports};
 use crate::proxies::ProxyRegistry;
@@ -33,6 +34,8 @@ use crate::xds::cache::SnapshotCache;
 use crate::xds::server::{AdsServer, AdsService};
 use crate::xds::snapshot::InconsistentSnapshot;
 use envoy_types::pb::envoy::service::status::v3::client_status_discovery_service_server::ClientStatusDiscoveryServiceServer;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
 /// Default xDS (gRPC) address.
 pub const DEFAULT_XDS_ADDR: &str = "127.0.0.1:18000";
@@ -55,6 +58,12 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// Serve plaintext xDS on an address other than loopback anyway.
     pub insecure: bool,
+    /// Globs: the node ids (`allow_nodes`) or node clusters (`allow_clusters`) served (all
+    /// when both are empty), and the certificate names allowed to call CSDS,
+    /// `switchyard.v1` and reflection (`operators`; all when empty).
+    pub allow_nodes: Vec<String>,
+    pub allow_clusters: Vec<String>,
+    pub operators: Vec<String>,
 }
 
 impl Config {
@@ -68,6 +77,9 @@ impl Config {
             audit_log: None,
             tls: None,
             insecure: false,
+            allow_nodes: Vec::new(),
+            allow_clusters: Vec::new(),
+            operators: Vec::new(),
         }
     }
 }
@@ -103,6 +115,13 @@ pub enum ServeError {
     Plaintext(SocketAddr),
     #[error("TLS on the xDS port: {0}")]
     Tls(#[from] TlsError),
+    #[error("bad glob: {0}")]
+    Glob(#[from] globset::Error),
+    #[error(
+        "--operator needs mutual TLS (--client-ca): without a client certificate there is \
+         no identity to check"
+    )]
+    OperatorsWithoutClientCa,
 }
 
 /// A bound, not yet running server.
@@ -112,6 +131,7 @@ pub struct Server {
     admin: TcpListener,
     /// TLS on the xDS port, when configured.
     tls: Option<Arc<ReloadingConfig>>,
+    access: Arc<AccessPolicy>,
     initial_bytes: Vec<u8>,
     cache: SnapshotCache,
     pipeline: Pipeline,
@@ -126,6 +146,16 @@ impl Server {
             return Err(ServeError::Plaintext(config.xds_addr));
         }
         let tls = config.tls.clone().map(ReloadingConfig::load).transpose()?;
+        let mutual_tls = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+        if !config.operators.is_empty() && !mutual_tls {
+            return Err(ServeError::OperatorsWithoutClientCa);
+        }
+        let access = Arc::new(AccessPolicy {
+            node_identity: mutual_tls,
+            allow_nodes: Globs::new(&config.allow_nodes)?,
+            allow_clusters: Globs::new(&config.allow_clusters)?,
+            operators: Globs::new(&config.operators)?,
+        });
         // Only a regular file within the size limit, read on the blocking pool (a FIFO or
         // a hung mount at the path cannot stall the runtime).
         let path = config.state_path.clone();
@@ -165,6 +195,7 @@ impl Server {
             xds,
             admin,
             tls,
+            access,
             initial_bytes: bytes,
             cache,
             pipeline,
@@ -197,6 +228,7 @@ impl Server {
             xds,
             admin,
             tls,
+            access,
             initial_bytes,
             cache,
             pipeline,
@@ -245,6 +277,7 @@ impl Server {
         let ads = AdsService::new(
             cache.clone(),
             Arc::new(tracker),
+            access.clone(),
             format!("switchyard/{}", env!("CARGO_PKG_VERSION")),
         );
         let csds = CsdsService::new(registry.clone(), cache.clone());
@@ -287,12 +320,19 @@ impl Server {
         // No HTTP/2 keepalive PINGs: they are a timer per connection, reset on every frame
         // received. Dead peers are found by the kernel's TCP keepalive instead (set on each
         // accepted connection), which costs this process nothing while proxies idle.
+        let operators = operator_check(access);
         let router = tonic::transport::Server::builder()
             .add_service(health_service)
-            .add_service(reflection)
-            .add_service(reflection_v1alpha)
-            .add_service(ClientStatusDiscoveryServiceServer::new(csds))
-            .add_service(SwitchyardServer::new(api))
+            .add_service(InterceptedService::new(reflection, operators.clone()))
+            .add_service(InterceptedService::new(
+                reflection_v1alpha,
+                operators.clone(),
+            ))
+            .add_service(ClientStatusDiscoveryServiceServer::with_interceptor(
+                csds,
+                operators.clone(),
+            ))
+            .add_service(SwitchyardServer::with_interceptor(api, operators))
             .add_service(AdsServer::new(ads));
         let stopped = async move {
             let _ = xds_stop.wait_for(|s| *s).await;
@@ -334,6 +374,27 @@ impl Server {
             Err(_) => {
                 warn!("connections did not close within {DRAIN_TIMEOUT:?}; exiting anyway");
                 Ok(())
+            }
+        }
+    }
+}
+
+/// Lets a call to an operator service (CSDS, `switchyard.v1`, reflection) through when the
+/// caller's certificate names an operator (`--operator`), or refuses it with
+/// PERMISSION_DENIED and a log line.
+fn operator_check(
+    access: Arc<AccessPolicy>,
+) -> impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone {
+    move |req: tonic::Request<()>| {
+        let certs = req
+            .extensions()
+            .get::<TlsConnectInfo<TcpConnectInfo>>()
+            .and_then(TlsConnectInfo::peer_certs);
+        match access.operator(certs.as_deref().map(Vec::as_slice)) {
+            Ok(()) => Ok(req),
+            Err(reason) => {
+                warn!(reason, "operator call refused");
+                Err(tonic::Status::permission_denied(reason))
             }
         }
     }

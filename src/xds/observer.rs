@@ -11,6 +11,7 @@
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
+use tokio_rustls::rustls::pki_types::CertificateDer;
 
 use super::ResourceType;
 use super::snapshot::ResourceSet;
@@ -87,4 +88,18 @@ pub trait StreamObserver: Send + Sync + 'static {
     fn stream_stepped(&self, stream: StreamId, step: StepReport<'_>);
     /// The stream ended, however it ended.
     fn stream_closed(&self, stream: StreamId);
+}
+
+/// Decides whether a stream's proxy may be served, once: at its first request, before
+/// anything is sent. The application's policy (which identities, which nodes) lives behind
+/// it; `xds` only asks.
+pub trait NodeAuthorizer: Send + Sync + 'static {
+    /// `node` is what the first request says (`None`: it named none); `chain` the peer's
+    /// TLS certificates, leaf first (`None` without TLS or a client certificate).
+    /// `Err(reason)` ends the stream with PERMISSION_DENIED and that reason.
+    fn authorize(
+        &self,
+        node: Option<&Node>,
+        chain: Option<&[CertificateDer<'static>]>,
+    ) -> Result<(), String>;
 }

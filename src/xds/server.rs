@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
+use tokio_rustls::rustls::pki_types::CertificateDer;
 use tonic::Status;
 use tonic::codegen::{Body, BoxFuture, Context, Poll, Service, StdError, http};
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
@@ -15,7 +17,9 @@ use super::ResourceType;
 use super::body::{AdsBody, ResponseStream};
 use super::cache::{Published, SnapshotCache};
 use super::encode::EncodedResponse;
-use super::observer::{Protocol, StepReport, StreamEvent, StreamId, StreamObserver};
+use super::observer::{
+    NodeAuthorizer, Protocol, StepReport, StreamEvent, StreamId, StreamObserver,
+};
 use super::requests::Requests;
 use super::sotw::{SotwStream, Step};
 
@@ -24,6 +28,7 @@ use super::sotw::{SotwStream, Step};
 pub struct AdsService {
     cache: SnapshotCache,
     observer: Arc<dyn StreamObserver>,
+    authorizer: Arc<dyn NodeAuthorizer>,
     /// The last stream id handed out (shared by clones of the service).
     last_stream: Arc<AtomicU64>,
     control_plane: String,
@@ -38,16 +43,19 @@ impl std::fmt::Debug for AdsService {
 }
 
 impl AdsService {
-    /// Serves the snapshots of `cache`, telling `observer` what happens on each stream;
-    /// `control_plane` identifies this server in responses.
+    /// Serves the snapshots of `cache` to the proxies `authorizer` lets in, telling
+    /// `observer` what happens on each stream; `control_plane` identifies this server in
+    /// responses.
     pub fn new(
         cache: SnapshotCache,
         observer: Arc<dyn StreamObserver>,
+        authorizer: Arc<dyn NodeAuthorizer>,
         control_plane: String,
     ) -> AdsService {
         AdsService {
             cache,
             observer,
+            authorizer,
             last_stream: Arc::new(AtomicU64::new(0)),
             control_plane,
         }
@@ -134,13 +142,14 @@ impl AdsService {
             .into_http();
         }
         let extensions = req.extensions();
-        let tcp = extensions.get::<TcpConnectInfo>().or_else(|| {
-            let tls = extensions.get::<TlsConnectInfo<TcpConnectInfo>>();
-            tls.map(TlsConnectInfo::get_ref)
-        });
+        let tls = extensions.get::<TlsConnectInfo<TcpConnectInfo>>();
+        let tcp = extensions
+            .get::<TcpConnectInfo>()
+            .or_else(|| tls.map(TlsConnectInfo::get_ref));
         let peer = tcp.and_then(|info| info.remote_addr());
+        let certs = tls.and_then(TlsConnectInfo::peer_certs);
         let requests = Requests::new(req.into_body(), MAX_REQUEST_BYTES);
-        let body = AdsBody::new(self.open_stream(peer, requests));
+        let body = AdsBody::new(self.open_stream(peer, certs, requests));
         let mut response = http::Response::new(tonic::body::Body::new(body));
         response.headers_mut().insert(
             http::header::CONTENT_TYPE,
@@ -151,7 +160,12 @@ impl AdsService {
 
     /// Opens one SotW stream: its response stream drives the protocol state machine
     /// directly (no task or channel of its own), so an idle stream costs only its state.
-    fn open_stream(&self, peer: Option<SocketAddr>, inbound: Requests) -> ResponseStream {
+    fn open_stream(
+        &self,
+        peer: Option<SocketAddr>,
+        certs: Option<Arc<Vec<CertificateDer<'static>>>>,
+        inbound: Requests,
+    ) -> ResponseStream {
         let peer = peer.map(|a| a.to_string()).unwrap_or_default();
         let id = self.last_stream.fetch_add(1, Ordering::Relaxed) + 1;
         let span = info_span!("ads", stream = id, node_id = tracing::field::Empty, peer);
@@ -162,6 +176,7 @@ impl AdsService {
             stream: SotwStream::new(self.cache.current(), self.control_plane.clone()),
             id,
             observer: self.observer.clone(),
+            authorizer: Some((self.authorizer.clone(), certs)),
             identified: false,
             pending: Vec::new().into_iter(),
             span,
@@ -175,6 +190,12 @@ impl AdsService {
     }
 }
 
+/// The stream's authorizer and the peer's certificate chain (leaf first).
+type Gate = (
+    Arc<dyn NodeAuthorizer>,
+    Option<Arc<Vec<CertificateDer<'static>>>>,
+);
+
 /// Drives one SotW stream: feeds the state machine the proxy's requests and new snapshots,
 /// hands its responses to the transport, and tells the observer what happened. It runs
 /// inside the stream's response body, polled by the HTTP/2 connection (no task of its own).
@@ -184,6 +205,9 @@ struct SotwDriver {
     stream: SotwStream,
     id: StreamId,
     observer: Arc<dyn StreamObserver>,
+    /// Who decides whether the proxy is served, and its certificates: until its first
+    /// request is let in (then dropped, so an idle stream holds neither).
+    authorizer: Option<Gate>,
     /// The observer has been told who the proxy is.
     identified: bool,
     /// Responses of the last step not yet handed to the transport (the step's own list,
@@ -205,7 +229,12 @@ impl SotwDriver {
             }
             let step = tokio::select! {
                 req = self.inbound.message() => match req {
-                    Ok(Some(req)) => self.stream.on_request(req),
+                    Ok(Some(req)) => {
+                        if let Err(status) = self.authorize(&req) {
+                            return Some(Err(status));
+                        }
+                        self.stream.on_request(req)
+                    }
                     Ok(None) => {
                         debug!("proxy closed the stream");
                         return None;
@@ -227,6 +256,21 @@ impl SotwDriver {
             };
             self.after(step);
         }
+    }
+
+    /// Lets the stream's first request in, or refuses the stream.
+    fn authorize(&mut self, req: &DiscoveryRequest) -> Result<(), Status> {
+        let Some((authorizer, certs)) = self.authorizer.take() else {
+            return Ok(());
+        };
+        let node = req.node.as_ref();
+        authorizer
+            .authorize(node, certs.as_deref().map(Vec::as_slice))
+            .map_err(|reason| {
+                let node = node.map(|n| n.id.as_str()).unwrap_or_default();
+                warn!(node, reason, "proxy refused");
+                Status::permission_denied(reason)
+            })
     }
 
     /// After one step: logs, then tells the observer, then queues the responses.
@@ -309,9 +353,22 @@ mod tests {
         }
     }
 
+    /// Lets every proxy in.
+    struct Everyone;
+
+    impl NodeAuthorizer for Everyone {
+        fn authorize(
+            &self,
+            _: Option<&Node>,
+            _: Option<&[CertificateDer<'static>]>,
+        ) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
     fn service(observer: Arc<dyn StreamObserver>) -> AdsService {
         let (cache, _writer) = snapshot_cache(Snapshot::empty());
-        AdsService::new(cache, observer, "test".into())
+        AdsService::new(cache, observer, Arc::new(Everyone), "test".into())
     }
 
     fn sotw_request() -> http::Request<http_body_util::Empty<bytes::Bytes>> {

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, SanType};
 use switchyard::tls::TlsFiles;
 use tempfile::TempDir;
 
@@ -48,11 +48,22 @@ impl Pki {
         self.dir.path().join(format!("{}-ca.crt", self.name))
     }
 
-    /// A certificate for `sans` (DNS names, or `spiffe://...` URIs), signed by this CA,
-    /// written as `<file>.crt` and `<file>.key`.
+    /// A certificate for `sans` (DNS names, IP addresses, or URIs such as SPIFFE IDs),
+    /// signed by this CA, written as `<file>.crt` and `<file>.key`.
     pub fn issue(&self, file: &str, sans: &[&str]) -> Identity {
-        let params =
-            CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.subject_alt_names = sans
+            .iter()
+            .map(|s| {
+                if let Ok(ip) = s.parse() {
+                    SanType::IpAddress(ip)
+                } else if s.contains("://") {
+                    SanType::URI((*s).try_into().unwrap())
+                } else {
+                    SanType::DnsName((*s).try_into().unwrap())
+                }
+            })
+            .collect();
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.ca).unwrap();
         let id = Identity {

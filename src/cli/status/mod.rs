@@ -10,8 +10,10 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use std::path::PathBuf;
 use tonic::Code;
-use tonic::transport::{Channel, Endpoint};
+
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::grpc::pb::{self, switchyard_client::SwitchyardClient};
 
@@ -25,6 +27,13 @@ pub const TIMEOUT: Duration = Duration::from_secs(5);
 /// Why `status` has nothing to show.
 #[derive(Debug, thiserror::Error)]
 pub enum StatusError {
+    /// A TLS file given to `status` cannot be read.
+    #[error("cannot read {path}: {source}")]
+    TlsFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// The CLI could not start its async runtime (an OS limit).
     #[error("cannot start the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
@@ -42,12 +51,23 @@ pub enum StatusError {
     BadAnswer { addr: String, field: String },
 }
 
+/// How `status` reaches a server that serves TLS (`serve --tls-cert`).
+#[derive(Debug, Clone, Default)]
+pub struct ClientTls {
+    /// The CA the server's certificate chains to (PEM).
+    pub ca: PathBuf,
+    /// This client's certificate and key (PEM), for mutual TLS (`serve --client-ca`).
+    pub identity: Option<(PathBuf, PathBuf)>,
+    /// The name the server's certificate must carry; the address's host when `None`.
+    pub server_name: Option<String>,
+}
+
 /// `switchyard status [--json]` against `addr` (the xDS port): the text to print.
 ///
 /// The tables are rendered even for `--json`, since rendering is what checks that the
 /// answer has every field `status` relies on.
-pub fn status(addr: &str, as_json: bool) -> Result<String, StatusError> {
-    let answer = fetch_status(addr)?;
+pub fn status(addr: &str, tls: Option<&ClientTls>, as_json: bool) -> Result<String, StatusError> {
+    let answer = fetch_status(addr, tls)?;
     let tables = render_status(&answer).map_err(|Missing(field)| StatusError::BadAnswer {
         addr: addr.to_owned(),
         field,
@@ -60,13 +80,13 @@ pub fn status(addr: &str, as_json: bool) -> Result<String, StatusError> {
 }
 
 /// Asks the server at `addr` for its state and proxies, within [`TIMEOUT`].
-pub fn fetch_status(addr: &str) -> Result<ServerStatus, StatusError> {
+pub fn fetch_status(addr: &str, tls: Option<&ClientTls>) -> Result<ServerStatus, StatusError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(StatusError::Runtime)?;
     runtime.block_on(async {
-        tokio::time::timeout(TIMEOUT, ask(addr))
+        tokio::time::timeout(TIMEOUT, ask(addr, tls))
             .await
             .unwrap_or_else(|_| {
                 Err(StatusError::Unreachable {
@@ -77,14 +97,21 @@ pub fn fetch_status(addr: &str) -> Result<ServerStatus, StatusError> {
     })
 }
 
-async fn ask(addr: &str) -> Result<ServerStatus, StatusError> {
+async fn ask(addr: &str, tls: Option<&ClientTls>) -> Result<ServerStatus, StatusError> {
     let unreachable = |reason: String| StatusError::Unreachable {
         addr: addr.to_owned(),
         reason,
     };
-    let channel: Channel = Endpoint::from_shared(format!("http://{addr}"))
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
         .map_err(|e| unreachable(error_chain(&e)))?
-        .connect_timeout(TIMEOUT)
+        .connect_timeout(TIMEOUT);
+    if let Some(tls) = tls {
+        endpoint = endpoint
+            .tls_config(client_tls(tls)?)
+            .map_err(|e| unreachable(error_chain(&e)))?;
+    }
+    let channel: Channel = endpoint
         .connect()
         .await
         .map_err(|e| unreachable(error_chain(&e)))?;
@@ -101,6 +128,24 @@ async fn ask(addr: &str) -> Result<ServerStatus, StatusError> {
         .into_inner()
         .proxies;
     Ok(ServerStatus { state, proxies })
+}
+
+/// tonic's TLS settings for `tls`, reading its files.
+fn client_tls(tls: &ClientTls) -> Result<ClientTlsConfig, StatusError> {
+    let read = |path: &PathBuf| {
+        std::fs::read(path).map_err(|source| StatusError::TlsFile {
+            path: path.clone(),
+            source,
+        })
+    };
+    let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(&tls.ca)?));
+    if let Some((cert, key)) = &tls.identity {
+        config = config.identity(Identity::from_pem(read(cert)?, read(key)?));
+    }
+    if let Some(name) = &tls.server_name {
+        config = config.domain_name(name.clone());
+    }
+    Ok(config)
 }
 
 /// Did a gRPC server send this status (rather than the client making it up because the
