@@ -28,6 +28,8 @@
 //! - [`admin`]: the admin HTTP server (`/healthz`, `/readyz`, `/status`, `/metrics`).
 //! - [`grpc`]: CSDS, the `switchyard.v1` API and server reflection on the xDS port.
 //! - [`render`]: Envoy resources as proto3 JSON with Envoy's field names.
+//! - [`accept`]: the xDS port's accept loop: connection cap, no busy loop out of file
+//!   descriptors, socket options.
 //! - [`tls`]: TLS and mutual TLS on the xDS port, certificates reloaded when they change.
 //! - [`identity`]: who a client is (its certificate's names) and what it may do: proxies
 //!   must be named by their certificates, allowlists, operators.
@@ -38,6 +40,7 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+pub mod accept;
 pub mod admin;
 pub mod audit;
 pub mod cli;

@@ -14,6 +14,7 @@ use switchyard::server::{Config, DEFAULT_ADMIN_ADDR, DEFAULT_XDS_ADDR, ServeErro
 use switchyard::state::{self, StateError, watch::Debounce};
 use switchyard::tls::{TlsError, TlsFiles};
 use switchyard::translate::translate;
+use switchyard::xds::limits::StreamLimits;
 use tracing::error;
 
 /// jemalloc (the default `jemalloc` feature): less memory per idle ADS stream than the
@@ -135,6 +136,35 @@ enum Command {
         /// (repeatable; needs --client-ca). gRPC health stays open.
         #[arg(long, value_name = "GLOB", requires = "client_ca")]
         operator: Vec<String>,
+        /// Open xDS connections at most; more wait in the accept backlog. Lowered to fit
+        /// the file-descriptor limit (raised to its hard limit at startup), so a full xDS
+        /// port never starves the admin port.
+        #[arg(long, value_name = "N", default_value_t = switchyard::server::DEFAULT_MAX_CONNECTIONS)]
+        max_connections: usize,
+        /// Concurrent gRPC calls per xDS connection (HTTP/2 streams).
+        #[arg(long, value_name = "N", default_value_t = switchyard::server::DEFAULT_MAX_STREAMS_PER_CONNECTION)]
+        max_streams_per_connection: u32,
+        /// Largest request a client may send on an ADS stream, in bytes; a larger one
+        /// ends the stream with RESOURCE_EXHAUSTED.
+        #[arg(long, value_name = "BYTES", default_value_t = StreamLimits::default().max_request_bytes)]
+        max_request_bytes: usize,
+        /// How long a request may take to arrive once its first byte has; a slower one
+        /// ends the stream with DEADLINE_EXCEEDED.
+        #[arg(long, value_name = "MS", default_value_t = 10_000)]
+        request_timeout_ms: u64,
+        /// Most resource names one request may list.
+        #[arg(long, value_name = "N", default_value_t = StreamLimits::default().max_resource_names)]
+        max_resource_names: usize,
+        /// Largest node id + cluster + metadata + locality a proxy may send, in bytes.
+        #[arg(long, value_name = "BYTES", default_value_t = StreamLimits::default().max_node_bytes)]
+        max_node_bytes: usize,
+        /// Requests read per second per ADS stream, sustained; faster ones are read later
+        /// (not refused).
+        #[arg(long, value_name = "N", default_value_t = StreamLimits::default().requests_per_second)]
+        max_requests_per_second: u32,
+        /// ... and in a burst.
+        #[arg(long, value_name = "N", default_value_t = StreamLimits::default().request_burst)]
+        request_burst: u32,
     },
     /// Check state files: exit 0 when valid, else print every problem as
     /// FILE:LINE:COLUMN: message and exit 65 (66 when a file cannot be read).
@@ -285,6 +315,14 @@ fn main() -> ExitCode {
             allow_node,
             allow_cluster,
             operator,
+            max_connections,
+            max_streams_per_connection,
+            max_request_bytes,
+            request_timeout_ms,
+            max_resource_names,
+            max_node_bytes,
+            max_requests_per_second,
+            request_burst,
         } => {
             init_logging(log_format);
             let config = Config {
@@ -306,6 +344,16 @@ fn main() -> ExitCode {
                 allow_nodes: allow_node,
                 allow_clusters: allow_cluster,
                 operators: operator,
+                stream_limits: StreamLimits {
+                    max_request_bytes,
+                    request_timeout: Duration::from_millis(request_timeout_ms),
+                    max_resource_names,
+                    max_node_bytes,
+                    requests_per_second: max_requests_per_second,
+                    request_burst,
+                },
+                max_connections,
+                max_streams_per_connection,
             };
             serve(config)
         }

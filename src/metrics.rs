@@ -52,6 +52,7 @@ pub struct Metrics {
     responses: [Counter; 4],
     acks: [Counter; 4],
     nacks: [Counter; 4],
+    nacks_repeated: [Counter; 4],
     state_files: Family<ResultLabel, Counter>,
     weights: Family<WeightLabel, Gauge>,
     subscribed: Family<TypeLabel, Gauge>,
@@ -89,6 +90,12 @@ impl Metrics {
         );
         let nacks = Family::<TypeLabel, Counter>::default();
         registry.register("xds_nacks", "Responses rejected by a proxy", nacks.clone());
+        let nacks_repeated = Family::<TypeLabel, Counter>::default();
+        registry.register(
+            "xds_nacks_repeated",
+            "The same rejection of the same response sent again by a proxy (counted, not logged)",
+            nacks_repeated.clone(),
+        );
         let state_files = Family::<ResultLabel, Counter>::default();
         registry.register(
             "state_files",
@@ -136,6 +143,7 @@ impl Metrics {
             })
         };
         let (responses, acks, nacks) = (by_type(&responses), by_type(&acks), by_type(&nacks));
+        let nacks_repeated = by_type(&nacks_repeated);
         Metrics {
             registry: Arc::new(registry),
             subscribed,
@@ -144,6 +152,7 @@ impl Metrics {
             responses,
             acks,
             nacks,
+            nacks_repeated,
             state_files,
             weights,
             file_readable,
@@ -179,6 +188,9 @@ impl Metrics {
             }
             StreamEvent::Rejected { type_, .. } => {
                 self.nacks[type_.index()].inc();
+            }
+            StreamEvent::RepeatedNack { type_ } => {
+                self.nacks_repeated[type_.index()].inc();
             }
             StreamEvent::Stale { .. } | StreamEvent::UnknownType { .. } => {}
         }

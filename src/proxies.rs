@@ -250,7 +250,9 @@ impl ProxyRegistry {
                         at,
                     });
                 }
-                StreamEvent::Stale { .. } | StreamEvent::UnknownType { .. } => {}
+                StreamEvent::Stale { .. }
+                | StreamEvent::UnknownType { .. }
+                | StreamEvent::RepeatedNack { .. } => {}
             }
         }
         let newly_synced = p.status == ProxyStatus::Synced && p.synced_version != p.state_version;

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::TcpListenerStream;
 use tracing::{info, warn};
 
+use crate::accept;
 use crate::admin::{self, AdminState};
 use crate::audit::{AuditError, AuditLog};
 use crate::convergence::Convergence;
@@ -31,6 +31,7 @@ use crate::tls::{ReloadingConfig, TlsError, TlsFiles};
 use crate::tracker::ProxyTracker;
 use crate::translate::translate;
 use crate::xds::cache::SnapshotCache;
+use crate::xds::limits::StreamLimits;
 use crate::xds::server::{AdsServer, AdsService};
 use crate::xds::snapshot::InconsistentSnapshot;
 use envoy_types::pb::envoy::service::status::v3::client_status_discovery_service_server::ClientStatusDiscoveryServiceServer;
@@ -41,6 +42,12 @@ use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 pub const DEFAULT_XDS_ADDR: &str = "127.0.0.1:18000";
 /// Default admin (HTTP) address.
 pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:19000";
+/// Open xDS connections at most (`--max-connections`): room for a fleet of 10,000
+/// proxies and their operators.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
+/// Concurrent gRPC calls per xDS connection (`--max-streams-per-connection`): Envoy opens
+/// one ADS stream per connection; tools a few calls.
+pub const DEFAULT_MAX_STREAMS_PER_CONNECTION: u32 = 16;
 /// How long shutdown waits for connections to close.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -64,6 +71,12 @@ pub struct Config {
     pub allow_nodes: Vec<String>,
     pub allow_clusters: Vec<String>,
     pub operators: Vec<String>,
+    /// What one ADS stream may cost.
+    pub stream_limits: StreamLimits,
+    /// Open xDS connections at most; more wait in the accept backlog.
+    pub max_connections: usize,
+    /// Concurrent HTTP/2 streams (gRPC calls) per xDS connection.
+    pub max_streams_per_connection: u32,
 }
 
 impl Config {
@@ -80,6 +93,9 @@ impl Config {
             allow_nodes: Vec::new(),
             allow_clusters: Vec::new(),
             operators: Vec::new(),
+            stream_limits: StreamLimits::default(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_streams_per_connection: DEFAULT_MAX_STREAMS_PER_CONNECTION,
         }
     }
 }
@@ -146,6 +162,24 @@ impl Server {
             return Err(ServeError::Plaintext(config.xds_addr));
         }
         let tls = config.tls.clone().map(ReloadingConfig::load).transpose()?;
+        let mut config = config;
+        match accept::raise_fd_limit() {
+            Ok(limit) => {
+                // Leave descriptors for the admin port, the state file, the audit log and
+                // the runtime, so a full xDS port never starves them.
+                let room = usize::try_from(limit).unwrap_or(usize::MAX);
+                let room = room.saturating_sub(accept::RESERVED_FDS).max(1);
+                if room < config.max_connections {
+                    warn!(
+                        fd_limit = limit,
+                        max_connections = room,
+                        "the file-descriptor limit is below --max-connections; lowering the cap"
+                    );
+                    config.max_connections = room;
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot raise the file-descriptor limit"),
+        }
         let mutual_tls = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
         if !config.operators.is_empty() && !mutual_tls {
             return Err(ServeError::OperatorsWithoutClientCa);
@@ -278,6 +312,7 @@ impl Server {
             cache.clone(),
             Arc::new(tracker),
             access.clone(),
+            config.stream_limits,
             format!("switchyard/{}", env!("CARGO_PKG_VERSION")),
         );
         let csds = CsdsService::new(registry.clone(), cache.clone());
@@ -321,7 +356,9 @@ impl Server {
         // received. Dead peers are found by the kernel's TCP keepalive instead (set on each
         // accepted connection), which costs this process nothing while proxies idle.
         let operators = operator_check(access);
+        let max_connections = config.max_connections;
         let router = tonic::transport::Server::builder()
+            .max_concurrent_streams(Some(config.max_streams_per_connection))
             .add_service(health_service)
             .add_service(InterceptedService::new(reflection, operators.clone()))
             .add_service(InterceptedService::new(
@@ -339,14 +376,17 @@ impl Server {
         };
         let (grpc, tls_reload) = match tls {
             Some(tls) => {
-                let incoming = crate::tls::accept(incoming_nodelay(xds), tls.clone());
+                let incoming =
+                    crate::tls::accept(accept::incoming(xds, max_connections), tls.clone());
                 let grpc = tokio::spawn(router.serve_with_incoming_shutdown(incoming, stopped));
                 (grpc, Some(tokio::spawn(tls.watch())))
             }
             None => {
-                let grpc = tokio::spawn(
-                    router.serve_with_incoming_shutdown(incoming_nodelay(xds), stopped),
-                );
+                let grpc =
+                    tokio::spawn(router.serve_with_incoming_shutdown(
+                        accept::incoming(xds, max_connections),
+                        stopped,
+                    ));
                 (grpc, None)
             }
         };
@@ -417,58 +457,4 @@ fn listen(addr: SocketAddr, backlog: u32) -> Result<TcpListener, ServeError> {
         socket.listen(backlog)
     };
     bind().map_err(|source| ServeError::Bind { addr, source })
-}
-
-/// TCP keepalive on xDS connections: a proxy whose host vanished without closing its
-/// connection is dropped (and leaves `/status`) after about 30 s idle + 3 unanswered probes
-/// 10 s apart. The kernel sends the probes; switchyard is not woken.
-const TCP_KEEPALIVE: socket2::TcpKeepalive = socket2::TcpKeepalive::new()
-    .with_time(Duration::from_secs(30))
-    .with_interval(Duration::from_secs(10))
-    .with_retries(3);
-
-/// Accepted xDS connections, with Nagle's algorithm off (a switch is a small write that
-/// must leave at once; tonic's own `tcp_nodelay` applies only when it binds the socket)
-/// and [`TCP_KEEPALIVE`].
-fn incoming_nodelay(
-    listener: TcpListener,
-) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    use futures::StreamExt;
-    TcpListenerStream::new(listener).map(|conn| {
-        let conn = conn?;
-        if let Err(e) = conn.set_nodelay(true) {
-            warn!(error = %e, "cannot set TCP_NODELAY on an xDS connection");
-        }
-        if let Err(e) = socket2::SockRef::from(&conn).set_tcp_keepalive(&TCP_KEEPALIVE) {
-            warn!(error = %e, "cannot set TCP keepalive on an xDS connection");
-        }
-        Ok(conn)
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use futures::StreamExt;
-
-    #[tokio::test]
-    async fn accepted_xds_connections_have_nodelay_and_tcp_keepalive() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut incoming = Box::pin(incoming_nodelay(listener));
-        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let conn = incoming.next().await.unwrap().unwrap();
-        assert!(conn.nodelay().unwrap());
-        let socket = socket2::SockRef::from(&conn);
-        assert!(socket.keepalive().unwrap());
-        assert_eq!(
-            socket.tcp_keepalive_time().unwrap(),
-            Duration::from_secs(30)
-        );
-        assert_eq!(
-            socket.tcp_keepalive_interval().unwrap(),
-            Duration::from_secs(10)
-        );
-        assert_eq!(socket.tcp_keepalive_retries().unwrap(), 3);
-    }
 }

@@ -18,13 +18,14 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use futures::{Stream, StreamExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::{self, RootCertStore, ServerConfig};
 use tokio_rustls::server::TlsStream;
+use tonic::transport::server::{Connected, TcpConnectInfo};
 use tracing::{debug, info, warn};
 
 /// How long a client has to finish its TLS handshake.
@@ -215,15 +216,18 @@ fn stamp(files: &TlsFiles) -> Stamp {
 /// [`MAX_HANDSHAKES`] at once and each within [`HANDSHAKE_TIMEOUT`]. A failed handshake (no
 /// client certificate, one from another CA, not TLS at all) is logged, with the peer's
 /// address and rustls' reason, and dropped.
-pub fn accept(
-    tcp: impl Stream<Item = io::Result<TcpStream>> + Send + 'static,
+pub fn accept<IO>(
+    tcp: impl Stream<Item = io::Result<IO>> + Send + 'static,
     config: Arc<ReloadingConfig>,
-) -> impl Stream<Item = io::Result<TlsStream<TcpStream>>> + Send + 'static {
+) -> impl Stream<Item = io::Result<TlsStream<IO>>> + Send + 'static
+where
+    IO: AsyncRead + AsyncWrite + Connected<ConnectInfo = TcpConnectInfo> + Unpin + Send + 'static,
+{
     tcp.map(move |conn| {
         let acceptor = TlsAcceptor::from(config.current());
         async move {
             let conn = conn?;
-            let peer = conn.peer_addr().ok();
+            let peer = conn.connect_info().remote_addr();
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(conn)).await {
                 Ok(Ok(tls)) => Ok(Some(tls)),
                 Ok(Err(e)) => {
@@ -238,5 +242,5 @@ pub fn accept(
         }
     })
     .buffer_unordered(MAX_HANDSHAKES)
-    .filter_map(|r: io::Result<Option<TlsStream<TcpStream>>>| ready(r.transpose()))
+    .filter_map(|r: io::Result<Option<TlsStream<IO>>>| ready(r.transpose()))
 }

@@ -13,11 +13,14 @@
 //! - [`sync`]: synced, stale, rejected, not subscribed: the one definition.
 //! - [`observer`]: the seam the application implements.
 //! - [`requests`], [`body`]: an ADS stream's request decoder and response body.
+//! - [`limits`]: what one stream may cost (request size and arrival time, names, node
+//!   size, request rate).
 //! - [`server`]: the ADS gRPC service: a thin I/O loop per stream around [`sotw`].
 
 pub mod body;
 pub mod cache;
 pub mod encode;
+pub mod limits;
 pub mod observer;
 pub mod requests;
 pub mod server;

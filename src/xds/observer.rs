@@ -58,6 +58,9 @@ pub enum StreamEvent {
         version: String,
         message: String,
     },
+    /// The same rejection of the same response again (a proxy repeating its NACK): counted,
+    /// but neither logged, recorded nor announced again.
+    RepeatedNack { type_: ResourceType },
     /// A request answering an older response; ignored.
     Stale { type_: ResourceType, nonce: String },
     /// A request for a type switchyard does not serve; ignored.

@@ -8,6 +8,9 @@
 
 use std::future::poll_fn;
 use std::pin::Pin;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::{Buf, BufMut, BytesMut};
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
@@ -29,11 +32,16 @@ pub struct Requests {
     /// The proxy has finished sending.
     done: bool,
     max_message: usize,
+    /// How long a message may take to arrive once its first byte has.
+    timeout: Duration,
+    /// When the message now arriving must be complete (set while `buf` holds part of one).
+    deadline: Option<Instant>,
 }
 
 impl Requests {
-    /// Reads messages of at most `max_message` bytes from `body`.
-    pub fn new<B>(body: B, max_message: usize) -> Requests
+    /// Reads messages of at most `max_message` bytes from `body`, each within `timeout` of
+    /// its first byte.
+    pub fn new<B>(body: B, max_message: usize, timeout: Duration) -> Requests
     where
         B: Body + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -47,6 +55,8 @@ impl Requests {
             buf: BytesMut::new(),
             done: false,
             max_message,
+            timeout,
+            deadline: None,
         }
     }
 
@@ -66,11 +76,29 @@ impl Requests {
                     ))),
                 };
             }
-            match poll_fn(|cx| self.body.as_mut().poll_frame(cx)).await {
+            let frame = poll_fn(|cx| self.body.as_mut().poll_frame(cx));
+            let frame = match self.deadline {
+                // Part of a message is here: the rest has until the deadline.
+                Some(deadline) => match tokio::time::timeout_at(deadline, frame).await {
+                    Ok(frame) => frame,
+                    Err(_) => {
+                        return Err(Status::deadline_exceeded(format!(
+                            "a request took more than {} ms to arrive ({} bytes of it came)",
+                            self.timeout.as_millis(),
+                            self.buf.len()
+                        )));
+                    }
+                },
+                None => frame.await,
+            };
+            match frame {
                 None => self.done = true,
                 Some(Err(status)) => return Err(status),
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
+                        if self.buf.is_empty() && !data.is_empty() {
+                            self.deadline = Some(Instant::now() + self.timeout);
+                        }
                         self.buf.put(data);
                     }
                 }
@@ -103,6 +131,10 @@ impl Requests {
         self.buf.advance(PREFIX + len);
         if self.buf.is_empty() {
             self.buf = BytesMut::new(); // hold nothing while the proxy is quiet
+            self.deadline = None;
+        } else {
+            // The next message has begun: its own time starts now.
+            self.deadline = Some(Instant::now() + self.timeout);
         }
         Ok(Some(request))
     }
@@ -112,6 +144,7 @@ impl Requests {
 mod tests {
     use super::*;
     use bytes::Bytes;
+    use futures::StreamExt;
     use http_body_util::StreamBody;
 
     fn framed(request: &DiscoveryRequest) -> Vec<u8> {
@@ -127,7 +160,11 @@ mod tests {
         let frames = chunks
             .into_iter()
             .map(|c| Ok::<_, std::io::Error>(http_body::Frame::data(Bytes::from(c))));
-        Requests::new(StreamBody::new(futures::stream::iter(frames)), 1024)
+        Requests::new(
+            StreamBody::new(futures::stream::iter(frames)),
+            1024,
+            Duration::from_secs(10),
+        )
     }
 
     fn request(nonce: &str) -> DiscoveryRequest {
@@ -170,5 +207,38 @@ mod tests {
         let truncated = framed(&request("1"))[..6].to_vec();
         let status = requests(vec![truncated]).message().await.unwrap_err();
         assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_that_stops_halfway_ends_the_stream_after_the_timeout() {
+        let first = framed(&request("1"));
+        let (head, _) = first.split_at(4);
+        // The head of a message, then nothing: a slow-loris client.
+        let frames = futures::stream::iter([Ok::<_, std::io::Error>(http_body::Frame::data(
+            Bytes::from(head.to_vec()),
+        ))])
+        .chain(futures::stream::pending());
+        let mut r = Requests::new(StreamBody::new(frames), 1024, Duration::from_secs(10));
+        let started = Instant::now();
+        let status = r.message().await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
+        assert_eq!(started.elapsed(), Duration::from_secs(10));
+        assert!(
+            status.message().contains("4 bytes of it came"),
+            "{}",
+            status.message()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_quiet_stream_between_requests_has_no_deadline() {
+        let frames = futures::stream::iter([Ok::<_, std::io::Error>(http_body::Frame::data(
+            Bytes::from(framed(&request("1"))),
+        ))])
+        .chain(futures::stream::pending());
+        let mut r = Requests::new(StreamBody::new(frames), 1024, Duration::from_secs(10));
+        assert_eq!(r.message().await.unwrap().unwrap().response_nonce, "1");
+        let waited = tokio::time::timeout(Duration::from_secs(3600), r.message()).await;
+        assert!(waited.is_err(), "an idle proxy is not cut off");
     }
 }

@@ -17,6 +17,7 @@ use super::ResourceType;
 use super::body::{AdsBody, ResponseStream};
 use super::cache::{Published, SnapshotCache};
 use super::encode::EncodedResponse;
+use super::limits::{StreamLimits, TokenBucket};
 use super::observer::{
     NodeAuthorizer, Protocol, StepReport, StreamEvent, StreamId, StreamObserver,
 };
@@ -29,6 +30,7 @@ pub struct AdsService {
     cache: SnapshotCache,
     observer: Arc<dyn StreamObserver>,
     authorizer: Arc<dyn NodeAuthorizer>,
+    limits: StreamLimits,
     /// The last stream id handed out (shared by clones of the service).
     last_stream: Arc<AtomicU64>,
     control_plane: String,
@@ -50,12 +52,14 @@ impl AdsService {
         cache: SnapshotCache,
         observer: Arc<dyn StreamObserver>,
         authorizer: Arc<dyn NodeAuthorizer>,
+        limits: StreamLimits,
         control_plane: String,
     ) -> AdsService {
         AdsService {
             cache,
             observer,
             authorizer,
+            limits,
             last_stream: Arc::new(AtomicU64::new(0)),
             control_plane,
         }
@@ -68,8 +72,6 @@ const SOTW_PATH: &str =
 /// Path of the delta ADS method.
 const DELTA_PATH: &str =
     "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources";
-/// Largest request accepted from a proxy.
-const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 
 /// The ADS gRPC service as tonic serves it. Hand-written rather than envoy-types'
 /// generated server so that responses go out as [`EncodedResponse`]s: encoded once per
@@ -148,7 +150,11 @@ impl AdsService {
             .or_else(|| tls.map(TlsConnectInfo::get_ref));
         let peer = tcp.and_then(|info| info.remote_addr());
         let certs = tls.and_then(TlsConnectInfo::peer_certs);
-        let requests = Requests::new(req.into_body(), MAX_REQUEST_BYTES);
+        let requests = Requests::new(
+            req.into_body(),
+            self.limits.max_request_bytes,
+            self.limits.request_timeout,
+        );
         let body = AdsBody::new(self.open_stream(peer, certs, requests));
         let mut response = http::Response::new(tonic::body::Body::new(body));
         response.headers_mut().insert(
@@ -178,6 +184,12 @@ impl AdsService {
             observer: self.observer.clone(),
             authorizer: Some((self.authorizer.clone(), certs)),
             identified: false,
+            limits: self.limits,
+            bucket: TokenBucket::new(
+                self.limits.requests_per_second,
+                self.limits.request_burst,
+                std::time::Instant::now(),
+            ),
             pending: Vec::new().into_iter(),
             span,
         };
@@ -210,6 +222,10 @@ struct SotwDriver {
     authorizer: Option<Gate>,
     /// The observer has been told who the proxy is.
     identified: bool,
+    limits: StreamLimits,
+    /// Requests read per second ([`StreamLimits::requests_per_second`]): the next request
+    /// is read only when a token is there for it.
+    bucket: TokenBucket,
     /// Responses of the last step not yet handed to the transport (the step's own list,
     /// dropped once sent, so an idle stream holds no buffer for it).
     pending: std::vec::IntoIter<EncodedResponse>,
@@ -227,12 +243,15 @@ impl SotwDriver {
                 }
                 return Some(Ok(response));
             }
+            // A request is read only when a token is there for it.
+            let throttled = self.bucket.ready_at(std::time::Instant::now());
             let step = tokio::select! {
-                req = self.inbound.message() => match req {
+                req = self.inbound.message(), if throttled.is_none() => match req {
                     Ok(Some(req)) => {
-                        if let Err(status) = self.authorize(&req) {
+                        if let Err(status) = self.admit(&req) {
                             return Some(Err(status));
                         }
+                        self.bucket.take(std::time::Instant::now());
                         self.stream.on_request(req)
                     }
                     Ok(None) => {
@@ -246,6 +265,9 @@ impl SotwDriver {
                         return Some(Err(status));
                     }
                 },
+                _ = tokio::time::sleep_until(
+                    tokio::time::Instant::from_std(throttled.unwrap_or_else(std::time::Instant::now))
+                ), if throttled.is_some() => continue,
                 changed = self.snapshots.changed() => {
                     if changed.is_err() {
                         return None; // the server is shutting down
@@ -256,6 +278,42 @@ impl SotwDriver {
             };
             self.after(step);
         }
+    }
+
+    /// Checks a request against the stream's bounds (and, the first time, the authorizer);
+    /// a request over a bound ends the stream with a status that names it.
+    fn admit(&mut self, req: &DiscoveryRequest) -> Result<(), Status> {
+        let limits = &self.limits;
+        if req.resource_names.len() > limits.max_resource_names {
+            let n = req.resource_names.len();
+            warn!(
+                names = n,
+                "request over the resource-name limit; stream ended"
+            );
+            return Err(Status::resource_exhausted(format!(
+                "a request lists {n} resource names; the limit is {} (--max-resource-names)",
+                limits.max_resource_names
+            )));
+        }
+        if !self.identified
+            && let Some(node) = &req.node
+        {
+            let size = node_size(node);
+            if size > limits.max_node_bytes {
+                warn!(
+                    node = node.id,
+                    bytes = size,
+                    "node over the size limit; stream ended"
+                );
+                return Err(Status::resource_exhausted(format!(
+                    "the node's id, cluster, metadata and locality take {size} bytes; the \
+                     limit is {} \
+                     (--max-node-bytes)",
+                    limits.max_node_bytes
+                )));
+            }
+        }
+        self.authorize(req)
     }
 
     /// Lets the stream's first request in, or refuses the stream.
@@ -312,6 +370,17 @@ impl Drop for SotwDriver {
     }
 }
 
+/// What a node's id, cluster, metadata and locality take, in encoded bytes: what
+/// switchyard keeps of it for the stream's life (the extension list Envoy sends is dropped
+/// on arrival).
+fn node_size(node: &envoy_types::pb::envoy::config::core::v3::Node) -> usize {
+    use prost::Message;
+    node.id.len()
+        + node.cluster.len()
+        + node.metadata.as_ref().map_or(0, Message::encoded_len)
+        + node.locality.as_ref().map_or(0, Message::encoded_len)
+}
+
 /// Logs one stream event.
 fn log(event: &StreamEvent) {
     match event {
@@ -325,6 +394,9 @@ fn log(event: &StreamEvent) {
         }
         StreamEvent::UnknownType { type_url } => {
             debug!(type_url, "request for a type switchyard does not serve")
+        }
+        StreamEvent::RepeatedNack { type_ } => {
+            debug!(type_ = %type_, "the same rejection again (counted, not logged)")
         }
         StreamEvent::Sent { .. } | StreamEvent::Stale { .. } => {}
     }
@@ -368,7 +440,8 @@ mod tests {
 
     fn service(observer: Arc<dyn StreamObserver>) -> AdsService {
         let (cache, _writer) = snapshot_cache(Snapshot::empty());
-        AdsService::new(cache, observer, Arc::new(Everyone), "test".into())
+        let limits = StreamLimits::default();
+        AdsService::new(cache, observer, Arc::new(Everyone), limits, "test".into())
     }
 
     fn sotw_request() -> http::Request<http_body_util::Empty<bytes::Bytes>> {

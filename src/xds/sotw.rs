@@ -208,7 +208,15 @@ impl SotwStream {
                 return step;
             }
             state.awaiting_reply = false;
-            if let Some(err) = &req.error_detail {
+            let repeated = |err: &envoy_types::pb::google::rpc::Status| {
+                let rejected = state.rejected.as_ref();
+                rejected.is_some_and(|(r, m)| Arc::ptr_eq(r, sent) && *m == err.message)
+            };
+            if let Some(err) = &req.error_detail
+                && repeated(err)
+            {
+                step.events.push(StreamEvent::RepeatedNack { type_: t });
+            } else if let Some(err) = &req.error_detail {
                 state.rejected = Some((sent.clone(), err.message.clone()));
                 step.events.push(StreamEvent::Rejected {
                     type_: t,

@@ -116,6 +116,11 @@ impl ControlPlane {
         serde_json::from_str(&body).expect("/status is JSON")
     }
 
+    /// `GET /metrics` text.
+    pub async fn metrics(&self) -> String {
+        self.admin_get("/metrics").await.1
+    }
+
     /// `GET path` on the admin port: (status, body).
     pub async fn admin_get(&self, path: &str) -> (u16, String) {
         crate::common::http::get(self.admin, path, "localhost")

@@ -651,3 +651,26 @@ fn a_second_ack_of_the_same_response_is_not_counted_again() {
     let step = s.on_request(ack(&eds, &CLUSTERS));
     assert!(step.events.is_empty(), "{:?}", step.events);
 }
+
+#[test]
+fn the_same_nack_again_is_counted_but_not_recorded_again() {
+    let mut s = stream(STATE);
+    converge(&mut s);
+    let green = s.on_snapshot(snap(&STATE.replace("active: blue", "active: green")));
+    let sent = &green.responses[0];
+    let first = s.on_request(nack(sent, &["public"], "bad route"));
+    assert!(matches!(first.events[..], [StreamEvent::Rejected { .. }]));
+    for _ in 0..3 {
+        let again = s.on_request(nack(sent, &["public"], "bad route"));
+        assert_eq!(
+            again.events,
+            [StreamEvent::RepeatedNack {
+                type_: ResourceType::Route
+            }]
+        );
+        assert!(again.responses.is_empty());
+    }
+    // Another message for the same response is news.
+    let other = s.on_request(nack(sent, &["public"], "worse route"));
+    assert!(matches!(other.events[..], [StreamEvent::Rejected { .. }]));
+}
