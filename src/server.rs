@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::TcpListenerStream;
 use tracing::{info, warn};
 
-use crate::admin::{self, AdminState};
+use crate::admin::{self, AdminLimits, AdminState};
 use crate::audit::{AuditError, AuditLog};
 use crate::convergence::Convergence;
 use crate::events::{EventBus, EventSink};
@@ -64,6 +64,8 @@ pub struct Config {
     pub allow_nodes: Vec<String>,
     pub allow_clusters: Vec<String>,
     pub operators: Vec<String>,
+    /// Header-read timeout and connection cap of the admin HTTP server.
+    pub admin_limits: AdminLimits,
 }
 
 impl Config {
@@ -80,6 +82,7 @@ impl Config {
             allow_nodes: Vec::new(),
             allow_clusters: Vec::new(),
             operators: Vec::new(),
+            admin_limits: AdminLimits::default(),
         }
     }
 }
@@ -302,13 +305,14 @@ impl Server {
             metrics,
         });
         let mut admin_stop = stop_rx.clone();
-        let admin_task = tokio::spawn(async move {
-            axum::serve(admin, admin_router)
-                .with_graceful_shutdown(async move {
-                    let _ = admin_stop.wait_for(|s| *s).await;
-                })
-                .await
-        });
+        let admin_task = tokio::spawn(admin::serve(
+            admin,
+            admin_router,
+            config.admin_limits,
+            async move {
+                let _ = admin_stop.wait_for(|s| *s).await;
+            },
+        ));
         info!(
             xds = %xds_addr.map(|a| a.to_string()).unwrap_or_default(),
             admin = %admin_addr.map(|a| a.to_string()).unwrap_or_default(),
@@ -359,8 +363,8 @@ impl Server {
         let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
             let _ = pipeline.await;
             let grpc = grpc.await;
-            let admin = admin_task.await;
-            (grpc, admin)
+            let _ = admin_task.await;
+            grpc
         })
         .await;
         convergence_task.abort();
@@ -368,8 +372,7 @@ impl Server {
             task.abort();
         }
         match drained {
-            Ok((Ok(Err(e)), _)) => Err(ServeError::Transport(e)),
-            Ok((_, Ok(Err(e)))) => Err(ServeError::Admin(e)),
+            Ok(Ok(Err(e))) => Err(ServeError::Transport(e)),
             Ok(_) => Ok(()),
             Err(_) => {
                 warn!("connections did not close within {DRAIN_TIMEOUT:?}; exiting anyway");

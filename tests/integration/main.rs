@@ -18,6 +18,7 @@ mod cli_status;
 mod e2e_switch;
 mod harness_smoke;
 mod inspection;
+mod limits_admin;
 mod make_before_break;
 mod proxy_rejection;
 mod replicas;
