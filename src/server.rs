@@ -170,13 +170,13 @@ impl Server {
                 reason: e.to_string(),
             })?;
         let state = Arc::new(state::load_bytes(&config.state_path, &bytes)?);
+        let metrics = Metrics::new();
         let mut sinks: Vec<Arc<dyn EventSink>> = Vec::new();
         if let Some(path) = &config.audit_log {
-            sinks.push(Arc::new(AuditLog::open(path)?));
+            sinks.push(Arc::new(AuditLog::open(path, metrics.clone())?));
         }
         let events = EventBus::new(sinks);
         let registry = ProxyRegistry::default();
-        let metrics = Metrics::new();
         let reports = Reports {
             board: StateBoard::default(),
             convergence: Convergence::new(registry.clone(), metrics.clone(), events.clone()),
