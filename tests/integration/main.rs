@@ -19,6 +19,7 @@ mod e2e_switch;
 mod harness_smoke;
 mod inspection;
 mod limits_admin;
+mod limits_watch_events;
 mod make_before_break;
 mod proxy_rejection;
 mod replicas;
