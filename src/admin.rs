@@ -1,6 +1,16 @@
 //! The admin HTTP server: `/healthz`, `/readyz`, `/status` and `/metrics`.
+//!
+//! Served by [`serve`], an accept loop of its own rather than `axum::serve`, for two
+//! bounds ([`AdminLimits`]): a connection must finish its request headers within
+//! `header_timeout` (idle keep-alive connections included) or is closed, and at most
+//! `max_connections` are open at once; one more is closed as soon as it is accepted.
+//! Closing rather than queueing keeps the cost of a slowloris client bounded and the
+//! failure visible: a probe refused at the cap fails at once instead of hanging.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -9,6 +19,9 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use serde::Serialize;
 use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tracing::warn;
 
 use crate::metrics::Metrics;
 use crate::proxies::{ProxyRecord, ProxyRegistry};
@@ -23,6 +36,92 @@ pub struct AdminState {
     pub registry: ProxyRegistry,
     pub cache: SnapshotCache,
     pub metrics: Metrics,
+}
+
+/// Bounds on what admin HTTP clients can hold (`serve --admin-max-connections`,
+/// `--admin-header-timeout-ms`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AdminLimits {
+    /// Connections open at once; beyond this, new ones are closed on accept.
+    pub max_connections: usize,
+    /// How long a connection may take to send a request's headers, and how long an idle
+    /// keep-alive connection stays open waiting for the next request.
+    pub header_timeout: Duration,
+}
+
+impl AdminLimits {
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+    pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+}
+
+impl Default for AdminLimits {
+    fn default() -> Self {
+        AdminLimits {
+            max_connections: Self::DEFAULT_MAX_CONNECTIONS,
+            header_timeout: Self::DEFAULT_HEADER_TIMEOUT,
+        }
+    }
+}
+
+/// Serves `router` on `listener` (HTTP/1.1) within `limits` until `stop` completes, then
+/// stops accepting and waits for the open connections to finish their requests.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: AdminLimits,
+    stop: impl Future<Output = ()>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::server::graceful::GracefulShutdown;
+    use hyper_util::service::TowerToHyperService;
+
+    // One permit per open connection, held by its task: the cap is checked on accept
+    // without waiting, so a full house costs nothing more than the refused socket.
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    // Said once per spell at the cap, not once per refused connection (a flood).
+    let mut refusing = false;
+    tokio::pin!(stop);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut stop => break,
+        };
+        let tcp = match accepted {
+            Ok((tcp, _peer)) => tcp,
+            Err(e) => {
+                // Out of file descriptors, most likely: wait instead of spinning.
+                warn!(error = %e, "admin HTTP cannot accept a connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            if !refusing {
+                warn!(
+                    max_connections = limits.max_connections,
+                    "admin HTTP is at its connection limit; closing new connections"
+                );
+                refusing = true;
+            }
+            drop(tcp);
+            continue;
+        };
+        refusing = false;
+        let conn =
+            http.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(router.clone()));
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            // A client that hangs up or times out is no error of the server's.
+            let _ = conn.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 pub fn router(state: AdminState) -> Router {

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use switchyard::admin::AdminLimits;
 use switchyard::cli;
 use switchyard::cli::status::StatusError;
 use switchyard::render::snapshot_to_json;
@@ -165,6 +166,16 @@ enum Command {
         /// ... and in a burst.
         #[arg(long, value_name = "N", default_value_t = StreamLimits::default().request_burst)]
         request_burst: u32,
+        /// Admin HTTP connections open at once; one more is closed as soon as it is
+        /// accepted (so a flood of idle connections cannot exhaust the process).
+        #[arg(long, value_name = "N", default_value_t = AdminLimits::DEFAULT_MAX_CONNECTIONS as u32,
+              value_parser = clap::value_parser!(u32).range(1..))]
+        admin_max_connections: u32,
+        /// An admin HTTP connection that has not sent a request's headers within this long
+        /// (a new one, or an idle keep-alive one) is closed.
+        #[arg(long, value_name = "MS", default_value_t = AdminLimits::DEFAULT_HEADER_TIMEOUT.as_millis() as u64,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        admin_header_timeout_ms: u64,
     },
     /// Check state files: exit 0 when valid, else print every problem as
     /// FILE:LINE:COLUMN: message and exit 65 (66 when a file cannot be read).
@@ -323,6 +334,8 @@ fn main() -> ExitCode {
             max_node_bytes,
             max_requests_per_second,
             request_burst,
+            admin_max_connections,
+            admin_header_timeout_ms,
         } => {
             init_logging(log_format);
             let config = Config {
@@ -354,6 +367,10 @@ fn main() -> ExitCode {
                 },
                 max_connections,
                 max_streams_per_connection,
+                admin_limits: AdminLimits {
+                    max_connections: admin_max_connections as usize,
+                    header_timeout: Duration::from_millis(admin_header_timeout_ms),
+                },
             };
             serve(config)
         }
@@ -551,7 +568,6 @@ fn serve(config: Config) -> ExitCode {
                 | ServeError::OperatorsWithoutClientCa => exit::USAGE,
                 ServeError::Bind { .. }
                 | ServeError::Watch(_)
-                | ServeError::Admin(_)
                 | ServeError::Audit(_) => exit::OSERR,
                 ServeError::Inconsistent(_)
                 | ServeError::Transport(_)

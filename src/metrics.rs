@@ -59,6 +59,7 @@ pub struct Metrics {
     convergence: Histogram,
     file_readable: Gauge,
     file_unreadable: Family<ReasonLabel, Gauge>,
+    audit_records_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -133,6 +134,12 @@ impl Metrics {
             "1 for why the state file cannot be read now (missing, not_regular_file, too_large, permission_denied, timed_out, io_error); absent while it can",
             file_unreadable.clone(),
         );
+        let audit_records_dropped = Counter::default();
+        registry.register(
+            "audit_records_dropped",
+            "Audit log records dropped because the writer was behind (its queue full); each drop is also counted in the log itself",
+            audit_records_dropped.clone(),
+        );
         let by_type = |family: &Family<TypeLabel, Counter>| {
             ResourceType::ALL.map(|t| {
                 family
@@ -157,7 +164,13 @@ impl Metrics {
             weights,
             file_readable,
             file_unreadable,
+            audit_records_dropped,
         }
+    }
+
+    /// The audit log's queue was full: a record was dropped.
+    pub fn audit_record_dropped(&self) {
+        self.audit_records_dropped.inc();
     }
 
     /// A stream opened.

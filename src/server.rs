@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::accept;
-use crate::admin::{self, AdminState};
+use crate::admin::{self, AdminLimits, AdminState};
 use crate::audit::{AuditError, AuditLog};
 use crate::convergence::Convergence;
 use crate::events::{EventBus, EventSink};
@@ -77,6 +77,8 @@ pub struct Config {
     pub max_connections: usize,
     /// Concurrent HTTP/2 streams (gRPC calls) per xDS connection.
     pub max_streams_per_connection: u32,
+    /// Header-read timeout and connection cap of the admin HTTP server.
+    pub admin_limits: AdminLimits,
 }
 
 impl Config {
@@ -96,6 +98,7 @@ impl Config {
             stream_limits: StreamLimits::default(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_streams_per_connection: DEFAULT_MAX_STREAMS_PER_CONNECTION,
+            admin_limits: AdminLimits::default(),
         }
     }
 }
@@ -120,8 +123,6 @@ pub enum ServeError {
     Inconsistent(#[from] InconsistentSnapshot),
     #[error("xDS server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
-    #[error("admin server failed: {0}")]
-    Admin(std::io::Error),
     #[error(
         "refusing to serve xDS in plaintext on {0}: it is not a loopback address, so anyone who \
          can reach it could read every backend address and pose as a proxy. Give --tls-cert \
@@ -201,13 +202,13 @@ impl Server {
                 reason: e.to_string(),
             })?;
         let state = Arc::new(state::load_bytes(&config.state_path, &bytes)?);
+        let metrics = Metrics::new();
         let mut sinks: Vec<Arc<dyn EventSink>> = Vec::new();
         if let Some(path) = &config.audit_log {
-            sinks.push(Arc::new(AuditLog::open(path)?));
+            sinks.push(Arc::new(AuditLog::open(path, metrics.clone())?));
         }
         let events = EventBus::new(sinks);
         let registry = ProxyRegistry::default();
-        let metrics = Metrics::new();
         let reports = Reports {
             board: StateBoard::default(),
             convergence: Convergence::new(registry.clone(), metrics.clone(), events.clone()),
@@ -337,13 +338,14 @@ impl Server {
             metrics,
         });
         let mut admin_stop = stop_rx.clone();
-        let admin_task = tokio::spawn(async move {
-            axum::serve(admin, admin_router)
-                .with_graceful_shutdown(async move {
-                    let _ = admin_stop.wait_for(|s| *s).await;
-                })
-                .await
-        });
+        let admin_task = tokio::spawn(admin::serve(
+            admin,
+            admin_router,
+            config.admin_limits,
+            async move {
+                let _ = admin_stop.wait_for(|s| *s).await;
+            },
+        ));
         info!(
             xds = %xds_addr.map(|a| a.to_string()).unwrap_or_default(),
             admin = %admin_addr.map(|a| a.to_string()).unwrap_or_default(),
@@ -399,8 +401,8 @@ impl Server {
         let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
             let _ = pipeline.await;
             let grpc = grpc.await;
-            let admin = admin_task.await;
-            (grpc, admin)
+            let _ = admin_task.await;
+            grpc
         })
         .await;
         convergence_task.abort();
@@ -408,8 +410,7 @@ impl Server {
             task.abort();
         }
         match drained {
-            Ok((Ok(Err(e)), _)) => Err(ServeError::Transport(e)),
-            Ok((_, Ok(Err(e)))) => Err(ServeError::Admin(e)),
+            Ok(Ok(Err(e))) => Err(ServeError::Transport(e)),
             Ok(_) => Ok(()),
             Err(_) => {
                 warn!("connections did not close within {DRAIN_TIMEOUT:?}; exiting anyway");

@@ -1,14 +1,16 @@
 //! The `switchyard.v1.Switchyard` service: state, proxies and a live event stream.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use futures::Stream;
+use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 use tonic::{Request, Response, Status};
 
 use super::pb::{self, switchyard_server::Switchyard};
 use super::timestamp;
-use crate::events::{Event, EventBus};
+use crate::events::{CAPACITY, Event, EventBus};
 use crate::proxies::{ProxyRecord, ProxyRegistry, TypeRecord};
 use crate::status::StateBoard;
 use crate::xds::ResourceType;
@@ -326,22 +328,99 @@ impl Switchyard for SwitchyardApi {
 
     type WatchEventsStream = EventStream;
 
+    /// Every event from now on. A reader more than [`CAPACITY`] events behind (one that
+    /// reads slower than events come, or not at all) gets a `Lagged` event saying how many
+    /// it missed, then the call ends with RESOURCE_EXHAUSTED: nothing is queued for it
+    /// beyond the bus's ring and what HTTP/2 flow control lets through.
     async fn watch_events(
         &self,
         _request: Request<pb::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
-        let rx = self.events.subscribe();
-        let stream = futures::stream::unfold(rx, |mut rx| async move {
-            let item = match rx.recv().await {
-                Ok(e) => event(&e),
-                Err(RecvError::Lagged(missed)) => pb::Event {
-                    at: Some(timestamp(std::time::SystemTime::now())),
-                    kind: Some(pb::event::Kind::Lagged(pb::Lagged { missed })),
-                },
-                Err(RecvError::Closed) => return None,
-            };
-            Some((Ok(item), rx))
-        });
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(Box::pin(watch(self.events.subscribe()))))
+    }
+}
+
+/// Where a `WatchEvents` stream is.
+enum Watch {
+    Reading(broadcast::Receiver<Arc<Event>>),
+    /// Told it missed this many; the call ends next.
+    Lagged(u64),
+}
+
+/// The events `rx` receives, as [`Switchyard::watch_events`] sends them. Pulled: an event
+/// is only taken from the bus when the transport asks for the next one.
+fn watch(rx: broadcast::Receiver<Arc<Event>>) -> impl Stream<Item = Result<pb::Event, Status>> {
+    futures::stream::unfold(Some(Watch::Reading(rx)), |state| async move {
+        match state? {
+            Watch::Reading(mut rx) => match rx.recv().await {
+                Ok(e) => Some((Ok(event(&e)), Some(Watch::Reading(rx)))),
+                Err(RecvError::Lagged(missed)) => {
+                    let lagged = pb::Event {
+                        at: Some(timestamp(std::time::SystemTime::now())),
+                        kind: Some(pb::event::Kind::Lagged(pb::Lagged { missed })),
+                    };
+                    // The receiver is dropped here: the bus no longer keeps events for it.
+                    Some((Ok(lagged), Some(Watch::Lagged(missed))))
+                }
+                Err(RecvError::Closed) => None,
+            },
+            Watch::Lagged(missed) => Some((
+                Err(Status::resource_exhausted(format!(
+                    "this WatchEvents call fell more than {CAPACITY} events behind and \
+                     missed {missed}; call WatchEvents again"
+                ))),
+                None,
+            )),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+
+    use super::*;
+
+    fn started(i: usize) -> Event {
+        Event::SwitchStarted {
+            at: std::time::SystemTime::now(),
+            version: format!("v{i}"),
+            types: vec!["clusters"],
+            proxies: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn watcher_that_falls_behind_is_told_how_far_then_ended_with_resource_exhausted() {
+        let bus = EventBus::default();
+        let stream = watch(bus.subscribe());
+        for i in 0..CAPACITY + 10 {
+            bus.emit(started(i));
+        }
+        let items: Vec<_> = stream.collect().await;
+        assert_eq!(items.len(), 2, "{items:?}");
+        let lagged = items[0].as_ref().expect("the Lagged event first");
+        assert_eq!(
+            lagged.kind,
+            Some(pb::event::Kind::Lagged(pb::Lagged { missed: 10 }))
+        );
+        let status = items[1].as_ref().expect_err("then the call ends");
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert!(status.message().contains("missed 10"), "{status:?}");
+        // Nothing is kept for it any more.
+        assert!(!bus.has_subscribers());
+    }
+
+    #[tokio::test]
+    async fn watcher_that_keeps_up_gets_every_event() {
+        let bus = EventBus::default();
+        let mut stream = Box::pin(watch(bus.subscribe()));
+        for i in 0..CAPACITY * 2 {
+            bus.emit(started(i));
+            let got = stream.next().await.unwrap().unwrap();
+            assert!(
+                matches!(got.kind, Some(pb::event::Kind::SwitchStarted(s)) if s.version == format!("v{i}"))
+            );
+        }
     }
 }

@@ -18,6 +18,8 @@ mod cli_status;
 mod e2e_switch;
 mod harness_smoke;
 mod inspection;
+mod limits_admin;
+mod limits_watch_events;
 mod limits_xds;
 mod make_before_break;
 mod proxy_rejection;
