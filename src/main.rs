@@ -566,9 +566,9 @@ fn serve(config: Config) -> ExitCode {
                 | ServeError::Tls(_)
                 | ServeError::Glob(_)
                 | ServeError::OperatorsWithoutClientCa => exit::USAGE,
-                ServeError::Bind { .. }
-                | ServeError::Watch(_)
-                | ServeError::Audit(_) => exit::OSERR,
+                ServeError::Bind { .. } | ServeError::Watch(_) | ServeError::Audit(_) => {
+                    exit::OSERR
+                }
                 ServeError::Inconsistent(_)
                 | ServeError::Transport(_)
                 | ServeError::Reflection(_) => exit::SOFTWARE,

@@ -210,18 +210,19 @@ impl SotwStream {
             state.awaiting_reply = false;
             let repeated = |err: &envoy_types::pb::google::rpc::Status| {
                 let rejected = state.rejected.as_ref();
-                rejected.is_some_and(|(r, m)| Arc::ptr_eq(r, sent) && *m == err.message)
+                rejected.is_some_and(|(r, m)| Arc::ptr_eq(r, sent) && *m == kept_message(err))
             };
             if let Some(err) = &req.error_detail
                 && repeated(err)
             {
                 step.events.push(StreamEvent::RepeatedNack { type_: t });
             } else if let Some(err) = &req.error_detail {
-                state.rejected = Some((sent.clone(), err.message.clone()));
+                let message = kept_message(err);
+                state.rejected = Some((sent.clone(), message.clone()));
                 step.events.push(StreamEvent::Rejected {
                     type_: t,
                     version: sent.version.clone(),
-                    message: err.message.clone(),
+                    message,
                 });
             } else if req.version_info == sent.version
                 && !state.acked.as_ref().is_some_and(|a| Arc::ptr_eq(a, sent))
@@ -448,6 +449,25 @@ impl SotwStream {
         }));
         response
     }
+}
+
+/// Longest NACK message kept, logged, shown and audited, in bytes. Envoy's own messages
+/// are a few hundred bytes; a longer one is cut (and says so), so a proxy cannot make the
+/// audit log, `/status` or the logs grow by megabytes per NACK.
+pub const MAX_NACK_MESSAGE: usize = 4096;
+
+/// A NACK's message as switchyard keeps it: at most [`MAX_NACK_MESSAGE`] bytes, cut at a
+/// character boundary, with how much was cut.
+fn kept_message(err: &envoy_types::pb::google::rpc::Status) -> String {
+    let m = &err.message;
+    if m.len() <= MAX_NACK_MESSAGE {
+        return m.clone();
+    }
+    let mut end = MAX_NACK_MESSAGE;
+    while !m.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} more bytes cut)", &m[..end], m.len() - end)
 }
 
 /// Does sending `version` with `resources` tell a proxy that was last sent `sent`

@@ -674,3 +674,31 @@ fn the_same_nack_again_is_counted_but_not_recorded_again() {
     let other = s.on_request(nack(sent, &["public"], "worse route"));
     assert!(matches!(other.events[..], [StreamEvent::Rejected { .. }]));
 }
+
+#[test]
+fn a_huge_nack_message_is_kept_cut_to_a_bound() {
+    let mut s = stream(STATE);
+    converge(&mut s);
+    let green = s.on_snapshot(snap(&STATE.replace("active: blue", "active: green")));
+    let huge = "é".repeat(1_000_000); // 2 MB of two-byte characters
+    let step = s.on_request(nack(&green.responses[0], &["public"], &huge));
+    let [StreamEvent::Rejected { message, .. }] = &step.events[..] else {
+        panic!("{:?}", step.events)
+    };
+    assert!(
+        message.len() < MAX_NACK_MESSAGE + 64,
+        "{} bytes",
+        message.len()
+    );
+    assert!(
+        message.ends_with("... (1995904 more bytes cut)"),
+        "{}",
+        &message[4000..]
+    );
+    // The same huge message again is the same rejection.
+    let again = s.on_request(nack(&green.responses[0], &["public"], &huge));
+    assert!(matches!(
+        again.events[..],
+        [StreamEvent::RepeatedNack { .. }]
+    ));
+}
