@@ -19,6 +19,7 @@ mod e2e_switch;
 mod harness_smoke;
 mod inspection;
 mod make_before_break;
+mod properties;
 mod proxy_rejection;
 mod replicas;
 mod state_watch;
