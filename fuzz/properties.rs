@@ -92,28 +92,15 @@ pub fn ads_requests(chunks: Vec<Vec<u8>>, max_message: usize, fail_at_end: bool)
 pub fn snapshots() -> &'static [Arc<Published>] {
     static SNAPSHOTS: OnceLock<Vec<Arc<Published>>> = OnceLock::new();
     SNAPSHOTS.get_or_init(|| {
-        const ONE: &str = "\
-listeners:
-  - name: public
-    address: 127.0.0.1
-    port: 10000
-services:
-  - name: summarizer
-    listener: public
-    blue: { endpoints: [\"127.0.0.1:8081\"] }
-    green: { endpoints: [\"127.0.0.1:8082\"] }
-    active: blue
-";
-        const EXTRA: &str = "
-  - name: extra
-    listener: public
-    domains: [\"extra.example\"]
-    blue: { endpoints: [\"127.0.0.1:9081\"] }
-    green: { endpoints: [\"127.0.0.1:9082\"] }
-    active: green
-";
+        const ONE: &str = include_str!("../tests/fixtures/one_service.yaml");
+        // A second service: the first one's block, renamed, on other ports and a domain.
+        let (_, service) = ONE.split_once("services:\n").unwrap();
+        let extra = service
+            .replace("summarizer", "extra")
+            .replace(":808", ":908")
+            .replace("[\"*\"]", "[\"extra.example\"]");
         let green = ONE.replace("active: blue", "active: green");
-        let two = format!("{green}{EXTRA}");
+        let two = format!("{green}{extra}");
         let translated = |text: &str| translate(&parse_bytes(text.as_bytes()).unwrap()).unwrap();
         [
             translated(ONE),
