@@ -1,0 +1,155 @@
+//! The fuzz targets' properties (`fuzz/properties.rs`, shared word for word), a few hundred
+//! random cases each in the normal test run; FUZZING.md has the long runs.
+
+use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
+use proptest::prelude::*;
+use prost::Message;
+
+#[path = "../../fuzz/properties.rs"]
+mod shared;
+
+use shared::{NonceChoice, Op, SotwModel, VersionChoice};
+
+/// Valid state files to mutate: most random text is not YAML, most mutations of a valid
+/// file are still close to one.
+const STATES: [&str; 2] = [
+    include_str!("../fixtures/one_service.yaml"),
+    include_str!("../../examples/state.yaml"),
+];
+
+/// A state file with `insert` put in place of `len` bytes at `at` (both wrap around).
+fn mutated(base: usize, at: usize, len: usize, insert: &str) -> Vec<u8> {
+    let mut bytes = STATES[base % STATES.len()].as_bytes().to_vec();
+    let at = at % (bytes.len() + 1);
+    let end = (at + len).min(bytes.len());
+    bytes.splice(at..end, insert.bytes());
+    bytes
+}
+
+/// One gRPC message holding a request, or bytes that may be anything.
+fn grpc_message() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        (any::<String>(), any::<String>(), any::<u8>()).prop_map(|(nonce, version, prefix)| {
+            let body = DiscoveryRequest {
+                response_nonce: nonce,
+                version_info: version,
+                resource_names: vec!["*".into()],
+                ..Default::default()
+            }
+            .encode_to_vec();
+            let mut out = vec![prefix % 2]; // compressed now and then
+            out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+            out.extend_from_slice(&body);
+            out
+        }),
+        prop::collection::vec(any::<u8>(), 0..32),
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let nonce = prop_oneof![
+        4 => Just(NonceChoice::Latest),
+        1 => any::<usize>().prop_map(NonceChoice::Sent),
+        1 => "[0-9]{0,2}".prop_map(NonceChoice::Other),
+    ];
+    let version = prop_oneof![
+        4 => Just(VersionChoice::Latest),
+        1 => any::<String>().prop_map(VersionChoice::Other),
+    ];
+    let error = prop::option::weighted(0.15, Just("rejected".to_owned()));
+    let names = prop::collection::vec(any::<usize>(), 0..4);
+    let request = (0..5usize, nonce, version, error, names, any::<bool>()).prop_map(
+        |(type_index, nonce, version, error, names, with_node)| Op::Request {
+            type_index,
+            nonce,
+            version,
+            error,
+            names,
+            with_node,
+        },
+    );
+    prop_oneof![5 => request, 1 => (0..4usize).prop_map(Op::Snapshot)]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn any_bytes_as_a_state_file_are_refused_with_problems_or_translate(
+        bytes in prop::collection::vec(any::<u8>(), 0..512),
+    ) {
+        shared::state_file(&bytes);
+    }
+
+    #[test]
+    fn a_mutated_state_file_is_refused_with_problems_or_translates(
+        base in any::<usize>(), at in any::<usize>(), len in 0..16usize,
+        insert in prop_oneof![any::<String>(), "[ :\\-\\[\\]{}a-z0-9\"'\n.*]{0,12}"],
+    ) {
+        shared::state_file(&mutated(base, at, len, &insert));
+    }
+
+    #[test]
+    fn any_request_body_in_any_chunking_ends_cleanly_or_with_a_status(
+        messages in prop::collection::vec(grpc_message(), 0..4),
+        frame in 0..16usize, max_message in 0..512usize, fail_at_end in any::<bool>(),
+    ) {
+        let body = messages.concat();
+        let chunks = match frame {
+            0 => vec![body],
+            n => body.chunks(n).map(<[u8]>::to_vec).collect(),
+        };
+        shared::ads_requests(chunks, max_message, fail_at_end);
+    }
+
+    #[test]
+    fn any_request_sequence_keeps_nonces_unique_one_response_in_flight_and_make_before_break(
+        ops in prop::collection::vec(op(), 0..64),
+    ) {
+        SotwModel::run(ops);
+    }
+}
+
+/// The SotW model is not vacuous: a proxy that acknowledges everything gets every type, and
+/// the routes of a new service only once its clusters are held.
+#[test]
+fn a_proxy_that_acknowledges_everything_is_sent_every_type_across_snapshots() {
+    let index = |name: &str| shared::names().iter().position(|n| n == name).unwrap();
+    // Clusters and listeners by the legacy wildcard, endpoints and routes by name.
+    let endpoints = [
+        "summarizer-blue",
+        "summarizer-green",
+        "extra-blue",
+        "extra-green",
+    ];
+    let asks = |type_index| match type_index {
+        1 => endpoints.map(index).to_vec(),
+        3 => vec![index("public")],
+        _ => Vec::new(),
+    };
+    let ack = |type_index| Op::Request {
+        type_index,
+        nonce: NonceChoice::Latest,
+        version: VersionChoice::Latest,
+        error: None,
+        names: asks(type_index),
+        with_node: true,
+    };
+    let round = || [0, 1, 2, 3].map(ack);
+    let mut ops: Vec<Op> = Vec::new();
+    for snapshot in [1, 2, 0] {
+        ops.extend(round());
+        ops.extend(round());
+        ops.push(Op::Snapshot(snapshot));
+        ops.extend(round());
+        ops.extend(round());
+    }
+    let model = SotwModel::run(ops);
+    // Four types, new routes at each switch, clusters and endpoints for the service added
+    // and clusters again once it is gone.
+    assert!(
+        model.responses_sent() >= 10,
+        "only {} responses sent",
+        model.responses_sent()
+    );
+}
