@@ -274,3 +274,31 @@ fn more_connections_than_file_descriptors_leave_the_admin_port_answering_and_cpu
     );
     drop(conns);
 }
+
+#[tokio::test]
+async fn a_connection_carries_at_most_its_limit_of_calls_at_once() {
+    use switchyard::grpc::pb::switchyard_client::SwitchyardClient;
+    use switchyard::grpc::pb::{GetStateRequest, WatchEventsRequest};
+    let cp = ControlPlane::start_with(STATE, |c| c.max_streams_per_connection = 2).await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", cp.xds_addr()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = SwitchyardClient::new(channel);
+    // Two calls that stay open take the connection's two streams...
+    let first = client.watch_events(WatchEventsRequest {}).await.unwrap();
+    let _second = client.watch_events(WatchEventsRequest {}).await.unwrap();
+    // ... so a third waits for one of them to end.
+    let waiting = tokio::time::timeout(
+        Duration::from_millis(500),
+        client.get_state(GetStateRequest {}),
+    )
+    .await;
+    assert!(waiting.is_err(), "a third call went through: {waiting:?}");
+    drop(first);
+    let third = tokio::time::timeout(Duration::from_secs(5), client.get_state(GetStateRequest {}))
+        .await
+        .expect("the third call once a stream is free");
+    assert!(!third.unwrap().into_inner().version.is_empty());
+}

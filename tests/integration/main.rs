@@ -17,6 +17,7 @@ mod cli_schema;
 mod cli_status;
 mod e2e_switch;
 mod harness_smoke;
+mod hostile_under_traffic;
 mod inspection;
 mod limits_admin;
 mod limits_watch_events;
