@@ -154,7 +154,13 @@ impl Default for EventBus {
 impl EventBus {
     /// A bus that hands every event to each of `sinks`, then to live subscribers.
     pub fn new(sinks: Vec<Arc<dyn EventSink>>) -> EventBus {
-        let (tx, _) = broadcast::channel(CAPACITY);
+        EventBus::with_capacity(sinks, CAPACITY)
+    }
+
+    /// [`EventBus::new`], keeping `capacity` events for live subscribers that fall behind
+    /// (`--watch-events-buffer`).
+    pub fn with_capacity(sinks: Vec<Arc<dyn EventSink>>, capacity: usize) -> EventBus {
+        let (tx, _) = broadcast::channel(capacity.max(1));
         EventBus {
             tx,
             sinks: sinks.into(),

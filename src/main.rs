@@ -66,6 +66,8 @@ struct Cli {
     command: Command,
 }
 
+// `serve`'s many flags make its variant large; the command is parsed once per process.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve a state file to Envoy over ADS, reloading it whenever it is saved.
@@ -176,6 +178,15 @@ enum Command {
         #[arg(long, value_name = "MS", default_value_t = AdminLimits::DEFAULT_HEADER_TIMEOUT.as_millis() as u64,
               value_parser = clap::value_parser!(u64).range(1..))]
         admin_header_timeout_ms: u64,
+        /// Audit records queued for a slow disk at most; past it, records are dropped,
+        /// counted (switchyard_audit_records_dropped_total) and reported in the audit log
+        /// once the disk catches up. Emitters never wait on the disk.
+        #[arg(long, value_name = "N", default_value_t = switchyard::audit::QUEUE_CAPACITY)]
+        audit_queue: usize,
+        /// Events kept for a WatchEvents reader that falls behind; one further behind is
+        /// ended with RESOURCE_EXHAUSTED (it may call again).
+        #[arg(long, value_name = "N", default_value_t = switchyard::events::CAPACITY)]
+        watch_events_buffer: usize,
     },
     /// Check state files: exit 0 when valid, else print every problem as
     /// FILE:LINE:COLUMN: message and exit 65 (66 when a file cannot be read).
@@ -336,6 +347,8 @@ fn main() -> ExitCode {
             request_burst,
             admin_max_connections,
             admin_header_timeout_ms,
+            audit_queue,
+            watch_events_buffer,
         } => {
             init_logging(log_format);
             let config = Config {
@@ -371,6 +384,8 @@ fn main() -> ExitCode {
                     max_connections: admin_max_connections as usize,
                     header_timeout: Duration::from_millis(admin_header_timeout_ms),
                 },
+                audit_queue,
+                watch_events_buffer,
             };
             serve(config)
         }

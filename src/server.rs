@@ -79,6 +79,11 @@ pub struct Config {
     pub max_streams_per_connection: u32,
     /// Header-read timeout and connection cap of the admin HTTP server.
     pub admin_limits: AdminLimits,
+    /// Audit records queued for a slow disk at most; more are dropped and counted.
+    pub audit_queue: usize,
+    /// Events kept for a `WatchEvents` reader that falls behind; one further behind is
+    /// ended with RESOURCE_EXHAUSTED.
+    pub watch_events_buffer: usize,
 }
 
 impl Config {
@@ -99,6 +104,8 @@ impl Config {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_streams_per_connection: DEFAULT_MAX_STREAMS_PER_CONNECTION,
             admin_limits: AdminLimits::default(),
+            audit_queue: crate::audit::QUEUE_CAPACITY,
+            watch_events_buffer: crate::events::CAPACITY,
         }
     }
 }
@@ -205,9 +212,10 @@ impl Server {
         let metrics = Metrics::new();
         let mut sinks: Vec<Arc<dyn EventSink>> = Vec::new();
         if let Some(path) = &config.audit_log {
-            sinks.push(Arc::new(AuditLog::open(path, metrics.clone())?));
+            let log = AuditLog::with_capacity(path, config.audit_queue, metrics.clone())?;
+            sinks.push(Arc::new(log));
         }
-        let events = EventBus::new(sinks);
+        let events = EventBus::with_capacity(sinks, config.watch_events_buffer);
         let registry = ProxyRegistry::default();
         let reports = Reports {
             board: StateBoard::default(),

@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status};
 
 use super::pb::{self, switchyard_server::Switchyard};
 use super::timestamp;
-use crate::events::{CAPACITY, Event, EventBus};
+use crate::events::{Event, EventBus};
 use crate::proxies::{ProxyRecord, ProxyRegistry, TypeRecord};
 use crate::status::StateBoard;
 use crate::xds::ResourceType;
@@ -328,7 +328,8 @@ impl Switchyard for SwitchyardApi {
 
     type WatchEventsStream = EventStream;
 
-    /// Every event from now on. A reader more than [`CAPACITY`] events behind (one that
+    /// Every event from now on. A reader more than the bus keeps (`--watch-events-buffer`,
+    /// [`crate::events::CAPACITY`] by default) events behind (one that
     /// reads slower than events come, or not at all) gets a `Lagged` event saying how many
     /// it missed, then the call ends with RESOURCE_EXHAUSTED: nothing is queued for it
     /// beyond the bus's ring and what HTTP/2 flow control lets through.
@@ -366,8 +367,8 @@ fn watch(rx: broadcast::Receiver<Arc<Event>>) -> impl Stream<Item = Result<pb::E
             },
             Watch::Lagged(missed) => Some((
                 Err(Status::resource_exhausted(format!(
-                    "this WatchEvents call fell more than {CAPACITY} events behind and \
-                     missed {missed}; call WatchEvents again"
+                    "this WatchEvents call fell too far behind (--watch-events-buffer) and \
+                     missed {missed} events; call WatchEvents again"
                 ))),
                 None,
             )),
@@ -377,6 +378,7 @@ fn watch(rx: broadcast::Receiver<Arc<Event>>) -> impl Stream<Item = Result<pb::E
 
 #[cfg(test)]
 mod tests {
+    use crate::events::CAPACITY;
     use futures::StreamExt;
 
     use super::*;
