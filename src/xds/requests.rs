@@ -78,8 +78,10 @@ impl Requests {
             }
             let frame = poll_fn(|cx| self.body.as_mut().poll_frame(cx));
             let frame = match self.deadline {
-                // Part of a message is here: the rest has until the deadline.
-                Some(deadline) => match tokio::time::timeout_at(deadline, frame).await {
+                // Part of a message is here: the rest has until the deadline. Boxed, so an
+                // idle stream (waiting for a new message, with no deadline) does not carry
+                // a timer's state inline.
+                Some(deadline) => match Box::pin(tokio::time::timeout_at(deadline, frame)).await {
                     Ok(frame) => frame,
                     Err(_) => {
                         return Err(Status::deadline_exceeded(format!(

@@ -265,9 +265,7 @@ impl SotwDriver {
                         return Some(Err(status));
                     }
                 },
-                _ = tokio::time::sleep_until(
-                    tokio::time::Instant::from_std(throttled.unwrap_or_else(std::time::Instant::now))
-                ), if throttled.is_some() => continue,
+                _ = throttle(throttled), if throttled.is_some() => continue,
                 changed = self.snapshots.changed() => {
                     if changed.is_err() {
                         return None; // the server is shutting down
@@ -367,6 +365,15 @@ impl Drop for SotwDriver {
         let _entered = self.span.enter();
         info!("proxy disconnected");
         self.observer.stream_closed(self.id);
+    }
+}
+
+/// Waits until `until` (a throttled stream's next token). `select!` builds every branch's
+/// future, used or not, so the timer is boxed: an idle stream, never throttled, does not
+/// carry a timer's state inline, only one that is over its rate allocates one.
+async fn throttle(until: Option<std::time::Instant>) {
+    if let Some(until) = until {
+        Box::pin(tokio::time::sleep_until(until.into())).await;
     }
 }
 
