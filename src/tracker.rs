@@ -39,9 +39,16 @@ impl StreamObserver for ProxyTracker {
             self.metrics.record_stream_event(event);
         }
         let newly_synced = self.registry.record(stream, &step);
+        // Per-type ACKs are only for live readers; whether there are any is asked once
+        // per step (it takes the bus's lock), and only when the step has an ACK.
+        let acks_wanted = step
+            .events
+            .iter()
+            .any(|e| matches!(e, StreamEvent::Acked { .. }))
+            && self.events.has_subscribers();
         let announces = |e: &StreamEvent| match e {
             StreamEvent::Rejected { .. } => true,
-            StreamEvent::Acked { .. } => self.events.has_subscribers(),
+            StreamEvent::Acked { .. } => acks_wanted,
             _ => false,
         };
         if newly_synced || step.events.iter().any(announces) {

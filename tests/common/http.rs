@@ -91,3 +91,15 @@ impl<T> Drop for AbortOnDrop<T> {
         self.0.abort();
     }
 }
+
+/// Which color answered one `GET /` through Envoy at `listener` (the first word of a
+/// backend's answer), or `None` when the request failed or was not answered 200.
+pub async fn color(listener: SocketAddr) -> Option<String> {
+    let (code, body) = get(listener, "/", "summarizer.example").await.ok()?;
+    (code == 200).then(|| {
+        body.split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    })
+}

@@ -20,20 +20,10 @@ use crate::common::http;
 
 const CLUSTERS: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 
-async fn color(listener: SocketAddr) -> Option<String> {
-    let (code, body) = http::get(listener, "/", "summarizer.example").await.ok()?;
-    (code == 200).then(|| {
-        body.split_whitespace()
-            .next()
-            .unwrap_or_default()
-            .to_owned()
-    })
-}
-
 /// Every one of 20 requests through Envoy answered by `expected`.
 async fn all_answered_by(listener: SocketAddr, expected: &str) -> bool {
     for _ in 0..20 {
-        if color(listener).await.as_deref() != Some(expected) {
+        if http::color(listener).await.as_deref() != Some(expected) {
             return false;
         }
     }

@@ -78,16 +78,6 @@ async fn health(addr: SocketAddr, client: Client<'_>) -> Result<(), String> {
     }
 }
 
-async fn through_envoy(listener: SocketAddr) -> Option<String> {
-    let (code, body) = http::get(listener, "/", "summarizer.example").await.ok()?;
-    (code == 200).then(|| {
-        body.split_whitespace()
-            .next()
-            .unwrap_or_default()
-            .to_owned()
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_envoy_over_mutual_tls_receives_a_switch() {
     let pki = Pki::new("fleet");
@@ -104,12 +94,12 @@ async fn a_real_envoy_over_mutual_tls_receives_a_switch() {
     let listener = scene.listener;
     assert_eventually!(
         Duration::from_secs(10),
-        through_envoy(listener).await.as_deref() == Some("blue")
+        http::color(listener).await.as_deref() == Some("blue")
     );
     scene.cp.save_by_rename(&scene.state("green"));
     assert_eventually!(
         Duration::from_secs(10),
-        through_envoy(listener).await.as_deref() == Some("green")
+        http::color(listener).await.as_deref() == Some("green")
     );
     assert_eventually!(Duration::from_secs(5), {
         let status = scene.cp.status().await;
