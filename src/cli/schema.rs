@@ -27,6 +27,8 @@
 
 use serde_json::{Value, json};
 
+mod workflow;
+
 use crate::state::limits::{MAX_ENDPOINTS_PER_COLOR, MAX_LISTENERS, MAX_SERVICES};
 
 /// The schema's `$id`: names this schema (and its version), not a place to download it.
@@ -61,7 +63,7 @@ fn endpoint_pattern() -> String {
 
 /// The schema of one color's backends.
 fn color(color: &str) -> Value {
-    json!({
+    let mut v = json!({
         "type": "object",
         "description": format!(
             "The {color} environment of this service: its backends. It takes all the traffic when `active: {color}`, none otherwise."
@@ -85,12 +87,14 @@ fn color(color: &str) -> Value {
                 }
             }
         }
-    })
+    });
+    v["properties"]["schemas"] = workflow::color_schemas(color);
+    v
 }
 
 /// The JSON Schema (draft 2020-12) of the state file.
 pub fn schema() -> Value {
-    json!({
+    let mut v = json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
         "title": "switchyard desired state (schema v1)",
@@ -174,9 +178,15 @@ pub fn schema() -> Value {
                         }
                     }
                 }
-            }
+            },
+            "databases": workflow::databases()
         }
-    })
+    });
+    let service = v["properties"]["services"]["items"]["properties"]
+        .as_object_mut()
+        .expect("bug: a JSON object");
+    service.extend(workflow::service_properties());
+    v
 }
 
 /// The schema as `switchyard schema` prints it: pretty JSON and a final newline.

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use super::workflow::{Bake, Database, Gate, Preview, Shadow};
 use crate::hash::short_hash;
 
 /// A validated desired state. Everything in it has been checked: names are unique, every
@@ -16,6 +17,11 @@ use crate::hash::short_hash;
 pub struct DesiredState {
     pub listeners: Vec<Listener>,
     pub services: Vec<Service>,
+    /// Databases whose schema version guards the colors (`databases:`; empty when none).
+    /// Like every workflow key, left out of the hash when absent, so a file without them
+    /// keeps the version it had before they existed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub databases: Vec<Database>,
 }
 
 /// One Envoy listener. Its Listener and RouteConfiguration are both named after it.
@@ -34,13 +40,33 @@ pub struct Service {
     pub domains: Vec<String>,
     pub blue: ColorSpec,
     pub green: ColorSpec,
+    /// The color the operator wants to take the traffic. What proxies get can differ
+    /// while a gate holds the switch, after an automatic rollback, or when the color
+    /// cannot run against the database's schema (see `crate::rollout`).
     pub active: Color,
+    /// Changing it (any value) retries a switch that was rolled back automatically.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<String>,
+    #[serde(skip_serializing_if = "Preview::is_default")]
+    pub preview: Preview,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<Shadow>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gate: Option<Gate>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bake: Option<Bake>,
+    /// The `databases:` entry whose schema version this service's colors must support.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
 }
 
 /// The backends of one color.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ColorSpec {
     pub endpoints: Vec<SocketAddr>,
+    /// The database schema versions this color can run against (with `database:`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub schemas: Vec<String>,
 }
 
 /// Which environment takes the traffic.
@@ -96,7 +122,16 @@ impl DesiredState {
         let mut canonical = self.clone();
         canonical.listeners.sort_by(|a, b| a.name.cmp(&b.name));
         canonical.services.sort_by(|a, b| a.name.cmp(&b.name));
+        canonical.databases.sort_by(|a, b| a.name.cmp(&b.name));
         short_hash(&canonical)
+    }
+
+    pub fn service(&self, name: &str) -> Option<&Service> {
+        self.services.iter().find(|s| s.name == name)
+    }
+
+    pub fn database(&self, name: &str) -> Option<&Database> {
+        self.databases.iter().find(|d| d.name == name)
     }
 
     pub fn listener(&self, name: &str) -> Option<&Listener> {

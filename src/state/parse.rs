@@ -15,12 +15,17 @@ use super::limits::{MAX_ENDPOINTS_PER_COLOR, MAX_LISTENERS, MAX_SERVICES};
 use super::model::{Color, ColorSpec, DesiredState, Listener, Problem, Service};
 use super::yaml::{self, clamp};
 
+mod workflow;
+
+use workflow::{RawBake, RawDatabase, RawGate, RawPreview, RawShadow, Scalar};
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawState {
     listeners: Spanned<Vec<Spanned<RawListener>>>,
     #[serde(default)]
     services: Vec<Spanned<RawService>>,
+    databases: Option<Spanned<Vec<Spanned<RawDatabase>>>>,
 }
 
 #[derive(Deserialize)]
@@ -41,12 +46,19 @@ struct RawService {
     blue: Spanned<RawColor>,
     green: Spanned<RawColor>,
     active: Spanned<String>,
+    attempt: Option<Spanned<Scalar>>,
+    preview: Option<Spanned<RawPreview>>,
+    shadow: Option<Spanned<RawShadow>>,
+    gate: Option<Spanned<RawGate>>,
+    bake: Option<Spanned<RawBake>>,
+    database: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawColor {
     endpoints: Spanned<Vec<Spanned<String>>>,
+    schemas: Option<Spanned<Vec<Spanned<Scalar>>>>,
 }
 
 /// Parses and validates a state file's text. On failure returns every problem found,
@@ -151,6 +163,12 @@ fn validate(raw: RawState) -> Result<DesiredState, Vec<Problem>> {
         }
     }
 
+    let (databases, database_names) = workflow::databases(&mut problems, raw.databases);
+    // Preview listeners take ports too: (address, port) -> what has it.
+    let mut ports_taken: HashMap<(IpAddr, u16), String> = listener_addrs
+        .iter()
+        .map(|(addr, name)| (*addr, format!("listener `{name}`")))
+        .collect();
     let mut services = Vec::new();
     let mut service_names: HashMap<String, Location> = HashMap::new();
     // (listener, domain) -> service, because Envoy rejects a RouteConfiguration in which
@@ -190,8 +208,30 @@ fn validate(raw: RawState) -> Result<DesiredState, Vec<Problem>> {
             );
         }
         let domains = validate_domains(&mut problems, &s, &mut domains_taken);
-        let blue = validate_color(&mut problems, Color::Blue, s.blue);
-        let green = validate_color(&mut problems, Color::Green, s.green);
+        let database = check_database(&mut problems, &s, &database_names);
+        let blue = validate_color(&mut problems, Color::Blue, s.blue, database.is_some());
+        let green = validate_color(&mut problems, Color::Green, s.green, database.is_some());
+        let (preview, preview_port_at) = workflow::preview(&mut problems, s.preview);
+        if let (Some(port), Some(at), Some(l)) = (
+            preview.port,
+            preview_port_at,
+            listeners.iter().find(|l| l.name == s.listener.value),
+        ) {
+            let what = format!("the preview listener of service `{}`", s.name.value);
+            match ports_taken.get(&(l.address, port)) {
+                Some(other) => problems.at(
+                    at,
+                    format!("{other} already uses {} port {port}", l.address),
+                ),
+                None => {
+                    ports_taken.insert((l.address, port), what);
+                }
+            }
+        }
+        let attempt = workflow::attempt(&mut problems, s.attempt);
+        let shadow = workflow::shadow(&mut problems, s.shadow);
+        let gate = workflow::gate(&mut problems, s.gate);
+        let bake = workflow::bake(&mut problems, s.bake);
         let active = match s.active.value.as_str() {
             "blue" => Some(Color::Blue),
             "green" => Some(Color::Green),
@@ -211,6 +251,12 @@ fn validate(raw: RawState) -> Result<DesiredState, Vec<Problem>> {
                 blue,
                 green,
                 active,
+                attempt,
+                preview,
+                shadow,
+                gate,
+                bake,
+                database,
             });
         }
     }
@@ -219,6 +265,7 @@ fn validate(raw: RawState) -> Result<DesiredState, Vec<Problem>> {
         Ok(DesiredState {
             listeners,
             services,
+            databases,
         })
     } else {
         problems.0.sort_by_key(|p| (p.line, p.column));
@@ -309,11 +356,55 @@ fn claim_domain(
     }
 }
 
+/// The service's `database:`, when it names a known one.
+fn check_database(
+    problems: &mut Problems,
+    s: &RawService,
+    known: &HashMap<String, Location>,
+) -> Option<String> {
+    let name = s.database.as_ref()?;
+    if known.contains_key(&name.value) {
+        return Some(name.value.clone());
+    }
+    let mut names: Vec<&str> = known.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    let defined = if names.is_empty() {
+        " (no `databases:` are defined)".to_owned()
+    } else {
+        format!(" (defined: {})", names.join(", "))
+    };
+    problems.at(
+        name.referenced,
+        format!("unknown database `{}`{defined}", name.value),
+    );
+    None
+}
+
 fn validate_color(
     problems: &mut Problems,
     color: Color,
     raw: Spanned<RawColor>,
+    has_database: bool,
 ) -> Option<ColorSpec> {
+    let schemas_at = raw.value.schemas.as_ref().map(|s| s.referenced);
+    let schemas = workflow::schemas(problems, raw.value.schemas);
+    match (has_database, schemas_at) {
+        (true, None) => problems.at(
+            raw.referenced,
+            format!(
+                "{color} needs `schemas:` (the database schema versions it can run against) \
+                 because the service names a database"
+            ),
+        ),
+        (true, Some(at)) if schemas.is_empty() => {
+            problems.at(at, format!("{color} must list at least one schema version"))
+        }
+        (false, Some(at)) => problems.at(
+            at,
+            format!("{color} lists `schemas:` but the service names no `database:`"),
+        ),
+        _ => {}
+    }
     let endpoints = raw.value.endpoints;
     if endpoints.value.is_empty() {
         problems.at(
@@ -362,7 +453,10 @@ fn validate_color(
             ok = false;
         }
     }
-    ok.then_some(ColorSpec { endpoints: out })
+    ok.then_some(ColorSpec {
+        endpoints: out,
+        schemas,
+    })
 }
 
 /// IPv4-mapped IPv6 addresses (`::ffff:127.0.0.1`) are refused rather than rewritten

@@ -89,6 +89,16 @@ fn good_files() -> Vec<String> {
         GOOD.replace("name: public", "name: edge_v1.2-a")
             .replace("listener: public", "listener: edge_v1.2-a"),
         "listeners: []\n".to_owned(),
+        GOOD.replace(
+            "    active: blue\n",
+            "    active: blue\n    attempt: 3\n    preview:\n      enabled: false\n      header: x-try\n      port: 10001\n    shadow:\n      percent: 5\n    gate:\n      path: /ready\n      status: 204\n      timeout: 500ms\n      interval: 1s\n      successes: 2\n      healthy_share: 50\n      deadline: 5m\n    bake:\n      window: 2m\n      max_error_ratio: 0.1\n      min_requests: 10\n      probe:\n        path: /healthz\n        failures: 2\n",
+        ),
+        format!(
+            "databases:\n  - name: records\n    url: http://127.0.0.1:9000/schema\n    interval: 1s\n{}",
+            GOOD.replace("    active: blue\n", "    active: blue\n    database: records\n")
+                .replace("\"127.0.0.1:8081\"]", "\"127.0.0.1:8081\"]\n      schemas: [41, \"42\"]")
+                .replace("\"127.0.0.1:8082\"]", "\"127.0.0.1:8082\"]\n      schemas: [42]")
+        ),
     ]
 }
 
@@ -189,6 +199,38 @@ fn shape_errors() -> Vec<(&'static str, String, &'static str)> {
             "/services/0",
         ),
         ("missing listeners", "services: []\n".to_owned(), ""),
+        (
+            "shadow percent 0",
+            GOOD.replace(
+                "    active: blue",
+                "    active: blue\n    shadow:\n      percent: 0",
+            ),
+            "/services/0/shadow/percent",
+        ),
+        (
+            "unknown gate key",
+            GOOD.replace(
+                "    active: blue",
+                "    active: blue\n    gate:\n      paht: /x",
+            ),
+            "/services/0/gate",
+        ),
+        (
+            "bake error ratio above 1",
+            GOOD.replace(
+                "    active: blue",
+                "    active: blue\n    bake:\n      max_error_ratio: 2",
+            ),
+            "/services/0/bake/max_error_ratio",
+        ),
+        (
+            "gate interval not a duration",
+            GOOD.replace(
+                "    active: blue",
+                "    active: blue\n    gate:\n      interval: soon",
+            ),
+            "/services/0/gate/interval",
+        ),
     ]
 }
 
