@@ -5,37 +5,65 @@
 //! and a RouteConfiguration of the same name. Per service: a virtual host with its domains
 //! whose default route splits traffic between `<service>-blue` and `<service>-green` by
 //! weight. Per color: an EDS Cluster and its ClusterLoadAssignment.
+//!
+//! The workflow keys add, per service:
+//! - preview routes before the default one: the preview header (`x-switchyard-preview:
+//!   blue|green` unless renamed) sends a request to that color's cluster alone, so a preview
+//!   never falls back to the other color (a color without endpoints answers 503);
+//! - with `preview.port`, a Listener and RouteConfiguration `<service>-preview` on that
+//!   port whose every request goes to the idle color;
+//! - with `shadow`, a request mirror policy on the default route: that percent of live
+//!   requests is copied to the idle color, marked `x-switchyard-shadow: true` (Envoy also
+//!   appends `-shadow` to the Host).
+//!
+//! The state given here is the one in force: its `active` is what the rollout decided
+//! (`crate::rollout`), which may differ from the file's.
 
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
+use envoy_types::pb::envoy::config::common::mutation_rules::v3::{HeaderMutation, header_mutation};
 use envoy_types::pb::envoy::config::core::v3::Address;
 use envoy_types::pb::envoy::config::core::v3::{
     AggregatedConfigSource, ApiVersion, ConfigSource, SocketAddress, address, config_source,
     socket_address,
+};
+use envoy_types::pb::envoy::config::core::v3::{
+    HeaderValue, HeaderValueOption, RuntimeFractionalPercent, header_value_option,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
 };
 use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener, filter};
 use envoy_types::pb::envoy::config::route::v3::{
-    Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost, WeightedCluster, route,
-    route_action, route_match, weighted_cluster::ClusterWeight,
+    HeaderMatcher, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
+    WeightedCluster, header_matcher, route, route_action, route_match,
+    weighted_cluster::ClusterWeight,
 };
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, HttpFilter, Rds, http_connection_manager, http_filter,
 };
+use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher};
+use envoy_types::pb::envoy::r#type::v3::{FractionalPercent, fractional_percent};
 use envoy_types::pb::google::protobuf::{Any, Duration, UInt32Value};
 use prost::Name;
 use serde::Serialize;
 
 use crate::hash::short_hash;
-use crate::state::{self, Color, DesiredState, Service};
+use crate::state::{Color, DesiredState, Service};
 use crate::xds::ResourceType;
 use crate::xds::snapshot::{InconsistentSnapshot, Resource, Snapshot, TypeSnapshot};
 
 /// Bumped whenever translation changes what it produces for the same input, so that
 /// versions change with it.
 const TRANSLATION: &str = "switchyard/translate/1";
+
+/// The header that marks a mirrored (shadow) request.
+pub const SHADOW_HEADER: &str = "x-switchyard-shadow";
+
+/// The name of a service's preview Listener and RouteConfiguration.
+pub fn preview_listener_name(service: &str) -> String {
+    format!("{service}-preview")
+}
 
 /// Builds the consistency-checked snapshot for `state`.
 pub fn translate(state: &DesiredState) -> Result<Snapshot, InconsistentSnapshot> {
@@ -50,8 +78,19 @@ pub fn translate(state: &DesiredState) -> Result<Snapshot, InconsistentSnapshot>
     let mut listeners = Vec::new();
     let mut routes = Vec::new();
     for l in &state.listeners {
-        listeners.push(listener(l));
+        listeners.push(listener(&l.name, l.address, l.port, l));
         routes.push(route_configuration(state, &l.name));
+    }
+    for service in &state.services {
+        if let (true, Some(port), Some(l)) = (
+            service.preview.enabled,
+            service.preview.port,
+            state.listener(&service.listener),
+        ) {
+            let name = preview_listener_name(&service.name);
+            listeners.push(listener(&name, l.address, port, &(l, port)));
+            routes.push(preview_route_configuration(service));
+        }
     }
     let snapshot = Snapshot::new(
         state.version(),
@@ -150,13 +189,15 @@ fn load_assignment(service: &Service, color: Color) -> Resource {
     resource(name, spec, &cla, Vec::new())
 }
 
-fn listener(l: &state::Listener) -> Resource {
+/// A listener named `name` on `address:port` whose routes are the RouteConfiguration of the
+/// same name; its version is the hash of `input`.
+fn listener<I: Serialize>(name: &str, address: std::net::IpAddr, port: u16, input: &I) -> Resource {
     let hcm = HttpConnectionManager {
-        stat_prefix: l.name.clone(),
+        stat_prefix: name.to_owned(),
         codec_type: http_connection_manager::CodecType::Auto as i32,
         route_specifier: Some(http_connection_manager::RouteSpecifier::Rds(Rds {
             config_source: Some(ads()),
-            route_config_name: l.name.clone(),
+            route_config_name: name.to_owned(),
         })),
         http_filters: vec![HttpFilter {
             name: "envoy.filters.http.router".to_owned(),
@@ -168,8 +209,8 @@ fn listener(l: &state::Listener) -> Resource {
         ..Default::default()
     };
     let listener = Listener {
-        name: l.name.clone(),
-        address: Some(socket_address(l.address, l.port)),
+        name: name.to_owned(),
+        address: Some(socket_address(address, port)),
         filter_chains: vec![FilterChain {
             filters: vec![Filter {
                 name: "envoy.filters.network.http_connection_manager".to_owned(),
@@ -179,7 +220,7 @@ fn listener(l: &state::Listener) -> Resource {
         }],
         ..Default::default()
     };
-    resource(l.name.clone(), l, &listener, Vec::new())
+    resource(name.to_owned(), input, &listener, Vec::new())
 }
 
 fn any<M: Name>(m: &M) -> Any {
@@ -195,6 +236,84 @@ struct VirtualHostInput<'a> {
     service: &'a str,
     domains: &'a [String],
     weights: [(Color, u32); 2],
+    /// The preview header, when previews are on.
+    preview: Option<&'a str>,
+    shadow: Option<u32>,
+}
+
+/// A route matching every path (and `headers`) that sends everything to `cluster`.
+fn to_cluster(name: String, cluster: String, headers: Vec<HeaderMatcher>) -> Route {
+    Route {
+        name,
+        r#match: Some(RouteMatch {
+            path_specifier: Some(route_match::PathSpecifier::Prefix("/".to_owned())),
+            headers,
+            ..Default::default()
+        }),
+        action: Some(route::Action::Route(RouteAction {
+            cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(cluster)),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+/// Matches requests whose header `name` is exactly `value`.
+fn header_is(name: &str, value: &str) -> HeaderMatcher {
+    HeaderMatcher {
+        name: name.to_owned(),
+        header_match_specifier: Some(header_matcher::HeaderMatchSpecifier::StringMatch(
+            StringMatcher {
+                match_pattern: Some(string_matcher::MatchPattern::Exact(value.to_owned())),
+                ..Default::default()
+            },
+        )),
+        ..Default::default()
+    }
+}
+
+/// Copies `percent` of the requests to `cluster`, marked with [`SHADOW_HEADER`].
+fn mirror(cluster: String, percent: u32) -> route_action::RequestMirrorPolicy {
+    route_action::RequestMirrorPolicy {
+        cluster,
+        runtime_fraction: Some(RuntimeFractionalPercent {
+            default_value: Some(FractionalPercent {
+                numerator: percent,
+                denominator: fractional_percent::DenominatorType::Hundred as i32,
+            }),
+            runtime_key: String::new(),
+        }),
+        request_headers_mutations: vec![HeaderMutation {
+            action: Some(header_mutation::Action::Append(HeaderValueOption {
+                header: Some(HeaderValue {
+                    key: SHADOW_HEADER.to_owned(),
+                    value: "true".to_owned(),
+                    ..Default::default()
+                }),
+                append_action: header_value_option::HeaderAppendAction::OverwriteIfExistsOrAdd
+                    as i32,
+                ..Default::default()
+            })),
+        }],
+        ..Default::default()
+    }
+}
+
+/// The RouteConfiguration of a service's preview listener: everything to the idle color.
+fn preview_route_configuration(service: &Service) -> Resource {
+    let name = preview_listener_name(&service.name);
+    let idle = service.cluster_name(service.active.other());
+    let rc = RouteConfiguration {
+        name: name.clone(),
+        virtual_hosts: vec![VirtualHost {
+            name: name.clone(),
+            domains: vec!["*".to_owned()],
+            routes: vec![to_cluster("idle".to_owned(), idle.clone(), Vec::new())],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    resource(name, &idle, &rc, vec![idle.clone()])
 }
 
 fn route_configuration(state: &DesiredState, listener: &str) -> Resource {
@@ -203,10 +322,17 @@ fn route_configuration(state: &DesiredState, listener: &str) -> Resource {
     let mut clusters = Vec::new();
     for service in state.services_on(listener) {
         let weights = Color::ALL.map(|c| (c, service.weight(c)));
+        let preview = service
+            .preview
+            .enabled
+            .then_some(service.preview.header.as_str());
+        let shadow = service.shadow.map(|s| s.percent);
         inputs.push(VirtualHostInput {
             service: &service.name,
             domains: &service.domains,
             weights,
+            preview,
+            shadow,
         });
         let cluster_weights: Vec<ClusterWeight> = weights
             .iter()
@@ -217,26 +343,46 @@ fn route_configuration(state: &DesiredState, listener: &str) -> Resource {
             })
             .collect();
         clusters.extend(cluster_weights.iter().map(|w| w.name.clone()));
+        let mut routes = Vec::new();
+        if let Some(header) = preview {
+            for color in Color::ALL {
+                routes.push(to_cluster(
+                    format!("preview-{color}"),
+                    service.cluster_name(color),
+                    vec![header_is(header, color.as_str())],
+                ));
+            }
+        }
+        let request_mirror_policies = shadow
+            .map(|percent| {
+                vec![mirror(
+                    service.cluster_name(service.active.other()),
+                    percent,
+                )]
+            })
+            .unwrap_or_default();
+        routes.push(Route {
+            name: "default".to_owned(),
+            r#match: Some(RouteMatch {
+                path_specifier: Some(route_match::PathSpecifier::Prefix("/".to_owned())),
+                ..Default::default()
+            }),
+            action: Some(route::Action::Route(RouteAction {
+                cluster_specifier: Some(route_action::ClusterSpecifier::WeightedClusters(
+                    WeightedCluster {
+                        clusters: cluster_weights,
+                        ..Default::default()
+                    },
+                )),
+                request_mirror_policies,
+                ..Default::default()
+            })),
+            ..Default::default()
+        });
         virtual_hosts.push(VirtualHost {
             name: service.name.clone(),
             domains: service.domains.clone(),
-            routes: vec![Route {
-                name: "default".to_owned(),
-                r#match: Some(RouteMatch {
-                    path_specifier: Some(route_match::PathSpecifier::Prefix("/".to_owned())),
-                    ..Default::default()
-                }),
-                action: Some(route::Action::Route(RouteAction {
-                    cluster_specifier: Some(route_action::ClusterSpecifier::WeightedClusters(
-                        WeightedCluster {
-                            clusters: cluster_weights,
-                            ..Default::default()
-                        },
-                    )),
-                    ..Default::default()
-                })),
-                ..Default::default()
-            }],
+            routes,
             ..Default::default()
         });
     }
@@ -259,6 +405,7 @@ pub fn changed_types(a: &Snapshot, b: &Snapshot) -> Vec<ResourceType> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state;
     use prost::Message;
     use std::sync::Arc;
 
@@ -289,7 +436,9 @@ services:
     }
 
     fn weights(rc: &RouteConfiguration) -> Vec<(String, u32)> {
-        let Some(route::Action::Route(action)) = &rc.virtual_hosts[0].routes[0].action else {
+        let default = rc.virtual_hosts[0].routes.last().unwrap();
+        assert_eq!(default.name, "default");
+        let Some(route::Action::Route(action)) = &default.action else {
             panic!("not a route action")
         };
         let Some(route_action::ClusterSpecifier::WeightedClusters(wc)) = &action.cluster_specifier
@@ -432,7 +581,8 @@ services:
     #[test]
     fn versions_are_fixed_for_a_given_file() {
         // Pinned so that a change to hashing (which would make every proxy of a fleet
-        // re-download its config on upgrade) is a conscious decision.
+        // re-download its config on upgrade) is a conscious decision. The routes' version
+        // changed when preview routes (on by default) were added.
         let s = snapshot(STATE);
         assert_eq!(s.state_version, "02eb7b93e1379900");
         assert_eq!(
@@ -441,7 +591,7 @@ services:
                 "6c0044076fe34aa4",
                 "c4a41611b3ce42c9",
                 "3d44cb86e9f1538b",
-                "2cde8c1833f11dfb"
+                "86cc65cdfc15c93e"
             ]
         );
     }
@@ -458,5 +608,137 @@ services:
         let s = snapshot("listeners:\n  - name: idle\n    address: 127.0.0.1\n    port: 10001\n");
         let rc: RouteConfiguration = decode(&s, ResourceType::Route, "idle");
         assert!(rc.virtual_hosts.is_empty());
+    }
+
+    fn with_service_keys(extra: &str) -> String {
+        STATE.replace("    active: blue\n", &format!("    active: blue\n{extra}"))
+    }
+
+    /// (route name, header matched, cluster) of the service's routes in order.
+    fn routes_of(rc: &RouteConfiguration) -> Vec<(String, Option<String>, String)> {
+        rc.virtual_hosts[0]
+            .routes
+            .iter()
+            .map(|r| {
+                let header = r.r#match.as_ref().unwrap().headers.first().map(|h| {
+                    let Some(header_matcher::HeaderMatchSpecifier::StringMatch(m)) =
+                        &h.header_match_specifier
+                    else {
+                        panic!("not a string match")
+                    };
+                    let Some(string_matcher::MatchPattern::Exact(v)) = &m.match_pattern else {
+                        panic!("not exact")
+                    };
+                    format!("{}={v}", h.name)
+                });
+                let Some(route::Action::Route(a)) = &r.action else {
+                    panic!("not a route")
+                };
+                let cluster = match &a.cluster_specifier {
+                    Some(route_action::ClusterSpecifier::Cluster(c)) => c.clone(),
+                    Some(route_action::ClusterSpecifier::WeightedClusters(_)) => "weighted".into(),
+                    _ => panic!("no cluster"),
+                };
+                (r.name.clone(), header, cluster)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn preview_header_routes_come_before_the_weighted_default_and_name_one_cluster_each() {
+        let s = snapshot(STATE);
+        let rc: RouteConfiguration = decode(&s, ResourceType::Route, "public");
+        assert_eq!(
+            routes_of(&rc),
+            [
+                (
+                    "preview-blue".into(),
+                    Some("x-switchyard-preview=blue".into()),
+                    "summarizer-blue".into()
+                ),
+                (
+                    "preview-green".into(),
+                    Some("x-switchyard-preview=green".into()),
+                    "summarizer-green".into()
+                ),
+                ("default".into(), None, "weighted".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn previews_switched_off_leave_only_the_default_route() {
+        let s = snapshot(&with_service_keys("    preview:\n      enabled: false\n"));
+        let rc: RouteConfiguration = decode(&s, ResourceType::Route, "public");
+        assert_eq!(
+            routes_of(&rc),
+            [("default".into(), None, "weighted".into())]
+        );
+    }
+
+    #[test]
+    fn a_renamed_preview_header_is_matched_in_lowercase() {
+        let s = snapshot(&with_service_keys(
+            "    preview:\n      header: X-Try-Color\n",
+        ));
+        let rc: RouteConfiguration = decode(&s, ResourceType::Route, "public");
+        assert_eq!(routes_of(&rc)[0].1.as_deref(), Some("x-try-color=blue"));
+    }
+
+    #[test]
+    fn a_preview_port_gets_a_listener_whose_routes_reach_only_the_idle_color() {
+        let s = snapshot(&with_service_keys("    preview:\n      port: 10001\n"));
+        let l: Listener = decode(&s, ResourceType::Listener, "summarizer-preview");
+        let Some(address::Address::SocketAddress(sa)) = l.address.unwrap().address else {
+            panic!("not a socket address")
+        };
+        assert_eq!(sa.address, "127.0.0.1");
+        assert_eq!(
+            sa.port_specifier,
+            Some(socket_address::PortSpecifier::PortValue(10001))
+        );
+        let rc: RouteConfiguration = decode(&s, ResourceType::Route, "summarizer-preview");
+        assert_eq!(
+            routes_of(&rc),
+            [("idle".into(), None, "summarizer-green".into())]
+        );
+        // When green takes the traffic, the preview listener follows the idle color.
+        let green = snapshot(
+            &with_service_keys("    preview:\n      port: 10001\n")
+                .replace("active: blue", "active: green"),
+        );
+        let rc: RouteConfiguration = decode(&green, ResourceType::Route, "summarizer-preview");
+        assert_eq!(routes_of(&rc)[0].2, "summarizer-blue");
+    }
+
+    #[test]
+    fn shadow_mirrors_a_share_of_live_requests_to_the_idle_color_marked() {
+        let s = snapshot(&with_service_keys("    shadow:\n      percent: 25\n"));
+        let rc: RouteConfiguration = decode(&s, ResourceType::Route, "public");
+        let Some(route::Action::Route(a)) = &rc.virtual_hosts[0].routes.last().unwrap().action
+        else {
+            panic!("not a route")
+        };
+        assert_eq!(a.request_mirror_policies.len(), 1);
+        let m = &a.request_mirror_policies[0];
+        assert_eq!(m.cluster, "summarizer-green");
+        let fraction = m.runtime_fraction.as_ref().unwrap().default_value.unwrap();
+        assert_eq!(fraction.numerator, 25);
+        assert_eq!(
+            fraction.denominator,
+            fractional_percent::DenominatorType::Hundred as i32
+        );
+        let Some(header_mutation::Action::Append(h)) = &m.request_headers_mutations[0].action
+        else {
+            panic!("not an append")
+        };
+        assert_eq!(h.header.as_ref().unwrap().key, SHADOW_HEADER);
+        // No shadow, no mirror.
+        let plain: RouteConfiguration = decode(&snapshot(STATE), ResourceType::Route, "public");
+        let Some(route::Action::Route(a)) = &plain.virtual_hosts[0].routes.last().unwrap().action
+        else {
+            panic!("not a route")
+        };
+        assert!(a.request_mirror_policies.is_empty());
     }
 }

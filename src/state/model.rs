@@ -80,6 +80,14 @@ pub enum Color {
 impl Color {
     pub const ALL: [Color; 2] = [Color::Blue, Color::Green];
 
+    /// The other color.
+    pub fn other(self) -> Color {
+        match self {
+            Color::Blue => Color::Green,
+            Color::Green => Color::Blue,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Color::Blue => "blue",

@@ -13,9 +13,12 @@ use serde_saphyr::{Location, Spanned};
 
 use super::limits::{MAX_ENDPOINTS_PER_COLOR, MAX_LISTENERS, MAX_SERVICES};
 use super::model::{Color, ColorSpec, DesiredState, Listener, Problem, Service};
-use super::yaml::{self, clamp};
+use super::yaml;
 
+mod problems;
 mod workflow;
+
+use problems::{Problems, check_name};
 
 use workflow::{RawBake, RawDatabase, RawGate, RawPreview, RawShadow, Scalar};
 
@@ -74,20 +77,6 @@ pub fn parse_str(text: &str) -> Result<DesiredState, Vec<Problem>> {
 /// as [`parse_str`].
 pub fn parse_bytes(bytes: &[u8]) -> Result<DesiredState, Vec<Problem>> {
     parse_str(yaml::utf8(bytes).map_err(|p| vec![p])?)
-}
-
-/// Collects problems while validation walks the raw state.
-#[derive(Default)]
-struct Problems(Vec<Problem>);
-
-impl Problems {
-    fn at(&mut self, location: Location, message: impl Into<String>) {
-        self.0.push(Problem {
-            line: clamp(location.line()),
-            column: clamp(location.column()),
-            message: message.into(),
-        });
-    }
 }
 
 fn validate(raw: RawState) -> Result<DesiredState, Vec<Problem>> {
@@ -218,6 +207,15 @@ fn validate(raw: RawState) -> Result<DesiredState, Vec<Problem>> {
             listeners.iter().find(|l| l.name == s.listener.value),
         ) {
             let what = format!("the preview listener of service `{}`", s.name.value);
+            let name = format!("{}-preview", s.name.value);
+            if listener_names.contains_key(&name) {
+                problems.at(
+                    at,
+                    format!(
+                        "the preview listener would be named `{name}`, which a listener already is"
+                    ),
+                );
+            }
             match ports_taken.get(&(l.address, port)) {
                 Some(other) => problems.at(
                     at,
@@ -280,22 +278,6 @@ fn known_list(known: &[&str]) -> String {
         let mut known = known.to_vec();
         known.sort_unstable();
         format!(" (defined: {})", known.join(", "))
-    }
-}
-
-/// Names become Envoy resource names and stat prefixes: keep them to a safe alphabet.
-fn check_name(problems: &mut Problems, what: &str, name: &Spanned<String>) {
-    let n = &name.value;
-    let ok_char = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.';
-    if n.is_empty() {
-        problems.at(name.referenced, format!("{what} name must not be empty"));
-    } else if n.len() > 100 || !n.chars().all(ok_char) {
-        problems.at(
-            name.referenced,
-            format!(
-                "{what} name `{n}` may use only letters, digits, `-`, `_` and `.` (at most 100)"
-            ),
-        );
     }
 }
 

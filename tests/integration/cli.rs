@@ -111,8 +111,11 @@ fn render_prints_envoy_resources_as_json() {
     assert_eq!(clusters[0]["name"], "summarizer-blue");
     assert_eq!(clusters[1]["name"], "summarizer-green");
     let vh = &json["resources"]["routes"]["resources"][0]["virtual_hosts"][0];
+    // Preview routes first (`x-switchyard-preview: blue|green`), then the weighted default.
+    assert_eq!(vh["routes"][0]["name"], "preview-blue");
+    assert_eq!(vh["routes"][2]["name"], "default");
     assert_eq!(
-        vh["routes"][0]["route"]["weighted_clusters"]["clusters"][0]["weight"],
+        vh["routes"][2]["route"]["weighted_clusters"]["clusters"][0]["weight"],
         100
     );
     assert_eq!(

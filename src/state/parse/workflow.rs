@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 use serde_saphyr::{Location, Spanned};
 
-use super::{Problems, check_name};
+use super::problems::{Problems, check_name};
 use crate::state::workflow::{
     Bake, DEFAULT_GATE_DEADLINE, DEFAULT_MIN_REQUESTS, DEFAULT_SCHEMA_INTERVAL, Database, Gate,
     Preview, Probe, Ratio, SchemaSource, Shadow, probe_defaults,
