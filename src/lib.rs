@@ -28,6 +28,8 @@
 //! - [`admin`]: the admin HTTP server (`/healthz`, `/readyz`, `/status`, `/metrics`).
 //! - [`grpc`]: CSDS, the `switchyard.v1` API and server reflection on the xDS port.
 //! - [`render`]: Envoy resources as proto3 JSON with Envoy's field names.
+//! - [`rollout`]: the workflow around a switch: gate, bake and rollback, schema guard;
+//!   which color is in force for each service and why.
 //! - [`accept`]: the xDS port's accept loop: connection cap, no busy loop out of file
 //!   descriptors, socket options.
 //! - [`tls`]: TLS and mutual TLS on the xDS port, certificates reloaded when they change.
@@ -53,6 +55,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod proxies;
 pub mod render;
+pub mod rollout;
 pub mod server;
 pub mod state;
 pub mod status;
