@@ -12,6 +12,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+use crate::rollout::decide::Trip;
 use crate::state::Color;
 use crate::time::{rfc3339, rfc3339_opt};
 
@@ -120,6 +121,27 @@ pub enum Event {
         r#type: &'static str,
         version: String,
         message: String,
+    },
+    /// The rollout decided something for a service by itself: a gated switch waiting or
+    /// going ahead, a switch given up or held by the schema guard, a bake passing, or an
+    /// automatic rollback (with what tripped it).
+    Rollout {
+        #[serde(serialize_with = "rfc3339")]
+        at: SystemTime,
+        service: String,
+        /// `switched`, `gate_waiting`, `gave_up`, `held`, `bake_passed`, `rolled_back`
+        /// or `rollback_refused`.
+        decision: &'static str,
+        /// The color the file asks for.
+        wanted: Color,
+        /// The color in force after the decision.
+        in_force: Color,
+        /// Why, in words (held, refused, given up, rolled back).
+        reason: Option<String>,
+        /// What tripped an automatic rollback.
+        trip: Option<Trip>,
+        /// The state version in force after the decision.
+        version: String,
     },
     /// Every connected proxy has acknowledged the state `version`.
     SwitchComplete {

@@ -42,6 +42,12 @@ struct WeightLabel {
     color: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabel {
+    service: String,
+    decision: &'static str,
+}
+
 /// Every metric switchyard exports.
 #[derive(Clone, Debug)]
 pub struct Metrics {
@@ -55,6 +61,7 @@ pub struct Metrics {
     nacks_repeated: [Counter; 4],
     state_files: Family<ResultLabel, Counter>,
     weights: Family<WeightLabel, Gauge>,
+    rollout_decisions: Family<DecisionLabel, Counter>,
     subscribed: Family<TypeLabel, Gauge>,
     convergence: Histogram,
     file_readable: Gauge,
@@ -109,6 +116,12 @@ impl Metrics {
             "Traffic weight (percent) of each service's colors in the active state",
             weights.clone(),
         );
+        let rollout_decisions = Family::<DecisionLabel, Counter>::default();
+        registry.register(
+            "rollout_decisions",
+            "Decisions the rollout made by itself, per service: switched, gate_waiting, gave_up, held, bake_passed, rolled_back, rollback_refused",
+            rollout_decisions.clone(),
+        );
         let subscribed = Family::<TypeLabel, Gauge>::default();
         registry.register(
             "subscribed_proxies",
@@ -162,6 +175,7 @@ impl Metrics {
             nacks_repeated,
             state_files,
             weights,
+            rollout_decisions,
             file_readable,
             file_unreadable,
             audit_records_dropped,
@@ -207,6 +221,16 @@ impl Metrics {
             }
             StreamEvent::Stale { .. } | StreamEvent::UnknownType { .. } => {}
         }
+    }
+
+    /// The rollout decided `decision` for `service` by itself.
+    pub fn rollout_decision(&self, service: &str, decision: &'static str) {
+        self.rollout_decisions
+            .get_or_create(&DecisionLabel {
+                service: service.to_owned(),
+                decision,
+            })
+            .inc();
     }
 
     pub fn state_accepted(&self, state: &DesiredState) {

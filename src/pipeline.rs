@@ -4,7 +4,12 @@
 //!
 //! [`Pipeline::apply`] is one synchronous step, free of sockets and files (what the audit
 //! trail says about the file comes from a closure, read after publishing), so unit tests
-//! drive it directly; [`run`] only feeds it the watcher's reports.
+//! drive it directly; [`run`] only feeds it the watcher's reports and the rollout's ticks.
+//!
+//! What is published is the state *in force*: the file's state with each service's
+//! `active` as the rollout decided ([`crate::rollout`]): a gate can hold a switch, a bake
+//! can roll one back. [`Pipeline::tick`] re-decides between file changes and publishes
+//! when the colors in force change.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -17,6 +22,7 @@ use crate::convergence::Convergence;
 use crate::events::{Event, EventBus, FileInfo, ServiceChange, Split};
 use crate::metrics::Metrics;
 use crate::proxies::ProxyRegistry;
+use crate::rollout::tracks::{Decision, Observe, Tracks};
 use crate::state::changes::{Change, StateChanges, changes};
 use crate::state::watch::WatchEvent;
 use crate::state::{Color, DesiredState, Service, StateError};
@@ -59,19 +65,31 @@ pub struct Pipeline {
     /// The state in force and its version (hashing a large state is not free: once is
     /// enough).
     current: (Arc<DesiredState>, String),
+    /// The last good state file's state, and its content hash.
+    desired: (Arc<DesiredState>, String),
+    /// Each service's rollout.
+    tracks: Tracks,
+    /// What the rollout's decisions are based on (probes, load reports, schema versions).
+    observe: Arc<dyn Observe + Send + Sync>,
 }
+
+/// How often [`run`] re-decides the rollout while a decision is pending.
+pub const TICK: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl Pipeline {
     /// Starts with `state`, the file's content at startup, in force: translated and
     /// recorded, but not a switch (no proxy has anything yet). Returns the cache streams
     /// read from.
     pub fn start(
-        state: Arc<DesiredState>,
+        desired: Arc<DesiredState>,
         content_hash: String,
         file: FileInfo,
         reports: Reports,
         translate: Translate,
+        tracks: Tracks,
+        observe: Arc<dyn Observe + Send + Sync>,
     ) -> Result<(Pipeline, SnapshotCache), InconsistentSnapshot> {
+        let state = tracks.apply(&desired);
         let snapshot = translate(&state)?;
         let version = snapshot.state_version.clone();
         let (cache, writer) = snapshot_cache(snapshot);
@@ -83,7 +101,7 @@ impl Pipeline {
             at: SystemTime::now(),
             version: version.clone(),
             previous_version: None,
-            content_hash,
+            content_hash: content_hash.clone(),
             file,
             changes: service_changes(&changes(None, &state)),
         });
@@ -92,8 +110,90 @@ impl Pipeline {
             reports,
             translate,
             current: (state, version),
+            desired: (desired, content_hash),
+            tracks,
+            observe,
         };
+        pipeline.report_rollout();
         Ok((pipeline, cache))
+    }
+
+    /// Each service's rollout, for `/status`.
+    pub fn tracks(&self) -> &Tracks {
+        &self.tracks
+    }
+
+    /// Re-decides the rollout of the services that have a decision pending (a gate, a bake,
+    /// a held switch) and publishes when a color in force changes. Nothing to do is cheap.
+    pub fn tick(&mut self, now: Instant) -> Option<Outcome> {
+        let desired = self.desired.0.clone();
+        if !self.tracks.busy(&desired) {
+            return None;
+        }
+        let decisions = self.tracks.step(&desired, &*self.observe, now);
+        self.report_rollout();
+        if decisions.is_empty() {
+            return None;
+        }
+        let state = self.tracks.apply(&desired);
+        let same_colors = state
+            .services
+            .iter()
+            .zip(&self.current.0.services)
+            .all(|(a, b)| a.active == b.active);
+        let outcome = if same_colors && state.services.len() == self.current.0.services.len() {
+            None
+        } else {
+            let hash = self.desired.1.clone();
+            match self.publish(state, hash, now, None::<fn() -> FileInfo>) {
+                Ok(version) => Some(Outcome::Published { version }),
+                Err(()) => Some(Outcome::InternalError),
+            }
+        };
+        self.emit_decisions(&decisions);
+        outcome
+    }
+
+    fn emit_decisions(&self, decisions: &[Decision]) {
+        let at = SystemTime::now();
+        for d in decisions {
+            let Some(service) = self.desired.0.service(&d.service) else {
+                continue;
+            };
+            let in_force = self.tracks.in_force(service);
+            info!(
+                service = %d.service,
+                decision = d.transition.name(),
+                wanted = %service.active,
+                in_force = %in_force,
+                reason = d.transition.reason().unwrap_or_default(),
+                "rollout"
+            );
+            self.reports
+                .metrics
+                .rollout_decision(&d.service, d.transition.name());
+            self.reports.events.emit(Event::Rollout {
+                at,
+                service: d.service.clone(),
+                decision: d.transition.name(),
+                wanted: service.active,
+                in_force,
+                reason: d.transition.reason(),
+                trip: d.transition.trip().cloned(),
+                version: self.current.1.clone(),
+            });
+        }
+    }
+
+    /// Tells the board where each service's rollout stands.
+    fn report_rollout(&self) {
+        let observe = &*self.observe;
+        self.reports.board.rollout(crate::rollout::status::of(
+            &self.desired.0,
+            &self.tracks,
+            &|s, t| observe.details(s, t),
+            Instant::now(),
+        ));
     }
 
     /// Applies one report of the watcher. `file` describes the state file for the audit
@@ -120,11 +220,38 @@ impl Pipeline {
 
     fn accept(
         &mut self,
-        state: Arc<DesiredState>,
+        desired: Arc<DesiredState>,
         content_hash: String,
         seen_at: Instant,
         file: impl FnOnce() -> FileInfo,
     ) -> Outcome {
+        let previous_tracks = self.tracks.clone();
+        let decisions = self.tracks.step(&desired, &*self.observe, seen_at);
+        let state = self.tracks.apply(&desired);
+        match self.publish(state, content_hash.clone(), seen_at, Some(file)) {
+            Ok(version) => {
+                self.desired = (desired, content_hash);
+                self.report_rollout();
+                self.emit_decisions(&decisions);
+                Outcome::Published { version }
+            }
+            Err(()) => {
+                self.tracks = previous_tracks;
+                Outcome::InternalError
+            }
+        }
+    }
+
+    /// Translates and publishes `state` (in force), then reports it. `file` is given when a
+    /// state file caused it (then it is a `state_accepted` event), `None` for a decision of
+    /// the rollout.
+    fn publish(
+        &mut self,
+        state: Arc<DesiredState>,
+        content_hash: String,
+        seen_at: Instant,
+        file: Option<impl FnOnce() -> FileInfo>,
+    ) -> Result<String, ()> {
         let r = &self.reports;
         let snapshot = match (self.translate)(&state) {
             Ok(snapshot) => snapshot,
@@ -135,11 +262,11 @@ impl Pipeline {
                 r.events.emit(Event::StateInternalError {
                     at: SystemTime::now(),
                     content_hash,
-                    file: file(),
+                    file: file.map(|f| f()).unwrap_or_default(),
                     message: e.to_string(),
                     active_version: Some(self.current.1.clone()),
                 });
-                return Outcome::InternalError;
+                return Err(());
             }
         };
         let version = snapshot.state_version.clone();
@@ -157,14 +284,16 @@ impl Pipeline {
             .accepted(state.clone(), version.clone(), content_hash.clone());
         info!(version, "state accepted");
         let now = SystemTime::now();
-        r.events.emit(Event::StateAccepted {
-            at: now,
-            version: version.clone(),
-            previous_version: Some(previous_version.clone()),
-            content_hash,
-            file: file(),
-            changes: service_changes(&changed),
-        });
+        if let Some(file) = file {
+            r.events.emit(Event::StateAccepted {
+                at: now,
+                version: version.clone(),
+                previous_version: Some(previous_version.clone()),
+                content_hash,
+                file: file(),
+                changes: service_changes(&changed),
+            });
+        }
         r.events.emit(Event::SwitchStarted {
             at: now,
             version: version.clone(),
@@ -172,7 +301,7 @@ impl Pipeline {
             proxies: r.registry.len(),
         });
         self.current = (state, version.clone());
-        Outcome::Published { version }
+        Ok(version)
     }
 
     fn reject(&self, error: &StateError, content_hash: String, file: FileInfo) {
@@ -197,12 +326,21 @@ pub async fn run(
     file: impl Fn() -> FileInfo,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let event = tokio::select! {
-            e = incoming.recv() => match e { Some(e) => e, None => return },
+        tokio::select! {
+            e = incoming.recv() => match e {
+                Some(e) => {
+                    pipeline.apply(e, &file);
+                }
+                None => return,
+            },
+            now = tick.tick() => {
+                pipeline.tick(now);
+            }
             _ = stop.wait_for(|s| *s) => return,
-        };
-        pipeline.apply(event, &file);
+        }
     }
 }
 
@@ -273,17 +411,91 @@ mod tests {
     }
 
     fn start_with(text: &str, translate: Translate) -> (Pipeline, SnapshotCache, Reports) {
+        start_observed(text, translate, Arc::new(crate::rollout::tracks::Nothing))
+    }
+
+    fn start_observed(
+        text: &str,
+        translate: Translate,
+        observe: Arc<dyn Observe + Send + Sync>,
+    ) -> (Pipeline, SnapshotCache, Reports) {
         let r = reports();
         let state = Arc::new(parse_str(text).unwrap());
+        let tracks = Tracks::start(&state, Default::default());
         let (p, cache) = Pipeline::start(
             state,
             "hash0".into(),
             FileInfo::default(),
             r.clone(),
             translate,
+            tracks,
+            observe,
         )
         .unwrap();
         (p, cache, r)
+    }
+
+    /// A gate that passes when told to.
+    #[derive(Debug, Default)]
+    struct Gate(std::sync::atomic::AtomicBool);
+
+    impl Observe for Gate {
+        fn observe(
+            &self,
+            _: &Service,
+            _: &crate::rollout::decide::Track,
+            _: Instant,
+        ) -> crate::rollout::decide::Observed {
+            crate::rollout::decide::Observed {
+                schema: [Ok(()), Ok(())],
+                gate_passed: self.0.load(std::sync::atomic::Ordering::SeqCst),
+                bake_trip: None,
+            }
+        }
+    }
+
+    fn active_route_color(cache: &SnapshotCache) -> Color {
+        let published = cache.current();
+        let r = &published.snapshot().get(ResourceType::Route).resources["public"];
+        let rc = <envoy_types::pb::envoy::config::route::v3::RouteConfiguration as prost::Message>::decode(
+            r.body.value.as_slice(),
+        )
+        .unwrap();
+        let default = rc.virtual_hosts[0].routes.last().unwrap();
+        let text = format!("{default:?}");
+        // The weighted clusters list blue then green; the one at 100 is in force.
+        if text.find("value: 100").unwrap() < text.find("summarizer-green").unwrap() {
+            Color::Blue
+        } else {
+            Color::Green
+        }
+    }
+
+    #[tokio::test]
+    async fn a_gated_switch_is_published_only_once_its_gate_passes() {
+        let gate = Arc::new(Gate::default());
+        let (mut p, cache, r) = start_observed(BLUE, translate, gate.clone());
+        let mut events = r.events.subscribe();
+        let gated = green().replace("active: green", "active: green\n    gate: {}");
+        p.apply(accepted(&gated), file);
+        assert_eq!(active_route_color(&cache), Color::Blue, "held by its gate");
+        assert_eq!(p.tick(Instant::now()), None);
+        assert_eq!(r.board.rollout_status()[0].phase, "gating");
+        gate.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(matches!(
+            p.tick(Instant::now()),
+            Some(Outcome::Published { .. })
+        ));
+        assert_eq!(active_route_color(&cache), Color::Green);
+        let mut decisions = Vec::new();
+        while let Ok(e) = events.try_recv() {
+            if let Event::Rollout { decision, .. } = &*e {
+                decisions.push(*decision);
+            }
+        }
+        assert_eq!(decisions, ["gate_waiting", "switched"]);
+        assert_eq!(r.board.rollout_status()[0].phase, "steady");
+        assert_eq!(r.board.rollout_status()[0].in_force, Color::Green);
     }
 
     fn accepted(text: &str) -> WatchEvent {

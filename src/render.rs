@@ -97,7 +97,8 @@ mod tests {
         );
         assert_eq!(hcm["rds"]["route_config_name"], "public");
         let route = &json["resources"]["routes"]["resources"][0];
-        let weighted = &route["virtual_hosts"][0]["routes"][0]["route"]["weighted_clusters"];
+        // After the two preview routes, the weighted default.
+        let weighted = &route["virtual_hosts"][0]["routes"][2]["route"]["weighted_clusters"];
         assert_eq!(weighted["clusters"][1]["name"], "s-green");
         assert_eq!(weighted["clusters"][1]["weight"], 100);
     }

@@ -2,6 +2,7 @@
 //! streams -> proxy tracker, plus the admin HTTP server. [`Server::bind`] loads the state
 //! and binds both ports (port 0 works); [`Server::run`] serves until `shutdown` completes.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -24,6 +25,7 @@ use crate::identity::{AccessPolicy, Globs};
 use crate::metrics::Metrics;
 use crate::pipeline::{self, Pipeline, Reports};
 use crate::proxies::ProxyRegistry;
+use crate::rollout::tracks::{Nothing, Tracks};
 use crate::state::watch::{self as state_watch, Debounce, WatchError};
 use crate::state::{self, StateError};
 use crate::status::StateBoard;
@@ -224,12 +226,15 @@ impl Server {
             events,
             registry,
         };
+        let tracks = Tracks::start(&state, HashMap::new());
         let (pipeline, cache) = Pipeline::start(
             state,
             state_watch::hash(&bytes),
             state_watch::file_info(&config.state_path),
             reports.clone(),
             translate,
+            tracks,
+            Arc::new(Nothing),
         )?;
         let xds = listen(config.xds_addr, XDS_BACKLOG)?;
         let admin = listen(config.admin_addr, 128)?;

@@ -11,6 +11,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
+use crate::rollout::status::ServiceRollout;
 use crate::state::watch::FileHealth;
 use crate::state::{Color, DesiredState, StateError};
 use crate::time::rfc3339;
@@ -54,6 +55,8 @@ struct Board {
     active: Option<ActiveState>,
     rejected: Option<RejectedState>,
     internal_error: Option<InternalError>,
+    /// Each service's rollout (only services using the workflow, or not steady).
+    rollout: Vec<ServiceRollout>,
     /// The watcher's view of the file (a `watch` receiver: the watcher updates it, readers
     /// borrow the latest); `None` until a watcher is followed.
     file: Option<tokio::sync::watch::Receiver<FileHealth>>,
@@ -80,6 +83,17 @@ impl StateBoard {
     }
 
     /// A valid file could not be translated (a bug); the active state stays.
+    /// Where each service's rollout stands now.
+    pub fn rollout(&self, rollout: Vec<ServiceRollout>) {
+        let mut b = self.inner.write().expect("bug: state board lock poisoned");
+        b.rollout = rollout;
+    }
+
+    pub fn rollout_status(&self) -> Vec<ServiceRollout> {
+        let b = self.inner.read().expect("bug: state board lock poisoned");
+        b.rollout.clone()
+    }
+
     pub fn internal_error(&self, message: String, content_hash: String) {
         let mut b = self.inner.write().expect("bug: state board lock poisoned");
         b.internal_error = Some(InternalError {

@@ -316,7 +316,7 @@ mod tests {
         )), "{text}");
         assert!(text.contains("\n~ route public\n    @@ "), "{text}");
         let expected = [
-            "    @@ -18,11 +18,11 @@",
+            "    @@ -52,11 +52,11 @@",
             "                   \"clusters\": [",
             "                     {",
             "                       \"name\": \"summarizer-blue\",",

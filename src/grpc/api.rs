@@ -110,6 +110,31 @@ fn split(s: &Option<crate::events::Split>) -> Option<pb::Split> {
     })
 }
 
+/// What tripped a rollback, in the API's terms.
+pub fn rollback_trip(t: &crate::rollout::decide::Trip) -> pb::RollbackTrip {
+    pb::RollbackTrip {
+        errors: t.errors,
+        requests: t.requests,
+        proxies: t
+            .proxies
+            .iter()
+            .map(|(node_id, errors)| pb::ProxyErrors {
+                node_id: node_id.clone(),
+                errors: *errors,
+            })
+            .collect(),
+        failing_endpoints: t
+            .failing_endpoints
+            .iter()
+            .map(|(endpoint, reason)| pb::FailingEndpoint {
+                endpoint: endpoint.clone(),
+                reason: reason.clone(),
+            })
+            .collect(),
+        after_seconds: t.after.as_secs_f64(),
+    }
+}
+
 /// An event in the API's terms.
 pub fn event(e: &Event) -> pb::Event {
     use pb::event::Kind;
@@ -239,6 +264,27 @@ pub fn event(e: &Event) -> pb::Event {
                 version: version.clone(),
                 proxies: u32::try_from(*proxies).unwrap_or(u32::MAX),
                 took_ms: *took_ms,
+            }),
+        ),
+        Event::Rollout {
+            at,
+            service,
+            decision,
+            wanted,
+            in_force,
+            reason,
+            trip,
+            version,
+        } => (
+            at,
+            Kind::Rollout(pb::Rollout {
+                service: service.clone(),
+                decision: (*decision).to_owned(),
+                wanted: wanted.as_str().to_owned(),
+                in_force: in_force.as_str().to_owned(),
+                reason: reason.clone().unwrap_or_default(),
+                trip: trip.as_ref().map(rollback_trip),
+                version: version.clone(),
             }),
         ),
     };

@@ -131,6 +131,49 @@ pub enum Transition {
     },
 }
 
+impl Transition {
+    /// The decision's name in events, the audit log and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Transition::Switched { .. } => "switched",
+            Transition::GateWaiting { .. } => "gate_waiting",
+            Transition::GaveUp { .. } => "gave_up",
+            Transition::RolledBack { .. } => "rolled_back",
+            Transition::RollbackRefused { .. } => "rollback_refused",
+            Transition::Held { .. } => "held",
+            Transition::BakePassed { .. } => "bake_passed",
+        }
+    }
+
+    /// Why, in words, when there is more to say than the name.
+    pub fn reason(&self) -> Option<String> {
+        match self {
+            Transition::RolledBack { from, reason, .. } => Some(format!(
+                "{from} failed its bake: {} errors in {} requests after {}",
+                reason.errors,
+                reason.requests,
+                humantime::format_duration(reason.after)
+            )),
+            Transition::RollbackRefused { from, why } => {
+                Some(format!("cannot roll back to {from}: {why}"))
+            }
+            Transition::Held { why, .. } => Some(why.clone()),
+            Transition::GaveUp { to } => {
+                Some(format!("the gate of {to} did not pass before its deadline"))
+            }
+            _ => None,
+        }
+    }
+
+    /// What tripped a rollback.
+    pub fn trip(&self) -> Option<&Trip> {
+        match self {
+            Transition::RolledBack { reason, .. } => Some(reason),
+            _ => None,
+        }
+    }
+}
+
 /// The track a service starts with: the file's color in force (no proxy has anything yet,
 /// so there is nothing to gate or bake).
 pub fn start(service: &Service) -> Track {

@@ -6,3 +6,5 @@
 pub mod bake;
 pub mod decide;
 pub mod schema;
+pub mod status;
+pub mod tracks;

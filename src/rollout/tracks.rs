@@ -1,0 +1,213 @@
+//! Every service's [`Track`]: the rollout of a whole state, stepped by the pipeline when a
+//! file is accepted and on each tick of the controller. Only services with something to
+//! decide (a switch the file asks for that is not in force yet, or a bake) are stepped.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use super::decide::{self, Observed, Phase, Track, Transition};
+use crate::state::{Color, DesiredState, Service};
+
+/// What the controller observed, handed to [`Tracks::step`] one service at a time.
+pub trait Observe: std::fmt::Debug {
+    fn observe(&self, service: &Service, track: &Track, now: Instant) -> Observed;
+
+    /// What `/status` shows beyond the track: the gate's progress, each color's traffic.
+    fn details(&self, _service: &Service, _track: &Track) -> super::status::Details {
+        super::status::Details::default()
+    }
+}
+
+/// Observes nothing: every color may run, no gate has passed, nothing trips. For a
+/// pipeline without a controller (tests, `render`).
+#[derive(Debug, Default)]
+pub struct Nothing;
+
+impl Observe for Nothing {
+    fn observe(&self, _: &Service, _: &Track, _: Instant) -> Observed {
+        Observed {
+            schema: [Ok(()), Ok(())],
+            gate_passed: false,
+            bake_trip: None,
+        }
+    }
+}
+
+/// The tracks of the services of the state in force.
+#[derive(Debug, Clone, Default)]
+pub struct Tracks {
+    tracks: HashMap<String, Track>,
+}
+
+/// A transition of one service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub service: String,
+    pub transition: Transition,
+}
+
+impl Tracks {
+    /// Every service starts on its file's color, except where `restored` (decisions kept
+    /// across a restart) says otherwise and still applies.
+    pub fn start(state: &DesiredState, restored: HashMap<String, Track>) -> Tracks {
+        let mut tracks = HashMap::with_capacity(state.services.len());
+        for s in &state.services {
+            let track = match restored.get(&s.name) {
+                Some(t) if still_applies(s, t) => t.clone(),
+                _ => decide::start(s),
+            };
+            tracks.insert(s.name.clone(), track);
+        }
+        Tracks { tracks }
+    }
+
+    pub fn get(&self, service: &str) -> Option<&Track> {
+        self.tracks.get(service)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Track)> {
+        self.tracks.iter()
+    }
+
+    /// Whether any service has something to decide (else a tick has nothing to do).
+    pub fn busy(&self, state: &DesiredState) -> bool {
+        state.services.iter().any(|s| self.needs_step(s))
+    }
+
+    fn needs_step(&self, s: &Service) -> bool {
+        match self.tracks.get(&s.name) {
+            None => true,
+            Some(t) => t.in_force != s.active || t.phase != Phase::Steady,
+        }
+    }
+
+    /// Steps every service that needs it against `state` (the file's), returning what
+    /// changed. Services gone from the file are forgotten; new ones start on their color.
+    pub fn step(
+        &mut self,
+        state: &DesiredState,
+        observe: &dyn Observe,
+        now: Instant,
+    ) -> Vec<Decision> {
+        if self.tracks.len() != state.services.len()
+            || state
+                .services
+                .iter()
+                .any(|s| !self.tracks.contains_key(&s.name))
+        {
+            let keep: std::collections::HashSet<&str> =
+                state.services.iter().map(|s| s.name.as_str()).collect();
+            self.tracks.retain(|name, _| keep.contains(name.as_str()));
+        }
+        let mut decisions = Vec::new();
+        for s in &state.services {
+            if !self.needs_step(s) {
+                continue;
+            }
+            let Some(track) = self.tracks.get(&s.name) else {
+                self.tracks.insert(s.name.clone(), decide::start(s));
+                continue;
+            };
+            let seen = observe.observe(s, track, now);
+            let (next, transition) = decide::decide(s, track, &seen, now);
+            self.tracks.insert(s.name.clone(), next);
+            if let Some(transition) = transition {
+                decisions.push(Decision {
+                    service: s.name.clone(),
+                    transition,
+                });
+            }
+        }
+        decisions
+    }
+
+    /// The color in force for `service`.
+    pub fn in_force(&self, service: &Service) -> Color {
+        self.tracks
+            .get(&service.name)
+            .map_or(service.active, |t| t.in_force)
+    }
+
+    /// `state` with each service's `active` set to the color in force: what proxies get.
+    /// The same `Arc` when nothing differs.
+    pub fn apply(&self, state: &Arc<DesiredState>) -> Arc<DesiredState> {
+        if state.services.iter().all(|s| self.in_force(s) == s.active) {
+            return state.clone();
+        }
+        let mut in_force = (**state).clone();
+        for s in &mut in_force.services {
+            s.active = self.in_force(s);
+        }
+        Arc::new(in_force)
+    }
+}
+
+/// A kept decision applies while the file still asks for the color it refused, with the
+/// same attempt.
+fn still_applies(s: &Service, t: &Track) -> bool {
+    match &t.phase {
+        Phase::RolledBack { from, attempt, .. } => *from == s.active && *attempt == s.attempt,
+        Phase::GaveUp { to, attempt } => *to == s.active && *attempt == s.attempt,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::parse_str;
+
+    const BLUE: &str = include_str!("../../tests/fixtures/one_service.yaml");
+
+    #[test]
+    fn without_workflow_keys_the_in_force_state_is_the_file() {
+        let blue = Arc::new(parse_str(BLUE).unwrap());
+        let mut tracks = Tracks::start(&blue, HashMap::new());
+        assert!(Arc::ptr_eq(&tracks.apply(&blue), &blue));
+        let green = Arc::new(parse_str(&BLUE.replace("active: blue", "active: green")).unwrap());
+        let decisions = tracks.step(&green, &Nothing, Instant::now());
+        assert_eq!(decisions.len(), 1);
+        assert!(Arc::ptr_eq(&tracks.apply(&green), &green));
+        assert!(!tracks.busy(&green));
+    }
+
+    #[test]
+    fn a_gated_switch_keeps_the_old_color_in_force() {
+        let blue = Arc::new(parse_str(BLUE).unwrap());
+        let mut tracks = Tracks::start(&blue, HashMap::new());
+        let green = Arc::new(
+            parse_str(&BLUE.replace("active: blue", "active: green\n    gate: {}")).unwrap(),
+        );
+        tracks.step(&green, &Nothing, Instant::now());
+        assert_eq!(tracks.apply(&green).services[0].active, Color::Blue);
+        assert!(tracks.busy(&green));
+    }
+
+    #[test]
+    fn a_kept_rollback_applies_only_while_the_file_asks_the_same() {
+        let green = parse_str(&BLUE.replace("active: blue", "active: green")).unwrap();
+        let rolled = Track {
+            in_force: Color::Blue,
+            phase: Phase::RolledBack {
+                from: Color::Green,
+                attempt: None,
+                reason: decide::Trip {
+                    errors: 1,
+                    requests: 1,
+                    proxies: vec![],
+                    failing_endpoints: vec![],
+                    after: std::time::Duration::ZERO,
+                },
+            },
+        };
+        let restored = HashMap::from([("summarizer".to_owned(), rolled)]);
+        let tracks = Tracks::start(&green, restored.clone());
+        assert_eq!(tracks.in_force(&green.services[0]), Color::Blue);
+        let retried =
+            parse_str(&BLUE.replace("active: blue", "active: green\n    attempt: 2")).unwrap();
+        let tracks = Tracks::start(&retried, restored);
+        assert_eq!(tracks.in_force(&retried.services[0]), Color::Green);
+    }
+}
