@@ -26,6 +26,7 @@ mod make_before_break;
 mod properties;
 mod proxy_rejection;
 mod replicas;
+mod sample_backend;
 mod state_watch;
 mod state_watch_hostile;
 mod tls;
