@@ -2,7 +2,11 @@
 //! why. The file says which color the operator wants; the rollout decides when traffic
 //! may go there (the schema guard, the gate) and whether it comes back by itself (the
 //! bake).
+//!
+//! The gate's pieces: [`gate`], the pure verdicts on each endpoint's probe history (with
+//! `now` an argument).
 
 pub mod bake;
 pub mod decide;
+pub mod gate;
 pub mod schema;
