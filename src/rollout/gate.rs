@@ -330,6 +330,15 @@ mod tests {
         )
     }
 
+    /// The endpoints a verdict lists as not healthy, with why, as `"<endpoint>: <why>"`.
+    fn reasons(verdict: &GateVerdict) -> Vec<String> {
+        let failing = &verdict.standing().failing;
+        failing
+            .iter()
+            .map(|(e, why)| format!("{e}: {why}"))
+            .collect()
+    }
+
     #[test]
     fn endpoint_is_healthy_after_enough_successes_in_a_row() {
         let probe = probe(3, 3, 100);
@@ -383,8 +392,8 @@ mod tests {
         let verdict = gate(&probe, &[a], &history);
         assert!(matches!(verdict, GateVerdict::Pending(_)));
         assert_eq!(
-            verdict.standing().failing[0].1.to_string(),
-            "no answer within 1s (1 in a row)"
+            reasons(&verdict),
+            ["127.0.0.1:9001: no answer within 1s (1 in a row)"]
         );
     }
 
@@ -400,18 +409,12 @@ mod tests {
             .or_default()
             .record(ProbeResult::Refused, 200);
         let verdict = gate(&probe, &[a, b, c, d], &history);
-        let reasons: Vec<_> = verdict
-            .standing()
-            .failing
-            .iter()
-            .map(|(endpoint, why)| (*endpoint, why.to_string()))
-            .collect();
         assert_eq!(
-            reasons,
+            reasons(&verdict),
             [
-                (b, "status 503, expected 200 (2 in a row)".to_owned()),
-                (c, "connection refused (1 in a row)".to_owned()),
-                (d, "not probed yet".to_owned()),
+                "127.0.0.1:9002: status 503, expected 200 (2 in a row)",
+                "127.0.0.1:9003: connection refused (1 in a row)",
+                "127.0.0.1:9004: not probed yet",
             ]
         );
         assert_eq!(
@@ -433,8 +436,8 @@ mod tests {
         let verdict = gate(&probe, &[a], &history);
         assert!(matches!(verdict, GateVerdict::Pending(_)));
         assert_eq!(
-            verdict.standing().failing[0].1.to_string(),
-            "status 200, expected 204 (1 in a row)"
+            reasons(&verdict),
+            ["127.0.0.1:9001: status 200, expected 204 (1 in a row)"]
         );
     }
 
