@@ -4,9 +4,11 @@
 //! bake).
 //!
 //! The gate's pieces: [`gate`], the pure verdicts on each endpoint's probe history (with
-//! `now` an argument).
+//! `now` an argument), and [`probe`], the HTTP prober that feeds them (a GET of a path on
+//! every endpoint of a color each interval, each result reported with its time).
 
 pub mod bake;
 pub mod decide;
 pub mod gate;
+pub mod probe;
 pub mod schema;

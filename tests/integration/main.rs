@@ -23,6 +23,7 @@ mod limits_admin;
 mod limits_watch_events;
 mod limits_xds;
 mod make_before_break;
+mod probe;
 mod properties;
 mod proxy_rejection;
 mod replicas;
