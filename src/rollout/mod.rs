@@ -2,9 +2,15 @@
 //! why. The file says which color the operator wants; the rollout decides when traffic
 //! may go there (the schema guard, the gate) and whether it comes back by itself (the
 //! bake).
+//!
+//! The gate's pieces: [`gate`], the pure verdicts on each endpoint's probe history (with
+//! `now` an argument), and [`probe`], the HTTP prober that feeds them (a GET of a path on
+//! every endpoint of a color each interval, each result reported with its time).
 
 pub mod bake;
 pub mod decide;
+pub mod gate;
+pub mod probe;
 pub mod schema;
 pub mod status;
 pub mod tracks;

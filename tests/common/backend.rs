@@ -11,35 +11,105 @@
 //! test for the test's runtime. Dropping the [`Backend`] stops it and closes
 //! its connections.
 //!
+//! # Misbehaving on command
+//! A backend can be told to turn unhealthy, to fail a share of requests or to
+//! answer slowly, from a test (the `set_*` methods) or over HTTP, on the
+//! backend's own port:
+//!
+//! | request                           | effect                                                   |
+//! |-----------------------------------|----------------------------------------------------------|
+//! | `GET /_backend`                   | the current settings and counters, as JSON               |
+//! | `POST /_backend/health?ok=false`  | `/healthz` answers `503` (`ok=true`: `200` again)        |
+//! | `POST /_backend/fail?share=0.3`   | 30 % of ordinary requests answer `500` (`0`: none, `1`: all) |
+//! | `POST /_backend/delay?ms=200`     | every response but the control paths' waits 200 ms      |
+//!
+//! Every control request answers `200` with the same JSON as `GET /_backend`
+//! (or `400`/`404`/`405` saying what is wrong), is never delayed or failed and
+//! is not counted. An unhealthy backend still answers ordinary requests; the
+//! fail share does not apply to `/healthz`. Failures are deterministic: with a
+//! share `s`, the `n`-th ordinary request since the share was set fails when
+//! `floor(n * s)` grows, so exactly `floor(n * s)` of the first `n` fail
+//! (`0.5`: every second one; `0.3`: the 4th, 7th, 10th, ...). Failed and
+//! unhealthy responses keep the `x-color` header; their body says
+//! `<color> <version> failing` or `<color> <version> unhealthy`.
+//!
+//! # What it has seen
+//! The backend counts requests ([`Backend::requests`]), requests in flight,
+//! failed ones, and mirrored ones ([`Backend::shadow_requests`]): Envoy's
+//! request mirroring appends `-shadow` to the host (before any port), so a
+//! request whose host ends in `-shadow` is a shadow. The last
+//! [`RECENT_REQUESTS`] requests are kept with their headers
+//! ([`Backend::recent_requests`]).
+//!
 //! Also used by `examples/backend.rs` through `#[path]`.
 #![allow(dead_code)]
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper::{Request, Response};
+use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::sync::oneshot;
+
+/// The path that answers `503` while the backend is unhealthy.
+pub const HEALTH_PATH: &str = "/healthz";
+
+/// The control paths' prefix (`/_backend`, `/_backend/health`, ...).
+pub const CONTROL_PATH: &str = "/_backend";
+
+/// How many requests [`Backend::recent_requests`] keeps.
+pub const RECENT_REQUESTS: usize = 64;
+
+/// What Envoy's request mirroring appends to the host of a mirrored request.
+pub const SHADOW_SUFFIX: &str = "-shadow";
 
 /// A running HTTP backend; stopped on drop.
 pub struct Backend {
     addr: SocketAddr,
     color: String,
     version: String,
-    /// Requests answered so far. Atomic because connection tasks on the
-    /// backend's runtime bump it while tests read it from another thread.
-    requests: Arc<AtomicU64>,
+    /// Settings and counters, shared with the connection tasks.
+    shared: Arc<Shared>,
     /// Dropping (or sending on) it ends the accept loop.
     shutdown: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// One request as the backend saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeenRequest {
+    pub method: String,
+    /// Path and query.
+    pub path: String,
+    /// The `Host` header (HTTP/1.1) or the `:authority` (HTTP/2); empty if none.
+    pub host: String,
+    /// Every header in arrival order, names lowercase, values lossily decoded.
+    pub headers: Vec<(String, String)>,
+}
+
+impl SeenRequest {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether Envoy mirrored it: its host, without the port, ends in `-shadow`.
+    pub fn is_shadow(&self) -> bool {
+        host_without_port(&self.host).ends_with(SHADOW_SUFFIX)
+    }
 }
 
 impl Backend {
@@ -57,13 +127,14 @@ impl Backend {
         let listener = TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let requests = Arc::new(AtomicU64::new(0));
+        let shared = Arc::new(Shared::default());
         let (shutdown, shutdown_rx) = oneshot::channel();
-        let responder = Responder {
+        let responder = Arc::new(Responder {
             color: color.to_owned(),
+            version: version.to_owned(),
             body: Bytes::from(format!("{color} {version}\n")),
-            requests: requests.clone(),
-        };
+            shared: shared.clone(),
+        });
         let thread = std::thread::Builder::new()
             .name(format!("backend-{color}-{}", addr.port()))
             .spawn(move || serve(listener, responder, shutdown_rx))?;
@@ -71,7 +142,7 @@ impl Backend {
             addr,
             color: color.to_owned(),
             version: version.to_owned(),
-            requests,
+            shared,
             shutdown: Some(shutdown),
             thread: Some(thread),
         })
@@ -92,14 +163,63 @@ impl Backend {
         &self.version
     }
 
-    /// The exact body every response carries: `"<color> <version>\n"`.
+    /// The exact body every successful response carries: `"<color> <version>\n"`.
     pub fn body(&self) -> String {
         format!("{} {}\n", self.color, self.version)
     }
 
-    /// Number of requests answered so far.
+    /// Number of requests received so far, `/healthz` and shadows included,
+    /// control requests not.
     pub fn requests(&self) -> u64 {
-        self.requests.load(Ordering::Relaxed)
+        self.shared.requests.load(Ordering::Relaxed)
+    }
+
+    /// Number of requests received whose host ends in `-shadow` (mirrored by Envoy).
+    pub fn shadow_requests(&self) -> u64 {
+        self.shared.shadow_requests.load(Ordering::Relaxed)
+    }
+
+    /// Number of requests answered `500` because of the fail share.
+    pub fn failed_requests(&self) -> u64 {
+        self.shared.failed_requests.load(Ordering::Relaxed)
+    }
+
+    /// Number of requests received and not yet answered (see [`Backend::set_delay`]).
+    pub fn in_flight(&self) -> u64 {
+        self.shared.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The last [`RECENT_REQUESTS`] requests, oldest first.
+    pub fn recent_requests(&self) -> Vec<SeenRequest> {
+        self.shared.recent().iter().cloned().collect()
+    }
+
+    /// Healthy: `/healthz` answers `200`; unhealthy: `503`.
+    pub fn set_healthy(&self, healthy: bool) {
+        self.shared.healthy.store(healthy, Ordering::Relaxed);
+    }
+
+    /// Whether `/healthz` answers `200`.
+    pub fn is_healthy(&self) -> bool {
+        self.shared.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Fails `share` (0 to 1) of the ordinary requests from now on with `500`,
+    /// deterministically (see the module docs). Panics outside 0..=1.
+    pub fn set_fail_share(&self, share: f64) {
+        let share = Share::new(share).unwrap_or_else(|e| panic!("{e}"));
+        self.shared.set_fail_share(share);
+    }
+
+    /// The share of ordinary requests failed with `500`.
+    pub fn fail_share(&self) -> f64 {
+        self.shared.fail_share().as_f64()
+    }
+
+    /// Every response but the control paths' waits `delay` first.
+    pub fn set_delay(&self, delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.shared.delay_ms.store(ms, Ordering::Relaxed);
     }
 }
 
@@ -114,29 +234,296 @@ impl Drop for Backend {
     }
 }
 
-/// What every connection task needs to build a response.
-#[derive(Clone)]
+/// A share of requests, in parts per million (exact integer arithmetic for
+/// the deterministic failure pattern).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Share(u32);
+
+impl Share {
+    const ONE: u64 = 1_000_000;
+    /// No request fails.
+    pub const NONE: Share = Share(0);
+
+    /// A share from 0 to 1; anything else (or NaN) is an error saying so.
+    pub fn new(share: f64) -> Result<Share, String> {
+        if !(0.0..=1.0).contains(&share) {
+            return Err(format!("share must be from 0 to 1, not {share}"));
+        }
+        Ok(Share((share * Share::ONE as f64).round() as u32))
+    }
+
+    /// Parses `"0.3"`, `"1"`, ...; what the `fail?share=` control path and
+    /// the example's `--fail-share` flag accept.
+    pub fn parse(text: &str) -> Result<Share, String> {
+        let share: f64 = text
+            .trim()
+            .parse()
+            .map_err(|_| format!("share must be a number from 0 to 1, not {text:?}"))?;
+        Share::new(share)
+    }
+
+    pub fn as_f64(self) -> f64 {
+        f64::from(self.0) / Share::ONE as f64
+    }
+
+    /// Whether the `n`-th request (from 1) fails: exactly `floor(n * share)`
+    /// of the first `n` do, spread evenly.
+    fn fails(self, n: u64) -> bool {
+        let ppm = u64::from(self.0);
+        n * ppm / Share::ONE > (n - 1) * ppm / Share::ONE
+    }
+}
+
+/// Settings and counters, shared by the [`Backend`] handle and every
+/// connection task. Atomics because connection tasks on the backend's runtime
+/// update them while tests read them from another thread; none of them needs
+/// to be consistent with another.
+#[derive(Debug)]
+struct Shared {
+    healthy: AtomicBool,
+    /// The fail share, parts per million.
+    fail_ppm: AtomicU32,
+    /// Ordinary requests since the fail share was last set; the count that
+    /// decides which of them fail.
+    since_fail_set: AtomicU64,
+    delay_ms: AtomicU64,
+    requests: AtomicU64,
+    shadow_requests: AtomicU64,
+    failed_requests: AtomicU64,
+    in_flight: AtomicU64,
+    /// The last [`RECENT_REQUESTS`] requests. A mutex, held only to push or
+    /// copy (never across an await): a ring of strings cannot be atomic.
+    recent: Mutex<VecDeque<SeenRequest>>,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            healthy: AtomicBool::new(true),
+            fail_ppm: AtomicU32::new(0),
+            since_fail_set: AtomicU64::new(0),
+            delay_ms: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            shadow_requests: AtomicU64::new(0),
+            failed_requests: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            recent: Mutex::new(VecDeque::with_capacity(RECENT_REQUESTS)),
+        }
+    }
+}
+
+impl Shared {
+    fn recent(&self) -> std::sync::MutexGuard<'_, VecDeque<SeenRequest>> {
+        // A panic while holding it cannot leave the ring half-written.
+        self.recent.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn record(&self, seen: SeenRequest) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        if seen.is_shadow() {
+            self.shadow_requests.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut recent = self.recent();
+        if recent.len() == RECENT_REQUESTS {
+            recent.pop_front();
+        }
+        recent.push_back(seen);
+    }
+
+    fn set_fail_share(&self, share: Share) {
+        self.fail_ppm.store(share.0, Ordering::Relaxed);
+        self.since_fail_set.store(0, Ordering::Relaxed);
+    }
+
+    fn fail_share(&self) -> Share {
+        Share(self.fail_ppm.load(Ordering::Relaxed))
+    }
+
+    /// Counts one ordinary request and says whether it fails.
+    fn next_fails(&self) -> bool {
+        let n = self.since_fail_set.fetch_add(1, Ordering::Relaxed) + 1;
+        let fails = self.fail_share().fails(n);
+        if fails {
+            self.failed_requests.fetch_add(1, Ordering::Relaxed);
+        }
+        fails
+    }
+
+    /// What `GET /_backend` answers.
+    fn to_json(&self) -> String {
+        serde_json::json!({
+            "healthy": self.healthy.load(Ordering::Relaxed),
+            "fail_share": self.fail_share().as_f64(),
+            "delay_ms": self.delay_ms.load(Ordering::Relaxed),
+            "requests": self.requests.load(Ordering::Relaxed),
+            "shadow_requests": self.shadow_requests.load(Ordering::Relaxed),
+            "failed_requests": self.failed_requests.load(Ordering::Relaxed),
+            "in_flight": self.in_flight.load(Ordering::Relaxed),
+        })
+        .to_string()
+            + "\n"
+    }
+}
+
+/// Decrements the in-flight count when a response is done (or its task dropped).
+struct InFlight<'a>(&'a AtomicU64);
+
+impl<'a> InFlight<'a> {
+    fn enter(count: &'a AtomicU64) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        InFlight(count)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What every connection task needs to build a response; shared by them
+/// behind an `Arc`.
 struct Responder {
     color: String,
+    version: String,
     /// Encoded once; cloning `Bytes` is a reference-count bump.
     body: Bytes,
-    requests: Arc<AtomicU64>,
+    shared: Arc<Shared>,
 }
 
 impl Responder {
-    fn respond(&self) -> Response<Full<Bytes>> {
-        self.requests.fetch_add(1, Ordering::Relaxed);
+    async fn respond(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        let path = request.uri().path();
+        if path == CONTROL_PATH || path.starts_with("/_backend/") {
+            return self.control(request.method(), path, request.uri().query());
+        }
+        let is_health = path == HEALTH_PATH;
+        self.shared.record(SeenRequest::of(&request));
+        let _in_flight = InFlight::enter(&self.shared.in_flight);
+        let delay = self.shared.delay_ms.load(Ordering::Relaxed);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        if is_health {
+            if self.shared.healthy.load(Ordering::Relaxed) {
+                self.answer(StatusCode::OK, self.body.clone())
+            } else {
+                self.answer(StatusCode::SERVICE_UNAVAILABLE, self.tagged("unhealthy"))
+            }
+        } else if self.shared.next_fails() {
+            self.answer(StatusCode::INTERNAL_SERVER_ERROR, self.tagged("failing"))
+        } else {
+            self.answer(StatusCode::OK, self.body.clone())
+        }
+    }
+
+    /// The control paths (see the module docs).
+    fn control(&self, method: &Method, path: &str, query: Option<&str>) -> Response<Full<Bytes>> {
+        let action = path.strip_prefix(CONTROL_PATH).unwrap_or(path);
+        let applied = match (method, action) {
+            (&Method::GET, "" | "/") => Ok(()),
+            (&Method::POST, "/health") => query_param(query, "ok")
+                .and_then(|ok| match ok {
+                    "true" => Ok(true),
+                    "false" => Ok(false),
+                    other => Err(format!("ok must be true or false, not {other:?}")),
+                })
+                .map(|ok| self.shared.healthy.store(ok, Ordering::Relaxed)),
+            (&Method::POST, "/fail") => query_param(query, "share")
+                .and_then(Share::parse)
+                .map(|share| self.shared.set_fail_share(share)),
+            (&Method::POST, "/delay") => query_param(query, "ms").and_then(|ms| {
+                let ms: u64 = ms
+                    .parse()
+                    .map_err(|_| format!("ms must be a whole number, not {ms:?}"))?;
+                self.shared.delay_ms.store(ms, Ordering::Relaxed);
+                Ok(())
+            }),
+            (_, "" | "/" | "/health" | "/fail" | "/delay") => {
+                return self.answer(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    Bytes::from(format!("{method} is not allowed on {path}\n")),
+                );
+            }
+            _ => {
+                return self.answer(
+                    StatusCode::NOT_FOUND,
+                    Bytes::from(format!(
+                        "no control path {path}; try GET {CONTROL_PATH}, POST {CONTROL_PATH}/health?ok=false, /fail?share=0.3, /delay?ms=200\n"
+                    )),
+                );
+            }
+        };
+        match applied {
+            Ok(()) => self.answer(StatusCode::OK, Bytes::from(self.shared.to_json())),
+            Err(e) => self.answer(StatusCode::BAD_REQUEST, Bytes::from(e + "\n")),
+        }
+    }
+
+    /// `"<color> <version> <tag>\n"`.
+    fn tagged(&self, tag: &str) -> Bytes {
+        Bytes::from(format!("{} {} {tag}\n", self.color, self.version))
+    }
+
+    fn answer(&self, status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
         Response::builder()
+            .status(status)
             .header("x-color", &self.color)
             .header("content-type", "text/plain")
-            .body(Full::new(self.body.clone()))
+            .body(Full::new(body))
             .expect("static response parts are valid")
     }
 }
 
+impl SeenRequest {
+    fn of(request: &Request<Incoming>) -> SeenRequest {
+        let headers: Vec<(String, String)> = request
+            .headers()
+            .iter()
+            .map(|(name, value)| {
+                let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                (name.as_str().to_owned(), value)
+            })
+            .collect();
+        let host = request
+            .headers()
+            .get(hyper::header::HOST)
+            .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned())
+            .or_else(|| request.uri().authority().map(|a| a.to_string()))
+            .unwrap_or_default();
+        SeenRequest {
+            method: request.method().to_string(),
+            path: request
+                .uri()
+                .path_and_query()
+                .map_or_else(|| "/".to_owned(), |p| p.to_string()),
+            host,
+            headers,
+        }
+    }
+}
+
+/// `"summarizer-shadow:10000"` -> `"summarizer-shadow"`; `"[::1]:80"` -> `"[::1]"`.
+fn host_without_port(host: &str) -> &str {
+    match host.rsplit_once(':') {
+        Some((name, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
+/// The value of `name` in a query string `a=1&b=2` (no percent-decoding: the
+/// control values are plain words and numbers).
+fn query_param<'q>(query: Option<&'q str>, name: &str) -> Result<&'q str, String> {
+    query
+        .unwrap_or_default()
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+        .ok_or_else(|| format!("missing query parameter {name}"))
+}
+
 /// The server thread: accepts until `shutdown` fires (or its sender is
 /// dropped), then drops the runtime, which aborts open connections.
-fn serve(listener: TcpListener, responder: Responder, shutdown: oneshot::Receiver<()>) {
+fn serve(listener: TcpListener, responder: Arc<Responder>, shutdown: oneshot::Receiver<()>) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("backend-worker")
@@ -160,9 +547,9 @@ fn serve(listener: TcpListener, responder: Responder, shutdown: oneshot::Receive
                 let _ = stream.set_nodelay(true);
                 let responder = responder.clone();
                 tokio::spawn(async move {
-                    let service = service_fn(move |_req: Request<Incoming>| {
-                        let response = responder.respond();
-                        async move { Ok::<_, Infallible>(response) }
+                    let service = service_fn(move |request: Request<Incoming>| {
+                        let responder = responder.clone();
+                        async move { Ok::<_, Infallible>(responder.respond(request).await) }
                     });
                     // Errors here are per connection (client went away, ...).
                     let _ = auto::Builder::new(TokioExecutor::new())
