@@ -230,6 +230,8 @@ async fn status(State(s): State<AdminState>) -> Json<Value> {
         "watch": file,
         "rejected": s.board.last_rejection(),
         "internal_error": s.board.last_internal_error(),
+        "rollout": s.board.rollout_status(),
+        "databases": s.board.databases(),
         "proxies": proxies,
     }))
 }

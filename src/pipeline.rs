@@ -71,7 +71,12 @@ pub struct Pipeline {
     tracks: Tracks,
     /// What the rollout's decisions are based on (probes, load reports, schema versions).
     observe: Arc<dyn Observe + Send + Sync>,
+    /// When `/status` last heard of the rollout.
+    reported_at: Instant,
 }
+
+/// How often the rollout's `/status` is refreshed when nothing is pending.
+const REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How often [`run`] re-decides the rollout while a decision is pending.
 pub const TICK: std::time::Duration = std::time::Duration::from_millis(100);
@@ -105,7 +110,7 @@ impl Pipeline {
             file,
             changes: service_changes(&changes(None, &state)),
         });
-        let pipeline = Pipeline {
+        let mut pipeline = Pipeline {
             writer,
             reports,
             translate,
@@ -113,7 +118,9 @@ impl Pipeline {
             desired: (desired, content_hash),
             tracks,
             observe,
+            reported_at: Instant::now(),
         };
+        pipeline.observe.sync(&pipeline.desired.0, &pipeline.tracks);
         pipeline.report_rollout();
         Ok((pipeline, cache))
     }
@@ -128,6 +135,11 @@ impl Pipeline {
     pub fn tick(&mut self, now: Instant) -> Option<Outcome> {
         let desired = self.desired.0.clone();
         if !self.tracks.busy(&desired) {
+            // Traffic and schema versions move on their own: refresh what `/status`
+            // shows of them once a second.
+            if now.saturating_duration_since(self.reported_at) >= REFRESH {
+                self.report_rollout();
+            }
             return None;
         }
         let decisions = self.tracks.step(&desired, &*self.observe, now);
@@ -135,6 +147,7 @@ impl Pipeline {
         if decisions.is_empty() {
             return None;
         }
+        self.observe.sync(&desired, &self.tracks);
         let state = self.tracks.apply(&desired);
         let same_colors = state
             .services
@@ -186,14 +199,18 @@ impl Pipeline {
     }
 
     /// Tells the board where each service's rollout stands.
-    fn report_rollout(&self) {
+    fn report_rollout(&mut self) {
         let observe = &*self.observe;
-        self.reports.board.rollout(crate::rollout::status::of(
-            &self.desired.0,
-            &self.tracks,
-            &|s, t| observe.details(s, t),
-            Instant::now(),
-        ));
+        self.reported_at = Instant::now();
+        self.reports.board.rollout(
+            crate::rollout::status::of(
+                &self.desired.0,
+                &self.tracks,
+                &|s, t| observe.details(s, t),
+                self.reported_at,
+            ),
+            observe.databases(),
+        );
     }
 
     /// Applies one report of the watcher. `file` describes the state file for the audit
@@ -231,6 +248,7 @@ impl Pipeline {
         match self.publish(state, content_hash.clone(), seen_at, Some(file)) {
             Ok(version) => {
                 self.desired = (desired, content_hash);
+                self.observe.sync(&self.desired.0, &self.tracks);
                 self.report_rollout();
                 self.emit_decisions(&decisions);
                 Outcome::Published { version }

@@ -25,7 +25,8 @@ use crate::identity::{AccessPolicy, Globs};
 use crate::metrics::Metrics;
 use crate::pipeline::{self, Pipeline, Reports};
 use crate::proxies::ProxyRegistry;
-use crate::rollout::tracks::{Nothing, Tracks};
+use crate::rollout::controller::Controller;
+use crate::rollout::tracks::Tracks;
 use crate::state::watch::{self as state_watch, Debounce, WatchError};
 use crate::state::{self, StateError};
 use crate::status::StateBoard;
@@ -234,7 +235,7 @@ impl Server {
             reports.clone(),
             translate,
             tracks,
-            Arc::new(Nothing),
+            Controller::new(None),
         )?;
         let xds = listen(config.xds_addr, XDS_BACKLOG)?;
         let admin = listen(config.admin_addr, 128)?;

@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::rollout::status::ServiceRollout;
+use crate::rollout::status::{DatabaseStatus, ServiceRollout};
 use crate::state::watch::FileHealth;
 use crate::state::{Color, DesiredState, StateError};
 use crate::time::rfc3339;
@@ -57,6 +57,8 @@ struct Board {
     internal_error: Option<InternalError>,
     /// Each service's rollout (only services using the workflow, or not steady).
     rollout: Vec<ServiceRollout>,
+    /// Each followed database's schema version.
+    databases: Vec<DatabaseStatus>,
     /// The watcher's view of the file (a `watch` receiver: the watcher updates it, readers
     /// borrow the latest); `None` until a watcher is followed.
     file: Option<tokio::sync::watch::Receiver<FileHealth>>,
@@ -84,9 +86,15 @@ impl StateBoard {
 
     /// A valid file could not be translated (a bug); the active state stays.
     /// Where each service's rollout stands now.
-    pub fn rollout(&self, rollout: Vec<ServiceRollout>) {
+    pub fn rollout(&self, rollout: Vec<ServiceRollout>, databases: Vec<DatabaseStatus>) {
         let mut b = self.inner.write().expect("bug: state board lock poisoned");
         b.rollout = rollout;
+        b.databases = databases;
+    }
+
+    pub fn databases(&self) -> Vec<DatabaseStatus> {
+        let b = self.inner.read().expect("bug: state board lock poisoned");
+        b.databases.clone()
     }
 
     pub fn rollout_status(&self) -> Vec<ServiceRollout> {

@@ -8,9 +8,11 @@
 //! every endpoint of a color each interval, each result reported with its time).
 
 pub mod bake;
+pub mod controller;
 pub mod decide;
 pub mod gate;
 pub mod probe;
 pub mod schema;
+pub mod source;
 pub mod status;
 pub mod tracks;

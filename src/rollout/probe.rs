@@ -156,14 +156,27 @@ async fn probe_endpoint(
 /// One `GET path` on `endpoint` on a fresh connection, all of it within `timeout`.
 pub async fn probe_once(endpoint: SocketAddr, path: &str, timeout: Duration) -> ProbeResult {
     match tokio::time::timeout(timeout, exchange(endpoint, path)).await {
-        Ok(Ok(status)) => ProbeResult::Status(status),
+        Ok(Ok((status, _body))) => ProbeResult::Status(status),
         Ok(Err(failure)) => failure,
         Err(_elapsed) => ProbeResult::Timeout(timeout),
     }
 }
 
+/// One `GET path` on `endpoint` within `timeout`: the status and at most [`MAX_BODY`]
+/// bytes of the body (the schema-version sources read it).
+pub async fn get(
+    endpoint: SocketAddr,
+    path: &str,
+    timeout: Duration,
+) -> Result<(u16, Vec<u8>), ProbeResult> {
+    match tokio::time::timeout(timeout, exchange(endpoint, path)).await {
+        Ok(answer) => answer,
+        Err(_elapsed) => Err(ProbeResult::Timeout(timeout)),
+    }
+}
+
 /// Connects, sends the request, reads the head and at most [`MAX_BODY`] of the body.
-async fn exchange(endpoint: SocketAddr, path: &str) -> Result<u16, ProbeResult> {
+async fn exchange(endpoint: SocketAddr, path: &str) -> Result<(u16, Vec<u8>), ProbeResult> {
     let request = Request::get(path)
         .header(HOST, endpoint.to_string())
         .header(USER_AGENT, USER_AGENT_VALUE)
@@ -189,10 +202,10 @@ async fn exchange(endpoint: SocketAddr, path: &str) -> Result<u16, ProbeResult> 
             .await
             .map_err(|e| format!("request: {e}"))?;
         let status = response.status().as_u16();
-        read_at_most(response.into_body(), MAX_BODY)
+        let body = read_at_most(response.into_body(), MAX_BODY)
             .await
             .map_err(|e| format!("response body: {e}"))?;
-        Ok::<_, String>(status)
+        Ok::<_, String>((status, body))
     });
     // The connection is driven here, not on a task of its own, so nothing outlives the
     // probe (a timeout drops both).
@@ -212,14 +225,19 @@ async fn exchange(endpoint: SocketAddr, path: &str) -> Result<u16, ProbeResult> 
     outcome.map_err(ProbeResult::Error)
 }
 
-/// Reads frames until the body ends or `limit` bytes have come.
-async fn read_at_most(mut body: Incoming, limit: usize) -> Result<(), hyper::Error> {
-    let mut read = 0;
-    while read < limit {
+/// Reads frames until the body ends or `limit` bytes have come; keeps at most `limit`.
+async fn read_at_most(mut body: Incoming, limit: usize) -> Result<Vec<u8>, hyper::Error> {
+    let mut read = Vec::new();
+    while read.len() < limit {
         match body.frame().await {
             None => break,
-            Some(frame) => read += frame?.data_ref().map_or(0, Bytes::len),
+            Some(frame) => {
+                if let Some(data) = frame?.data_ref() {
+                    let room = limit - read.len();
+                    read.extend_from_slice(&data[..data.len().min(room)]);
+                }
+            }
         }
     }
-    Ok(())
+    Ok(read)
 }

@@ -70,6 +70,16 @@ pub struct ServiceRollout {
     pub details: Details,
 }
 
+/// A database's current schema version, as switchyard last read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DatabaseStatus {
+    pub name: String,
+    /// `None` when unknown.
+    pub version: Option<String>,
+    /// Why the version is unknown.
+    pub error: Option<String>,
+}
+
 /// A service's phase name.
 pub fn phase_name(phase: &Phase) -> &'static str {
     match phase {

@@ -14,6 +14,15 @@ use crate::state::{Color, DesiredState, Service};
 pub trait Observe: std::fmt::Debug {
     fn observe(&self, service: &Service, track: &Track, now: Instant) -> Observed;
 
+    /// Called after the tracks changed (a file accepted, a decision made): start or stop
+    /// whatever watching the tracks now need.
+    fn sync(&self, _state: &DesiredState, _tracks: &Tracks) {}
+
+    /// Each followed database's schema version, for `/status`.
+    fn databases(&self) -> Vec<super::status::DatabaseStatus> {
+        Vec::new()
+    }
+
     /// What `/status` shows beyond the track: the gate's progress, each color's traffic.
     fn details(&self, _service: &Service, _track: &Track) -> super::status::Details {
         super::status::Details::default()

@@ -1,0 +1,328 @@
+//! The rollout's senses: it probes the colors a gate or a bake watches, reads the fleet's
+//! traffic from the load reports, and follows each database's schema version, then answers
+//! the pipeline's [`Observe`] questions from what it saw. The decisions themselves are
+//! pure ([`super::decide`]); this is the I/O around them.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::info;
+
+use super::bake::{self, Traffic};
+use super::decide::{Observed, Phase, Track};
+use super::gate::{self, BakeProbeVerdict, GateVerdict, ProbeHistory};
+use super::probe::{ProbeHandle, ProbeReport, Prober, Target};
+use super::schema::{self, SchemaVersion, Versions};
+use super::source;
+use super::status::{ColorTraffic, DatabaseStatus, Details, EndpointProblem, GateView};
+use super::tracks::{Observe, Tracks};
+use crate::state::{Color, Database, DesiredState, Probe, Service};
+
+/// Where the fleet's traffic per cluster comes from (the load reports).
+pub trait TrafficSource: Send + Sync + std::fmt::Debug {
+    /// Requests and errors to `cluster` reported since `since`, per proxy.
+    fn traffic(&self, cluster: &str, since: Instant) -> Traffic;
+    /// The cluster's traffic over the last minute, and what is in flight now.
+    fn summary(&self, cluster: &str, color: Color) -> Option<ColorTraffic>;
+}
+
+/// One probed target.
+#[derive(Debug)]
+struct Probed {
+    probe: Probe,
+    endpoints: Vec<SocketAddr>,
+    history: HashMap<SocketAddr, ProbeHistory>,
+    _handle: ProbeHandle,
+}
+
+/// One followed database.
+#[derive(Debug)]
+struct Followed {
+    database: Database,
+    task: JoinHandle<()>,
+}
+
+/// The controller's observations. Shared between the pipeline (which asks) and the tasks
+/// that feed it.
+#[derive(Debug)]
+pub struct Controller {
+    prober: Prober,
+    /// Targets being probed, with their results so far. A `std` mutex: held for a map
+    /// update or a verdict, never across an await.
+    probed: Arc<Mutex<HashMap<Target, Probed>>>,
+    /// Each database's current schema version, written by its source task.
+    versions: Arc<RwLock<Versions>>,
+    /// The source tasks, by database name.
+    followed: Mutex<HashMap<String, Followed>>,
+    traffic: Option<Arc<dyn TrafficSource>>,
+    _drain: JoinHandle<()>,
+}
+
+impl Controller {
+    /// A controller reading traffic from `traffic` (none: bakes see no traffic, only their
+    /// probes). Must be called within a Tokio runtime.
+    pub fn new(traffic: Option<Arc<dyn TrafficSource>>) -> Arc<Controller> {
+        let (tx, mut rx) = mpsc::channel::<ProbeReport>(1024);
+        let probed: Arc<Mutex<HashMap<Target, Probed>>> = Arc::default();
+        let sink = probed.clone();
+        let drain = tokio::spawn(async move {
+            while let Some(report) = rx.recv().await {
+                let mut probed = sink.lock().expect("bug: probe map lock poisoned");
+                if let Some(p) = probed.get_mut(&report.target) {
+                    let expected = p.probe.status;
+                    p.history
+                        .entry(report.endpoint)
+                        .or_default()
+                        .record(report.result, expected);
+                }
+            }
+        });
+        Arc::new(Controller {
+            prober: Prober::new(tx),
+            probed,
+            versions: Arc::default(),
+            followed: Mutex::default(),
+            traffic,
+            _drain: drain,
+        })
+    }
+
+    /// The schema versions as last read.
+    pub fn versions(&self) -> Versions {
+        self.versions
+            .read()
+            .expect("bug: versions lock poisoned")
+            .clone()
+    }
+
+    fn follow(&self, state: &DesiredState) {
+        let mut followed = self.followed.lock().expect("bug: followed lock poisoned");
+        followed.retain(|name, f| {
+            let keep = state.database(name) == Some(&f.database);
+            if !keep {
+                f.task.abort();
+                self.versions
+                    .write()
+                    .expect("bug: versions lock poisoned")
+                    .remove(name);
+            }
+            keep
+        });
+        for db in &state.databases {
+            if !followed.contains_key(&db.name) {
+                info!(database = %db.name, "following the schema version");
+                let task = tokio::spawn(source::follow(db.clone(), self.versions.clone()));
+                followed.insert(
+                    db.name.clone(),
+                    Followed {
+                        database: db.clone(),
+                        task,
+                    },
+                );
+            }
+        }
+    }
+
+    fn gate_verdict(&self, s: &Service, track: &Track, now: Instant) -> Option<GateVerdict> {
+        let gate = s.gate.as_ref()?;
+        let since = match track.phase {
+            Phase::Gating { to, since } if to == s.active => since,
+            _ => now,
+        };
+        let probed = self.probed.lock().expect("bug: probe map lock poisoned");
+        let p = probed.get(&Target {
+            service: s.name.clone(),
+            color: s.active,
+        })?;
+        let endpoints = &s.color(s.active).endpoints;
+        Some(gate::verdict(
+            &gate.probe,
+            endpoints,
+            &p.history,
+            since.into_std(),
+            None,
+            now.into_std(),
+        ))
+    }
+
+    fn bake_failing(&self, s: &Service, color: Color) -> Vec<(String, String)> {
+        let Some(probe) = s.bake.as_ref().and_then(|b| b.probe.as_ref()) else {
+            return Vec::new();
+        };
+        let probed = self.probed.lock().expect("bug: probe map lock poisoned");
+        let Some(p) = probed.get(&Target {
+            service: s.name.clone(),
+            color,
+        }) else {
+            return Vec::new();
+        };
+        match gate::bake_probe_verdict(probe, &s.color(color).endpoints, &p.history) {
+            BakeProbeVerdict::Steady => Vec::new(),
+            BakeProbeVerdict::Failing { failing, .. } => failing
+                .into_iter()
+                .map(|(e, why)| (e.to_string(), why.to_string()))
+                .collect(),
+        }
+    }
+}
+
+/// The probes each service needs now: the gate of a color the file asks for and that is
+/// not in force, and the probe of a color being baked.
+fn wanted_probes(
+    state: &DesiredState,
+    tracks: &Tracks,
+) -> HashMap<Target, (Probe, Vec<SocketAddr>)> {
+    let mut out = HashMap::new();
+    for s in &state.services {
+        let Some(t) = tracks.get(&s.name) else {
+            continue;
+        };
+        if let (Some(gate), Phase::Gating { to, .. }) = (&s.gate, &t.phase) {
+            out.insert(
+                Target {
+                    service: s.name.clone(),
+                    color: *to,
+                },
+                (gate.probe.clone(), s.color(*to).endpoints.clone()),
+            );
+        }
+        if let (Some(probe), Phase::Baking { .. }) =
+            (s.bake.as_ref().and_then(|b| b.probe.as_ref()), &t.phase)
+        {
+            out.insert(
+                Target {
+                    service: s.name.clone(),
+                    color: t.in_force,
+                },
+                (probe.clone(), s.color(t.in_force).endpoints.clone()),
+            );
+        }
+    }
+    out
+}
+
+impl Observe for Controller {
+    fn observe(&self, s: &Service, track: &Track, now: Instant) -> Observed {
+        let versions = self.versions();
+        let gate_passed = matches!(
+            self.gate_verdict(s, track, now),
+            Some(GateVerdict::Passed(_))
+        );
+        let bake_trip = match (&s.bake, &track.phase) {
+            (Some(bake), Phase::Baking { since, .. }) => {
+                let color = track.in_force;
+                let traffic = self
+                    .traffic
+                    .as_ref()
+                    .map(|t| t.traffic(&s.cluster_name(color), *since))
+                    .unwrap_or_default();
+                bake::judge(bake, &traffic, &self.bake_failing(s, color))
+            }
+            _ => None,
+        };
+        Observed {
+            schema: schema::check_both(s, &versions),
+            gate_passed,
+            bake_trip,
+        }
+    }
+
+    fn sync(&self, state: &DesiredState, tracks: &Tracks) {
+        self.follow(state);
+        let wanted = wanted_probes(state, tracks);
+        let mut probed = self.probed.lock().expect("bug: probe map lock poisoned");
+        probed.retain(|target, p| {
+            wanted
+                .get(target)
+                .is_some_and(|(probe, endpoints)| *probe == p.probe && *endpoints == p.endpoints)
+        });
+        for (target, (probe, endpoints)) in wanted {
+            if probed.contains_key(&target) {
+                continue;
+            }
+            info!(service = %target.service, color = %target.color, path = %probe.path, "probing");
+            let handle = self.prober.start(target.clone(), &probe, &endpoints);
+            probed.insert(
+                target,
+                Probed {
+                    probe,
+                    endpoints,
+                    history: HashMap::new(),
+                    _handle: handle,
+                },
+            );
+        }
+    }
+
+    fn databases(&self) -> Vec<DatabaseStatus> {
+        let versions = self.versions();
+        let followed = self.followed.lock().expect("bug: followed lock poisoned");
+        let mut out: Vec<DatabaseStatus> = followed
+            .keys()
+            .map(|name| {
+                let (version, error) = match versions.get(name) {
+                    Some(SchemaVersion::Known(v)) => (Some(v.clone()), None),
+                    Some(SchemaVersion::Unknown(why)) => (None, Some(why.clone())),
+                    None => (None, Some("not read yet".to_owned())),
+                };
+                DatabaseStatus {
+                    name: name.clone(),
+                    version,
+                    error,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    fn details(&self, s: &Service, track: &Track) -> Details {
+        let gate = self
+            .gate_verdict(s, track, Instant::now())
+            .filter(|_| matches!(track.phase, Phase::Gating { .. }))
+            .map(|v| {
+                let st = v.standing();
+                GateView {
+                    color: s.active,
+                    healthy: st.healthy,
+                    total: st.total,
+                    needed: st.needed,
+                    failing: st
+                        .failing
+                        .iter()
+                        .map(|(e, why)| EndpointProblem {
+                            endpoint: e.to_string(),
+                            reason: why.to_string(),
+                        })
+                        .collect(),
+                }
+            });
+        let traffic = match &self.traffic {
+            Some(t) => Color::ALL
+                .iter()
+                .filter_map(|c| t.summary(&s.cluster_name(*c), *c))
+                .collect(),
+            None => Vec::new(),
+        };
+        Details { gate, traffic }
+    }
+}
+
+/// How long a schema source may take to answer.
+pub const SOURCE_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        if let Ok(followed) = self.followed.get_mut() {
+            for f in followed.values() {
+                f.task.abort();
+            }
+        }
+        self._drain.abort();
+    }
+}

@@ -1,0 +1,102 @@
+//! The gate through a real Envoy: a switch to a color whose probe fails keeps the proxies on
+//! the current color, `/status` says which endpoints fail and why, and the switch goes
+//! ahead by itself once the probe passes; a gate that never passes gives the switch up at
+//! its deadline.
+
+use std::time::Duration;
+
+use crate::common::control_plane::BlueGreen;
+use crate::common::http;
+
+fn gated(scene: &BlueGreen, active: &str, gate: &str) -> String {
+    scene.state(active).replace(
+        &format!("    active: {active}\n"),
+        &format!("    active: {active}\n    gate:\n{gate}"),
+    )
+}
+
+const FAST_GATE: &str = "      interval: 100ms\n      successes: 2\n      deadline: 1m\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_gate_holds_the_switch_and_it_proceeds_once_the_gate_passes() {
+    let scene = BlueGreen::start().await;
+    let (cp, listener) = (&scene.cp, scene.listener);
+    let _envoy = scene.envoy("gate").await;
+    assert_eventually!(
+        Duration::from_secs(5),
+        http::color(listener).await.as_deref() == Some("blue")
+    );
+    scene.green.set_healthy(false);
+    cp.save_by_rename(&gated(&scene, "green", FAST_GATE));
+    assert_eventually!(
+        Duration::from_secs(5),
+        cp.status().await["rollout"][0]["phase"] == "gating"
+    );
+    let status = cp.status().await;
+    let rollout = &status["rollout"][0];
+    assert_eq!(rollout["wanted"], "green");
+    assert_eq!(rollout["in_force"], "blue");
+    assert_eventually!(
+        Duration::from_secs(5),
+        cp.status().await["rollout"][0]["gate"]["failing"][0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("status 503, expected 200"))
+    );
+    let status = cp.status().await;
+    assert_eq!(
+        status["rollout"][0]["gate"]["failing"][0]["endpoint"],
+        scene.green.addr().to_string()
+    );
+    // Held: traffic stays blue while the gate fails.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for _ in 0..10 {
+        assert_eq!(http::color(listener).await.as_deref(), Some("blue"));
+    }
+    scene.green.set_healthy(true);
+    assert_eventually!(
+        Duration::from_secs(5),
+        http::color(listener).await.as_deref() == Some("green")
+    );
+    let status = cp.status().await;
+    assert_eq!(status["rollout"][0]["phase"], "steady");
+    assert_eq!(status["rollout"][0]["in_force"], "green");
+    let metrics = cp.metrics().await;
+    assert!(
+        metrics.contains(
+            "switchyard_rollout_decisions_total{service=\"summarizer\",decision=\"gate_waiting\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "switchyard_rollout_decisions_total{service=\"summarizer\",decision=\"switched\"} 1"
+        ),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gate_that_never_passes_gives_the_switch_up_and_a_new_attempt_retries() {
+    let scene = BlueGreen::start().await;
+    let (cp, listener) = (&scene.cp, scene.listener);
+    let _envoy = scene.envoy("gate-deadline").await;
+    scene.green.set_healthy(false);
+    let gate = "      interval: 100ms\n      successes: 1\n      deadline: 1s\n";
+    cp.save_by_rename(&gated(&scene, "green", gate));
+    assert_eventually!(
+        Duration::from_secs(5),
+        cp.status().await["rollout"][0]["phase"] == "gave_up"
+    );
+    scene.green.set_healthy(true);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(http::color(listener).await.as_deref(), Some("blue"));
+    assert_eq!(cp.status().await["rollout"][0]["in_force"], "blue");
+    // Saving with a new attempt gates again; green is healthy now.
+    cp.save_by_rename(
+        &gated(&scene, "green", gate).replace("    gate:\n", "    attempt: 2\n    gate:\n"),
+    );
+    assert_eventually!(
+        Duration::from_secs(5),
+        http::color(listener).await.as_deref() == Some("green")
+    );
+}
