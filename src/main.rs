@@ -190,9 +190,10 @@ enum Command {
         watch_events_buffer: usize,
         /// How often each Envoy sends its load report (LRS: requests, 5xx errors and
         /// requests in flight per cluster; see `cluster_manager.load_stats_config` in
-        /// envoy/bootstrap.yaml), e.g. `1s`, `500ms`. A proxy silent for three intervals
-        /// no longer counts in flight; an LRS stream silent for ten intervals (and at
-        /// least --request-timeout-ms) is ended. From 100ms to 1h.
+        /// envoy/bootstrap.yaml), e.g. `1s`, `500ms`. GET /status shows each color's load
+        /// over the last 60 s; a proxy silent for three intervals no longer counts in
+        /// flight; an LRS stream silent for ten intervals (and at least
+        /// --request-timeout-ms) is ended. From 100ms to 1h.
         #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = report_interval)]
         load_report_interval: Duration,
     },

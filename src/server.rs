@@ -335,7 +335,7 @@ impl Server {
             tokio::time::Instant::now(),
         );
         let lrs = LoadReporting::new(
-            load,
+            load.clone(),
             cache.clone(),
             access.clone(),
             metrics.clone(),
@@ -363,6 +363,7 @@ impl Server {
             registry,
             cache,
             metrics,
+            load,
         });
         let mut admin_stop = stop_rx.clone();
         let admin_task = tokio::spawn(admin::serve(
