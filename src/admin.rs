@@ -23,8 +23,10 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::warn;
 
+use crate::load::board::LoadBoard;
 use crate::metrics::Metrics;
 use crate::proxies::{ProxyRecord, ProxyRegistry};
+use crate::state::{Color, DesiredState};
 use crate::status::{StateBoard, service_statuses};
 use crate::xds::ResourceType;
 use crate::xds::cache::SnapshotCache;
@@ -36,6 +38,8 @@ pub struct AdminState {
     pub registry: ProxyRegistry,
     pub cache: SnapshotCache,
     pub metrics: Metrics,
+    /// Envoy's load reports.
+    pub load: LoadBoard,
 }
 
 /// Bounds on what admin HTTP clients can hold (`serve --admin-max-connections`,
@@ -225,6 +229,10 @@ async fn status(State(s): State<AdminState>) -> Json<Value> {
             "since": u.map(|u| humantime::format_rfc3339_millis(u.since).to_string()),
         })
     });
+    let load = s
+        .board
+        .active()
+        .map(|a| load_status(&a.state, &s.load, tokio::time::Instant::now()));
     Json(json!({
         "state": state,
         "watch": file,
@@ -233,5 +241,77 @@ async fn status(State(s): State<AdminState>) -> Json<Value> {
         "rollout": s.board.rollout_status(),
         "databases": s.board.databases(),
         "proxies": proxies,
+        "load": load,
     }))
+}
+
+/// How far back `/status`'s `load` looks.
+pub const LOAD_WINDOW: Duration = Duration::from_secs(60);
+
+/// `/status`'s `load`: per service and color (cluster `<service>-<color>`), what the
+/// proxies reported over the last [`LOAD_WINDOW`].
+fn load_status(state: &DesiredState, load: &LoadBoard, now: tokio::time::Instant) -> Value {
+    let services = state.services.iter().map(|service| {
+        let colors = Color::ALL.iter().map(|&color| {
+            let l = load.recent(&service.cluster_name(color), LOAD_WINDOW, now);
+            let numbers = json!({
+                "in_flight": l.in_flight,
+                "requests": l.requests,
+                "issued": l.issued,
+                "errors": l.errors,
+                "error_ratio": l.error_ratio(),
+                "proxies_reporting": l.proxies_reporting,
+            });
+            (color.as_str().to_owned(), numbers)
+        });
+        (service.name.clone(), Value::Object(colors.collect()))
+    });
+    Value::Object(services.collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::board::{Delta, Retention};
+
+    #[test]
+    fn load_shows_each_color_of_each_service_over_the_last_minute() {
+        let state = crate::state::parse_str(
+            "listeners:\n  - name: public\n    address: 127.0.0.1\n    port: 10000\n\
+             services:\n  - name: summarizer\n    listener: public\n    domains: [\"*\"]\n    \
+             blue:\n      endpoints: [\"127.0.0.1:8081\"]\n    green:\n      endpoints: \
+             [\"127.0.0.1:8082\"]\n    active: blue\n",
+        )
+        .unwrap();
+        let t0 = tokio::time::Instant::now();
+        let load = LoadBoard::new(Retention::for_interval(Duration::from_secs(1)), t0);
+        let report = |at, issued, successes, errors, in_flight| {
+            let delta = Delta {
+                issued,
+                successes,
+                errors,
+                in_flight,
+            };
+            load.record("edge-1", 1, [("summarizer-blue", delta)], |_| true, at);
+        };
+        report(t0, 100, 100, 0, 0); // more than a minute before `now`
+        let now = t0 + Duration::from_secs(90);
+        report(now, 10, 6, 2, 2);
+        let shown = load_status(&state, &load, now);
+        assert_eq!(
+            shown,
+            json!({
+                "summarizer": {
+                    "blue": {
+                        "in_flight": 2, "requests": 8, "errors": 2, "error_ratio": 0.25,
+                        "issued": 10, "proxies_reporting": 1
+                    },
+                    "green": {
+                        "in_flight": 0, "requests": 0, "errors": 0, "error_ratio": null,
+                        "issued": 0, "proxies_reporting": 0
+                    }
+                }
+            })
+        );
+    }
 }

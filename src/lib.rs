@@ -23,6 +23,8 @@
 //! - [`convergence`]: when every proxy has acknowledged a new state.
 //! - [`events`]: what happens, as events for sinks and live readers; [`audit`] is the sink
 //!   that appends them to the audit log.
+//! - [`load`]: Envoy's load reports (LRS): the service on the xDS port and the board that
+//!   adds them up per cluster and proxy (what `/status` shows of each color's traffic).
 //! - [`status`]: the state in force, the last rejection, the last internal error.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`admin`]: the admin HTTP server (`/healthz`, `/readyz`, `/status`, `/metrics`).
@@ -51,6 +53,7 @@ pub mod events;
 pub mod grpc;
 pub mod hash;
 pub mod identity;
+pub mod load;
 pub mod metrics;
 pub mod pipeline;
 pub mod proxies;

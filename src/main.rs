@@ -147,8 +147,9 @@ enum Command {
         /// Concurrent gRPC calls per xDS connection (HTTP/2 streams).
         #[arg(long, value_name = "N", default_value_t = switchyard::server::DEFAULT_MAX_STREAMS_PER_CONNECTION)]
         max_streams_per_connection: u32,
-        /// Largest request a client may send on an ADS stream, in bytes; a larger one
-        /// ends the stream with RESOURCE_EXHAUSTED.
+        /// Largest request a client may send on an ADS or load reporting (LRS) stream, in
+        /// bytes; a larger one ends the stream (RESOURCE_EXHAUSTED on ADS, OUT_OF_RANGE on
+        /// LRS).
         #[arg(long, value_name = "BYTES", default_value_t = StreamLimits::default().max_request_bytes)]
         max_request_bytes: usize,
         /// How long a request may take to arrive once its first byte has; a slower one
@@ -187,6 +188,14 @@ enum Command {
         /// ended with RESOURCE_EXHAUSTED (it may call again).
         #[arg(long, value_name = "N", default_value_t = switchyard::events::CAPACITY)]
         watch_events_buffer: usize,
+        /// How often each Envoy sends its load report (LRS: requests, 5xx errors and
+        /// requests in flight per cluster; see `cluster_manager.load_stats_config` in
+        /// envoy/bootstrap.yaml), e.g. `1s`, `500ms`. GET /status shows each color's load
+        /// over the last 60 s; a proxy silent for three intervals no longer counts in
+        /// flight; an LRS stream silent for ten intervals (and at least
+        /// --request-timeout-ms) is ended. From 100ms to 1h.
+        #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = report_interval)]
+        load_report_interval: Duration,
     },
     /// Check state files: exit 0 when valid, else print every problem as
     /// FILE:LINE:COLUMN: message and exit 65 (66 when a file cannot be read).
@@ -349,6 +358,7 @@ fn main() -> ExitCode {
             admin_header_timeout_ms,
             audit_queue,
             watch_events_buffer,
+            load_report_interval,
         } => {
             init_logging(log_format);
             let config = Config {
@@ -386,10 +396,20 @@ fn main() -> ExitCode {
                 },
                 audit_queue,
                 watch_events_buffer,
+                load_report_interval,
             };
             serve(config)
         }
     }
+}
+
+/// `--load-report-interval`: a duration from 100 ms to an hour.
+fn report_interval(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d < Duration::from_millis(100) || d > Duration::from_secs(3600) {
+        return Err(format!("{s} is not between 100ms and 1h"));
+    }
+    Ok(d)
 }
 
 /// The exit code for a state file that failed to load. The more severe failure has the

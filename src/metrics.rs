@@ -67,6 +67,8 @@ pub struct Metrics {
     file_readable: Gauge,
     file_unreadable: Family<ReasonLabel, Gauge>,
     audit_records_dropped: Counter,
+    load_streams: Gauge,
+    load_reports: Counter,
 }
 
 impl Default for Metrics {
@@ -153,6 +155,18 @@ impl Metrics {
             "Audit log records dropped because the writer was behind (its queue full); each drop is also counted in the log itself",
             audit_records_dropped.clone(),
         );
+        let load_streams = Gauge::default();
+        registry.register(
+            "load_report_streams",
+            "Load reporting (LRS) streams open now",
+            load_streams.clone(),
+        );
+        let load_reports = Counter::default();
+        registry.register(
+            "load_reports",
+            "Load reports (LoadStatsRequest messages) received from proxies",
+            load_reports.clone(),
+        );
         let by_type = |family: &Family<TypeLabel, Counter>| {
             ResourceType::ALL.map(|t| {
                 family
@@ -179,7 +193,24 @@ impl Metrics {
             file_readable,
             file_unreadable,
             audit_records_dropped,
+            load_streams,
+            load_reports,
         }
+    }
+
+    /// A load reporting stream opened.
+    pub fn load_stream_opened(&self) {
+        self.load_streams.inc();
+    }
+
+    /// A load reporting stream ended.
+    pub fn load_stream_closed(&self) {
+        self.load_streams.dec();
+    }
+
+    /// A proxy sent a load report.
+    pub fn load_report_received(&self) {
+        self.load_reports.inc();
     }
 
     /// The audit log's queue was full: a record was dropped.

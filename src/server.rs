@@ -22,6 +22,8 @@ use crate::grpc::api::SwitchyardApi;
 use crate::grpc::csds::CsdsService;
 use crate::grpc::pb::switchyard_server::SwitchyardServer;
 use crate::identity::{AccessPolicy, Globs};
+use crate::load::board::{LoadBoard, Retention};
+use crate::load::service::{LoadReporting, LrsServer};
 use crate::metrics::Metrics;
 use crate::pipeline::{self, Pipeline, Reports};
 use crate::proxies::ProxyRegistry;
@@ -87,6 +89,8 @@ pub struct Config {
     /// Events kept for a `WatchEvents` reader that falls behind; one further behind is
     /// ended with RESOURCE_EXHAUSTED.
     pub watch_events_buffer: usize,
+    /// How often proxies send their load reports (LRS).
+    pub load_report_interval: Duration,
 }
 
 impl Config {
@@ -109,6 +113,7 @@ impl Config {
             admin_limits: AdminLimits::default(),
             audit_queue: crate::audit::QUEUE_CAPACITY,
             watch_events_buffer: crate::events::CAPACITY,
+            load_report_interval: crate::load::service::DEFAULT_INTERVAL,
         }
     }
 }
@@ -330,6 +335,20 @@ impl Server {
             config.stream_limits,
             format!("switchyard/{}", env!("CARGO_PKG_VERSION")),
         );
+        let interval = config.load_report_interval;
+        let load = LoadBoard::new(
+            Retention::for_interval(interval),
+            tokio::time::Instant::now(),
+        );
+        let lrs = LoadReporting::new(
+            load.clone(),
+            cache.clone(),
+            access.clone(),
+            metrics.clone(),
+            interval,
+            config.stream_limits,
+        );
+        health.set_serving::<LrsServer>().await;
         let csds = CsdsService::new(registry.clone(), cache.clone());
         let api = SwitchyardApi::new(
             board.clone(),
@@ -350,6 +369,7 @@ impl Server {
             registry,
             cache,
             metrics,
+            load,
         });
         let mut admin_stop = stop_rx.clone();
         let admin_task = tokio::spawn(admin::serve(
@@ -386,7 +406,8 @@ impl Server {
                 operators.clone(),
             ))
             .add_service(SwitchyardServer::with_interceptor(api, operators))
-            .add_service(AdsServer::new(ads));
+            .add_service(AdsServer::new(ads))
+            .add_service(lrs.into_server());
         let stopped = async move {
             let _ = xds_stop.wait_for(|s| *s).await;
         };

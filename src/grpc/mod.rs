@@ -1,4 +1,4 @@
-//! gRPC services on the xDS port besides ADS: CSDS, switchyard's own `switchyard.v1` API,
+//! gRPC services on the xDS port besides ADS and LRS: CSDS, switchyard's own `switchyard.v1` API,
 //! and server reflection over all of them.
 
 pub mod api;
@@ -19,8 +19,9 @@ pub mod pb {
 
 /// The fully qualified names of every gRPC service switchyard serves; reflection lists
 /// exactly these.
-pub const SERVICES: [&str; 6] = [
+pub const SERVICES: [&str; 7] = [
     "envoy.service.discovery.v3.AggregatedDiscoveryService",
+    "envoy.service.load_stats.v3.LoadReportingService",
     "envoy.service.status.v3.ClientStatusDiscoveryService",
     "switchyard.v1.Switchyard",
     "grpc.health.v1.Health",

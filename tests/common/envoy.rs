@@ -1,6 +1,6 @@
 //! A real Envoy 1.40 process for end-to-end tests, configured from the
 //! bootstrap users copy (`envoy/bootstrap.yaml`) and pointed at a test's
-//! switchyard over ADS.
+//! switchyard over ADS, reporting its load to it (LRS) as that bootstrap says.
 //!
 //! ```ignore
 //! let envoy = Envoy::start("envoy-1", xds_addr).await; // admin answering
@@ -395,6 +395,16 @@ fn render_bootstrap(options: &EnvoyBuilder) -> Value {
     set(
         "/dynamic_resources/ads_config/set_node_on_first_message_only",
         options.node_on_first_message_only.into(),
+    );
+
+    // Every Envoy the tests start reports its load (LRS) to the switchyard it gets its
+    // configuration from, like the proxies of users who copy the file.
+    let lrs = "/cluster_manager/load_stats_config/grpc_services/0/envoy_grpc/cluster_name";
+    assert_eq!(
+        bootstrap.pointer(lrs).and_then(Value::as_str),
+        Some("xds_cluster"),
+        "{} does not send load reports to xds_cluster ({lrs}); update tests/common/envoy.rs",
+        path.display()
     );
 
     let clusters = bootstrap
