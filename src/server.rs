@@ -167,6 +167,8 @@ pub struct Server {
     initial_bytes: Vec<u8>,
     cache: SnapshotCache,
     pipeline: Pipeline,
+    /// The fleet's load reports: fed by LRS, read by the rollout and `/status`.
+    load: LoadBoard,
     reports: Reports,
 }
 
@@ -232,6 +234,10 @@ impl Server {
             events,
             registry,
         };
+        let load = LoadBoard::new(
+            Retention::for_interval(config.load_report_interval),
+            tokio::time::Instant::now(),
+        );
         let tracks = Tracks::start(&state, HashMap::new());
         let (pipeline, cache) = Pipeline::start(
             state,
@@ -240,7 +246,7 @@ impl Server {
             reports.clone(),
             translate,
             tracks,
-            Controller::new(None),
+            Controller::new(Some(Arc::new(load.clone()))),
         )?;
         let xds = listen(config.xds_addr, XDS_BACKLOG)?;
         let admin = listen(config.admin_addr, 128)?;
@@ -254,6 +260,7 @@ impl Server {
             cache,
             pipeline,
             reports,
+            load,
         })
     }
 
@@ -287,6 +294,7 @@ impl Server {
             cache,
             pipeline,
             reports,
+            load,
         } = self;
         let Reports {
             board,
@@ -336,10 +344,6 @@ impl Server {
             format!("switchyard/{}", env!("CARGO_PKG_VERSION")),
         );
         let interval = config.load_report_interval;
-        let load = LoadBoard::new(
-            Retention::for_interval(interval),
-            tokio::time::Instant::now(),
-        );
         let lrs = LoadReporting::new(
             load.clone(),
             cache.clone(),

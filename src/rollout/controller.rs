@@ -31,6 +31,35 @@ pub trait TrafficSource: Send + Sync + std::fmt::Debug {
     fn summary(&self, cluster: &str, color: Color) -> Option<ColorTraffic>;
 }
 
+/// The load reports' verdict on a window: finished requests and errors, per proxy.
+impl TrafficSource for crate::load::board::LoadBoard {
+    fn traffic(&self, cluster: &str, since: Instant) -> Traffic {
+        let load = self.window(cluster, since, Instant::now());
+        Traffic {
+            requests: load.requests,
+            errors: load.errors,
+            proxies: load
+                .per_node
+                .into_iter()
+                .map(|n| (n.node, n.requests, n.errors))
+                .collect(),
+        }
+    }
+
+    fn summary(&self, cluster: &str, color: Color) -> Option<ColorTraffic> {
+        let load = self.recent(cluster, Duration::from_secs(60), Instant::now());
+        let error_ratio = load.error_ratio();
+        Some(ColorTraffic {
+            color,
+            requests: load.requests,
+            errors: load.errors,
+            error_ratio,
+            in_flight: load.in_flight,
+            proxies_reporting: load.proxies_reporting,
+        })
+    }
+}
+
 /// One probed target.
 #[derive(Debug)]
 struct Probed {

@@ -149,12 +149,14 @@ fn one(s: &Service, t: &Track, details: Details, now: Instant) -> ServiceRollout
             None,
         ),
         Phase::Baking {
+            from,
             since,
             until,
             refused,
-            ..
         } => (
-            refused.clone(),
+            refused
+                .as_ref()
+                .map(|why| format!("cannot roll back to {from}: {why}")),
             secs(now.saturating_duration_since(*since)),
             secs(until.saturating_duration_since(now)),
             None,

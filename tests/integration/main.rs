@@ -11,6 +11,7 @@ mod common;
 
 mod architecture;
 mod audit_and_metrics;
+mod bake_and_rollback;
 mod cli;
 mod cli_diff;
 mod cli_schema;
@@ -30,6 +31,7 @@ mod properties;
 mod proxy_rejection;
 mod replicas;
 mod sample_backend;
+mod schema_guard;
 mod state_watch;
 mod state_watch_hostile;
 mod tls;

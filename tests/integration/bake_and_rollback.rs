@@ -1,0 +1,134 @@
+//! Bake and automatic rollback on real traffic: Envoy reports its load (LRS) to switchyard;
+//! after a switch, when the new color's error ratio across the fleet passes the threshold,
+//! switchyard puts traffic back on the old color by itself, says why everywhere, and does
+//! not flap back while the file is unchanged; a new `attempt` retries.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::common::control_plane::BlueGreen;
+use crate::common::http;
+
+fn baked(scene: &BlueGreen, active: &str, extra: &str) -> String {
+    scene.state(active).replace(
+        &format!("    active: {active}\n"),
+        &format!(
+            "    active: {active}\n{extra}    bake:\n      window: 1m\n      max_error_ratio: 0.1\n      min_requests: 10\n"
+        ),
+    )
+}
+
+/// Sends requests through `listener` until told to stop.
+fn keep_sending(listener: SocketAddr) -> (Arc<AtomicBool>, tokio::task::JoinHandle<()>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let task = tokio::spawn(async move {
+        while !flag.load(Ordering::SeqCst) {
+            let _ = http::get(listener, "/v1/summarize", "summarizer.example").await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    (stop, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_on_the_new_color_roll_traffic_back_by_itself_and_it_stays_back() {
+    let scene = BlueGreen::start().await;
+    let (cp, listener) = (&scene.cp, scene.listener);
+    let _envoy = scene.envoy("bake").await;
+    assert_eventually!(
+        Duration::from_secs(5),
+        http::color(listener).await.as_deref() == Some("blue")
+    );
+    let (stop, sender) = keep_sending(listener);
+    cp.save_by_rename(&baked(&scene, "green", ""));
+    assert_eventually!(
+        Duration::from_secs(5),
+        cp.status().await["rollout"][0]["phase"] == "baking"
+    );
+    // Green starts failing half its requests under load.
+    scene.green.set_fail_share(0.5);
+    let failing_since = std::time::Instant::now();
+    assert_eventually!(
+        Duration::from_secs(10),
+        cp.status().await["rollout"][0]["phase"] == "rolled_back"
+    );
+    eprintln!("errors to rollback: {:?}", failing_since.elapsed());
+    assert_eventually!(
+        Duration::from_secs(3),
+        http::color(listener).await.as_deref() == Some("blue")
+    );
+    let status = cp.status().await;
+    let rollout = &status["rollout"][0];
+    assert_eq!(rollout["wanted"], "green", "the file still says green");
+    assert_eq!(rollout["in_force"], "blue");
+    let trip = &rollout["trip"];
+    assert!(trip["errors"].as_u64().unwrap() >= 1, "{trip}");
+    assert!(trip["requests"].as_u64().unwrap() >= 10, "{trip}");
+    assert_eq!(trip["proxies"][0][0], "bake", "{trip}");
+    assert!(
+        rollout["reason"]
+            .as_str()
+            .unwrap()
+            .contains("new `attempt`"),
+        "{rollout}"
+    );
+    let metrics = cp.metrics().await;
+    assert!(
+        metrics.contains(
+            "switchyard_rollout_decisions_total{service=\"summarizer\",decision=\"rolled_back\"} 1"
+        ),
+        "{metrics}"
+    );
+    // No flapping: blue keeps the traffic while the file is unchanged.
+    for _ in 0..20 {
+        assert_eq!(http::color(listener).await.as_deref(), Some("blue"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Fixed, and saved with a new attempt: green takes the traffic again.
+    scene.green.set_fail_share(0.0);
+    cp.save_by_rename(&baked(&scene, "green", "    attempt: 2\n"));
+    assert_eventually!(
+        Duration::from_secs(5),
+        http::color(listener).await.as_deref() == Some("green")
+    );
+    assert_eq!(cp.status().await["rollout"][0]["phase"], "baking");
+    stop.store(true, Ordering::SeqCst);
+    sender.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_each_colors_requests_in_flight_so_the_old_color_is_known_drained() {
+    let scene = BlueGreen::start().await;
+    let (cp, listener) = (&scene.cp, scene.listener);
+    cp.save_by_rename(&baked(&scene, "blue", ""));
+    let _envoy = scene.envoy("drain").await;
+    assert_eventually!(
+        Duration::from_secs(5),
+        http::color(listener).await.as_deref() == Some("blue")
+    );
+    // Slow requests on blue are in flight until they finish.
+    scene.blue.set_delay(Duration::from_secs(4));
+    let slow: Vec<_> = (0..3)
+        .map(|_| tokio::spawn(http::get(listener, "/slow", "summarizer.example")))
+        .collect();
+    let in_flight = |status: serde_json::Value, color: &str| {
+        status["rollout"][0]["traffic"]
+            .as_array()
+            .and_then(|t| t.iter().find(|c| c["color"] == color).cloned())
+            .and_then(|c| c["in_flight"].as_u64())
+    };
+    assert_eventually!(
+        Duration::from_secs(5),
+        in_flight(cp.status().await, "blue") == Some(3)
+    );
+    for s in slow {
+        let _ = s.await;
+    }
+    assert_eventually!(
+        Duration::from_secs(5),
+        in_flight(cp.status().await, "blue") == Some(0)
+    );
+}

@@ -1,0 +1,140 @@
+//! The schema guard with a real Envoy: a color that does not list the database's current
+//! schema version never takes traffic (the switch is held and says why, then goes ahead
+//! once the version allows it), and after a contract migration an automatic rollback is
+//! refused rather than sending traffic to a color that cannot run.
+
+use std::time::Duration;
+
+use crate::common::control_plane::BlueGreen;
+use crate::common::http;
+
+/// The scene's state with a database read from `version_file`, blue on schemas `blue` and
+/// green on `green`, and `extra` service keys.
+fn guarded(
+    scene: &BlueGreen,
+    active: &str,
+    blue: &str,
+    green: &str,
+    file: &std::path::Path,
+    extra: &str,
+) -> String {
+    let state = scene.state(active);
+    let state = state
+        .replace(
+            &format!("\"{}\"]\n", scene.blue.addr()),
+            &format!("\"{}\"]\n      schemas: [{blue}]\n", scene.blue.addr()),
+        )
+        .replace(
+            &format!("\"{}\"]\n", scene.green.addr()),
+            &format!("\"{}\"]\n      schemas: [{green}]\n", scene.green.addr()),
+        )
+        .replace(
+            &format!("    active: {active}\n"),
+            &format!("    active: {active}\n    database: records\n{extra}"),
+        );
+    format!(
+        "databases:\n  - name: records\n    file: {}\n    interval: 100ms\n{state}",
+        file.display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switch_to_a_color_that_cannot_run_against_the_schema_is_held_until_it_can() {
+    let scene = BlueGreen::start().await;
+    let (cp, listener) = (&scene.cp, scene.listener);
+    let dir = tempfile::tempdir().unwrap();
+    let version = dir.path().join("schema-version");
+    std::fs::write(&version, "41\n").unwrap();
+    cp.save_by_rename(&guarded(&scene, "blue", "41", "42", &version, ""));
+    let _envoy = scene.envoy("schema").await;
+    assert_eventually!(
+        Duration::from_secs(5),
+        cp.status().await["databases"][0]["version"] == "41"
+    );
+    cp.save_by_rename(&guarded(&scene, "green", "41", "42", &version, ""));
+    assert_eventually!(
+        Duration::from_secs(5),
+        cp.status().await["rollout"][0]["phase"] == "held"
+    );
+    let status = cp.status().await;
+    assert_eq!(
+        status["rollout"][0]["reason"],
+        "green runs against schema 42 of database `records`, which is at 41"
+    );
+    for _ in 0..5 {
+        assert_eq!(http::color(listener).await.as_deref(), Some("blue"));
+    }
+    // The migration lands: green may run, and the held switch goes ahead.
+    std::fs::write(&version, "42\n").unwrap();
+    assert_eventually!(
+        Duration::from_secs(5),
+        http::color(listener).await.as_deref() == Some("green")
+    );
+    // An unreadable version holds every further switch.
+    std::fs::remove_file(&version).unwrap();
+    assert_eventually!(
+        Duration::from_secs(5),
+        cp.status().await["databases"][0]["version"].is_null()
+    );
+    cp.save_by_rename(&guarded(&scene, "blue", "41, 42", "42", &version, ""));
+    assert_eventually!(
+        Duration::from_secs(5),
+        cp.status().await["rollout"][0]["phase"] == "held",
+        "{:#}",
+        cp.status().await
+    );
+    assert!(
+        cp.status().await["rollout"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("is unknown"),
+    );
+    assert_eq!(http::color(listener).await.as_deref(), Some("green"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_contract_migration_an_automatic_rollback_is_refused() {
+    let scene = BlueGreen::start().await;
+    let (cp, listener) = (&scene.cp, scene.listener);
+    let dir = tempfile::tempdir().unwrap();
+    let version = dir.path().join("schema-version");
+    std::fs::write(&version, "42\n").unwrap();
+    let bake = "    bake:\n      window: 1m\n      max_error_ratio: 0.1\n      min_requests: 10\n";
+    cp.save_by_rename(&guarded(&scene, "blue", "41, 42", "42, 43", &version, ""));
+    let _envoy = scene.envoy("contract").await;
+    assert_eventually!(
+        Duration::from_secs(5),
+        cp.status().await["databases"][0]["version"] == "42"
+    );
+    cp.save_by_rename(&guarded(
+        &scene, "green", "41, 42", "42, 43", &version, bake,
+    ));
+    assert_eventually!(
+        Duration::from_secs(5),
+        http::color(listener).await.as_deref() == Some("green")
+    );
+    // Contract: the database moves to 43, which blue cannot run against.
+    std::fs::write(&version, "43\n").unwrap();
+    assert_eventually!(
+        Duration::from_secs(5),
+        cp.status().await["databases"][0]["version"] == "43"
+    );
+    scene.green.set_fail_share(0.5);
+    for _ in 0..200 {
+        let _ = http::get(listener, "/", "summarizer.example").await;
+    }
+    assert_eventually!(
+        Duration::from_secs(10),
+        cp.status().await["rollout"][0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("cannot roll back to blue"))
+    );
+    let status = cp.status().await;
+    assert_eq!(status["rollout"][0]["in_force"], "green");
+    assert_eq!(http::color(listener).await.as_deref().map(|_| ()), Some(()));
+    let metrics = cp.metrics().await;
+    assert!(
+        metrics.contains("decision=\"rollback_refused\"} 1"),
+        "{metrics}"
+    );
+}
