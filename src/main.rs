@@ -108,6 +108,14 @@ enum Command {
         /// truncated.
         #[arg(long, value_name = "PATH")]
         audit_log: Option<PathBuf>,
+        /// Keep the decisions switchyard makes by itself (automatic rollbacks, switches
+        /// given up at a gate's deadline, bakes in progress) in this file, so a restart
+        /// keeps them: a rolled-back service stays on the color it went back to while the
+        /// file still asks for the same color and `attempt`, and a bake resumes for what
+        /// was left of its window. Without it a restart starts every service on its
+        /// file's color. Written after each decision (a temporary file renamed over it).
+        #[arg(long, value_name = "PATH")]
+        decisions: Option<PathBuf>,
         /// Serve the xDS port over TLS with this certificate chain (PEM, leaf first).
         /// Reloaded when the file changes (checked every second); a certificate that
         /// fails to load is logged and the one in force stays.
@@ -339,6 +347,7 @@ fn main() -> ExitCode {
             debounce_max_ms,
             log_format,
             audit_log,
+            decisions,
             tls_cert,
             tls_key,
             client_ca,
@@ -371,6 +380,7 @@ fn main() -> ExitCode {
                     ..Debounce::default()
                 },
                 audit_log,
+                decisions,
                 tls: tls_cert.zip(tls_key).map(|(cert, key)| TlsFiles {
                     cert,
                     key,

@@ -73,6 +73,8 @@ pub struct Pipeline {
     observe: Arc<dyn Observe + Send + Sync>,
     /// When `/status` last heard of the rollout.
     reported_at: Instant,
+    /// Where decisions are kept across a restart (`serve --decisions`).
+    journal: Option<std::path::PathBuf>,
 }
 
 /// How often the rollout's `/status` is refreshed when nothing is pending.
@@ -119,10 +121,27 @@ impl Pipeline {
             tracks,
             observe,
             reported_at: Instant::now(),
+            journal: None,
         };
         pipeline.observe.sync(&pipeline.desired.0, &pipeline.tracks);
         pipeline.report_rollout();
         Ok((pipeline, cache))
+    }
+
+    /// Keeps the rollout's decisions in `path` after each one (see
+    /// [`crate::rollout::journal`]).
+    pub fn keep_decisions(&mut self, path: std::path::PathBuf) {
+        self.journal = Some(path);
+        self.save_decisions();
+    }
+
+    fn save_decisions(&self) {
+        let Some(path) = &self.journal else { return };
+        let bytes =
+            crate::rollout::journal::encode(&self.tracks, Instant::now(), SystemTime::now());
+        if let Err(e) = crate::rollout::journal::write(path, &bytes) {
+            error!(error = %e, path = %path.display(), "cannot keep the rollout's decisions; a restart would forget them");
+        }
     }
 
     /// Each service's rollout, for `/status`.
@@ -168,6 +187,10 @@ impl Pipeline {
     }
 
     fn emit_decisions(&self, decisions: &[Decision]) {
+        if decisions.is_empty() {
+            return;
+        }
+        self.save_decisions();
         let at = SystemTime::now();
         for d in decisions {
             let Some(service) = self.desired.0.service(&d.service) else {

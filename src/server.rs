@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::accept;
 use crate::admin::{self, AdminLimits, AdminState};
@@ -28,6 +28,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::{self, Pipeline, Reports};
 use crate::proxies::ProxyRegistry;
 use crate::rollout::controller::Controller;
+use crate::rollout::journal;
 use crate::rollout::tracks::Tracks;
 use crate::state::watch::{self as state_watch, Debounce, WatchError};
 use crate::state::{self, StateError};
@@ -66,6 +67,8 @@ pub struct Config {
     /// Append every accepted and rejected state, and each proxy's acknowledgement of
     /// it, to this file (JSON lines).
     pub audit_log: Option<PathBuf>,
+    /// Keep the rollout's own decisions here across restarts (`--decisions`).
+    pub decisions: Option<PathBuf>,
     /// TLS (and with a client CA, mutual TLS) on the xDS port.
     pub tls: Option<TlsFiles>,
     /// Serve plaintext xDS on an address other than loopback anyway.
@@ -102,6 +105,7 @@ impl Config {
             admin_addr: DEFAULT_ADMIN_ADDR.parse().expect("bug: default address"),
             debounce: Debounce::default(),
             audit_log: None,
+            decisions: None,
             tls: None,
             insecure: false,
             allow_nodes: Vec::new(),
@@ -238,7 +242,34 @@ impl Server {
             Retention::for_interval(config.load_report_interval),
             tokio::time::Instant::now(),
         );
-        let tracks = Tracks::start(&state, HashMap::new());
+        let restored = match &config.decisions {
+            None => {
+                if state
+                    .services
+                    .iter()
+                    .any(|s| s.bake.is_some() || s.gate.is_some())
+                {
+                    warn!(
+                        "without --decisions, a restart forgets automatic rollbacks and bakes in progress"
+                    );
+                }
+                HashMap::new()
+            }
+            Some(path) => {
+                match journal::read(
+                    path,
+                    tokio::time::Instant::now(),
+                    std::time::SystemTime::now(),
+                ) {
+                    Ok(kept) => kept.unwrap_or_default(),
+                    Err(e) => {
+                        error!(error = %e, "cannot read the kept decisions; starting every service on its file's color");
+                        HashMap::new()
+                    }
+                }
+            }
+        };
+        let tracks = Tracks::start(&state, restored);
         let (pipeline, cache) = Pipeline::start(
             state,
             state_watch::hash(&bytes),
@@ -248,6 +279,10 @@ impl Server {
             tracks,
             Controller::new(Some(Arc::new(load.clone()))),
         )?;
+        let mut pipeline = pipeline;
+        if let Some(path) = &config.decisions {
+            pipeline.keep_decisions(path.clone());
+        }
         let xds = listen(config.xds_addr, XDS_BACKLOG)?;
         let admin = listen(config.admin_addr, 128)?;
         Ok(Server {

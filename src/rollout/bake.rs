@@ -14,6 +14,33 @@ pub struct Traffic {
     pub proxies: Vec<(String, u64, u64)>,
 }
 
+impl Traffic {
+    /// What came after `before` (an earlier reading of the same window).
+    pub fn since(&self, before: &Traffic) -> Traffic {
+        let proxies = self
+            .proxies
+            .iter()
+            .map(|(node, requests, errors)| {
+                let (r0, e0) = before
+                    .proxies
+                    .iter()
+                    .find(|(n, _, _)| n == node)
+                    .map_or((0, 0), |(_, r, e)| (*r, *e));
+                (
+                    node.clone(),
+                    requests.saturating_sub(r0),
+                    errors.saturating_sub(e0),
+                )
+            })
+            .collect();
+        Traffic {
+            requests: self.requests.saturating_sub(before.requests),
+            errors: self.errors.saturating_sub(before.errors),
+            proxies,
+        }
+    }
+}
+
 /// Trips when the error ratio exceeds `max_error_ratio` over at least `min_requests`
 /// requests, or when the probe reports failing endpoints (`failing`, with why).
 pub fn judge(bake: &Bake, traffic: &Traffic, failing: &[(String, String)]) -> Option<Trip> {
@@ -88,6 +115,20 @@ mod tests {
         let failing = [("127.0.0.1:8082".to_owned(), "status 503".to_owned())];
         let trip = judge(&bake(0.05, 20), &Traffic::default(), &failing).unwrap();
         assert_eq!(trip.failing_endpoints, failing);
+    }
+
+    #[test]
+    fn traffic_since_a_baseline_counts_only_what_came_after() {
+        let before = traffic(40, 30);
+        let after = Traffic {
+            requests: 140,
+            errors: 31,
+            proxies: vec![("envoy-1".into(), 70, 31), ("envoy-2".into(), 70, 0)],
+        };
+        let since = after.since(&before);
+        assert_eq!((since.requests, since.errors), (100, 1));
+        assert_eq!(since.proxies[0], ("envoy-1".to_owned(), 50, 1));
+        assert_eq!(judge(&bake(0.05, 20), &since, &[]), None);
     }
 
     #[test]

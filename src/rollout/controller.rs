@@ -19,8 +19,8 @@ use super::gate::{self, BakeProbeVerdict, GateVerdict, ProbeHistory};
 use super::probe::{ProbeHandle, ProbeReport, Prober, Target};
 use super::schema::{self, SchemaVersion, Versions};
 use super::source;
-use super::status::{ColorTraffic, DatabaseStatus, Details, EndpointProblem, GateView};
 use super::tracks::{Observe, Tracks};
+use super::view::{ColorTraffic, DatabaseStatus, Details, EndpointProblem, GateView};
 use crate::state::{Color, Database, DesiredState, Probe, Service};
 
 /// Where the fleet's traffic per cluster comes from (the load reports).
@@ -89,6 +89,12 @@ pub struct Controller {
     /// The source tasks, by database name.
     followed: Mutex<HashMap<String, Followed>>,
     traffic: Option<Arc<dyn TrafficSource>>,
+    /// Per bake (service, color, start): what the load reports already held for the color
+    /// when the bake began. The reports are kept in time buckets, so a window that starts
+    /// at the switch also covers the part of its bucket before it (the idle color's shadow
+    /// or preview traffic, or the errors of an attempt just rolled back); the bake judges
+    /// only what came after.
+    baselines: Mutex<HashMap<(String, Color, Instant), Traffic>>,
     _drain: JoinHandle<()>,
 }
 
@@ -117,6 +123,7 @@ impl Controller {
             versions: Arc::default(),
             followed: Mutex::default(),
             traffic,
+            baselines: Mutex::default(),
             _drain: drain,
         })
     }
@@ -177,6 +184,40 @@ impl Controller {
             None,
             now.into_std(),
         ))
+    }
+
+    /// The color's traffic since the bake began, less what was there before it.
+    fn baked_traffic(&self, s: &Service, color: Color, since: Instant) -> Traffic {
+        let Some(source) = &self.traffic else {
+            return Traffic::default();
+        };
+        let now = source.traffic(&s.cluster_name(color), since);
+        let baselines = self.baselines.lock().expect("bug: baselines lock poisoned");
+        match baselines.get(&(s.name.clone(), color, since)) {
+            Some(before) => now.since(before),
+            None => now,
+        }
+    }
+
+    /// Notes what each bake that just began starts from, and forgets ended bakes.
+    fn take_baselines(&self, state: &DesiredState, tracks: &Tracks) {
+        let Some(source) = &self.traffic else { return };
+        let mut baselines = self.baselines.lock().expect("bug: baselines lock poisoned");
+        let mut baking = std::collections::HashSet::new();
+        for s in &state.services {
+            if let Some(Track {
+                in_force,
+                phase: Phase::Baking { since, .. },
+            }) = tracks.get(&s.name)
+            {
+                let key = (s.name.clone(), *in_force, *since);
+                baselines
+                    .entry(key.clone())
+                    .or_insert_with(|| source.traffic(&s.cluster_name(*in_force), *since));
+                baking.insert(key);
+            }
+        }
+        baselines.retain(|key, _| baking.contains(key));
     }
 
     fn bake_failing(&self, s: &Service, color: Color) -> Vec<(String, String)> {
@@ -245,11 +286,7 @@ impl Observe for Controller {
         let bake_trip = match (&s.bake, &track.phase) {
             (Some(bake), Phase::Baking { since, .. }) => {
                 let color = track.in_force;
-                let traffic = self
-                    .traffic
-                    .as_ref()
-                    .map(|t| t.traffic(&s.cluster_name(color), *since))
-                    .unwrap_or_default();
+                let traffic = self.baked_traffic(s, color, *since);
                 bake::judge(bake, &traffic, &self.bake_failing(s, color))
             }
             _ => None,
@@ -263,6 +300,7 @@ impl Observe for Controller {
 
     fn sync(&self, state: &DesiredState, tracks: &Tracks) {
         self.follow(state);
+        self.take_baselines(state, tracks);
         let wanted = wanted_probes(state, tracks);
         let mut probed = self.probed.lock().expect("bug: probe map lock poisoned");
         probed.retain(|target, p| {
@@ -341,9 +379,6 @@ impl Observe for Controller {
         Details { gate, traffic }
     }
 }
-
-/// How long a schema source may take to answer.
-pub const SOURCE_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Drop for Controller {
     fn drop(&mut self) {

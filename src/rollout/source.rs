@@ -11,6 +11,9 @@ use super::probe;
 use super::schema::{SchemaVersion, Versions};
 use crate::state::{Database, SchemaSource};
 
+/// How long a URL source may take to answer.
+pub const SOURCE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Longest schema version accepted from a source.
 pub const MAX_VERSION_BYTES: usize = 256;
 
@@ -86,7 +89,7 @@ async fn get(url: &str) -> Result<Vec<u8>, String> {
         .next()
         .ok_or_else(|| format!("{host} has no address"))?;
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    match probe::get(addr, path, super::controller::SOURCE_TIMEOUT).await {
+    match probe::get(addr, path, SOURCE_TIMEOUT).await {
         Ok((200, body)) => Ok(body),
         Ok((status, _)) => Err(format!("{url} answered {status}")),
         Err(e) => Err(format!("{url}: {e}")),

@@ -6,46 +6,8 @@ use tokio::time::Instant;
 
 use super::decide::{Phase, Track, Trip};
 use super::tracks::Tracks;
+pub use super::view::{ColorTraffic, DatabaseStatus, Details, EndpointProblem, GateView};
 use crate::state::{Color, DesiredState, Service};
-
-/// What the controller can say about a service beyond its track (for `/status` only).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Details {
-    /// The gate of the color the file asks for, while a switch waits for it.
-    pub gate: Option<GateView>,
-    /// Each color's traffic across the fleet from the load reports (blue, then green).
-    pub traffic: Vec<ColorTraffic>,
-}
-
-/// A gate's progress.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct GateView {
-    pub color: Color,
-    pub healthy: usize,
-    pub total: usize,
-    /// Healthy endpoints needed to pass.
-    pub needed: usize,
-    /// Endpoints not (yet) healthy, with why.
-    pub failing: Vec<EndpointProblem>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct EndpointProblem {
-    pub endpoint: String,
-    pub reason: String,
-}
-
-/// One color's traffic over the last minute of load reports.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ColorTraffic {
-    pub color: Color,
-    pub requests: u64,
-    pub errors: u64,
-    pub error_ratio: Option<f64>,
-    /// Requests in flight now, across the proxies reporting.
-    pub in_flight: u64,
-    pub proxies_reporting: usize,
-}
 
 /// One service's rollout.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -68,16 +30,6 @@ pub struct ServiceRollout {
     pub attempt: Option<String>,
     #[serde(flatten)]
     pub details: Details,
-}
-
-/// A database's current schema version, as switchyard last read it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DatabaseStatus {
-    pub name: String,
-    /// `None` when unknown.
-    pub version: Option<String>,
-    /// Why the version is unknown.
-    pub error: Option<String>,
 }
 
 /// A service's phase name.

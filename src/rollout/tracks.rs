@@ -19,13 +19,13 @@ pub trait Observe: std::fmt::Debug {
     fn sync(&self, _state: &DesiredState, _tracks: &Tracks) {}
 
     /// Each followed database's schema version, for `/status`.
-    fn databases(&self) -> Vec<super::status::DatabaseStatus> {
+    fn databases(&self) -> Vec<super::view::DatabaseStatus> {
         Vec::new()
     }
 
     /// What `/status` shows beyond the track: the gate's progress, each color's traffic.
-    fn details(&self, _service: &Service, _track: &Track) -> super::status::Details {
-        super::status::Details::default()
+    fn details(&self, _service: &Service, _track: &Track) -> super::view::Details {
+        super::view::Details::default()
     }
 }
 
@@ -154,11 +154,12 @@ impl Tracks {
 }
 
 /// A kept decision applies while the file still asks for the color it refused, with the
-/// same attempt.
+/// same attempt; a kept bake while the file still asks for the color being baked.
 fn still_applies(s: &Service, t: &Track) -> bool {
     match &t.phase {
         Phase::RolledBack { from, attempt, .. } => *from == s.active && *attempt == s.attempt,
         Phase::GaveUp { to, attempt } => *to == s.active && *attempt == s.attempt,
+        Phase::Baking { .. } => t.in_force == s.active && s.bake.is_some(),
         _ => false,
     }
 }

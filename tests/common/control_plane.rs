@@ -134,6 +134,29 @@ impl ControlPlane {
         metric(&text, series).map_or(0, |v| v as u64)
     }
 
+    /// Stops switchyard and starts it again on the same ports and state file, with
+    /// `configure` adjusting the config (as at its first start).
+    pub async fn restart_with(&mut self, configure: impl FnOnce(&mut Config)) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await
+                .expect("server task")
+                .expect("server stops cleanly");
+        }
+        let mut config = Config::new(&self.path);
+        config.xds_addr = self.xds;
+        config.admin_addr = self.admin;
+        configure(&mut config);
+        let server = Server::bind(config).await.expect("switchyard restarts");
+        let (stop, stopped) = oneshot::channel::<()>();
+        self.task = Some(tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        })));
+        self.stop = Some(stop);
+    }
+
     /// Stops the server and waits for it to finish.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {

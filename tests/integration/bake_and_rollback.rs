@@ -132,3 +132,72 @@ async fn status_shows_each_colors_requests_in_flight_so_the_old_color_is_known_d
         in_flight(cp.status().await, "blue") == Some(0)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_kept_decisions_a_restart_keeps_a_rollback_and_resumes_a_bake() {
+    let kept = tempfile::tempdir().unwrap();
+    let decisions = kept.path().join("decisions.json");
+    let path = decisions.clone();
+    let mut scene = BlueGreen::start_with(move |c| c.decisions = Some(path)).await;
+    let listener = scene.listener;
+    let _envoy = scene.envoy("restart").await;
+    assert_eventually!(
+        Duration::from_secs(5),
+        http::color(listener).await.as_deref() == Some("blue")
+    );
+    let (stop, sender) = keep_sending(listener);
+    scene.cp.save_by_rename(&baked(&scene, "green", ""));
+    assert_eventually!(
+        Duration::from_secs(5),
+        scene.cp.status().await["rollout"][0]["phase"] == "baking"
+    );
+    scene.green.set_fail_share(0.5);
+    assert_eventually!(
+        Duration::from_secs(10),
+        scene.cp.status().await["rollout"][0]["phase"] == "rolled_back"
+    );
+    let journal = std::fs::read_to_string(&decisions).unwrap();
+    assert!(journal.contains("\"rolled_back\""), "{journal}");
+
+    // Restarted with the file unchanged: still rolled back, and Envoy stays on blue.
+    let path = decisions.clone();
+    scene
+        .cp
+        .restart_with(move |c| c.decisions = Some(path))
+        .await;
+    let status = scene.cp.status().await;
+    assert_eq!(status["rollout"][0]["phase"], "rolled_back", "{status:#}");
+    assert_eq!(status["rollout"][0]["in_force"], "blue");
+    assert_eq!(status["rollout"][0]["trip"]["proxies"][0][0], "restart");
+    for _ in 0..20 {
+        assert_eq!(http::color(listener).await.as_deref(), Some("blue"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A new attempt bakes green; a restart during the bake resumes it.
+    scene.green.set_fail_share(0.0);
+    scene
+        .cp
+        .save_by_rename(&baked(&scene, "green", "    attempt: 2\n"));
+    assert_eventually!(
+        Duration::from_secs(5),
+        scene.cp.status().await["rollout"][0]["phase"] == "baking"
+    );
+    let path = decisions.clone();
+    scene
+        .cp
+        .restart_with(move |c| c.decisions = Some(path))
+        .await;
+    let status = scene.cp.status().await;
+    let rollout = &status["rollout"][0];
+    assert_eq!(rollout["phase"], "baking", "{status:#}");
+    assert_eq!(rollout["in_force"], "green");
+    let left = rollout["left_seconds"].as_f64().unwrap();
+    assert!(left > 0.0 && left < 60.0, "{rollout}");
+    assert_eventually!(
+        Duration::from_secs(5),
+        http::color(listener).await.as_deref() == Some("green")
+    );
+    stop.store(true, Ordering::SeqCst);
+    sender.await.unwrap();
+}

@@ -1,0 +1,317 @@
+//! The decisions switchyard made by itself, kept across a restart (`serve --decisions
+//! PATH`): automatic rollbacks, given-up switches, and bakes in progress. Without it a
+//! restart starts every service on its file's color, as at any start.
+//!
+//! What a restart does with a kept decision:
+//! - a rollback or a given-up switch stands while the file still asks for the same color
+//!   with the same `attempt` (traffic stays on the color in force: no flapping back);
+//! - a bake in progress resumes for what was left of its window, if the file's color is
+//!   still the one being baked;
+//! - anything else is dropped.
+//!
+//! The file is JSON, written whole to a temporary file and renamed over the old one, so a
+//! crash leaves either the old or the new content. A file that cannot be read or parsed is
+//! reported and ignored: it must never keep switchyard from serving.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use super::decide::{Phase, Track, Trip};
+use super::tracks::Tracks;
+use crate::state::Color;
+
+/// The largest journal read back (a kept decision is a few hundred bytes).
+pub const MAX_JOURNAL_BYTES: u64 = 16 * 1024 * 1024;
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct Journal {
+    /// Kept decisions by service.
+    services: BTreeMap<String, Kept>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+enum Kept {
+    RolledBack {
+        in_force: Color,
+        from: Color,
+        attempt: Option<String>,
+        errors: u64,
+        requests: u64,
+        proxies: Vec<(String, u64)>,
+        failing_endpoints: Vec<(String, String)>,
+        after_ms: u64,
+    },
+    GaveUp {
+        in_force: Color,
+        to: Color,
+        attempt: Option<String>,
+    },
+    Baking {
+        in_force: Color,
+        from: Color,
+        /// Milliseconds since the Unix epoch.
+        since_ms: u64,
+        until_ms: u64,
+    },
+}
+
+fn millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The wall-clock time of `at`, given that `now` is `wall`.
+fn wall_of(at: Instant, now: Instant, wall: SystemTime) -> SystemTime {
+    if at <= now {
+        wall - now.duration_since(at)
+    } else {
+        wall + at.duration_since(now)
+    }
+}
+
+/// The instant of wall-clock `ms`, given that `now` is `wall`.
+fn instant_of(ms: u64, now: Instant, wall: SystemTime) -> Instant {
+    let at = UNIX_EPOCH + Duration::from_millis(ms);
+    match at.duration_since(wall) {
+        Ok(ahead) => now + ahead,
+        Err(e) => now.checked_sub(e.duration()).unwrap_or(now),
+    }
+}
+
+/// The journal of `tracks`: only the decisions worth keeping.
+pub fn encode(tracks: &Tracks, now: Instant, wall: SystemTime) -> Vec<u8> {
+    let mut services = BTreeMap::new();
+    for (name, t) in tracks.iter() {
+        let kept = match &t.phase {
+            Phase::RolledBack {
+                from,
+                attempt,
+                reason,
+            } => Kept::RolledBack {
+                in_force: t.in_force,
+                from: *from,
+                attempt: attempt.clone(),
+                errors: reason.errors,
+                requests: reason.requests,
+                proxies: reason.proxies.clone(),
+                failing_endpoints: reason.failing_endpoints.clone(),
+                after_ms: u64::try_from(reason.after.as_millis()).unwrap_or(u64::MAX),
+            },
+            Phase::GaveUp { to, attempt } => Kept::GaveUp {
+                in_force: t.in_force,
+                to: *to,
+                attempt: attempt.clone(),
+            },
+            Phase::Baking {
+                from, since, until, ..
+            } => Kept::Baking {
+                in_force: t.in_force,
+                from: *from,
+                since_ms: millis(wall_of(*since, now, wall)),
+                until_ms: millis(wall_of(*until, now, wall)),
+            },
+            _ => continue,
+        };
+        services.insert(name.clone(), kept);
+    }
+    let mut out =
+        serde_json::to_vec_pretty(&Journal { services }).expect("bug: a journal always serializes");
+    out.push(b'\n');
+    out
+}
+
+/// The tracks a journal keeps, to hand to [`Tracks::start`] (which drops those that no
+/// longer apply to the file).
+pub fn decode(
+    bytes: &[u8],
+    now: Instant,
+    wall: SystemTime,
+) -> Result<HashMap<String, Track>, String> {
+    let journal: Journal = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    let mut out = HashMap::new();
+    for (name, kept) in journal.services {
+        let track = match kept {
+            Kept::RolledBack {
+                in_force,
+                from,
+                attempt,
+                errors,
+                requests,
+                proxies,
+                failing_endpoints,
+                after_ms,
+            } => Track {
+                in_force,
+                phase: Phase::RolledBack {
+                    from,
+                    attempt,
+                    reason: Trip {
+                        errors,
+                        requests,
+                        proxies,
+                        failing_endpoints,
+                        after: Duration::from_millis(after_ms),
+                    },
+                },
+            },
+            Kept::GaveUp {
+                in_force,
+                to,
+                attempt,
+            } => Track {
+                in_force,
+                phase: Phase::GaveUp { to, attempt },
+            },
+            Kept::Baking {
+                in_force,
+                from,
+                since_ms,
+                until_ms,
+            } => Track {
+                in_force,
+                phase: Phase::Baking {
+                    from,
+                    since: instant_of(since_ms, now, wall),
+                    until: instant_of(until_ms, now, wall),
+                    refused: None,
+                },
+            },
+        };
+        out.insert(name, track);
+    }
+    Ok(out)
+}
+
+/// Reads the journal at `path`: `Ok(None)` when there is none yet.
+pub fn read(
+    path: &Path,
+    now: Instant,
+    wall: SystemTime,
+) -> Result<Option<HashMap<String, Track>>, String> {
+    let shown = path.display();
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot read {shown}: {e}")),
+    };
+    if !meta.is_file() {
+        return Err(format!("{shown} is not a regular file"));
+    }
+    if meta.len() > MAX_JOURNAL_BYTES {
+        return Err(format!("{shown} is larger than {MAX_JOURNAL_BYTES} bytes"));
+    }
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    decode(&bytes, now, wall)
+        .map(Some)
+        .map_err(|e| format!("{shown} is not a switchyard decisions file: {e}"))
+}
+
+/// Writes `bytes` to `path` through a temporary file renamed over it.
+pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::parse_str;
+
+    const FILE: &str = include_str!("../../tests/fixtures/one_service.yaml");
+
+    fn rolled_back() -> Track {
+        Track {
+            in_force: Color::Blue,
+            phase: Phase::RolledBack {
+                from: Color::Green,
+                attempt: Some("2".into()),
+                reason: Trip {
+                    errors: 7,
+                    requests: 40,
+                    proxies: vec![("envoy-1".into(), 7)],
+                    failing_endpoints: vec![],
+                    after: Duration::from_millis(2500),
+                },
+            },
+        }
+    }
+
+    #[test]
+    fn a_rollback_survives_the_round_trip() {
+        let green =
+            parse_str(&FILE.replace("active: blue", "active: green\n    attempt: 2")).unwrap();
+        let tracks = Tracks::start(
+            &green,
+            HashMap::from([("summarizer".to_owned(), rolled_back())]),
+        );
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let bytes = encode(&tracks, now, wall);
+        let back = decode(&bytes, now, wall).unwrap();
+        assert_eq!(back["summarizer"], rolled_back());
+    }
+
+    #[test]
+    fn a_bake_keeps_its_wall_clock_window_across_a_restart() {
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let baking = Track {
+            in_force: Color::Green,
+            phase: Phase::Baking {
+                from: Color::Blue,
+                since: now - Duration::from_secs(20),
+                until: now + Duration::from_secs(40),
+                refused: None,
+            },
+        };
+        let green =
+            parse_str(&FILE.replace("active: blue", "active: green\n    bake: {}")).unwrap();
+        let tracks = Tracks::start(&green, HashMap::from([("summarizer".to_owned(), baking)]));
+        let bytes = encode(&tracks, now, wall);
+        // "Restarted" 10 s later: 30 s of the window are left.
+        let later = Instant::now() + Duration::from_secs(100);
+        let back = decode(&bytes, later, wall + Duration::from_secs(10)).unwrap();
+        let Phase::Baking { until, since, .. } = back["summarizer"].phase else {
+            panic!("not baking: {:?}", back["summarizer"])
+        };
+        let left = until.duration_since(later);
+        assert!(
+            left > Duration::from_secs(29) && left <= Duration::from_secs(30),
+            "{left:?}"
+        );
+        assert!(later.duration_since(since) >= Duration::from_secs(29));
+    }
+
+    #[test]
+    fn steady_services_are_not_kept() {
+        let blue = parse_str(FILE).unwrap();
+        let tracks = Tracks::start(&blue, HashMap::new());
+        let bytes = encode(&tracks, Instant::now(), SystemTime::now());
+        assert_eq!(
+            decode(&bytes, Instant::now(), SystemTime::now()).unwrap(),
+            HashMap::new()
+        );
+    }
+
+    #[test]
+    fn a_missing_journal_is_none_and_a_broken_one_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("decisions.json");
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        assert_eq!(read(&path, now, wall), Ok(None));
+        std::fs::write(&path, "{not json").unwrap();
+        let err = read(&path, now, wall).unwrap_err();
+        assert!(err.contains("is not a switchyard decisions file"), "{err}");
+        write(&path, b"{\"services\":{}}\n").unwrap();
+        assert_eq!(read(&path, now, wall), Ok(Some(HashMap::new())));
+    }
+}
