@@ -186,6 +186,17 @@ impl Controller {
         ))
     }
 
+    /// Why the color a gated switch goes to has not met the gate's shadow condition.
+    fn shadow_problem(&self, s: &Service) -> Option<String> {
+        let condition = s.gate.as_ref()?.shadow.as_ref()?;
+        let recent = self
+            .traffic
+            .as_ref()
+            .and_then(|t| t.summary(&s.cluster_name(s.active), s.active));
+        let (requests, errors) = recent.map_or((0, 0), |t| (t.requests, t.errors));
+        gate::shadow_verdict(condition, requests, errors).err()
+    }
+
     /// The color's traffic since the bake began, less what was there before it.
     fn baked_traffic(&self, s: &Service, color: Color, since: Instant) -> Traffic {
         let Some(source) = &self.traffic else {
@@ -282,7 +293,7 @@ impl Observe for Controller {
         let gate_passed = matches!(
             self.gate_verdict(s, track, now),
             Some(GateVerdict::Passed(_))
-        );
+        ) && self.shadow_problem(s).is_none();
         let bake_trip = match (&s.bake, &track.phase) {
             (Some(bake), Phase::Baking { since, .. }) => {
                 let color = track.in_force;
@@ -367,6 +378,7 @@ impl Observe for Controller {
                             reason: why.to_string(),
                         })
                         .collect(),
+                    shadow: self.shadow_problem(s),
                 }
             });
         let traffic = match &self.traffic {

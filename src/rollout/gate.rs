@@ -271,6 +271,28 @@ fn failed(history: &ProbeHistory, probe: &Probe) -> NotHealthy {
     }
 }
 
+/// Whether a color's recent shadow traffic (`requests` answered, `errors` of them failed)
+/// meets the gate's shadow condition: `Err(why)` while it does not.
+pub fn shadow_verdict(
+    condition: &crate::state::ShadowCondition,
+    requests: u64,
+    errors: u64,
+) -> Result<(), String> {
+    if requests < condition.min_requests {
+        return Err(format!(
+            "{requests} of {} shadow requests answered so far",
+            condition.min_requests
+        ));
+    }
+    if condition.max_error_ratio.exceeded_by(errors, requests) {
+        return Err(format!(
+            "shadow traffic failed {errors} of {requests} requests, more than {}",
+            condition.max_error_ratio.as_f64()
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -605,5 +627,23 @@ mod tests {
             bake_probe_verdict(&probe, &[a], &history),
             BakeProbeVerdict::Failing { tolerated: 0, .. }
         ));
+    }
+
+    #[test]
+    fn the_shadow_condition_waits_for_enough_requests_then_judges_their_errors() {
+        let condition = crate::state::ShadowCondition {
+            max_error_ratio: crate::state::Ratio::from_f64(0.1).unwrap(),
+            min_requests: 20,
+        };
+        assert_eq!(
+            shadow_verdict(&condition, 19, 0),
+            Err("19 of 20 shadow requests answered so far".into())
+        );
+        assert_eq!(shadow_verdict(&condition, 20, 2), Ok(()));
+        assert!(
+            shadow_verdict(&condition, 20, 3)
+                .unwrap_err()
+                .contains("failed 3 of 20")
+        );
     }
 }

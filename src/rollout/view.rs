@@ -24,6 +24,8 @@ pub struct GateView {
     pub needed: usize,
     /// Endpoints not (yet) healthy, with why.
     pub failing: Vec<EndpointProblem>,
+    /// Why the color's shadow traffic does not meet the gate yet (`max_shadow_error_ratio`).
+    pub shadow: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -20,7 +20,9 @@ use std::path::Path;
 
 pub use model::{Color, ColorSpec, DesiredState, Listener, Problem, Service, StateError};
 pub use parse::{parse_bytes, parse_str};
-pub use workflow::{Bake, Database, Gate, Preview, Probe, Ratio, SchemaSource, Shadow};
+pub use workflow::{
+    Bake, Database, Gate, Preview, Probe, Ratio, SchemaSource, Shadow, ShadowCondition,
+};
 
 /// Reads and validates the state file at `path`. Only a regular file within
 /// [`limits::MAX_STATE_BYTES`] is read ([`read::read_bounded`]); this blocks, so async

@@ -81,6 +81,18 @@ pub struct Gate {
     pub probe: Probe,
     #[serde(serialize_with = "humane")]
     pub deadline: Duration,
+    /// Also require the color's shadow traffic to be healthy (with `shadow:`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowCondition>,
+}
+
+/// A gate condition on the shadow traffic the color served (mirrored live requests, from
+/// the load reports of the last minute).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ShadowCondition {
+    pub max_error_ratio: Ratio,
+    /// The gate waits until the color has answered at least this many.
+    pub min_requests: u64,
 }
 
 /// Default time a gated switch may wait for its gate.

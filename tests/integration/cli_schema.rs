@@ -91,7 +91,7 @@ fn good_files() -> Vec<String> {
         "listeners: []\n".to_owned(),
         GOOD.replace(
             "    active: blue\n",
-            "    active: blue\n    attempt: 3\n    preview:\n      enabled: false\n      header: x-try\n      port: 10001\n    shadow:\n      percent: 5\n    gate:\n      path: /ready\n      status: 204\n      timeout: 500ms\n      interval: 1s\n      successes: 2\n      healthy_share: 50\n      deadline: 5m\n    bake:\n      window: 2m\n      max_error_ratio: 0.1\n      min_requests: 10\n      probe:\n        path: /healthz\n        failures: 2\n",
+            "    active: blue\n    attempt: 3\n    preview:\n      enabled: false\n      header: x-try\n      port: 10001\n    shadow:\n      percent: 5\n    gate:\n      path: /ready\n      status: 204\n      timeout: 500ms\n      interval: 1s\n      successes: 2\n      healthy_share: 50\n      deadline: 5m\n      max_shadow_error_ratio: 0.01\n      min_shadow_requests: 30\n    bake:\n      window: 2m\n      max_error_ratio: 0.1\n      min_requests: 10\n      probe:\n        path: /healthz\n        failures: 2\n",
         ),
         format!(
             "databases:\n  - name: records\n    url: http://127.0.0.1:9000/schema\n    interval: 1s\n{}",

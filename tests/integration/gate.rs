@@ -100,3 +100,52 @@ async fn a_gate_that_never_passes_gives_the_switch_up_and_a_new_attempt_retries(
         http::color(listener).await.as_deref() == Some("green")
     );
 }
+
+/// `active` with shadow on (all live requests mirrored) and a gate that also asks for
+/// healthy shadow traffic.
+fn shadow_gated(scene: &BlueGreen, active: &str) -> String {
+    gated(
+        scene,
+        active,
+        "      interval: 100ms\n      successes: 1\n      max_shadow_error_ratio: 0.1\n      min_shadow_requests: 10\n",
+    )
+    .replace("    gate:\n", "    shadow:\n      percent: 100\n    gate:\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gate_on_shadow_traffic_waits_for_enough_of_it_then_lets_the_switch_through() {
+    let scene = BlueGreen::start().await;
+    let (cp, listener) = (&scene.cp, scene.listener);
+    let _envoy = scene.envoy("shadow-gate").await;
+    cp.save_by_rename(&shadow_gated(&scene, "green"));
+    assert_eventually!(
+        Duration::from_secs(5),
+        cp.status().await["rollout"][0]["gate"]["shadow"]
+            .as_str()
+            .is_some_and(|r| r.contains("shadow requests answered so far"))
+    );
+    // Live traffic (on blue) is mirrored to green until green has answered enough.
+    assert_eventually!(Duration::from_secs(10), {
+        let _ = http::get(listener, "/", "summarizer.example").await;
+        http::color(listener).await.as_deref() == Some("green")
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gate_on_shadow_traffic_holds_a_color_that_fails_it() {
+    let scene = BlueGreen::start().await;
+    let (cp, listener) = (&scene.cp, scene.listener);
+    let _envoy = scene.envoy("shadow-gate-fail").await;
+    scene.green.set_fail_share(1.0);
+    cp.save_by_rename(&shadow_gated(&scene, "green"));
+    assert_eventually!(Duration::from_secs(10), {
+        let _ = http::get(listener, "/", "summarizer.example").await;
+        cp.status().await["rollout"][0]["gate"]["shadow"]
+            .as_str()
+            .is_some_and(|r| r.contains("shadow traffic failed"))
+    });
+    for _ in 0..10 {
+        assert_eq!(http::color(listener).await.as_deref(), Some("blue"));
+    }
+    assert_eq!(cp.status().await["rollout"][0]["phase"], "gating");
+}

@@ -127,4 +127,11 @@ async fn shadow_copies_live_requests_to_the_idle_color_marked_and_answers_stay_l
     assert_eq!(mirrored.header("x-switchyard-shadow"), Some("true"));
     // Nothing but mirrored requests reached green.
     assert!(seen.iter().all(|r| r.is_shadow()), "{seen:?}");
+    // The load reports count the mirrored requests and their errors for green: /status
+    // shows the idle color's error ratio on real inputs.
+    assert_eventually!(Duration::from_secs(5), {
+        let status = scene.cp.status().await;
+        let green = status["rollout"][0]["traffic"][1].clone();
+        green["color"] == "green" && green["errors"].as_u64().unwrap_or(0) >= 20
+    });
 }

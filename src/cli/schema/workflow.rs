@@ -74,6 +74,24 @@ pub fn service_properties() -> Map<String, Value> {
             "10m",
         ),
     );
+    gate.insert(
+        "max_shadow_error_ratio".to_owned(),
+        json!({
+            "type": "number",
+            "description": "Also require the color's shadow traffic (mirrored live requests, with `shadow:`; from the load reports of the last minute) to fail at most this share, from 0 to 1. Optional.",
+            "minimum": 0,
+            "maximum": 1
+        }),
+    );
+    gate.insert(
+        "min_shadow_requests".to_owned(),
+        json!({
+            "type": "integer",
+            "description": "With max_shadow_error_ratio: the gate waits until the color has answered at least this many shadow requests. Default 20.",
+            "minimum": 1,
+            "default": 20
+        }),
+    );
     let props = json!({
         "attempt": {
             "type": ["string", "number"],

@@ -14,7 +14,7 @@ use serde_saphyr::{Location, Spanned};
 use super::problems::{Problems, check_name};
 use crate::state::workflow::{
     Bake, DEFAULT_GATE_DEADLINE, DEFAULT_MIN_REQUESTS, DEFAULT_SCHEMA_INTERVAL, Database, Gate,
-    Preview, Probe, Ratio, SchemaSource, Shadow, probe_defaults,
+    Preview, Probe, Ratio, SchemaSource, Shadow, ShadowCondition, probe_defaults,
 };
 
 /// A YAML scalar read as text whatever its type (`attempt: 2`, `schemas: [41, "42a"]`),
@@ -71,6 +71,8 @@ pub(super) struct RawGate {
     successes: Option<Spanned<i64>>,
     healthy_share: Option<Spanned<i64>>,
     deadline: Option<Spanned<Scalar>>,
+    max_shadow_error_ratio: Option<Spanned<Scalar>>,
+    min_shadow_requests: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -258,7 +260,26 @@ fn probe(
 
 pub(super) fn gate(problems: &mut Problems, raw: Option<Spanned<RawGate>>) -> Option<Gate> {
     let g = raw?.value;
+    let min_shadow_requests = g
+        .min_shadow_requests
+        .as_ref()
+        .map(|raw| min_requests(problems, "min_shadow_requests", raw));
+    let shadow = match (g.max_shadow_error_ratio, &g.min_shadow_requests) {
+        (Some(raw), _) => Some(ShadowCondition {
+            max_error_ratio: ratio(problems, "max_shadow_error_ratio", &raw),
+            min_requests: min_shadow_requests.unwrap_or(DEFAULT_MIN_REQUESTS),
+        }),
+        (None, Some(raw)) => {
+            problems.at(
+                raw.referenced,
+                "min_shadow_requests needs max_shadow_error_ratio",
+            );
+            None
+        }
+        (None, None) => None,
+    };
     Some(Gate {
+        shadow,
         probe: probe(
             problems,
             g.path,
@@ -283,6 +304,42 @@ pub(super) fn gate(problems: &mut Problems, raw: Option<Spanned<RawGate>>) -> Op
 pub const DEFAULT_BAKE_WINDOW: Duration = Duration::from_secs(300);
 /// Default highest error ratio when `bake:` gives none.
 pub const DEFAULT_MAX_ERROR_RATIO: f64 = 0.05;
+
+fn ratio(problems: &mut Problems, key: &str, raw: &Spanned<Scalar>) -> Ratio {
+    match raw
+        .value
+        .0
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .and_then(Ratio::from_f64)
+    {
+        Some(r) => r,
+        None => {
+            problems.at(
+                raw.referenced,
+                format!(
+                    "{key} `{}` must be a number from 0 to 1 (0.05 is 5%)",
+                    raw.value.0
+                ),
+            );
+            Ratio::ONE
+        }
+    }
+}
+
+fn min_requests(problems: &mut Problems, key: &str, raw: &Spanned<i64>) -> u64 {
+    match u64::try_from(raw.value) {
+        Ok(n) if n >= 1 => n,
+        _ => {
+            problems.at(
+                raw.referenced,
+                format!("{key} {} must be at least 1", raw.value),
+            );
+            DEFAULT_MIN_REQUESTS
+        }
+    }
+}
 
 pub(super) fn bake(problems: &mut Problems, raw: Option<Spanned<RawBake>>) -> Option<Bake> {
     let b = raw?.value;
@@ -663,6 +720,29 @@ mod tests {
             15,
             15,
             "preview header `Host` is reserved by HTTP or Envoy; pick another name",
+        );
+    }
+
+    #[test]
+    fn a_gate_on_shadow_traffic_parses_and_min_alone_is_refused() {
+        let s = parse_str(&with_service_keys(
+            "    gate:\n      max_shadow_error_ratio: 0.02\n      min_shadow_requests: 50\n",
+        ))
+        .unwrap();
+        let shadow = s.services[0]
+            .gate
+            .as_ref()
+            .unwrap()
+            .shadow
+            .as_ref()
+            .unwrap();
+        assert_eq!(shadow.min_requests, 50);
+        assert!((shadow.max_error_ratio.as_f64() - 0.02).abs() < 1e-9);
+        assert_only_problem(
+            &with_service_keys("    gate:\n      min_shadow_requests: 50\n"),
+            15,
+            28,
+            "min_shadow_requests needs max_shadow_error_ratio",
         );
     }
 
