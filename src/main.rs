@@ -156,8 +156,7 @@ enum Command {
         #[arg(long, value_name = "N", default_value_t = switchyard::server::DEFAULT_MAX_STREAMS_PER_CONNECTION)]
         max_streams_per_connection: u32,
         /// Largest request a client may send on an ADS or load reporting (LRS) stream, in
-        /// bytes; a larger one ends the stream (RESOURCE_EXHAUSTED on ADS, OUT_OF_RANGE on
-        /// LRS).
+        /// bytes; a larger one ends the stream with RESOURCE_EXHAUSTED.
         #[arg(long, value_name = "BYTES", default_value_t = StreamLimits::default().max_request_bytes)]
         max_request_bytes: usize,
         /// How long a request may take to arrive once its first byte has; a slower one
@@ -200,8 +199,7 @@ enum Command {
         /// requests in flight per cluster; see `cluster_manager.load_stats_config` in
         /// envoy/bootstrap.yaml), e.g. `1s`, `500ms`. GET /status shows each color's load
         /// over the last 60 s; a proxy silent for three intervals no longer counts in
-        /// flight; an LRS stream silent for ten intervals (and at least
-        /// --request-timeout-ms) is ended. From 100ms to 1h.
+        /// flight; reports faster than two per interval are read later. From 100ms to 1h.
         #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = report_interval)]
         load_report_interval: Duration,
     },

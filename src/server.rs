@@ -23,7 +23,7 @@ use crate::grpc::csds::CsdsService;
 use crate::grpc::pb::switchyard_server::SwitchyardServer;
 use crate::identity::{AccessPolicy, Globs};
 use crate::load::board::{LoadBoard, Retention};
-use crate::load::service::{LoadReporting, LrsServer};
+use crate::load::service::LoadReporting;
 use crate::metrics::Metrics;
 use crate::pipeline::{self, Pipeline, Reports};
 use crate::proxies::ProxyRegistry;
@@ -387,7 +387,7 @@ impl Server {
             interval,
             config.stream_limits,
         );
-        health.set_serving::<LrsServer>().await;
+        health.set_serving::<LoadReporting>().await;
         let csds = CsdsService::new(registry.clone(), cache.clone());
         let api = SwitchyardApi::new(
             board.clone(),
@@ -446,7 +446,7 @@ impl Server {
             ))
             .add_service(SwitchyardServer::with_interceptor(api, operators))
             .add_service(AdsServer::new(ads))
-            .add_service(lrs.into_server());
+            .add_service(lrs);
         let stopped = async move {
             let _ = xds_stop.wait_for(|s| *s).await;
         };

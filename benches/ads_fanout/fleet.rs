@@ -8,7 +8,8 @@
 //! ACK needs (version, type, nonce; resource names for clusters and listeners), and
 //! reports to the coordinator through atomics instead of a message per response. What goes
 //! over the wire is what Envoy sends: the same requests, in the same order, every response
-//! acknowledged.
+//! acknowledged. With `--lrs`, each also reports its load on a second stream of the same
+//! connection, as Envoy does (see [`Lrs`]).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -16,12 +17,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::config::core::v3::{Extension, Locality, Node};
+use envoy_types::pb::envoy::config::endpoint::v3::{ClusterStats, UpstreamLocalityStats};
+use envoy_types::pb::envoy::service::load_stats::v3::{LoadStatsRequest, LoadStatsResponse};
 use prost::Message;
 use prost::encoding::{WireType, decode_key, decode_varint, encode_key, encode_varint};
 use tokio::sync::Semaphore;
 
-use crate::h2c::GrpcConn;
+use crate::h2c::{GrpcConn, SECOND};
 
 pub const CDS: usize = 0;
 pub const EDS: usize = 1;
@@ -35,6 +38,53 @@ const TYPE_URLS: [&str; 4] = [
 ];
 const ADS_PATH: &str =
     "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
+const LRS_PATH: &str = "/envoy.service.load_stats.v3.LoadReportingService/StreamLoadStats";
+
+/// What every simulated proxy reports with `--lrs`: what Envoy 1.40 sends. Its first
+/// request carries its node; the server answers with the interval; then every interval a
+/// report naming every cluster the proxy has (and its `xds_cluster`), the blue one of each
+/// service with `requests` requests (all successful) and one in flight, the green one
+/// quiet. Every request, like Envoy's, carries the whole node: the proxy's own id and
+/// cluster, then `bulk` (an extension list, shared by every proxy), which the decoder
+/// merges into one node.
+pub struct Lrs {
+    /// A `node` field (field 1 of `LoadStatsRequest`) holding only an extension list.
+    pub bulk: Bytes,
+    pub requests: u64,
+}
+
+impl Lrs {
+    /// With an extension list of about `node_bytes` bytes (Envoy 1.40's: 516 extensions,
+    /// 61 KB).
+    pub fn new(node_bytes: usize, requests: u64) -> Lrs {
+        let mut node = Node::default();
+        while node.encoded_len() < node_bytes {
+            let i = node.extensions.len();
+            node.extensions.push(Extension {
+                name: format!("envoy.bench.filters.http.extension_{i}"),
+                category: "envoy.filters.http".to_owned(),
+                type_urls: vec![format!(
+                    "type.googleapis.com/envoy.extensions.filters.http.bench_{i}.v3.Config"
+                )],
+                ..Default::default()
+            });
+        }
+        Lrs {
+            bulk: node_field(&node),
+            requests,
+        }
+    }
+}
+
+/// `node` as field 1 of a `LoadStatsRequest` (an empty node writes nothing).
+fn node_field(node: &Node) -> Bytes {
+    LoadStatsRequest {
+        node: (node != &Node::default()).then(|| node.clone()),
+        cluster_stats: Vec::new(),
+    }
+    .encode_to_vec()
+    .into()
+}
 
 /// What every stream reports, read by the coordinator. All times are nanoseconds since
 /// `base`.
@@ -59,6 +109,12 @@ pub struct Fleet {
     pub arrived: AtomicUsize,
     /// Per stream: its latency in the switch it last saw.
     latency: Vec<AtomicU64>,
+    /// Load reporting: streams answered by the server, reports sent, their bytes, and
+    /// reports not sent because the server's flow-control window was full.
+    pub lrs_answered: AtomicUsize,
+    pub lrs_reports: AtomicU64,
+    pub lrs_bytes: AtomicU64,
+    pub lrs_skipped: AtomicU64,
 }
 
 impl Fleet {
@@ -79,6 +135,10 @@ impl Fleet {
             t0: AtomicU64::new(0),
             arrived: AtomicUsize::new(0),
             latency: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            lrs_answered: AtomicUsize::new(0),
+            lrs_reports: AtomicU64::new(0),
+            lrs_bytes: AtomicU64::new(0),
+            lrs_skipped: AtomicU64::new(0),
         }
     }
 
@@ -173,12 +233,14 @@ impl Fleet {
 /// (wildcard), EDS for the clusters received, LDS once endpoints arrived, RDS for the route
 /// configurations the listeners name; every response acknowledged with its version and
 /// nonce. Runs until the server ends the stream or the task is aborted. At most
-/// `permits` streams are between connecting and their first response at once.
+/// `permits` streams are between connecting and their first response at once. With `lrs`,
+/// it also reports its load (see [`Lrs`]) once its clusters have arrived.
 pub async fn envoy_like_stream(
     idx: usize,
     addr: SocketAddr,
     permits: Arc<Semaphore>,
     fleet: Arc<Fleet>,
+    lrs: Option<Arc<Lrs>>,
 ) -> Result<(), String> {
     let permit = permits.acquire_owned().await.map_err(|e| e.to_string())?;
     let node = Node {
@@ -198,9 +260,18 @@ pub async fn envoy_like_stream(
         last_routes: String::new(),
         seen_switch: 0,
     };
+    let mut reporter = lrs.map(|lrs| Reporter::new(idx, &node, lrs));
     let mut permit = Some(permit);
     loop {
-        let read = conn.read().await?;
+        let read = tokio::select! {
+            read = conn.read() => read?,
+            () = tick(reporter.as_mut()) => {
+                let reporter = reporter.as_mut().expect("ticks only with a reporter");
+                reporter.report(&stream, &mut conn);
+                conn.flush().await?;
+                continue;
+            }
+        };
         let received = stream.fleet.now();
         if read.headers {
             stream.fleet.reached(idx, 1);
@@ -211,7 +282,144 @@ pub async fn envoy_like_stream(
             drop(permit.take());
             stream.on_response(message, received, &mut conn)?;
         }
+        if let Some(reporter) = &mut reporter {
+            if !reporter.opened && stream.names[EDS].is_some() {
+                reporter.open(&addr.to_string(), &mut conn)?;
+            }
+            for answer in &read.second {
+                reporter.answered(answer, &stream.fleet)?;
+            }
+        }
         conn.flush().await?;
+    }
+}
+
+/// Waits for `reporter`'s next report (forever without one, or before its answer).
+async fn tick(reporter: Option<&mut Reporter>) {
+    match reporter.and_then(|r| r.ticks.as_mut()) {
+        Some(ticks) => {
+            ticks.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// One proxy's load reporting stream.
+struct Reporter {
+    lrs: Arc<Lrs>,
+    idx: usize,
+    /// The proxy's own `node` field: its id and cluster.
+    own: Bytes,
+    opened: bool,
+    /// Every interval the server asked for, from its answer on (phased by the proxy's
+    /// index so that the fleet's reports spread over the interval, as a real fleet's do).
+    ticks: Option<tokio::time::Interval>,
+    /// The report's clusters, encoded once per set of clusters.
+    stats: Bytes,
+    stats_for: Vec<String>,
+}
+
+impl Reporter {
+    fn new(idx: usize, node: &Node, lrs: Arc<Lrs>) -> Reporter {
+        let own = Node {
+            id: node.id.clone(),
+            cluster: node.cluster.clone(),
+            ..Default::default()
+        };
+        Reporter {
+            lrs,
+            idx,
+            own: node_field(&own),
+            opened: false,
+            ticks: None,
+            stats: Bytes::new(),
+            stats_for: Vec::new(),
+        }
+    }
+
+    /// Opens the stream with the first request: the node alone.
+    fn open(&mut self, authority: &str, conn: &mut GrpcConn) -> Result<(), String> {
+        let len = (self.own.len() + self.lrs.bulk.len()) as u32;
+        let mut prefix = [0u8; 5];
+        prefix[1..].copy_from_slice(&len.to_be_bytes());
+        conn.open_second(authority, LRS_PATH, &[&prefix, &self.own, &self.lrs.bulk])?;
+        self.opened = true;
+        Ok(())
+    }
+
+    /// The server's answer: report every interval it asks for.
+    fn answered(&mut self, answer: &[u8], fleet: &Fleet) -> Result<(), String> {
+        let answer = LoadStatsResponse::decode(answer).map_err(|e| e.to_string())?;
+        let interval = answer
+            .load_reporting_interval
+            .map(|d| Duration::new(d.seconds as u64, d.nanos as u32))
+            .filter(|d| !d.is_zero())
+            .ok_or("the LRS answer has no interval")?;
+        let n = fleet.stage.len().max(1) as u32;
+        let phase = interval * (self.idx as u32 % n) / n;
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + phase, interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.ticks = Some(ticks);
+        fleet.lrs_answered.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
+    /// Sends one report (or counts it skipped when the server's window is full).
+    fn report(&mut self, stream: &Stream, conn: &mut GrpcConn) {
+        let clusters = stream.names[EDS].as_deref().unwrap_or_default();
+        if self.stats_for != clusters {
+            self.stats = self.encode_stats(clusters);
+            self.stats_for = clusters.to_vec();
+        }
+        let len = self.own.len() + self.lrs.bulk.len() + self.stats.len();
+        let mut prefix = [0u8; 5];
+        prefix[1..].copy_from_slice(&(len as u32).to_be_bytes());
+        let fleet = &stream.fleet;
+        if conn.send_window(SECOND) < (len + 5) as i64 {
+            fleet.lrs_skipped.fetch_add(1, Relaxed);
+            return;
+        }
+        let parts: [&[u8]; 4] = [&prefix, &self.own, &self.lrs.bulk, &self.stats];
+        if conn.send_on(SECOND, &parts).is_ok() {
+            fleet.lrs_reports.fetch_add(1, Relaxed);
+            fleet.lrs_bytes.fetch_add((len + 5) as u64, Relaxed);
+        }
+    }
+
+    /// The `cluster_stats` of a report on `clusters`, and the proxy's `xds_cluster`.
+    fn encode_stats(&self, clusters: &[String]) -> Bytes {
+        let interval = Some(envoy_types::pb::google::protobuf::Duration {
+            seconds: 1,
+            nanos: 0,
+        });
+        let stats = |name: &str| {
+            let busy = name.ends_with("-blue");
+            ClusterStats {
+                cluster_name: name.to_owned(),
+                upstream_locality_stats: busy
+                    .then(|| UpstreamLocalityStats {
+                        locality: Some(Locality::default()),
+                        total_successful_requests: self.lrs.requests,
+                        total_issued_requests: self.lrs.requests,
+                        total_requests_in_progress: 1,
+                        ..Default::default()
+                    })
+                    .into_iter()
+                    .collect(),
+                load_report_interval: interval,
+                ..Default::default()
+            }
+        };
+        LoadStatsRequest {
+            node: None,
+            cluster_stats: clusters
+                .iter()
+                .map(|c| stats(c))
+                .chain([stats("xds_cluster")])
+                .collect(),
+        }
+        .encode_to_vec()
+        .into()
     }
 }
 

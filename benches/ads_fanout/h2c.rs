@@ -1,5 +1,6 @@
 //! Just enough HTTP/2 (cleartext, prior knowledge) for one long-lived gRPC call per
-//! connection: the load generator's side of an ADS stream.
+//! connection, the load generator's side of an ADS stream, and optionally a second one on
+//! the same connection, its load reporting (LRS) stream, as Envoy opens them.
 //!
 //! Why not the `h2` crate: the load generator shares two cores with the server it
 //! measures, so every microsecond it spends per stream shows up in the figures. `h2`
@@ -35,8 +36,10 @@ const ACK: u8 = 0x1;
 const PADDED: u8 = 0x8;
 const SETTINGS_ENABLE_PUSH: u16 = 2;
 const SETTINGS_INITIAL_WINDOW_SIZE: u16 = 4;
-/// The one stream of the connection.
-const STREAM: u32 = 1;
+/// The connection's first stream (ADS).
+pub const STREAM: u32 = 1;
+/// Its second stream (LRS), if opened.
+pub const SECOND: u32 = 3;
 /// HTTP/2's initial window, before SETTINGS and WINDOW_UPDATE change it.
 const DEFAULT_WINDOW: i64 = 65_535;
 /// Largest DATA frame a peer must accept without saying otherwise.
@@ -49,13 +52,13 @@ pub struct GrpcConn {
     tcp: TcpStream,
     /// Bytes read but not yet a whole frame (empty, and unallocated, when idle).
     input: BytesMut,
-    /// Bytes of the response body not yet a whole gRPC message.
-    body: BytesMut,
+    /// Bytes of each stream's response body not yet a whole gRPC message.
+    bodies: [BytesMut; 2],
     /// Frames to write at the next flush.
     output: BytesMut,
     /// What the peer lets us send (its windows).
     send_window_conn: i64,
-    send_window_stream: i64,
+    send_window_streams: [i64; 2],
     peer_initial_window: i64,
     /// Response bytes received since our windows were last topped up.
     unacknowledged: u32,
@@ -65,8 +68,19 @@ pub struct GrpcConn {
 pub struct Read {
     /// The response headers arrived (the call is accepted).
     pub headers: bool,
-    /// Whole gRPC messages (without their 5-byte prefix).
+    /// Whole gRPC messages (without their 5-byte prefix) of the first stream...
     pub messages: Vec<Bytes>,
+    /// ... and of the second.
+    pub second: Vec<Bytes>,
+}
+
+/// Which of the two streams `stream` is.
+fn slot(stream: u32) -> Option<usize> {
+    match stream {
+        STREAM => Some(0),
+        SECOND => Some(1),
+        _ => None,
+    }
 }
 
 impl GrpcConn {
@@ -80,10 +94,10 @@ impl GrpcConn {
         let mut conn = GrpcConn {
             tcp,
             input: BytesMut::new(),
-            body: BytesMut::new(),
+            bodies: Default::default(),
             output: BytesMut::with_capacity(512),
             send_window_conn: DEFAULT_WINDOW,
-            send_window_stream: DEFAULT_WINDOW,
+            send_window_streams: [DEFAULT_WINDOW; 2],
             peer_initial_window: DEFAULT_WINDOW,
             unacknowledged: 0,
         };
@@ -102,19 +116,61 @@ impl GrpcConn {
         Ok(conn)
     }
 
-    /// Queues one gRPC message (prefix included) as DATA frames.
+    /// Queues one gRPC message (prefix included) as DATA frames on the first stream.
     pub fn send_message(&mut self, message: &[u8]) -> Result<(), String> {
-        let len = message.len() as i64;
-        if len > self.send_window_conn.min(self.send_window_stream) {
+        self.send_on(STREAM, &[message])
+    }
+
+    /// Starts the call `path` on the second stream, with `first` (a whole gRPC message) as
+    /// its first request message.
+    pub fn open_second(
+        &mut self,
+        authority: &str,
+        path: &str,
+        first: &[&[u8]],
+    ) -> Result<(), String> {
+        let headers = request_headers(authority, path);
+        self.frame(HEADERS, 0x4, SECOND, &headers); // END_HEADERS
+        self.send_on(SECOND, first)
+    }
+
+    /// What `stream` may send now (the smaller of its window and the connection's).
+    pub fn send_window(&self, stream: u32) -> i64 {
+        let slot = slot(stream).expect("one of the two streams");
+        self.send_window_conn.min(self.send_window_streams[slot])
+    }
+
+    /// Queues one gRPC message, the concatenation of `parts` (prefix included), as DATA
+    /// frames on `stream`.
+    pub fn send_on(&mut self, stream: u32, parts: &[&[u8]]) -> Result<(), String> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let window = self.send_window(stream);
+        if len as i64 > window {
             return Err(format!(
-                "the server's flow-control window ({} bytes) is too small for a {len}-byte request",
-                self.send_window_conn.min(self.send_window_stream)
+                "the server's flow-control window ({window} bytes) is too small for a {len}-byte request"
             ));
         }
-        self.send_window_conn -= len;
-        self.send_window_stream -= len;
-        for chunk in message.chunks(MAX_FRAME) {
-            self.frame(DATA, 0, STREAM, chunk);
+        self.send_window_conn -= len as i64;
+        self.send_window_streams[slot(stream).expect("checked above")] -= len as i64;
+        // DATA frames of at most MAX_FRAME bytes each, copied straight from the parts.
+        let mut parts = parts.iter().copied();
+        let mut part: &[u8] = &[];
+        let mut remaining = len;
+        while remaining > 0 {
+            let n = remaining.min(MAX_FRAME);
+            self.frame_header(DATA, 0, stream, n);
+            let mut left = n;
+            while left > 0 {
+                if part.is_empty() {
+                    part = parts.next().expect("the parts add up to len");
+                    continue;
+                }
+                let take = left.min(part.len());
+                self.output.put_slice(&part[..take]);
+                part = &part[take..];
+                left -= take;
+            }
+            remaining -= n;
         }
         Ok(())
     }
@@ -167,6 +223,7 @@ impl GrpcConn {
         let mut read = Read {
             headers: false,
             messages: Vec::new(),
+            second: Vec::new(),
         };
         while self.input.len() >= 9 {
             let len = u32::from_be_bytes([0, self.input[0], self.input[1], self.input[2]]) as usize;
@@ -209,22 +266,32 @@ impl GrpcConn {
                         .get(1..data.len().saturating_sub(pad))
                         .ok_or("bad padding in a DATA frame")?;
                 }
-                self.body.extend_from_slice(data);
-                while let Some(message) = next_message(&mut self.body)? {
-                    read.messages.push(message);
+                let Some(slot) = slot(stream) else {
+                    return Ok(());
+                };
+                let body = &mut self.bodies[slot];
+                body.extend_from_slice(data);
+                let messages = match slot {
+                    0 => &mut read.messages,
+                    _ => &mut read.second,
+                };
+                while let Some(message) = next_message(body)? {
+                    messages.push(message);
                 }
-                if self.body.is_empty() {
-                    self.body = BytesMut::new();
+                if body.is_empty() {
+                    *body = BytesMut::new();
                 }
                 if flags & END_STREAM != 0 {
-                    return Err("the server ended the call".to_owned());
+                    return Err(format!("the server ended the call on stream {stream}"));
                 }
             }
-            HEADERS if stream == STREAM => {
+            HEADERS if slot(stream).is_some() => {
                 if flags & END_STREAM != 0 {
-                    return Err("the server ended the call (trailers)".to_owned());
+                    return Err(format!(
+                        "the server ended the call on stream {stream} (trailers)"
+                    ));
                 }
-                read.headers = true;
+                read.headers |= stream == STREAM;
             }
             RST_STREAM => return Err(format!("stream reset by the server: {payload:?}")),
             SETTINGS if flags & ACK == 0 => {
@@ -232,7 +299,9 @@ impl GrpcConn {
                     let id = u16::from_be_bytes([setting[0], setting[1]]);
                     let value = u32::from_be_bytes(setting[2..6].try_into().unwrap()) as i64;
                     if id == SETTINGS_INITIAL_WINDOW_SIZE {
-                        self.send_window_stream += value - self.peer_initial_window;
+                        for window in &mut self.send_window_streams {
+                            *window += value - self.peer_initial_window;
+                        }
                         self.peer_initial_window = value;
                     }
                 }
@@ -246,10 +315,10 @@ impl GrpcConn {
             WINDOW_UPDATE if payload.len() == 4 => {
                 let increment =
                     (u32::from_be_bytes(payload.try_into().unwrap()) & 0x7fff_ffff) as i64;
-                if stream == 0 {
-                    self.send_window_conn += increment;
-                } else {
-                    self.send_window_stream += increment;
+                match slot(stream) {
+                    _ if stream == 0 => self.send_window_conn += increment,
+                    Some(slot) => self.send_window_streams[slot] += increment,
+                    None => {}
                 }
             }
             _ => {} // SETTINGS ACKs, PING ACKs, CONTINUATION of skipped headers, PRIORITY
@@ -258,12 +327,16 @@ impl GrpcConn {
     }
 
     fn frame(&mut self, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
-        let len = (payload.len() as u32).to_be_bytes();
+        self.frame_header(kind, flags, stream, payload.len());
+        self.output.put_slice(payload);
+    }
+
+    fn frame_header(&mut self, kind: u8, flags: u8, stream: u32, len: usize) {
+        let len = (len as u32).to_be_bytes();
         self.output.put_slice(&len[1..]);
         self.output.put_u8(kind);
         self.output.put_u8(flags);
         self.output.put_u32(stream);
-        self.output.put_slice(payload);
     }
 }
 

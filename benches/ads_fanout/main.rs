@@ -39,6 +39,20 @@
 //! (default 2); its coordinator (which only reads the streams' counters) runs on the main
 //! thread.
 //!
+//! `--lrs` adds Envoy's load reports: every simulated proxy also opens a load reporting
+//! (LRS) stream on its connection, as Envoy does with `cluster_manager.load_stats_config`,
+//! and reports every `--lrs-interval` (the server is started with
+//! `--load-report-interval` set to it) for its clusters, each report carrying the whole
+//! node as Envoy 1.40's do (`--lrs-node-bytes`, 61 KB). Run the same stream counts with and
+//! without it to see what LRS costs the server: the idle window's CPU and the memory per
+//! stream then include every report; the row also says how many reports were sent and
+//! how many the server counted (`switchyard_load_reports_total`) in that window:
+//!
+//! ```text
+//! cargo bench --bench ads_fanout -- --streams 1000,10000 --switches 5
+//! cargo bench --bench ads_fanout -- --streams 1000,10000 --switches 5 --lrs
+//! ```
+//!
 //! `SWITCHYARD_BIN=/path/to/switchyard` measures another build (for A/B comparisons, run
 //! alternately); `--perf DIR` records the server with `perf record` (add
 //! `PERF_CALL_GRAPH=dwarf` for call graphs).
@@ -64,12 +78,12 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use tokio::sync::Semaphore;
 
-use fleet::{Fleet, envoy_like_stream};
+use fleet::{Fleet, Lrs, envoy_like_stream};
 use report::{Row, mib, ms};
 use support::percentile;
 use system::{
-    Perf, Proc, ServerProcess, convergence, cpu_ns, listen_overflows, machine, tcp_bytes_sent,
-    tcp_segments_out,
+    Perf, Proc, ServerProcess, convergence, cpu_ns, listen_overflows, load_reports, machine,
+    tcp_bytes_sent, tcp_segments_out,
 };
 
 /// Fan-out of one switchyard process to N Envoy-like ADS streams.
@@ -109,6 +123,25 @@ struct Args {
     /// `PERF_CALL_GRAPH=dwarf` in the environment, with call graphs.
     #[arg(long)]
     perf: Option<PathBuf>,
+    /// Every simulated proxy also reports its load (LRS) on a second stream of its
+    /// connection, as an Envoy with `cluster_manager.load_stats_config` does: a first
+    /// request with its node, then, from the server's answer on, a report every
+    /// --lrs-interval naming each of its clusters (the blue one of each service with
+    /// --lrs-requests requests and one in flight, the green one quiet) and carrying the
+    /// whole node (--lrs-node-bytes). The reports are spread over the interval. Compare a
+    /// run with and without it: idle CPU and memory per stream then include LRS.
+    #[arg(long)]
+    lrs: bool,
+    /// With --lrs: how often each proxy reports (the server's --load-report-interval).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    lrs_interval: Duration,
+    /// With --lrs: bytes of node every report carries. Envoy 1.40 sends its whole node,
+    /// extension list included, in every report: 61 KB. 0: the node id alone.
+    #[arg(long, default_value_t = 61_000)]
+    lrs_node_bytes: usize,
+    /// With --lrs: requests each report counts on each busy cluster.
+    #[arg(long, default_value_t = 10)]
+    lrs_requests: u64,
     /// Passed by `cargo bench` to every bench binary; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -143,6 +176,12 @@ fn main() {
         "{} services (1 listener), {} switches per N, load generator on {} tokio worker(s), at most {} connects in flight\n",
         args.services, args.switches, args.client_threads, args.connect_concurrency
     );
+    if args.lrs {
+        println!(
+            "LRS on: a report every {:?} per proxy, {} bytes of node each, {} requests per busy cluster\n",
+            args.lrs_interval, args.lrs_node_bytes, args.lrs_requests
+        );
+    }
     println!("{}", Row::header());
     for r in &rows {
         println!("{}", r.markdown());
@@ -154,7 +193,12 @@ fn run(args: &Args, n: usize) -> Result<Row, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let state = dir.path().join("state.yaml");
     std::fs::write(&state, state_yaml(args.services, false)).map_err(|e| e.to_string())?;
-    let mut server = ServerProcess::start(&state)?;
+    let mut extra = Vec::new();
+    if args.lrs {
+        let interval = humantime::format_duration(args.lrs_interval).to_string();
+        extra = vec!["--load-report-interval".to_owned(), interval];
+    }
+    let mut server = ServerProcess::start(&state, &extra)?;
     let result = measure(args, n, &mut server, dir.path(), &state);
     server.stop();
     if let Err(e) = &result {
@@ -185,8 +229,12 @@ fn measure(
     let mut row = Row {
         n,
         rss0_kib: before.rss_kib,
+        lrs: args.lrs,
         ..Default::default()
     };
+    let lrs = args
+        .lrs
+        .then(|| Arc::new(Lrs::new(args.lrs_node_bytes, args.lrs_requests)));
     let timeout = Duration::from_secs(args.timeout_secs);
     let result = runtime.block_on(async {
         let fleet = Arc::new(Fleet::new(n));
@@ -202,8 +250,9 @@ fn measure(
             .map(|idx| {
                 let fleet = fleet.clone();
                 let permits = permits.clone();
+                let lrs = lrs.clone();
                 tokio::spawn(async move {
-                    let error = envoy_like_stream(idx, addr, permits, fleet.clone())
+                    let error = envoy_like_stream(idx, addr, permits, fleet.clone(), lrs)
                         .await
                         .err();
                     fleet.end(idx, error);
@@ -237,15 +286,52 @@ fn measure(
             row.listen_drops,
         );
 
-        // 2. Idle.
+        // 2. Idle (but for load reports, with --lrs).
+        if args.lrs {
+            // Every stream answered, and a whole interval of reports (the first of each
+            // stream carries its node for the first time).
+            let answered = fleet
+                .wait_until(Instant::now() + timeout, |f| {
+                    f.lrs_answered.load(Relaxed) + f.ended.load(Relaxed) >= n
+                })
+                .await;
+            if !answered || fleet.lrs_answered.load(Relaxed) < n {
+                return Err(format!(
+                    "{} of {n} load reporting streams answered",
+                    fleet.lrs_answered.load(Relaxed)
+                ));
+            }
+            tokio::time::sleep(args.lrs_interval).await;
+        }
         tokio::time::sleep(Duration::from_secs(1)).await;
         let idle_start = Proc::sample(server.pid);
         let t = Instant::now();
         let responses = fleet.responses.load(Relaxed);
+        let (reports, report_bytes) = (fleet.lrs_reports.load(Relaxed), fleet.lrs_bytes.load(Relaxed));
+        let skipped = fleet.lrs_skipped.load(Relaxed);
+        let counted = if args.lrs { load_reports(server.admin) } else { None };
         tokio::time::sleep(Duration::from_secs(args.idle_secs)).await;
         let idle_end = Proc::sample(server.pid);
-        row.idle_cpu_pct = (idle_end.cpu - idle_start.cpu) / t.elapsed().as_secs_f64() * 100.0;
+        let idle = t.elapsed().as_secs_f64();
+        row.idle_cpu_pct = (idle_end.cpu - idle_start.cpu) / idle * 100.0;
         row.rss_n_kib = idle_end.rss_kib;
+        if args.lrs {
+            row.lrs_reports_per_s = (fleet.lrs_reports.load(Relaxed) - reports) as f64 / idle;
+            row.lrs_bytes_per_s = (fleet.lrs_bytes.load(Relaxed) - report_bytes) as f64 / idle;
+            row.lrs_skipped = fleet.lrs_skipped.load(Relaxed) - skipped;
+            row.lrs_counted_per_s = counted
+                .zip(load_reports(server.admin))
+                .map(|(a, b)| b.saturating_sub(a) as f64 / t.elapsed().as_secs_f64());
+            eprintln!(
+                "idle: {:.0} load reports/s sent ({}/s), {} not sent (the server's window full), {} counted by the server",
+                row.lrs_reports_per_s,
+                report::bytes(row.lrs_bytes_per_s),
+                row.lrs_skipped,
+                row.lrs_counted_per_s
+                    .map(|r| format!("{r:.0}/s"))
+                    .unwrap_or_else(|| "-".into()),
+            );
+        }
         eprintln!(
             "idle: server CPU {:.2}% over {}s, RSS {} ({:.1} KiB per stream), {} responses while idle",
             row.idle_cpu_pct,

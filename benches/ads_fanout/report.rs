@@ -35,6 +35,13 @@ pub struct Row {
     pub client_storm_cpu: f64,
     pub client_switch_cpu: f64,
     pub client_hwm_kib: u64,
+    /// `--lrs`: load reports sent per second in the idle window, their bytes, reports not
+    /// sent (the server's flow-control window full), and what the server counted.
+    pub lrs: bool,
+    pub lrs_reports_per_s: f64,
+    pub lrs_bytes_per_s: f64,
+    pub lrs_skipped: u64,
+    pub lrs_counted_per_s: Option<f64>,
 }
 
 impl Row {
@@ -51,8 +58,8 @@ impl Row {
     }
 
     pub fn header() -> String {
-        "| N | connect storm | accept-queue drops | switch p50 | p90 | p99 | max | server-measured convergence (mean) | server CPU: storm | per switch | idle | RSS: 0 streams | N idle | peak | per stream | bytes per switch: protobuf | TCP | load generator CPU: storm | per switch |\n\
-         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "| N | connect storm | accept-queue drops | switch p50 | p90 | p99 | max | server-measured convergence (mean) | server CPU: storm | per switch | idle | RSS: 0 streams | N idle | peak | per stream | bytes per switch: protobuf | TCP | load generator CPU: storm | per switch | load reports (LRS) while idle |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
             .to_owned()
     }
 
@@ -62,7 +69,7 @@ impl Row {
         }
         let switches = self.switches_done.max(1) as f64;
         format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.2} s | {:.1} ms | {:.2} % | {} | {} | {} | {:.1} KiB | {} | {} | {:.2} s | {:.1} ms |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.2} s | {:.1} ms | {:.2} % | {} | {} | {} | {:.1} KiB | {} | {} | {:.2} s | {:.1} ms | {} |",
             self.n,
             ms(self.storm),
             self.listen_drops,
@@ -86,12 +93,30 @@ impl Row {
                 .unwrap_or_else(|| "-".into()),
             self.client_storm_cpu,
             self.client_switch_cpu * 1000.0 / switches,
+            self.lrs_summary(),
+        )
+    }
+
+    /// `--lrs`: reports per second sent (their bytes) and counted by the server, and how
+    /// many were not sent; `off` without it.
+    pub fn lrs_summary(&self) -> String {
+        if !self.lrs {
+            return "off".to_owned();
+        }
+        format!(
+            "{:.0}/s sent ({}/s), {} counted, {} not sent",
+            self.lrs_reports_per_s,
+            bytes(self.lrs_bytes_per_s),
+            self.lrs_counted_per_s
+                .map(|r| format!("{r:.0}/s"))
+                .unwrap_or_else(|| "-".into()),
+            self.lrs_skipped,
         )
     }
 
     pub fn line(&self) -> String {
         format!(
-            "N={} storm {} ({} accept-queue drops) | switch p50 {} p90 {} p99 {} max {} ({} switches, {} converged by the server's count, mean {}) | server CPU storm {:.2}s, switches {:.2}s, idle {:.2}% | RSS {} -> {} (peak {}), {:.1} KiB/stream | per switch {} protobuf, {} TCP, {:.0} TCP segments (both ways), responses per switch C/E/L/R {:?} | load generator CPU {:.1}s (storm {:.2}s, per switch {:.1} ms), peak RSS {}",
+            "N={} storm {} ({} accept-queue drops) | switch p50 {} p90 {} p99 {} max {} ({} switches, {} converged by the server's count, mean {}) | server CPU storm {:.2}s, switches {:.2}s, idle {:.2}% | RSS {} -> {} (peak {}), {:.1} KiB/stream | per switch {} protobuf, {} TCP, {:.0} TCP segments (both ways), responses per switch C/E/L/R {:?} | load generator CPU {:.1}s (storm {:.2}s, per switch {:.1} ms), peak RSS {} | LRS {}",
             self.n,
             ms(self.storm),
             self.listen_drops,
@@ -121,6 +146,7 @@ impl Row {
             self.client_storm_cpu,
             self.client_switch_cpu * 1000.0 / self.switches_done.max(1) as f64,
             mib(self.client_hwm_kib),
+            self.lrs_summary(),
         )
     }
 }

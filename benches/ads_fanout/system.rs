@@ -21,7 +21,8 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    pub fn start(state: &Path) -> Result<ServerProcess, String> {
+    /// Serves `state`, with `extra` flags.
+    pub fn start(state: &Path, extra: &[String]) -> Result<ServerProcess, String> {
         // SWITCHYARD_BIN: another build to measure (A/B comparisons).
         let bin = std::env::var_os("SWITCHYARD_BIN")
             .unwrap_or_else(|| env!("CARGO_BIN_EXE_switchyard").into());
@@ -31,6 +32,7 @@ impl ServerProcess {
             .arg("--state")
             .arg(state)
             .args(["--xds-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
+            .args(extra)
             .env("SWITCHYARD_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -244,6 +246,20 @@ pub fn tcp_bytes_sent(port: u16) -> Option<u64> {
 
 /// The server's `switchyard_convergence_seconds` count and sum, from `/metrics`.
 pub fn convergence(admin: SocketAddr) -> Option<(u64, f64)> {
+    let body = metrics(admin)?;
+    Some((
+        sample(&body, "switchyard_convergence_seconds_count ")? as u64,
+        sample(&body, "switchyard_convergence_seconds_sum ")?,
+    ))
+}
+
+/// The load reports the server has received (`switchyard_load_reports_total`).
+pub fn load_reports(admin: SocketAddr) -> Option<u64> {
+    sample(&metrics(admin)?, "switchyard_load_reports_total ").map(|v| v as u64)
+}
+
+/// `GET /metrics` from the server's admin port.
+fn metrics(admin: SocketAddr) -> Option<String> {
     let mut s = TcpStream::connect_timeout(&admin, Duration::from_secs(5)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
     write!(
@@ -253,16 +269,15 @@ pub fn convergence(admin: SocketAddr) -> Option<(u64, f64)> {
     .ok()?;
     let mut body = String::new();
     s.read_to_string(&mut body).ok()?;
-    let value = |name: &str| {
-        body.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse::<f64>().ok())
-    };
-    Some((
-        value("switchyard_convergence_seconds_count ")? as u64,
-        value("switchyard_convergence_seconds_sum ")?,
-    ))
+    Some(body)
+}
+
+/// The value of the series `name` (with its trailing space) in `/metrics` text.
+fn sample(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<f64>().ok())
 }
 
 /// `perf record` attached to the server while alive; stopped (SIGINT) on drop.

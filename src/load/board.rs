@@ -17,7 +17,7 @@
 //!   [`ClusterLoad::requests`] is the requests that *finished*, successes plus errors, and
 //!   the error ratio is `errors / requests`; issued requests are kept beside them;
 //! - every report carries the proxy's whole node (61 KB with Envoy 1.40's extension
-//!   list), not only the first (see [`super::service::Report`]).
+//!   list), not only the first (see [`super::report::Report`]).
 //!
 //! A pure aggregator: every call takes `now` (no clock is read here), so the tests drive it
 //! with made-up instants.

@@ -1,47 +1,50 @@
 //! `envoy.service.load_stats.v3.LoadReportingService` on the xDS port: Envoy opens one
-//! `StreamLoadStats` stream (with `cluster_manager.load_stats_config` in its bootstrap),
-//! sends a first request carrying its node, is answered once with `send_all_clusters` and
-//! the reporting interval, and from then on sends a report every interval, which goes to
-//! the [`LoadBoard`].
+//! `StreamLoadStats` stream (with `cluster_manager.load_stats_config` in its bootstrap) on
+//! the connection of its ADS stream, sends a first request carrying its node, is answered
+//! once with `send_all_clusters` and the reporting interval, and from then on sends a
+//! report every interval, which goes to the [`LoadBoard`].
 //!
 //! A proxy-facing service, held to the same rules as ADS: its first request's node must
 //! pass the [`NodeAuthorizer`] (with mutual TLS, the certificate must name the node;
 //! `--allow-node`/`--allow-cluster`), or the stream ends with PERMISSION_DENIED before
-//! anything is sent. Every report is bounded: `--max-request-bytes` per request
-//! (OUT_OF_RANGE beyond, tonic's code for it), a node id of `--max-node-bytes` at most
-//! (RESOURCE_EXHAUSTED), two reports per interval read at most (faster ones wait: HTTP/2
-//! flow control then slows the client down), a stream that sends no whole report for ten
-//! intervals (at least `--request-timeout-ms`) ends with DEADLINE_EXCEEDED, and only the
-//! clusters of the state in force are recorded (see [`super::board`] for why that bounds
-//! memory). Later requests' nodes are not read: the stream reports for the node it was let
-//! in as. Compressed requests are refused (UNIMPLEMENTED), as on ADS.
+//! anything is sent. Reports are read like ADS requests ([`Messages`]: nothing held between
+//! them, RESOURCE_EXHAUSTED past `--max-request-bytes`, DEADLINE_EXCEEDED for one whose
+//! bytes stop coming for `--request-timeout-ms`, compressed ones refused), the node id is
+//! bounded by `--max-node-bytes`, at most two reports per interval are read (faster ones
+//! wait: HTTP/2 flow control then slows the client down), and only the clusters of the
+//! state in force are recorded (see [`super::board`] for why that bounds memory). Later
+//! requests' nodes are not read: the stream reports for the node it was let in as.
 //!
-//! Envoy sends its reports on the connection of its ADS stream (one HTTP/2 connection
-//! carries both), and every report carries its whole node: see [`Report`].
+//! Hand-written rather than envoy-types' generated server, for the same reason as ADS's:
+//! tonic's request stream keeps a buffer the size of the largest message for the life of
+//! the stream, and every report carries Envoy's 61 KB node ([`Report`]).
 
-use std::pin::Pin;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use envoy_types::pb::envoy::config::core::v3::{Locality, Node};
-use envoy_types::pb::envoy::config::endpoint::v3::ClusterStats;
+use bytes::{BufMut, Bytes, BytesMut};
 use envoy_types::pb::envoy::service::load_stats::v3::LoadStatsResponse;
-use envoy_types::pb::google::protobuf::Struct;
-use futures::Stream;
+use futures::{Stream, StreamExt};
+use http_body::Frame;
+use prost::Message;
 use tokio::time::Instant;
 use tokio_rustls::rustls::pki_types::CertificateDer;
+use tonic::Status;
 use tonic::codegen::{Body, BoxFuture, Context, Poll, Service, StdError, http};
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
-use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, debug, info_span, warn};
 
 use super::board::{Delta, LoadBoard, StreamToken};
+use super::report::Report;
 use crate::metrics::Metrics;
 use crate::xds::ResourceType;
+use crate::xds::body::trailers;
 use crate::xds::cache::{Published, SnapshotCache};
 use crate::xds::limits::{StreamLimits, TokenBucket};
 use crate::xds::observer::NodeAuthorizer;
+use crate::xds::requests::{Messages, refuse_compressed};
 
 /// How often proxies report (`serve --load-report-interval`).
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
@@ -49,10 +52,10 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 const REPORTS_PER_INTERVAL: u32 = 2;
 /// ... and in a burst (a reconnect, a late timer).
 const REPORT_BURST: u32 = 10;
-/// A stream that sends no whole report for this many intervals is ended.
-const SILENT_INTERVALS: u32 = 10;
+/// Path of the one LRS method.
+const STREAM_PATH: &str = "/envoy.service.load_stats.v3.LoadReportingService/StreamLoadStats";
 
-/// The Load Reporting Service.
+/// The Load Reporting Service, as tonic serves it.
 #[derive(Clone)]
 pub struct LoadReporting {
     shared: Arc<Shared>,
@@ -103,65 +106,11 @@ impl LoadReporting {
     }
 }
 
-/// A `LoadStatsRequest` as switchyard reads it: of the node, only what identifies it.
-/// Envoy sends its whole node with every report (Envoy 1.40: 61 KB, 516 extensions, every
-/// interval), and decoding that extension list would be most of what a report costs; here
-/// it is an unknown field, stepped over without allocating.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct Report {
-    #[prost(message, optional, tag = "1")]
-    pub node: Option<NodeIdentity>,
-    #[prost(message, repeated, tag = "2")]
-    pub cluster_stats: Vec<ClusterStats>,
-}
-
-/// The fields of `envoy.config.core.v3.Node` (same tags) that an authorizer reads.
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct NodeIdentity {
-    #[prost(string, tag = "1")]
-    pub id: String,
-    #[prost(string, tag = "2")]
-    pub cluster: String,
-    #[prost(message, optional, tag = "3")]
-    pub metadata: Option<Struct>,
-    #[prost(message, optional, tag = "4")]
-    pub locality: Option<Locality>,
-}
-
-impl NodeIdentity {
-    fn to_node(&self) -> Node {
-        Node {
-            id: self.id.clone(),
-            cluster: self.cluster.clone(),
-            metadata: self.metadata.clone(),
-            locality: self.locality.clone(),
-            ..Node::default()
-        }
-    }
-}
-
-/// Path of the one LRS method.
-const STREAM_PATH: &str = "/envoy.service.load_stats.v3.LoadReportingService/StreamLoadStats";
-
-/// The LRS gRPC service as tonic serves it. Hand-written rather than envoy-types'
-/// generated server so that requests decode as [`Report`]s.
-#[derive(Debug, Clone)]
-pub struct LrsServer {
-    inner: LoadReporting,
-}
-
-impl LoadReporting {
-    /// The gRPC service.
-    pub fn into_server(self) -> LrsServer {
-        LrsServer { inner: self }
-    }
-}
-
-impl tonic::server::NamedService for LrsServer {
+impl tonic::server::NamedService for LoadReporting {
     const NAME: &'static str = "envoy.service.load_stats.v3.LoadReportingService";
 }
 
-impl<B> Service<http::Request<B>> for LrsServer
+impl<B> Service<http::Request<B>> for LoadReporting
 where
     B: Body + Send + 'static,
     B::Error: Into<StdError> + Send + 'static,
@@ -175,84 +124,96 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        if req.uri().path() != STREAM_PATH {
-            let message = format!("unknown method {}", req.uri().path());
-            return Box::pin(async move { Ok(Status::unimplemented(message).into_http()) });
-        }
-        let lrs = self.inner.clone();
-        Box::pin(async move {
-            // Compressed requests are refused (UNIMPLEMENTED): none is accepted.
-            let max = lrs.shared.limits.max_request_bytes;
-            let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::<
-                LoadStatsResponse,
-                Report,
-            >::default())
-            .apply_max_message_size_config(Some(max), None);
-            Ok(grpc.streaming(lrs, req).await)
-        })
-    }
-}
-
-/// The answers of one stream: the one `LoadStatsResponse`, then the status it ends with.
-pub type Answers = Pin<Box<dyn Stream<Item = Result<LoadStatsResponse, Status>> + Send>>;
-
-impl tonic::server::StreamingService<Report> for LoadReporting {
-    type Response = LoadStatsResponse;
-    type ResponseStream = Answers;
-    type Future = BoxFuture<Response<Answers>, Status>;
-
-    fn call(&mut self, request: Request<Streaming<Report>>) -> Self::Future {
-        let answers = self.open(request);
-        Box::pin(async move { Ok(Response::new(answers)) })
+        let response = match req.uri().path() {
+            STREAM_PATH => self.serve(req),
+            other => Status::unimplemented(format!("unknown method {other}")).into_http(),
+        };
+        Box::pin(async move { Ok(response) })
     }
 }
 
 impl LoadReporting {
-    /// Opens one stream: its answers drive the reading of its reports.
-    fn open(&self, request: Request<Streaming<Report>>) -> Answers {
-        let peer = request
-            .remote_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
-        let certs = request
-            .extensions()
-            .get::<TlsConnectInfo<TcpConnectInfo>>()
-            .and_then(TlsConnectInfo::peer_certs);
+    /// `StreamLoadStats`: the reports read by [`Messages`], the answer written by hand.
+    fn serve<B>(&self, req: http::Request<B>) -> http::Response<tonic::body::Body>
+    where
+        B: Body + Send + 'static,
+        B::Error: Into<StdError> + Send + 'static,
+    {
+        if let Some(refusal) = refuse_compressed(req.headers()) {
+            return refusal;
+        }
+        let tls = req.extensions().get::<TlsConnectInfo<TcpConnectInfo>>();
+        let certs = tls.and_then(TlsConnectInfo::peer_certs);
+        let peer = match tls {
+            Some(tls) => tls.get_ref().remote_addr(),
+            None => req
+                .extensions()
+                .get::<TcpConnectInfo>()
+                .and_then(TcpConnectInfo::remote_addr),
+        };
+        let limits = &self.shared.limits;
+        let reports = Messages::new(
+            req.into_body(),
+            limits.max_request_bytes,
+            limits.request_timeout,
+        );
+        let frames = self.open(peer, certs, reports).map(Ok::<_, Status>);
+        let body = http_body_util::StreamBody::new(frames);
+        let mut response = http::Response::new(tonic::body::Body::new(body));
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/grpc"),
+        );
+        response
+    }
+
+    /// Opens one stream: the frames of its response body, whose polling reads its reports
+    /// (no task or channel of its own).
+    fn open(
+        &self,
+        peer: Option<SocketAddr>,
+        certs: Option<Arc<Vec<CertificateDer<'static>>>>,
+        reports: Messages<Report>,
+    ) -> impl Stream<Item = Frame<Bytes>> + Send + use<> {
         let shared = self.shared.clone();
         let token = shared.last_stream.fetch_add(1, Ordering::Relaxed) + 1;
+        let peer = peer.map(|a| a.to_string()).unwrap_or_default();
         let span = info_span!("lrs", stream = token, node_id = tracing::field::Empty, peer);
         shared.metrics.load_stream_opened();
         let interval_secs = shared.interval.as_secs_f64().max(0.001);
         let per_second = (f64::from(REPORTS_PER_INTERVAL) / interval_secs).ceil() as u32;
         let reporter = Reporter {
-            requests: request.into_inner(),
+            reports,
             snapshots: shared.cache.subscribe(),
             token,
             node: None,
             certs,
             bucket: TokenBucket::new(per_second, REPORT_BURST, Instant::now().into_std()),
-            silence: (shared.interval * SILENT_INTERVALS).max(shared.limits.request_timeout),
             shared,
             span,
             ended: false,
         };
-        let answers = futures::stream::unfold(reporter, |mut reporter| async move {
+        futures::stream::unfold(reporter, |mut reporter| async move {
             if reporter.ended {
                 return None;
             }
             let span = reporter.span.clone();
-            let answer = reporter.next().instrument(span).await?;
-            reporter.ended = answer.is_err();
-            Some((answer, reporter))
-        });
-        Box::pin(answers)
+            let frame = match reporter.next().instrument(span).await {
+                Ok(answer) => Frame::data(grpc_message(&answer)),
+                Err(status) => {
+                    reporter.ended = true;
+                    Frame::trailers(trailers(&status))
+                }
+            };
+            Some((frame, reporter))
+        })
     }
 }
 
 /// One stream: reads its reports and records them. It runs inside the stream's response
-/// body, polled by the HTTP/2 connection (no task of its own).
+/// body, polled by the HTTP/2 connection.
 struct Reporter {
-    requests: Streaming<Report>,
+    reports: Messages<Report>,
     /// Ends when the server shuts down (the snapshot writer is dropped), so that its
     /// graceful shutdown does not wait on proxies that never hang up.
     snapshots: tokio::sync::watch::Receiver<Arc<Published>>,
@@ -261,69 +222,58 @@ struct Reporter {
     node: Option<String>,
     /// The peer's certificates, until the first request is let in.
     certs: Option<Arc<Vec<CertificateDer<'static>>>>,
+    /// Reports read per second: the next is read only when a token is there for it.
     bucket: TokenBucket,
-    /// How long the stream may go without a whole report.
-    silence: Duration,
     shared: Arc<Shared>,
     span: tracing::Span,
-    /// An error status was sent: the stream is over.
+    /// The stream's status was sent: it is over.
     ended: bool,
 }
 
 impl Reporter {
-    /// The next answer to send, or `None` when the proxy has finished sending.
-    async fn next(&mut self) -> Option<Result<LoadStatsResponse, Status>> {
+    /// The one answer to send (once the first request is let in), or the status that ends
+    /// the stream: OK when the proxy has finished sending or the server shuts down.
+    async fn next(&mut self) -> Result<LoadStatsResponse, Status> {
         loop {
             if let Some(at) = self.bucket.ready_at(Instant::now().into_std()) {
                 tokio::time::sleep_until(at.into()).await;
             }
             let read = tokio::select! {
-                read = tokio::time::timeout(self.silence, self.requests.message()) => read,
+                read = self.reports.message() => read,
                 changed = self.snapshots.changed() => match changed {
                     Ok(()) => continue,
                     Err(_) => {
                         debug!("switchyard is shutting down; load reporting stream ended");
-                        return None;
+                        return Err(Status::ok(""));
                     }
                 },
             };
-            let request = match read {
-                Ok(Ok(Some(request))) => request,
-                Ok(Ok(None)) => {
+            let report = match read {
+                Ok(Some(report)) => report,
+                Ok(None) => {
                     debug!("proxy closed its load reporting stream");
-                    return None;
+                    return Err(Status::ok(""));
                 }
-                Ok(Err(status)) => {
+                Err(status) => {
                     debug!(code = ?status.code(), message = status.message(), "load reporting stream ended");
-                    return Some(Err(status));
-                }
-                Err(_) => {
-                    warn!(
-                        silence_ms = self.silence.as_millis() as u64,
-                        "no load report; stream ended"
-                    );
-                    return Some(Err(Status::deadline_exceeded(format!(
-                        "no load report for {} ms (the interval is {} ms)",
-                        self.silence.as_millis(),
-                        self.shared.interval.as_millis()
-                    ))));
+                    return Err(status);
                 }
             };
             self.bucket.take(Instant::now().into_std());
             let first = self.node.is_none();
-            if first && let Err(status) = self.admit(&request) {
-                return Some(Err(status));
-            }
-            self.record(&request);
             if first {
-                return Some(Ok(self.answer()));
+                self.admit(&report)?;
+            }
+            self.record(&report);
+            if first {
+                return Ok(self.answer());
             }
         }
     }
 
     /// Lets the stream's first request in, or refuses the stream.
-    fn admit(&mut self, request: &Report) -> Result<(), Status> {
-        let node = request.node.as_ref().map(NodeIdentity::to_node);
+    fn admit(&mut self, report: &Report) -> Result<(), Status> {
+        let node = report.node.as_ref().map(|n| n.to_node());
         let id = node.as_ref().map(|n| n.id.as_str()).unwrap_or_default();
         let certs = self.certs.take();
         self.shared
@@ -357,12 +307,12 @@ impl Reporter {
     }
 
     /// Puts a report on the board: the clusters of the snapshot in force only.
-    fn record(&self, request: &Report) {
+    fn record(&self, report: &Report) {
         let Some(node) = &self.node else { return };
         self.shared.metrics.load_report_received();
         let published = self.shared.cache.current();
         let known = &published.snapshot().get(ResourceType::Cluster).names;
-        let clusters = request
+        let clusters = report
             .cluster_stats
             .iter()
             .map(|c| (c.cluster_name.as_str(), Delta::of(c)));
@@ -400,19 +350,26 @@ impl Drop for Reporter {
     }
 }
 
+/// `message` as one gRPC message: not compressed, its length, its bytes.
+fn grpc_message(message: &LoadStatsResponse) -> Bytes {
+    let len = message.encoded_len();
+    let mut buf = BytesMut::with_capacity(5 + len);
+    buf.put_u8(0);
+    buf.put_u32(u32::try_from(len).expect("bug: a LoadStatsResponse over 4 GiB"));
+    message.encode(&mut buf).expect("bug: the buffer was sized");
+    buf.freeze()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::load::board::Retention;
     use crate::xds::cache::{SnapshotWriter, snapshot_cache};
     use crate::xds::snapshot::{Resource, Snapshot, TypeSnapshot};
-    use bytes::Bytes;
-    use envoy_types::pb::envoy::config::core::v3::Extension;
-    use envoy_types::pb::envoy::config::endpoint::v3::UpstreamLocalityStats;
+    use envoy_types::pb::envoy::config::core::v3::Node;
+    use envoy_types::pb::envoy::config::endpoint::v3::{ClusterStats, UpstreamLocalityStats};
     use envoy_types::pb::envoy::service::load_stats::v3::LoadStatsRequest;
-    use futures::StreamExt;
-    use http_body_util::StreamBody;
-    use prost::Message;
+    use http_body_util::{BodyExt, StreamBody};
     use tokio::sync::mpsc;
 
     /// Lets in every proxy but `rogue`.
@@ -509,54 +466,69 @@ mod tests {
         }
     }
 
-    /// Opens a stream on `lrs` whose request messages are sent through the returned channel
-    /// (dropping it ends the requests).
-    async fn connect(lrs: &LoadReporting) -> (mpsc::UnboundedSender<Bytes>, Answers) {
-        let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
-        let frames = tokio_stream::wrappers::UnboundedReceiverStream::new(rx)
-            .map(|b| Ok::<_, std::io::Error>(http_body::Frame::data(b)));
-        let max = lrs.shared.limits.max_request_bytes;
-        let streaming = Streaming::new_request(
-            tonic_prost::ProstDecoder::<Report>::default(),
-            StreamBody::new(frames),
-            None,
-            Some(max),
-        );
-        (tx, lrs.open(Request::new(streaming)))
+    /// The proxy's side of one stream.
+    struct Proxy {
+        /// Request body bytes; dropping it ends the requests.
+        requests: Option<mpsc::UnboundedSender<Bytes>>,
+        response: http::Response<tonic::body::Body>,
     }
 
-    #[test]
-    fn a_report_decodes_envoys_request_but_the_node_extensions() {
-        let node = Node {
-            id: "edge-1".into(),
-            cluster: "edge".into(),
-            locality: Some(Locality {
-                zone: "a".into(),
-                ..Default::default()
-            }),
-            extensions: vec![
-                Extension {
-                    name: "envoy.filters.http.router".into(),
-                    ..Default::default()
-                };
-                500
-            ],
-            client_features: vec!["envoy.lrs.supports_send_all_clusters".into()],
-            ..Default::default()
-        };
-        let request = LoadStatsRequest {
-            node: Some(node.clone()),
-            cluster_stats: report("summarizer-blue", 3, 1, 2).cluster_stats,
-        };
-        let report = Report::decode(request.encode_to_vec().as_slice()).unwrap();
-        let identity = report.node.as_ref().unwrap().to_node();
-        assert_eq!(
-            (identity.id.as_str(), identity.cluster.as_str()),
-            ("edge-1", "edge")
-        );
-        assert_eq!(identity.locality, node.locality);
-        assert!(identity.extensions.is_empty(), "skipped");
-        assert_eq!(report.cluster_stats, request.cluster_stats);
+    impl Proxy {
+        fn send(&self, request: &LoadStatsRequest) {
+            self.send_bytes(framed(request));
+        }
+
+        fn send_bytes(&self, bytes: Bytes) {
+            let requests = self.requests.as_ref().expect("still sending");
+            requests.send(bytes).unwrap();
+        }
+
+        fn hang_up(&mut self) {
+            self.requests = None;
+        }
+
+        /// The next answer, the status that ended the stream (`Err`), or `Ok(None)` when it
+        /// ended with OK.
+        async fn next(&mut self) -> Result<Option<LoadStatsResponse>, Status> {
+            let Some(frame) = self.response.body_mut().frame().await else {
+                return Ok(None);
+            };
+            let frame = frame.expect("a frame");
+            match frame.into_data() {
+                Ok(data) => {
+                    assert_eq!(data[0], 0, "not compressed");
+                    Ok(Some(LoadStatsResponse::decode(&data[5..]).unwrap()))
+                }
+                Err(frame) => {
+                    let trailers = frame.into_trailers().expect("trailers");
+                    match Status::from_header_map(&trailers).expect("a status") {
+                        s if s.code() == tonic::Code::Ok => Ok(None),
+                        s => Err(s),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Opens a stream on `lrs`.
+    fn connect(lrs: &LoadReporting) -> Proxy {
+        connect_with(lrs, |r| r)
+    }
+
+    fn connect_with(
+        lrs: &LoadReporting,
+        adjust: impl FnOnce(http::request::Builder) -> http::request::Builder,
+    ) -> Proxy {
+        let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
+        let frames = tokio_stream::wrappers::UnboundedReceiverStream::new(rx)
+            .map(|b| Ok::<_, std::io::Error>(Frame::data(b)));
+        let request = adjust(http::Request::builder().uri(STREAM_PATH))
+            .body(StreamBody::new(frames))
+            .unwrap();
+        Proxy {
+            requests: Some(tx),
+            response: lrs.serve(request),
+        }
     }
 
     #[tokio::test]
@@ -564,15 +536,15 @@ mod tests {
         let Fixture {
             lrs, writer: _w, ..
         } = service();
-        let (tx, mut answers) = connect(&lrs).await;
-        tx.send(framed(&first("edge-1"))).unwrap();
-        let answer = answers.next().await.unwrap().expect("an answer");
+        let mut proxy = connect(&lrs);
+        proxy.send(&first("edge-1"));
+        let answer = proxy.next().await.unwrap().expect("an answer");
         assert!(answer.send_all_clusters);
         assert!(answer.clusters.is_empty());
         let interval = answer.load_reporting_interval.unwrap();
         assert_eq!((interval.seconds, interval.nanos), (1, 0));
-        drop(tx);
-        assert!(answers.next().await.is_none(), "the proxy hung up: OK");
+        proxy.hang_up();
+        assert!(proxy.next().await.unwrap().is_none(), "ended with OK");
     }
 
     #[tokio::test]
@@ -583,13 +555,12 @@ mod tests {
             metrics,
             writer: _w,
         } = service();
-        let (tx, mut answers) = connect(&lrs).await;
-        tx.send(framed(&first("edge-1"))).unwrap();
-        answers.next().await.unwrap().unwrap();
-        tx.send(framed(&report("invented", 10, 2, 3))).unwrap();
-        tx.send(framed(&report("summarizer-blue", 10, 2, 3)))
-            .unwrap();
-        let waited = tokio::time::timeout(Duration::from_millis(100), answers.next()).await;
+        let mut proxy = connect(&lrs);
+        proxy.send(&first("edge-1"));
+        proxy.next().await.unwrap().unwrap();
+        proxy.send(&report("invented", 10, 2, 3));
+        proxy.send(&report("summarizer-blue", 10, 2, 3));
+        let waited = tokio::time::timeout(Duration::from_millis(100), proxy.next()).await;
         assert!(waited.is_err(), "reports are not answered");
         let now = Instant::now();
         let since = now - Duration::from_secs(60);
@@ -597,8 +568,9 @@ mod tests {
         assert_eq!((blue.requests, blue.errors), (10, 2));
         assert_eq!(blue.in_flight, 3, "the stream is still open");
         assert_eq!(board.window("invented", since, now).requests, 0);
-        drop(tx);
-        assert!(answers.next().await.is_none());
+        proxy.hang_up();
+        assert!(proxy.next().await.unwrap().is_none());
+        drop(proxy);
         let blue = board.window("summarizer-blue", since, Instant::now());
         assert_eq!(
             (blue.requests, blue.in_flight),
@@ -618,21 +590,16 @@ mod tests {
             writer: _w,
             ..
         } = service();
-        let (tx, mut answers) = connect(&lrs).await;
+        let mut proxy = connect(&lrs);
         let mut rogue = first("rogue");
         rogue.cluster_stats = report("summarizer-blue", 5, 5, 5).cluster_stats;
-        tx.send(framed(&rogue)).unwrap();
-        let status = answers.next().await.unwrap().unwrap_err();
+        proxy.send(&rogue);
+        let status = proxy.next().await.unwrap_err();
         assert_eq!(status.code(), tonic::Code::PermissionDenied);
         assert_eq!(status.message(), "rogue is not allowed");
-        assert!(answers.next().await.is_none());
-        let now = Instant::now();
-        assert_eq!(
-            board
-                .recent("summarizer-blue", Duration::from_secs(60), now)
-                .requests,
-            0
-        );
+        assert!(proxy.response.body_mut().frame().await.is_none(), "over");
+        let load = board.recent("summarizer-blue", Duration::from_secs(60), Instant::now());
+        assert_eq!(load.requests, 0);
     }
 
     #[tokio::test]
@@ -640,57 +607,66 @@ mod tests {
         let Fixture {
             lrs, writer: _w, ..
         } = service();
-        let (tx, mut answers) = connect(&lrs).await;
-        tx.send(framed(&report("summarizer-blue", 1, 0, 0)))
-            .unwrap();
-        let status = answers.next().await.unwrap().unwrap_err();
+        let mut proxy = connect(&lrs);
+        proxy.send(&report("summarizer-blue", 1, 0, 0));
+        let status = proxy.next().await.unwrap_err();
         assert_eq!(status.code(), tonic::Code::InvalidArgument);
 
-        let (tx, mut answers) = connect(&lrs).await;
-        tx.send(framed(&first(&"x".repeat(65)))).unwrap();
-        let status = answers.next().await.unwrap().unwrap_err();
+        let mut proxy = connect(&lrs);
+        proxy.send(&first(&"x".repeat(65)));
+        let status = proxy.next().await.unwrap_err();
         assert_eq!(status.code(), tonic::Code::ResourceExhausted);
         assert!(status.message().contains("--max-node-bytes"), "{status:?}");
     }
 
     #[tokio::test]
-    async fn a_request_over_the_size_limit_ends_the_stream() {
+    async fn a_report_over_the_size_limit_ends_the_stream() {
         let Fixture {
             lrs, writer: _w, ..
         } = service();
-        let (tx, mut answers) = connect(&lrs).await;
-        tx.send(framed(&first("edge-1"))).unwrap();
-        answers.next().await.unwrap().unwrap();
+        let mut proxy = connect(&lrs);
+        proxy.send(&first("edge-1"));
+        proxy.next().await.unwrap().unwrap();
         let mut huge = report("summarizer-blue", 1, 0, 0);
         huge.cluster_stats[0].cluster_name = "x".repeat(100 * 1024);
-        tx.send(framed(&huge)).unwrap();
-        let status = answers.next().await.unwrap().unwrap_err();
-        assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
+        proxy.send(&huge);
+        let status = proxy.next().await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_silent_stream_is_ended_after_ten_intervals() {
+    async fn a_report_that_stops_halfway_ends_the_stream_after_the_request_timeout() {
         let Fixture {
-            lrs,
-            board,
-            writer: _w,
-            ..
+            lrs, writer: _w, ..
         } = service();
-        let (tx, mut answers) = connect(&lrs).await;
-        tx.send(framed(&first("edge-1"))).unwrap();
-        answers.next().await.unwrap().unwrap();
+        let mut proxy = connect(&lrs);
+        proxy.send(&first("edge-1"));
+        proxy.next().await.unwrap().unwrap();
+        let half = framed(&report("summarizer-blue", 1, 0, 0)).slice(..8);
+        proxy.send_bytes(half);
         let started = Instant::now();
-        let status = answers.next().await.unwrap().unwrap_err();
+        let status = proxy.next().await.unwrap_err();
         assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
-        assert_eq!(started.elapsed(), Duration::from_secs(10));
-        drop((tx, answers));
-        let now = Instant::now();
-        assert_eq!(
-            board
-                .recent("summarizer-blue", Duration::from_secs(60), now)
-                .proxies_reporting,
-            0
-        );
+        assert_eq!(started.elapsed(), StreamLimits::default().request_timeout);
+    }
+
+    #[tokio::test]
+    async fn compressed_requests_and_other_methods_are_refused() {
+        let Fixture {
+            lrs, writer: _w, ..
+        } = service();
+        let proxy = connect_with(&lrs, |r| r.header("grpc-encoding", "gzip"));
+        let status = Status::from_header_map(proxy.response.headers()).expect("a status");
+        assert_eq!(status.code(), tonic::Code::Unimplemented);
+        assert!(status.message().contains("\"gzip\""), "{status:?}");
+
+        let request = http::Request::builder()
+            .uri("/envoy.service.load_stats.v3.LoadReportingService/Other")
+            .body(http_body_util::Empty::<Bytes>::new())
+            .unwrap();
+        let response = lrs.clone().call(request).await.unwrap();
+        let status = Status::from_header_map(response.headers()).expect("a status");
+        assert_eq!(status.code(), tonic::Code::Unimplemented);
     }
 
     #[tokio::test(start_paused = true)]
@@ -701,18 +677,17 @@ mod tests {
             writer: _w,
             ..
         } = service();
-        let (tx, mut answers) = connect(&lrs).await;
-        tx.send(framed(&first("edge-1"))).unwrap();
-        answers.next().await.unwrap().unwrap();
+        let mut proxy = connect(&lrs);
+        proxy.send(&first("edge-1"));
+        proxy.next().await.unwrap().unwrap();
         for _ in 0..30 {
-            tx.send(framed(&report("summarizer-blue", 1, 0, 0)))
-                .unwrap();
+            proxy.send(&report("summarizer-blue", 1, 0, 0));
         }
         let started = Instant::now();
-        drop(tx);
-        assert!(answers.next().await.is_none());
+        proxy.hang_up();
+        assert!(proxy.next().await.unwrap().is_none());
         let read = board.recent("summarizer-blue", Duration::from_secs(60), Instant::now());
-        assert_eq!(read.requests, 30, "every report is read");
+        assert_eq!(read.issued, 30, "every report is read");
         // A burst of 10 (one taken by the first request), then 2 a second.
         let took = started.elapsed();
         assert!(
@@ -724,13 +699,14 @@ mod tests {
     #[tokio::test]
     async fn shutting_down_ends_every_stream() {
         let Fixture { lrs, writer, .. } = service();
-        let (tx, mut answers) = connect(&lrs).await;
-        tx.send(framed(&first("edge-1"))).unwrap();
-        answers.next().await.unwrap().unwrap();
+        let mut proxy = connect(&lrs);
+        proxy.send(&first("edge-1"));
+        proxy.next().await.unwrap().unwrap();
         drop(writer);
+        let ended = proxy.next().await;
         assert!(
-            answers.next().await.is_none(),
-            "ended, though the proxy did not hang up"
+            matches!(ended, Ok(None)),
+            "ended with OK, though the proxy did not hang up: {ended:?}"
         );
     }
 }

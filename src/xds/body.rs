@@ -67,7 +67,7 @@ impl http_body::Body for AdsBody {
 }
 
 /// `grpc-status` (and message) trailers for `status`.
-fn trailers(status: &Status) -> HeaderMap {
+pub fn trailers(status: &Status) -> HeaderMap {
     let mut headers = HeaderMap::new();
     if status.add_header(&mut headers).is_err() {
         // Only a message that cannot be a header value gets here: send the code alone.

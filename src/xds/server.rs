@@ -21,7 +21,7 @@ use super::limits::{StreamLimits, TokenBucket};
 use super::observer::{
     NodeAuthorizer, Protocol, StepReport, StreamEvent, StreamId, StreamObserver,
 };
-use super::requests::Requests;
+use super::requests::{Requests, refuse_compressed};
 use super::sotw::{SotwStream, Step};
 
 /// The Aggregated Discovery Service.
@@ -135,13 +135,8 @@ impl AdsService {
         B: Body + Send + 'static,
         B::Error: Into<StdError> + Send + 'static,
     {
-        if let Some(encoding) = req.headers().get("grpc-encoding")
-            && encoding != "identity"
-        {
-            return Status::unimplemented(format!(
-                "request compression {encoding:?} is not supported: send uncompressed messages"
-            ))
-            .into_http();
+        if let Some(refusal) = refuse_compressed(req.headers()) {
+            return refusal;
         }
         let extensions = req.extensions();
         let tls = extensions.get::<TlsConnectInfo<TcpConnectInfo>>();

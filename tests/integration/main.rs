@@ -24,6 +24,7 @@ mod inspection;
 mod limits_admin;
 mod limits_watch_events;
 mod limits_xds;
+mod load_reports;
 mod make_before_break;
 mod preview_and_shadow;
 mod probe;
