@@ -129,7 +129,7 @@ pub enum Event {
         #[serde(serialize_with = "rfc3339")]
         at: SystemTime,
         service: String,
-        /// `switched`, `gate_waiting`, `gave_up`, `held`, `bake_passed`, `rolled_back`
+        /// `switched`, `gate_waiting`, `gave_up`, `held`, `bake_passed`, `bake_failed`, `rolled_back`
         /// or `rollback_refused`.
         decision: &'static str,
         /// The color the file asks for.

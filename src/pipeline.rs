@@ -162,6 +162,10 @@ impl Pipeline {
             return None;
         }
         let decisions = self.tracks.step(&desired, &*self.observe, now);
+        if !decisions.is_empty() {
+            // Kept before anything reports them: whoever sees a decision may restart us.
+            self.save_decisions();
+        }
         self.report_rollout();
         if decisions.is_empty() {
             return None;
@@ -187,10 +191,6 @@ impl Pipeline {
     }
 
     fn emit_decisions(&self, decisions: &[Decision]) {
-        if decisions.is_empty() {
-            return;
-        }
-        self.save_decisions();
         let at = SystemTime::now();
         for d in decisions {
             let Some(service) = self.desired.0.service(&d.service) else {
@@ -270,6 +270,9 @@ impl Pipeline {
         let state = self.tracks.apply(&desired);
         match self.publish(state, content_hash.clone(), seen_at, Some(file)) {
             Ok(version) => {
+                if !decisions.is_empty() {
+                    self.save_decisions();
+                }
                 self.desired = (desired, content_hash);
                 self.observe.sync(&self.desired.0, &self.tracks);
                 self.report_rollout();

@@ -110,6 +110,49 @@ fn split(s: &Option<crate::events::Split>) -> Option<pb::Split> {
     })
 }
 
+/// A service's rollout, in the API's terms.
+fn service_rollout(r: &crate::rollout::status::ServiceRollout) -> pb::ServiceRollout {
+    pb::ServiceRollout {
+        service: r.service.clone(),
+        wanted: r.wanted.as_str().to_owned(),
+        in_force: r.in_force.as_str().to_owned(),
+        phase: r.phase.to_owned(),
+        reason: r.reason.clone().unwrap_or_default(),
+        trip: r.trip.as_ref().map(rollback_trip),
+        for_seconds: r.for_seconds.unwrap_or_default(),
+        left_seconds: r.left_seconds.unwrap_or_default(),
+        gate_failing: r
+            .details
+            .gate
+            .iter()
+            .flat_map(|g| &g.failing)
+            .map(|f| pb::FailingEndpoint {
+                endpoint: f.endpoint.clone(),
+                reason: f.reason.clone(),
+            })
+            .collect(),
+        gate_shadow: r
+            .details
+            .gate
+            .as_ref()
+            .and_then(|g| g.shadow.clone())
+            .unwrap_or_default(),
+        traffic: r
+            .details
+            .traffic
+            .iter()
+            .map(|t| pb::ColorTraffic {
+                color: t.color.as_str().to_owned(),
+                requests: t.requests,
+                errors: t.errors,
+                in_flight: t.in_flight,
+                proxies_reporting: u32::try_from(t.proxies_reporting).unwrap_or(u32::MAX),
+            })
+            .collect(),
+        attempt: r.attempt.clone().unwrap_or_default(),
+    }
+}
+
 /// What tripped a rollback, in the API's terms.
 pub fn rollback_trip(t: &crate::rollout::decide::Trip) -> pb::RollbackTrip {
     pb::RollbackTrip {
@@ -329,6 +372,22 @@ impl Switchyard for SwitchyardApi {
                     active: s.active.as_str().to_owned(),
                     blue_weight: s.weights.blue,
                     green_weight: s.weights.green,
+                })
+                .collect(),
+            rollout: self
+                .board
+                .rollout_status()
+                .iter()
+                .map(service_rollout)
+                .collect(),
+            databases: self
+                .board
+                .databases()
+                .into_iter()
+                .map(|d| pb::DatabaseVersion {
+                    name: d.name,
+                    version: d.version.unwrap_or_default(),
+                    error: d.error.unwrap_or_default(),
                 })
                 .collect(),
             last_rejection: rejection.map(|r| pb::Rejection {

@@ -351,6 +351,13 @@ impl LoadBoard {
         load
     }
 
+    /// Whether a window from `since` still starts at `since`'s bucket at `now` (the board
+    /// keeps [`Retention::history`]; an older start is cut to it).
+    pub fn reaches(&self, since: Instant, now: Instant) -> bool {
+        let board = self.lock();
+        board.index(since) >= board.oldest(now)
+    }
+
     /// `cluster`'s load over the last `span` (everything kept, if the board is younger).
     pub fn recent(&self, cluster: &str, span: Duration, now: Instant) -> ClusterLoad {
         let since = now.checked_sub(span).unwrap_or_else(|| self.lock().epoch);

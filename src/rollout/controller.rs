@@ -21,18 +21,22 @@ use super::schema::{self, SchemaVersion, Versions};
 use super::source;
 use super::tracks::{Observe, Tracks};
 use super::view::{ColorTraffic, DatabaseStatus, Details, EndpointProblem, GateView};
+use crate::load::board::LoadBoard;
 use crate::state::{Color, Database, DesiredState, Probe, Service};
 
 /// Where the fleet's traffic per cluster comes from (the load reports).
 pub trait TrafficSource: Send + Sync + std::fmt::Debug {
     /// Requests and errors to `cluster` reported since `since`, per proxy.
     fn traffic(&self, cluster: &str, since: Instant) -> Traffic;
+    /// Whether [`TrafficSource::traffic`] from `since` still covers all of it (a source
+    /// keeps a bounded history; an older start is cut to it).
+    fn reaches(&self, since: Instant) -> bool;
     /// The cluster's traffic over the last minute, and what is in flight now.
     fn summary(&self, cluster: &str, color: Color) -> Option<ColorTraffic>;
 }
 
 /// The load reports' verdict on a window: finished requests and errors, per proxy.
-impl TrafficSource for crate::load::board::LoadBoard {
+impl TrafficSource for LoadBoard {
     fn traffic(&self, cluster: &str, since: Instant) -> Traffic {
         let load = self.window(cluster, since, Instant::now());
         Traffic {
@@ -44,6 +48,10 @@ impl TrafficSource for crate::load::board::LoadBoard {
                 .map(|n| (n.node, n.requests, n.errors))
                 .collect(),
         }
+    }
+
+    fn reaches(&self, since: Instant) -> bool {
+        LoadBoard::reaches(self, since, Instant::now())
     }
 
     fn summary(&self, cluster: &str, color: Color) -> Option<ColorTraffic> {
@@ -203,6 +211,10 @@ impl Controller {
             return Traffic::default();
         };
         let now = source.traffic(&s.cluster_name(color), since);
+        if !source.reaches(since) {
+            // A long bake: the reports kept (the last two minutes) all came after it began.
+            return now;
+        }
         let baselines = self.baselines.lock().expect("bug: baselines lock poisoned");
         match baselines.get(&(s.name.clone(), color, since)) {
             Some(before) => now.since(before),

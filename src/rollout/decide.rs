@@ -129,6 +129,11 @@ pub enum Transition {
     BakePassed {
         color: Color,
     },
+    /// The bake window ended after a rollback was refused: the color failed its bake and
+    /// kept the traffic.
+    BakeFailed {
+        color: Color,
+    },
 }
 
 impl Transition {
@@ -142,6 +147,7 @@ impl Transition {
             Transition::RollbackRefused { .. } => "rollback_refused",
             Transition::Held { .. } => "held",
             Transition::BakePassed { .. } => "bake_passed",
+            Transition::BakeFailed { .. } => "bake_failed",
         }
     }
 
@@ -349,7 +355,15 @@ fn bake_transition(before: &Track, after: &Track) -> Option<Transition> {
                 from: *from,
                 why: why.clone(),
             }),
-            (Phase::Baking { .. }, Phase::Steady) => Some(Transition::BakePassed {
+            (Phase::Baking { refused: None, .. }, Phase::Steady) => Some(Transition::BakePassed {
+                color: after.in_force,
+            }),
+            (
+                Phase::Baking {
+                    refused: Some(_), ..
+                },
+                Phase::Steady,
+            ) => Some(Transition::BakeFailed {
                 color: after.in_force,
             }),
             _ => None,
@@ -600,5 +614,14 @@ services:
         );
         let (t, what) = decide(&s, &t, &contracted, t0 + Duration::from_secs(6));
         assert_eq!((t.in_force, what), (Color::Green, None));
+        // The window ends: a failed bake, not a passed one.
+        let (t, what) = decide(&s, &t, &contracted, t0 + Duration::from_secs(60));
+        assert_eq!(t.phase, Phase::Steady);
+        assert_eq!(
+            what,
+            Some(Transition::BakeFailed {
+                color: Color::Green
+            })
+        );
     }
 }

@@ -94,6 +94,7 @@ pub fn render_status(status: &ServerStatus) -> Result<String, Missing> {
             render_internal_error(&mut out, state.internal_error.as_ref())?;
             out.push('\n');
             render_services(&mut out, &state.services)?;
+            render_rollout(&mut out, &state.rollout, &state.databases);
         }
     }
     out.push('\n');
@@ -204,6 +205,88 @@ fn render_services(out: &mut String, services: &[pb::Service]) -> Result<(), Mis
         rows,
     ));
     Ok(())
+}
+
+/// One line per service whose rollout is not steady or that uses the workflow: the phase,
+/// what the file asks against what is in force, why, each color's traffic (in flight: is
+/// the old color drained?), and what tripped a rollback; then the databases' versions.
+fn render_rollout(
+    out: &mut String,
+    rollout: &[pb::ServiceRollout],
+    databases: &[pb::DatabaseVersion],
+) {
+    if rollout.is_empty() && databases.is_empty() {
+        return;
+    }
+    out.push('\n');
+    for r in rollout {
+        let wanted = if r.wanted == r.in_force {
+            format!("on {}", r.in_force)
+        } else {
+            format!("on {}, file asks {}", r.in_force, r.wanted)
+        };
+        let mut line = format!("rollout {}: {} ({wanted})", r.service, r.phase);
+        if r.left_seconds > 0.0 {
+            line.push_str(&format!(", {:.0}s left", r.left_seconds));
+        }
+        out.push_str(&line);
+        out.push('\n');
+        if !r.reason.is_empty() {
+            out.push_str(&format!("  why: {}\n", r.reason));
+        }
+        if let Some(t) = &r.trip {
+            let proxies: Vec<String> = t
+                .proxies
+                .iter()
+                .map(|p| format!("{} ({})", p.node_id, p.errors))
+                .collect();
+            out.push_str(&format!(
+                "  tripped: {} errors in {} requests after {:.1}s; proxies: {}\n",
+                t.errors,
+                t.requests,
+                t.after_seconds,
+                if proxies.is_empty() {
+                    NONE.to_owned()
+                } else {
+                    proxies.join(", ")
+                }
+            ));
+            for f in &t.failing_endpoints {
+                out.push_str(&format!("  probe: {} {}\n", f.endpoint, f.reason));
+            }
+        }
+        for f in &r.gate_failing {
+            out.push_str(&format!("  gate: {} {}\n", f.endpoint, f.reason));
+        }
+        if !r.gate_shadow.is_empty() {
+            out.push_str(&format!("  gate: {}\n", r.gate_shadow));
+        }
+        for t in &r.traffic {
+            out.push_str(&format!(
+                "  {}: {} in flight, {} requests, {} errors in the last minute ({} proxies reporting){}\n",
+                t.color,
+                t.in_flight,
+                t.requests,
+                t.errors,
+                t.proxies_reporting,
+                if t.color != r.in_force && t.in_flight == 0 && t.requests == 0 {
+                    "; drained"
+                } else {
+                    ""
+                }
+            ));
+        }
+    }
+    for d in databases {
+        if d.version.is_empty() {
+            out.push_str(&format!(
+                "database {}: version unknown ({})\n",
+                d.name, d.error
+            ));
+        } else {
+            out.push_str(&format!("database {}: schema {}\n", d.name, d.version));
+        }
+    }
 }
 
 /// What a legitimately empty text field (a node id Envoy has not sent yet) shows as.
@@ -453,6 +536,8 @@ mod tests {
                 }],
                 last_rejection: None,
                 internal_error: None,
+                rollout: vec![],
+                databases: vec![],
                 listeners: vec![pb::Listener {
                     name: "public".to_owned(),
                     address: "127.0.0.1".to_owned(),
@@ -759,6 +844,46 @@ last rejection: /etc/switchyard/state.yaml at 2026-11-26T10:21:26.373Z (the stat
         assert_eq!(
             status_json(&ServerStatus::default()),
             "{\n  \"state\": null,\n  \"proxies\": []\n}"
+        );
+    }
+
+    #[test]
+    fn a_rolled_back_service_says_what_tripped_it_and_whether_the_old_color_is_drained() {
+        let mut status = sample();
+        state(&mut status).rollout = vec![pb::ServiceRollout {
+            service: "summarizer".into(),
+            wanted: "green".into(),
+            in_force: "blue".into(),
+            phase: "rolled_back".into(),
+            reason: "rolled back from green by itself".into(),
+            trip: Some(pb::RollbackTrip {
+                errors: 12,
+                requests: 80,
+                proxies: vec![pb::ProxyErrors {
+                    node_id: "envoy-1".into(),
+                    errors: 12,
+                }],
+                failing_endpoints: vec![],
+                after_seconds: 3.5,
+            }),
+            traffic: vec![pb::ColorTraffic {
+                color: "green".into(),
+                requests: 0,
+                errors: 0,
+                in_flight: 0,
+                proxies_reporting: 1,
+            }],
+            ..Default::default()
+        }];
+        state(&mut status).databases = vec![pb::DatabaseVersion {
+            name: "records".into(),
+            version: "42".into(),
+            error: String::new(),
+        }];
+        let text = render(&status);
+        assert!(
+            text.contains("rollout summarizer: rolled_back (on blue, file asks green)\n  why: rolled back from green by itself\n  tripped: 12 errors in 80 requests after 3.5s; proxies: envoy-1 (12)\n  green: 0 in flight, 0 requests, 0 errors in the last minute (1 proxies reporting); drained\ndatabase records: schema 42\n"),
+            "{text}"
         );
     }
 }
