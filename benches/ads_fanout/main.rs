@@ -24,7 +24,8 @@
 //!    a temporary file and renaming it over the state file (t0 is taken just before the
 //!    rename). Each stream's latency is t0 -> the new RouteConfiguration received. The next
 //!    switch starts once every stream has it, the server has gone quiet (under 1 ms of CPU
-//!    in each of two 20 ms windows: every ACK processed) and `--gap-ms` have passed.
+//!    more than its idle rate in each of two 20 ms windows: every ACK processed) and
+//!    `--gap-ms` have passed.
 //!    `/metrics` is read only before the first and after the last switch (it walks every
 //!    proxy, so polling it would load the server): the server's own convergence histogram
 //!    gives its mean file-read -> all-acknowledged time.
@@ -380,14 +381,16 @@ fn measure(
             all.extend(fleet.latencies());
             let slowest = all[first..].iter().max().copied().unwrap_or_default();
             // Let the server finish (every ACK processed) before the next switch: wait
-            // until it has used under 1 ms of CPU in each of two 20 ms windows.
+            // until it has used under 1 ms of CPU more than it does idle (the load reports
+            // keep it busy with --lrs) in each of two 20 ms windows.
+            let idle_ns = (row.idle_cpu_pct / 100.0 * 20e6) as u64;
             let deadline = Instant::now() + timeout;
             let mut last = cpu_ns(server.pid);
             let mut quiet = 0;
             while quiet < 2 && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 let now = cpu_ns(server.pid);
-                quiet = if now - last < 1_000_000 { quiet + 1 } else { 0 };
+                quiet = if now - last < 1_000_000 + idle_ns { quiet + 1 } else { 0 };
                 last = now;
             }
             if args.each {

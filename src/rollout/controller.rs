@@ -97,19 +97,21 @@ pub struct Controller {
     /// The source tasks, by database name.
     followed: Mutex<HashMap<String, Followed>>,
     traffic: Option<Arc<dyn TrafficSource>>,
-    /// Per bake (service, color, start): what the load reports already held for the color
-    /// when the bake began. The reports are kept in time buckets, so a window that starts
-    /// at the switch also covers the part of its bucket before it (the idle color's shadow
-    /// or preview traffic, or the errors of an attempt just rolled back); the bake judges
-    /// only what came after.
+    /// How often proxies report their load.
+    report_interval: Duration,
+    /// Per bake (service, color, start): what the load reports held for the color one
+    /// report interval into the bake; the bake judges what came after (see
+    /// [`Controller::baked_traffic`]). The reports are also kept in time buckets, so a
+    /// window from the switch covers the part of its bucket before it.
     baselines: Mutex<HashMap<(String, Color, Instant), Traffic>>,
     _drain: JoinHandle<()>,
 }
 
 impl Controller {
-    /// A controller reading traffic from `traffic` (none: bakes see no traffic, only their
-    /// probes). Must be called within a Tokio runtime.
-    pub fn new(traffic: Option<Arc<dyn TrafficSource>>) -> Arc<Controller> {
+    /// A controller reading traffic from `traffic`, reported every `report_interval` (no
+    /// source: bakes see no traffic, only their probes). Must be called within a Tokio
+    /// runtime.
+    pub fn new(traffic: Option<Arc<dyn TrafficSource>>, report_interval: Duration) -> Arc<Controller> {
         let (tx, mut rx) = mpsc::channel::<ProbeReport>(1024);
         let probed: Arc<Mutex<HashMap<Target, Probed>>> = Arc::default();
         let sink = probed.clone();
@@ -131,6 +133,7 @@ impl Controller {
             versions: Arc::default(),
             followed: Mutex::default(),
             traffic,
+            report_interval,
             baselines: Mutex::default(),
             _drain: drain,
         })
@@ -205,26 +208,35 @@ impl Controller {
         gate::shadow_verdict(condition, requests, errors).err()
     }
 
-    /// The color's traffic since the bake began, less what was there before it.
+    /// The color's traffic in the reports that came after the bake began.
+    ///
+    /// A load report covers the interval before it was sent, so the reports of the first
+    /// interval after a switch still carry requests from before it (the errors of an
+    /// attempt just rolled back, say). The bake starts counting one report interval after
+    /// it began, from what the reports held then: an automatic rollback comes at most two
+    /// report intervals after the first errors (plus the switch).
     fn baked_traffic(&self, s: &Service, color: Color, since: Instant) -> Traffic {
         let Some(source) = &self.traffic else {
             return Traffic::default();
         };
-        let now = source.traffic(&s.cluster_name(color), since);
+        let now = Instant::now();
+        if now < since + self.report_interval {
+            return Traffic::default();
+        }
+        let current = source.traffic(&s.cluster_name(color), since);
         if !source.reaches(since) {
             // A long bake: the reports kept (the last two minutes) all came after it began.
-            return now;
+            return current;
         }
-        let baselines = self.baselines.lock().expect("bug: baselines lock poisoned");
-        match baselines.get(&(s.name.clone(), color, since)) {
-            Some(before) => now.since(before),
-            None => now,
-        }
+        let mut baselines = self.baselines.lock().expect("bug: baselines lock poisoned");
+        let before = baselines
+            .entry((s.name.clone(), color, since))
+            .or_insert_with(|| current.clone());
+        current.since(before)
     }
 
-    /// Notes what each bake that just began starts from, and forgets ended bakes.
-    fn take_baselines(&self, state: &DesiredState, tracks: &Tracks) {
-        let Some(source) = &self.traffic else { return };
+    /// Forgets the baselines of bakes that ended.
+    fn forget_baselines(&self, state: &DesiredState, tracks: &Tracks) {
         let mut baselines = self.baselines.lock().expect("bug: baselines lock poisoned");
         let mut baking = std::collections::HashSet::new();
         for s in &state.services {
@@ -233,11 +245,7 @@ impl Controller {
                 phase: Phase::Baking { since, .. },
             }) = tracks.get(&s.name)
             {
-                let key = (s.name.clone(), *in_force, *since);
-                baselines
-                    .entry(key.clone())
-                    .or_insert_with(|| source.traffic(&s.cluster_name(*in_force), *since));
-                baking.insert(key);
+                baking.insert((s.name.clone(), *in_force, *since));
             }
         }
         baselines.retain(|key, _| baking.contains(key));
@@ -323,7 +331,7 @@ impl Observe for Controller {
 
     fn sync(&self, state: &DesiredState, tracks: &Tracks) {
         self.follow(state);
-        self.take_baselines(state, tracks);
+        self.forget_baselines(state, tracks);
         let wanted = wanted_probes(state, tracks);
         let mut probed = self.probed.lock().expect("bug: probe map lock poisoned");
         probed.retain(|target, p| {
