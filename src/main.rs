@@ -208,6 +208,11 @@ enum Command {
     ///
     /// Every file is checked; with several, the exit code is the most severe among them:
     /// 66 if any file cannot be read, else 65 if any is invalid, else 0.
+    ///
+    /// A valid file with `databases:` has their current schema versions read (as `serve`
+    /// reads them) and gets warnings on stderr, exit code unchanged: a switch that would
+    /// be held because the color does not list the current version, a color that could
+    /// not take the traffic back, colors that share no version.
     Validate {
         /// The desired-state YAML file(s).
         #[arg(required = true, value_name = "FILE")]
@@ -272,6 +277,9 @@ enum Command {
     /// Exits 0 when Envoy would see no change and 1 when it would (like diff(1)); 65 or
     /// 66 when a file is invalid or unreadable (66 when one is unreadable, whichever),
     /// with each problem printed as `validate` prints it.
+    ///
+    /// With `databases:`, NEW gets `validate`'s schema warnings on stderr, plus one for
+    /// each color the change strands (it no longer lists the current schema version).
     Diff {
         /// The state file in force (or the one before the change).
         #[arg(value_name = "OLD")]
@@ -438,13 +446,22 @@ fn validate(files: &[PathBuf]) -> ExitCode {
     let mut most_severe = 0;
     for file in files {
         match state::load(file) {
-            Ok(s) => println!(
-                "{}: ok ({} listeners, {} services, version {})",
-                file.display(),
-                s.listeners.len(),
-                s.services.len(),
-                s.version()
-            ),
+            Ok(s) => {
+                println!(
+                    "{}: ok ({} listeners, {} services, version {})",
+                    file.display(),
+                    s.listeners.len(),
+                    s.services.len(),
+                    s.version()
+                );
+                let versions = cli::guard::current_versions(&s);
+                for line in cli::guard::version_lines(file, &versions) {
+                    eprintln!("{line}");
+                }
+                for line in cli::guard::warning_lines(file, None, &s, &versions) {
+                    eprintln!("{line}");
+                }
+            }
             Err(e) => {
                 for line in e.lines() {
                     eprintln!("{line}");
@@ -546,6 +563,10 @@ fn diff(old: &std::path::Path, new: &std::path::Path) -> ExitCode {
                 "{}",
                 d.render(&old.display().to_string(), &new.display().to_string())
             );
+            let versions = cli::guard::current_versions(&b);
+            for line in cli::guard::warning_lines(new, Some(&a), &b, &versions) {
+                eprintln!("{line}");
+            }
             if d.is_empty() {
                 ExitCode::SUCCESS
             } else {

@@ -277,10 +277,7 @@ impl Server {
             reports.clone(),
             translate,
             tracks,
-            Controller::new(
-                Some(Arc::new(load.clone())),
-                config.load_report_interval,
-            ),
+            Controller::new(Some(Arc::new(load.clone())), config.load_report_interval),
         )?;
         let mut pipeline = pipeline;
         if let Some(path) = &config.decisions {

@@ -125,7 +125,10 @@ async fn main() {
                     back[i] = Some(t0.elapsed());
                 }
             }
-            assert!(t0.elapsed() < Duration::from_secs(30), "no rollback within 30 s");
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "no rollback within 30 s"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let fleet_back = back.iter().flatten().max().copied().unwrap_or_default();

@@ -7,5 +7,6 @@
 //! thin edge that reads files or the network; `main.rs` maps their errors to exit codes.
 
 pub mod diff;
+pub mod guard;
 pub mod schema;
 pub mod status;

@@ -111,7 +111,10 @@ impl Controller {
     /// A controller reading traffic from `traffic`, reported every `report_interval` (no
     /// source: bakes see no traffic, only their probes). Must be called within a Tokio
     /// runtime.
-    pub fn new(traffic: Option<Arc<dyn TrafficSource>>, report_interval: Duration) -> Arc<Controller> {
+    pub fn new(
+        traffic: Option<Arc<dyn TrafficSource>>,
+        report_interval: Duration,
+    ) -> Arc<Controller> {
         let (tx, mut rx) = mpsc::channel::<ProbeReport>(1024);
         let probed: Arc<Mutex<HashMap<Target, Probed>>> = Arc::default();
         let sink = probed.clone();

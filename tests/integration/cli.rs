@@ -237,3 +237,68 @@ fn serve_with_a_fifo_as_its_state_file_exits_66_instead_of_hanging() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("FIFO"), "{stderr}");
 }
+
+/// The one-service file with a database read from `version_file`, blue on `blue`, green on
+/// `green`, `active` green.
+fn guarded(version_file: &std::path::Path, blue: &str, green: &str) -> String {
+    format!(
+        "databases:\n  - name: records\n    file: {}\n{}",
+        version_file.display(),
+        GOOD.replace("active: blue", "active: green\n    database: records")
+            .replace(
+                "\"127.0.0.1:8081\"]",
+                &format!("\"127.0.0.1:8081\"]\n      schemas: [{blue}]")
+            )
+            .replace(
+                "\"127.0.0.1:8082\"]",
+                &format!("\"127.0.0.1:8082\"]\n      schemas: [{green}]")
+            )
+    )
+}
+
+#[test]
+fn validate_warns_when_a_switch_would_be_held_by_the_schema_guard() {
+    let dir = tempfile::tempdir().unwrap();
+    let version = dir.path().join("schema-version");
+    std::fs::write(&version, "41\n").unwrap();
+    let f = write(&dir, "state.yaml", &guarded(&version, "41", "42"));
+    let out = switchyard(&["validate", &f]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{f}: database `records` is at schema 41")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{f}: warning: service `summarizer`: the switch to green would be held: green runs against schema 42 of database `records`, which is at 41"
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("share no schema version"), "{stderr}");
+    // An unreadable version is said too.
+    std::fs::remove_file(&version).unwrap();
+    let out = switchyard(&["validate", &f]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("schema version unknown"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn diff_warns_when_a_change_strands_a_color() {
+    let dir = tempfile::tempdir().unwrap();
+    let version = dir.path().join("schema-version");
+    std::fs::write(&version, "42\n").unwrap();
+    let old = write(&dir, "old.yaml", &guarded(&version, "41, 42", "42"));
+    let new = write(&dir, "new.yaml", &guarded(&version, "41", "42"));
+    let out = switchyard(&["diff", &old, &new]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{new}: warning: service `summarizer`: this change strands blue: it no longer lists schema 42, the current version of database `records`"
+        )),
+        "{stderr}"
+    );
+}
