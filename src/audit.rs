@@ -1,5 +1,7 @@
-//! The audit log (`--audit-log PATH`): every accepted and rejected state and every proxy
-//! acknowledgement, one JSON object per line, appended and flushed to disk per record. An
+//! The audit log (`--audit-log PATH`): every accepted and rejected state, every proxy
+//! acknowledgement, and every decision the rollout makes by itself (a gate holding or
+//! passing, a switch given up or held by the schema guard, an automatic rollback with what
+//! tripped it), one JSON object per line, appended and flushed to disk per record. An
 //! [`EventSink`] of the event bus.
 //!
 //! Writes happen on a dedicated thread fed by a bounded queue ([`QUEUE_CAPACITY`]

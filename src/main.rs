@@ -104,7 +104,9 @@ enum Command {
         /// accepted or rejected (content hash, per-service colors and weights before and
         /// after, file mtime and owner, the reason when rejected), every valid state that
         /// switchyard failed to translate (a bug), each proxy's acknowledgement of a
-        /// state, and each switch's completion. Flushed to disk per record; never
+        /// state, each switch's completion, and each rollout decision (`rollout`: a gate
+        /// waiting or passing, a switch given up or held, an automatic rollback and what
+        /// tripped it). Flushed to disk per record; never
         /// truncated.
         #[arg(long, value_name = "PATH")]
         audit_log: Option<PathBuf>,

@@ -201,3 +201,71 @@ async fn with_kept_decisions_a_restart_keeps_a_rollback_and_resumes_a_bake() {
     stop.store(true, Ordering::SeqCst);
     sender.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_based_bake_rolls_back_a_quiet_service_and_the_audit_log_says_why() {
+    let audit_dir = tempfile::tempdir().unwrap();
+    let audit = audit_dir.path().join("audit.jsonl");
+    let path = audit.clone();
+    let scene = BlueGreen::start_with(move |c| c.audit_log = Some(path)).await;
+    let (cp, listener) = (&scene.cp, scene.listener);
+    let _envoy = scene.envoy("probe-bake").await;
+    // No traffic at all: only the probe can judge green.
+    cp.save_by_rename(&scene.state("green").replace(
+        "    active: green\n",
+        "    active: green\n    bake:\n      window: 1m\n      probe:\n        interval: 100ms\n        failures: 2\n",
+    ));
+    assert_eventually!(
+        Duration::from_secs(5),
+        cp.status().await["rollout"][0]["phase"] == "baking"
+    );
+    scene.green.set_healthy(false);
+    assert_eventually!(
+        Duration::from_secs(5),
+        cp.status().await["rollout"][0]["phase"] == "rolled_back"
+    );
+    let status = cp.status().await;
+    let failing = &status["rollout"][0]["trip"]["failing_endpoints"][0];
+    assert_eq!(failing[0], scene.green.addr().to_string(), "{status:#}");
+    assert!(
+        failing[1]
+            .as_str()
+            .unwrap()
+            .contains("status 503, expected 200"),
+        "{failing}"
+    );
+    assert_eventually!(
+        Duration::from_secs(3),
+        http::color(listener).await.as_deref() == Some("blue")
+    );
+    // The audit trail records each decision with why.
+    assert_eventually!(Duration::from_secs(3), {
+        std::fs::read_to_string(&audit)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| {
+                l.contains("\"event\":\"rollout\"") && l.contains("\"decision\":\"rolled_back\"")
+            })
+    });
+    let text = std::fs::read_to_string(&audit).unwrap();
+    let record: serde_json::Value = serde_json::from_str(
+        text.lines()
+            .find(|l| l.contains("\"decision\":\"rolled_back\""))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["service"], "summarizer");
+    assert_eq!(record["wanted"], "green");
+    assert_eq!(record["in_force"], "blue");
+    assert!(
+        record["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("green failed its bake"),
+        "{record}"
+    );
+    assert_eq!(
+        record["trip"]["failing_endpoints"][0][0],
+        scene.green.addr().to_string()
+    );
+}

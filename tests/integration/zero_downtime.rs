@@ -1,7 +1,8 @@
 //! Zero downtime, proven against real Envoys: continuous keep-alive load while the state
 //! file flips blue <-> green 100 times at random gaps of 10-200 ms (some faster than the
 //! debounce). Not one request may fail, and after the last flip every request reaches the
-//! final color within 1 s.
+//! final color within 1 s. Every Envoy reports its load (LRS); one run also gates and bakes
+//! every switch.
 
 use std::time::Duration;
 
@@ -24,11 +25,23 @@ impl Gaps {
     }
 }
 
-/// Runs the flip scenario through `envoys` Envoys sharing one listener port.
-async fn flip_under_load(protocol: Protocol, envoys: usize, seed: u64) -> (Report, String) {
+/// Runs the flip scenario through `envoys` Envoys sharing one listener port, with
+/// `keys` added to the service (workflow keys, indented as service keys).
+async fn flip_under_load(
+    protocol: Protocol,
+    envoys: usize,
+    seed: u64,
+    keys: &str,
+) -> (Report, String) {
     let scene = BlueGreen::start().await;
     let (cp, listener) = (&scene.cp, scene.listener);
-    let state = |active| scene.state(active);
+    let state = |active: &str| {
+        scene.state(active).replace(
+            &format!("    active: {active}\n"),
+            &format!("    active: {active}\n{keys}"),
+        )
+    };
+    cp.save_by_rename(&state("blue"));
     // Envoy binds listeners with SO_REUSEPORT: every proxy binds the same port and the
     // kernel spreads the load client's connections over them.
     let mut proxies = Vec::new();
@@ -90,18 +103,27 @@ fn assert_nothing_dropped(report: &Report) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_flips_under_http1_keepalive_load_drop_nothing() {
-    let (report, _) = flip_under_load(Protocol::Http1, 1, 0x5eed_0001).await;
+    let (report, _) = flip_under_load(Protocol::Http1, 1, 0x5eed_0001, "").await;
     assert_nothing_dropped(&report);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_flips_under_http2_load_drop_nothing() {
-    let (report, _) = flip_under_load(Protocol::Http2, 1, 0x5eed_0002).await;
+    let (report, _) = flip_under_load(Protocol::Http2, 1, 0x5eed_0002, "").await;
     assert_nothing_dropped(&report);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_flips_through_five_envoys_drop_nothing() {
-    let (report, _) = flip_under_load(Protocol::Http1, 5, 0x5eed_0005).await;
+    let (report, _) = flip_under_load(Protocol::Http1, 5, 0x5eed_0005, "").await;
+    assert_nothing_dropped(&report);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_gated_and_baked_flips_drop_nothing() {
+    // Each switch waits for its gate (one passing probe, every 100 ms) and is baked
+    // against the load reports; a flip back while the gate waits cancels the switch.
+    let keys = "    gate:\n      interval: 100ms\n      successes: 1\n    bake:\n      window: 1m\n      max_error_ratio: 0.01\n      min_requests: 10\n";
+    let (report, _) = flip_under_load(Protocol::Http1, 2, 0x5eed_0006, keys).await;
     assert_nothing_dropped(&report);
 }
