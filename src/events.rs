@@ -129,7 +129,8 @@ pub enum Event {
         #[serde(serialize_with = "rfc3339")]
         at: SystemTime,
         service: String,
-        /// `switched`, `gate_waiting`, `gave_up`, `held`, `bake_passed`, `bake_failed`, `rolled_back`
+        /// `switched`, `gate_waiting`, `gate_failing` (which endpoints fail the gate and why,
+        /// when that changes), `gave_up`, `held`, `bake_passed`, `bake_failed`, `rolled_back`
         /// or `rollback_refused`.
         decision: &'static str,
         /// The color the file asks for.

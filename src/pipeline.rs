@@ -75,6 +75,9 @@ pub struct Pipeline {
     reported_at: Instant,
     /// Where decisions are kept across a restart (`serve --decisions`).
     journal: Option<std::path::PathBuf>,
+    /// Per service whose switch waits for its gate: the endpoints last reported failing
+    /// it (a `gate_failing` event goes out when that set changes).
+    gate_reported: std::collections::HashMap<String, Vec<String>>,
 }
 
 /// How often the rollout's `/status` is refreshed when nothing is pending.
@@ -122,6 +125,7 @@ impl Pipeline {
             observe,
             reported_at: Instant::now(),
             journal: None,
+            gate_reported: Default::default(),
         };
         pipeline.observe.sync(&pipeline.desired.0, &pipeline.tracks);
         pipeline.report_rollout();
@@ -167,6 +171,7 @@ impl Pipeline {
             self.save_decisions();
         }
         self.report_rollout();
+        self.report_gates(&desired);
         if decisions.is_empty() {
             return None;
         }
@@ -219,6 +224,54 @@ impl Pipeline {
                 version: self.current.1.clone(),
             });
         }
+    }
+
+    /// Emits a `gate_failing` event for each gated switch whose failing endpoints changed
+    /// (not on every probe: the event says which endpoints fail and why, once).
+    fn report_gates(&mut self, desired: &DesiredState) {
+        let mut still_gating = std::collections::HashSet::new();
+        for s in &desired.services {
+            let Some(track) = self.tracks.get(&s.name) else {
+                continue;
+            };
+            if !matches!(track.phase, crate::rollout::decide::Phase::Gating { .. }) {
+                continue;
+            }
+            still_gating.insert(s.name.clone());
+            let Some(gate) = self.observe.details(s, track).gate else {
+                continue;
+            };
+            let probed: Vec<_> = gate
+                .failing
+                .iter()
+                .filter(|f| f.reason != crate::rollout::gate::NOT_PROBED)
+                .collect();
+            let endpoints: Vec<String> = probed.iter().map(|f| f.endpoint.clone()).collect();
+            if probed.is_empty() || self.gate_reported.get(&s.name) == Some(&endpoints) {
+                continue;
+            }
+            let mut reason = format!(
+                "{} of {} endpoints healthy, {} needed",
+                gate.healthy, gate.total, gate.needed
+            );
+            for f in &probed {
+                reason.push_str(&format!("; {}: {}", f.endpoint, f.reason));
+            }
+            warn!(service = %s.name, color = %gate.color, %reason, "gate failing");
+            self.reports.events.emit(Event::Rollout {
+                at: SystemTime::now(),
+                service: s.name.clone(),
+                decision: "gate_failing",
+                wanted: s.active,
+                in_force: track.in_force,
+                reason: Some(reason),
+                trip: None,
+                version: self.current.1.clone(),
+            });
+            self.gate_reported.insert(s.name.clone(), endpoints);
+        }
+        self.gate_reported
+            .retain(|name, _| still_gating.contains(name));
     }
 
     /// Tells the board where each service's rollout stands.

@@ -175,6 +175,7 @@ pub fn rollback_trip(t: &crate::rollout::decide::Trip) -> pb::RollbackTrip {
             })
             .collect(),
         after_seconds: t.after.as_secs_f64(),
+        window_seconds: t.window.as_secs_f64(),
     }
 }
 

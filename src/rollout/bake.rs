@@ -64,6 +64,7 @@ pub fn judge(bake: &Bake, traffic: &Traffic, failing: &[(String, String)]) -> Op
         proxies,
         failing_endpoints: failing.to_vec(),
         after: std::time::Duration::ZERO,
+        window: bake.window,
     })
 }
 

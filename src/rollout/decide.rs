@@ -69,6 +69,9 @@ pub struct Trip {
     /// How long the bake had run.
     #[serde(serialize_with = "crate::state::workflow::humane")]
     pub after: Duration,
+    /// The bake's window.
+    #[serde(serialize_with = "crate::state::workflow::humane")]
+    pub window: Duration,
 }
 
 /// What the controller observed for one service, as of `now`.
@@ -154,12 +157,19 @@ impl Transition {
     /// Why, in words, when there is more to say than the name.
     pub fn reason(&self) -> Option<String> {
         match self {
-            Transition::RolledBack { from, reason, .. } => Some(format!(
-                "{from} failed its bake: {} errors in {} requests after {}",
-                reason.errors,
-                reason.requests,
-                humantime::format_duration(reason.after)
-            )),
+            Transition::RolledBack { from, reason, .. } => {
+                let mut why = format!(
+                    "{from} failed its bake: {} errors in {} requests, {} into its {} window",
+                    reason.errors,
+                    reason.requests,
+                    humantime::format_duration(reason.after),
+                    humantime::format_duration(reason.window)
+                );
+                for (endpoint, failing) in &reason.failing_endpoints {
+                    why.push_str(&format!("; {endpoint}: {failing}"));
+                }
+                Some(why)
+            }
             Transition::RollbackRefused { from, why } => {
                 Some(format!("cannot roll back to {from}: {why}"))
             }
@@ -421,6 +431,7 @@ services:
             proxies: vec![("envoy-1".into(), 30)],
             failing_endpoints: vec![],
             after: Duration::ZERO,
+            window: Duration::from_secs(60),
         }
     }
 

@@ -93,6 +93,9 @@ impl ProbeHistory {
     }
 }
 
+/// How an endpoint no probe of which has come back yet reads.
+pub const NOT_PROBED: &str = "not probed yet";
+
 /// Why an endpoint does not count as healthy (gate) or counts as failing (bake).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NotHealthy {
@@ -111,7 +114,7 @@ pub enum NotHealthy {
 impl fmt::Display for NotHealthy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            NotHealthy::NotProbed => f.write_str("not probed yet"),
+            NotHealthy::NotProbed => f.write_str(NOT_PROBED),
             NotHealthy::Failed {
                 result: result @ ProbeResult::Status(_),
                 expected,

@@ -46,6 +46,8 @@ enum Kept {
         proxies: Vec<(String, u64)>,
         failing_endpoints: Vec<(String, String)>,
         after_ms: u64,
+        #[serde(default)]
+        window_ms: u64,
     },
     GaveUp {
         in_force: Color,
@@ -102,6 +104,7 @@ pub fn encode(tracks: &Tracks, now: Instant, wall: SystemTime) -> Vec<u8> {
                 proxies: reason.proxies.clone(),
                 failing_endpoints: reason.failing_endpoints.clone(),
                 after_ms: u64::try_from(reason.after.as_millis()).unwrap_or(u64::MAX),
+                window_ms: u64::try_from(reason.window.as_millis()).unwrap_or(u64::MAX),
             },
             Phase::GaveUp { to, attempt } => Kept::GaveUp {
                 in_force: t.in_force,
@@ -146,6 +149,7 @@ pub fn decode(
                 proxies,
                 failing_endpoints,
                 after_ms,
+                window_ms,
             } => Track {
                 in_force,
                 phase: Phase::RolledBack {
@@ -157,6 +161,7 @@ pub fn decode(
                         proxies,
                         failing_endpoints,
                         after: Duration::from_millis(after_ms),
+                        window: Duration::from_millis(window_ms),
                     },
                 },
             },
@@ -242,6 +247,7 @@ mod tests {
                     proxies: vec![("envoy-1".into(), 7)],
                     failing_endpoints: vec![],
                     after: Duration::from_millis(2500),
+                    window: Duration::from_secs(60),
                 },
             },
         }

@@ -129,4 +129,31 @@ mod tests {
             .unwrap_err();
         assert!(err.contains("refused"), "{err}");
     }
+
+    #[tokio::test]
+    async fn a_url_source_gives_the_trimmed_body_of_a_get() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut request = vec![0; 1024];
+            let n = conn.read(&mut request).await.unwrap();
+            let request = String::from_utf8_lossy(&request[..n]).into_owned();
+            conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\n43\r\n")
+                .await
+                .unwrap();
+            request
+        });
+        let read = read(&SchemaSource::Url(format!(
+            "http://{addr}/schema?db=records"
+        )))
+        .await;
+        assert_eq!(read, Ok("43".into()));
+        let request = server.await.unwrap();
+        assert!(
+            request.starts_with("GET /schema?db=records HTTP/1.1\r\n"),
+            "{request}"
+        );
+    }
 }

@@ -209,6 +209,7 @@ mod tests {
                     proxies: vec![],
                     failing_endpoints: vec![],
                     after: std::time::Duration::ZERO,
+                    window: std::time::Duration::from_secs(60),
                 },
             },
         };

@@ -19,7 +19,10 @@ const FAST_GATE: &str = "      interval: 100ms\n      successes: 2\n      deadli
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_gate_holds_the_switch_and_it_proceeds_once_the_gate_passes() {
-    let scene = BlueGreen::start().await;
+    let audit_dir = tempfile::tempdir().unwrap();
+    let audit = audit_dir.path().join("audit.jsonl");
+    let path = audit.clone();
+    let scene = BlueGreen::start_with(move |c| c.audit_log = Some(path)).await;
     let (cp, listener) = (&scene.cp, scene.listener);
     let _envoy = scene.envoy("gate").await;
     assert_eventually!(
@@ -46,6 +49,24 @@ async fn a_failing_gate_holds_the_switch_and_it_proceeds_once_the_gate_passes() 
     assert_eq!(
         status["rollout"][0]["gate"]["failing"][0]["endpoint"],
         scene.green.addr().to_string()
+    );
+    // The event stream and the audit log say which endpoint fails and why, once.
+    let gate_failing = |text: &str| {
+        text.lines()
+            .filter(|l| l.contains("\"decision\":\"gate_failing\""))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eventually!(
+        Duration::from_secs(3),
+        !gate_failing(&std::fs::read_to_string(&audit).unwrap_or_default()).is_empty()
+    );
+    let records = gate_failing(&std::fs::read_to_string(&audit).unwrap());
+    let expected = format!("{}: status 503, expected 200", scene.green.addr());
+    assert!(records[0].contains(&expected), "{records:?}");
+    assert!(
+        records[0].contains("0 of 1 endpoints healthy, 1 needed"),
+        "{records:?}"
     );
     // Held: traffic stays blue while the gate fails.
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -241,10 +241,11 @@ fn render_rollout(
                 .map(|p| format!("{} ({})", p.node_id, p.errors))
                 .collect();
             out.push_str(&format!(
-                "  tripped: {} errors in {} requests after {:.1}s; proxies: {}\n",
+                "  tripped: {} errors in {} requests after {:.1}s of a {:.0}s bake; proxies: {}\n",
                 t.errors,
                 t.requests,
                 t.after_seconds,
+                t.window_seconds,
                 if proxies.is_empty() {
                     NONE.to_owned()
                 } else {
@@ -865,6 +866,7 @@ last rejection: /etc/switchyard/state.yaml at 2026-11-26T10:21:26.373Z (the stat
                 }],
                 failing_endpoints: vec![],
                 after_seconds: 3.5,
+                window_seconds: 60.0,
             }),
             traffic: vec![pb::ColorTraffic {
                 color: "green".into(),
@@ -882,7 +884,7 @@ last rejection: /etc/switchyard/state.yaml at 2026-11-26T10:21:26.373Z (the stat
         }];
         let text = render(&status);
         assert!(
-            text.contains("rollout summarizer: rolled_back (on blue, file asks green)\n  why: rolled back from green by itself\n  tripped: 12 errors in 80 requests after 3.5s; proxies: envoy-1 (12)\n  green: 0 in flight, 0 requests, 0 errors in the last minute (1 proxies reporting); drained\ndatabase records: schema 42\n"),
+            text.contains("rollout summarizer: rolled_back (on blue, file asks green)\n  why: rolled back from green by itself\n  tripped: 12 errors in 80 requests after 3.5s of a 60s bake; proxies: envoy-1 (12)\n  green: 0 in flight, 0 requests, 0 errors in the last minute (1 proxies reporting); drained\ndatabase records: schema 42\n"),
             "{text}"
         );
     }
