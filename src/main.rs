@@ -201,7 +201,7 @@ enum Command {
         /// requests in flight per cluster; see `cluster_manager.load_stats_config` in
         /// envoy/bootstrap.yaml), e.g. `1s`, `500ms`. GET /status shows each color's load
         /// over the last 60 s; a proxy silent for three intervals no longer counts in
-        /// flight; reports faster than two per interval are read later. From 100ms to 1h.
+        /// flight; reports faster than two per interval (or one a second, whichever is more) are read later. From 100ms to 1h.
         #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = report_interval)]
         load_report_interval: Duration,
     },

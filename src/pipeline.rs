@@ -99,7 +99,7 @@ impl Pipeline {
         tracks: Tracks,
         observe: Arc<dyn Observe + Send + Sync>,
     ) -> Result<(Pipeline, SnapshotCache), InconsistentSnapshot> {
-        let state = tracks.apply(&desired);
+        let state = tracks.apply_guarded(&desired, &*observe);
         let snapshot = translate(&state)?;
         let version = snapshot.state_version.clone();
         let (cache, writer) = snapshot_cache(snapshot);
@@ -157,40 +157,65 @@ impl Pipeline {
     /// a held switch) and publishes when a color in force changes. Nothing to do is cheap.
     pub fn tick(&mut self, now: Instant) -> Option<Outcome> {
         let desired = self.desired.0.clone();
-        if !self.tracks.busy(&desired) {
-            // Traffic and schema versions move on their own: refresh what `/status`
-            // shows of them once a second.
-            if now.saturating_duration_since(self.reported_at) >= REFRESH {
-                self.report_rollout();
+        if self.tracks.busy(&desired) {
+            let before = self.tracks.clone();
+            let decisions = self.tracks.step(&desired, &*self.observe, now);
+            self.report_gates(&desired);
+            if !decisions.is_empty() {
+                return self.carry_out(&desired, decisions, before, now);
             }
-            return None;
         }
-        let decisions = self.tracks.step(&desired, &*self.observe, now);
-        if !decisions.is_empty() {
-            // Kept before anything reports them: whoever sees a decision may restart us.
-            self.save_decisions();
+        // Traffic and schema versions move on their own: refresh what `/status` shows of
+        // them once a second, and keep shadow and preview traffic off a color a migration
+        // has just stranded.
+        if now.saturating_duration_since(self.reported_at) < REFRESH {
+            return None;
         }
         self.report_rollout();
-        self.report_gates(&desired);
-        if decisions.is_empty() {
+        if desired.databases.is_empty() {
             return None;
         }
-        self.observe.sync(&desired, &self.tracks);
-        let state = self.tracks.apply(&desired);
-        let same_colors = state
-            .services
-            .iter()
-            .zip(&self.current.0.services)
-            .all(|(a, b)| a.active == b.active);
-        let outcome = if same_colors && state.services.len() == self.current.0.services.len() {
+        let state = self.tracks.apply_guarded(&desired, &*self.observe);
+        if *state == *self.current.0 {
+            return None;
+        }
+        info!("the schema guard changed what the idle colors may get (shadow, preview)");
+        let hash = self.desired.1.clone();
+        Some(
+            match self.publish(state, hash, now, None::<fn() -> FileInfo>) {
+                Ok(version) => Outcome::Published { version },
+                Err(()) => Outcome::InternalError,
+            },
+        )
+    }
+
+    /// Publishes what `decisions` put in force, then keeps and reports them; on a failed
+    /// publish the tracks go back to `before` (the decisions did not happen).
+    fn carry_out(
+        &mut self,
+        desired: &DesiredState,
+        decisions: Vec<Decision>,
+        before: Tracks,
+        now: Instant,
+    ) -> Option<Outcome> {
+        let state = self.tracks.apply_guarded(&self.desired.0, &*self.observe);
+        let outcome = if *state == *self.current.0 {
             None
         } else {
             let hash = self.desired.1.clone();
             match self.publish(state, hash, now, None::<fn() -> FileInfo>) {
                 Ok(version) => Some(Outcome::Published { version }),
-                Err(()) => Some(Outcome::InternalError),
+                Err(()) => {
+                    self.tracks = before;
+                    return Some(Outcome::InternalError);
+                }
             }
         };
+        // Published first (a rollback waits for no disk), then kept, then reported:
+        // whoever sees a decision may restart us, and the restart keeps it.
+        self.save_decisions();
+        self.observe.sync(desired, &self.tracks);
+        self.report_rollout();
         self.emit_decisions(&decisions);
         outcome
     }
@@ -320,12 +345,12 @@ impl Pipeline {
     ) -> Outcome {
         let previous_tracks = self.tracks.clone();
         let decisions = self.tracks.step(&desired, &*self.observe, seen_at);
-        let state = self.tracks.apply(&desired);
+        let state = self.tracks.apply_guarded(&desired, &*self.observe);
         match self.publish(state, content_hash.clone(), seen_at, Some(file)) {
             Ok(version) => {
-                if !decisions.is_empty() {
-                    self.save_decisions();
-                }
+                // Always: the file may have ended a kept decision (a new attempt, a
+                // service removed) without one being made.
+                self.save_decisions();
                 self.desired = (desired, content_hash);
                 self.observe.sync(&self.desired.0, &self.tracks);
                 self.report_rollout();

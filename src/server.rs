@@ -269,7 +269,12 @@ impl Server {
                 }
             }
         };
-        let tracks = Tracks::start(&state, restored);
+        // The schema guard applies from the first response: a color that cannot run
+        // against the database's current version is not put in force at start either.
+        let versions = crate::rollout::source::read_all(&state).await;
+        let tracks = Tracks::start_guarded(&state, restored, &versions);
+        let controller = Controller::new(Some(Arc::new(load.clone())), config.load_report_interval);
+        controller.seed(versions);
         let (pipeline, cache) = Pipeline::start(
             state,
             state_watch::hash(&bytes),

@@ -84,7 +84,6 @@ impl StateBoard {
         b.internal_error = None;
     }
 
-    /// A valid file could not be translated (a bug); the active state stays.
     /// Where each service's rollout stands now.
     pub fn rollout(&self, rollout: Vec<ServiceRollout>, databases: Vec<DatabaseStatus>) {
         let mut b = self.inner.write().expect("bug: state board lock poisoned");
@@ -102,6 +101,7 @@ impl StateBoard {
         b.rollout.clone()
     }
 
+    /// A valid file could not be translated (a bug); the active state stays.
     pub fn internal_error(&self, message: String, content_hash: String) {
         let mut b = self.inner.write().expect("bug: state board lock poisoned");
         b.internal_error = Some(InternalError {

@@ -18,17 +18,7 @@ pub fn current_versions(state: &DesiredState) -> Versions {
         .enable_all()
         .build()
         .expect("bug: a current-thread runtime always builds");
-    runtime.block_on(async {
-        let mut versions = Versions::new();
-        for db in &state.databases {
-            let v = match source::read(&db.source).await {
-                Ok(v) => SchemaVersion::Known(v),
-                Err(why) => SchemaVersion::Unknown(why),
-            };
-            versions.insert(db.name.clone(), v);
-        }
-        versions
-    })
+    runtime.block_on(source::read_all(state))
 }
 
 /// `FILE: database NAME: ...` lines: what each database is at.

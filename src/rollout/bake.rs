@@ -17,15 +17,16 @@ pub struct Traffic {
 impl Traffic {
     /// What came after `before` (an earlier reading of the same window).
     pub fn since(&self, before: &Traffic) -> Traffic {
+        let earlier: std::collections::HashMap<&str, (u64, u64)> = before
+            .proxies
+            .iter()
+            .map(|(n, r, e)| (n.as_str(), (*r, *e)))
+            .collect();
         let proxies = self
             .proxies
             .iter()
             .map(|(node, requests, errors)| {
-                let (r0, e0) = before
-                    .proxies
-                    .iter()
-                    .find(|(n, _, _)| n == node)
-                    .map_or((0, 0), |(_, r, e)| (*r, *e));
+                let (r0, e0) = earlier.get(node.as_str()).copied().unwrap_or((0, 0));
                 (
                     node.clone(),
                     requests.saturating_sub(r0),

@@ -68,6 +68,12 @@ impl TrafficSource for LoadBoard {
     }
 }
 
+/// A bake also judges the last this much of the load reports on its own.
+pub const RECENT: Duration = Duration::from_secs(30);
+
+/// How much earlier than asked a window of the load reports may start (their bucket).
+const RECENT_SLACK: Duration = Duration::from_secs(5);
+
 /// One probed target.
 #[derive(Debug)]
 struct Probed {
@@ -140,6 +146,14 @@ impl Controller {
             baselines: Mutex::default(),
             _drain: drain,
         })
+    }
+
+    /// Starts from `versions` (read before serving), until the sources' first reads.
+    pub fn seed(&self, versions: Versions) {
+        self.versions
+            .write()
+            .expect("bug: versions lock poisoned")
+            .extend(versions);
     }
 
     /// The schema versions as last read.
@@ -238,6 +252,18 @@ impl Controller {
         current.since(before)
     }
 
+    /// The color's traffic over the last [`RECENT`], once the bake is long enough for all
+    /// of it (with the reports' bucket and first interval) to come after the switch.
+    fn recent_traffic(&self, s: &Service, color: Color, since: Instant) -> Option<Traffic> {
+        let source = self.traffic.as_ref()?;
+        let now = Instant::now();
+        let clean = RECENT + RECENT_SLACK + self.report_interval;
+        if now.saturating_duration_since(since) < clean {
+            return None;
+        }
+        Some(source.traffic(&s.cluster_name(color), now - RECENT))
+    }
+
     /// Forgets the baselines of bakes that ended.
     fn forget_baselines(&self, state: &DesiredState, tracks: &Tracks) {
         let mut baselines = self.baselines.lock().expect("bug: baselines lock poisoned");
@@ -320,8 +346,14 @@ impl Observe for Controller {
         let bake_trip = match (&s.bake, &track.phase) {
             (Some(bake), Phase::Baking { since, .. }) => {
                 let color = track.in_force;
-                let traffic = self.baked_traffic(s, color, *since);
-                bake::judge(bake, &traffic, &self.bake_failing(s, color))
+                let failing = self.bake_failing(s, color);
+                let whole = self.baked_traffic(s, color, *since);
+                bake::judge(bake, &whole, &failing).or_else(|| {
+                    // Errors that start late in a long bake are not diluted by the good
+                    // traffic before them: the last RECENT is judged on its own too.
+                    let recent = self.recent_traffic(s, color, *since)?;
+                    bake::judge(bake, &recent, &failing)
+                })
             }
             _ => None,
         };
@@ -358,6 +390,10 @@ impl Observe for Controller {
                 },
             );
         }
+    }
+
+    fn schema(&self, s: &Service) -> [Result<(), String>; 2] {
+        schema::check_both(s, &self.versions())
     }
 
     fn databases(&self) -> Vec<DatabaseStatus> {

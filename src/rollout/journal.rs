@@ -7,6 +7,8 @@
 //!   with the same `attempt` (traffic stays on the color in force: no flapping back);
 //! - a bake in progress resumes for what was left of its window, if the file's color is
 //!   still the one being baked;
+//! - a switch that was waiting for its gate or held by the schema guard keeps the color in
+//!   force, and the gate and the schema are checked again from the start;
 //! - anything else is dropped.
 //!
 //! The file is JSON, written whole to a temporary file and renamed over the old one, so a
@@ -61,6 +63,9 @@ enum Kept {
         since_ms: u64,
         until_ms: u64,
     },
+    /// A switch to `to` waiting for its gate or held by the schema guard: after a restart
+    /// it is checked again from the start, never taken on trust.
+    Waiting { in_force: Color, to: Color },
 }
 
 fn millis(t: SystemTime) -> u64 {
@@ -119,7 +124,11 @@ pub fn encode(tracks: &Tracks, now: Instant, wall: SystemTime) -> Vec<u8> {
                 since_ms: millis(wall_of(*since, now, wall)),
                 until_ms: millis(wall_of(*until, now, wall)),
             },
-            _ => continue,
+            Phase::Gating { to, .. } | Phase::Held { to, .. } => Kept::Waiting {
+                in_force: t.in_force,
+                to: *to,
+            },
+            Phase::Steady => continue,
         };
         services.insert(name.clone(), kept);
     }
@@ -185,6 +194,13 @@ pub fn decode(
                     since: instant_of(since_ms, now, wall),
                     until: instant_of(until_ms, now, wall),
                     refused: None,
+                },
+            },
+            Kept::Waiting { in_force, to } => Track {
+                in_force,
+                phase: Phase::Held {
+                    to,
+                    reason: "checking the gate and the schema again after a restart".into(),
                 },
             },
         };
@@ -295,6 +311,37 @@ mod tests {
             "{left:?}"
         );
         assert!(later.duration_since(since) >= Duration::from_secs(29));
+    }
+
+    #[test]
+    fn a_switch_held_or_gated_keeps_its_color_and_is_checked_again() {
+        let green =
+            parse_str(&FILE.replace("active: blue", "active: green\n    gate: {}")).unwrap();
+        let gating = Track {
+            in_force: Color::Blue,
+            phase: Phase::Gating {
+                to: Color::Green,
+                since: Instant::now(),
+            },
+        };
+        let tracks = Tracks::start(&green, HashMap::from([("summarizer".to_owned(), gating)]));
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let back = decode(&encode(&tracks, now, wall), now, wall).unwrap();
+        let t = &back["summarizer"];
+        assert_eq!(t.in_force, Color::Blue);
+        assert!(
+            matches!(
+                t.phase,
+                Phase::Held {
+                    to: Color::Green,
+                    ..
+                }
+            ),
+            "{t:?}"
+        );
+        // Restarted on that file: blue stays in force until the gate is checked again.
+        let restarted = Tracks::start(&green, back);
+        assert_eq!(restarted.in_force(&green.services[0]), Color::Blue);
     }
 
     #[test]

@@ -43,6 +43,19 @@ pub async fn follow(db: Database, versions: Arc<RwLock<Versions>>) {
     }
 }
 
+/// Every database's current version, read once (at start, and by `validate`/`diff`).
+pub async fn read_all(state: &crate::state::DesiredState) -> Versions {
+    let mut versions = Versions::new();
+    for db in &state.databases {
+        let v = match read(&db.source).await {
+            Ok(v) => SchemaVersion::Known(v),
+            Err(why) => SchemaVersion::Unknown(why),
+        };
+        versions.insert(db.name.clone(), v);
+    }
+    versions
+}
+
 /// One read of `source`.
 pub async fn read(source: &SchemaSource) -> Result<String, String> {
     let bytes = match source {
@@ -83,8 +96,10 @@ async fn get(url: &str) -> Result<Vec<u8>, String> {
     let uri: hyper::Uri = url.parse().map_err(|e| format!("bad URL {url}: {e}"))?;
     let host = uri.host().ok_or_else(|| format!("no host in {url}"))?;
     let port = uri.port_u16().unwrap_or(80);
-    let addr = tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
+    let lookup = tokio::net::lookup_host((host.trim_matches(['[', ']']), port));
+    let addr = tokio::time::timeout(SOURCE_TIMEOUT, lookup)
         .await
+        .map_err(|_| format!("cannot resolve {host} within {SOURCE_TIMEOUT:?}"))?
         .map_err(|e| format!("cannot resolve {host}: {e}"))?
         .next()
         .ok_or_else(|| format!("{host} has no address"))?;

@@ -18,6 +18,12 @@ pub trait Observe: std::fmt::Debug {
     /// whatever watching the tracks now need.
     fn sync(&self, _state: &DesiredState, _tracks: &Tracks) {}
 
+    /// Whether each color of `service` may run against its database's current schema
+    /// (blue, then green): what keeps shadow and preview traffic off a refused color.
+    fn schema(&self, _service: &Service) -> [Result<(), String>; 2] {
+        [Ok(()), Ok(())]
+    }
+
     /// Each followed database's schema version, for `/status`.
     fn databases(&self) -> Vec<super::view::DatabaseStatus> {
         Vec::new()
@@ -59,12 +65,35 @@ pub struct Decision {
 
 impl Tracks {
     /// Every service starts on its file's color, except where `restored` (decisions kept
-    /// across a restart) says otherwise and still applies.
+    /// across a restart) says otherwise and still applies, and where the schema guard
+    /// refuses the file's color and not the other (given `versions` read at start): then
+    /// the other color is in force and the switch is held.
     pub fn start(state: &DesiredState, restored: HashMap<String, Track>) -> Tracks {
+        Tracks::start_guarded(state, restored, &super::schema::Versions::new())
+    }
+
+    /// [`Tracks::start`], with the schema guard applied at start.
+    pub fn start_guarded(
+        state: &DesiredState,
+        restored: HashMap<String, Track>,
+        versions: &super::schema::Versions,
+    ) -> Tracks {
         let mut tracks = HashMap::with_capacity(state.services.len());
         for s in &state.services {
-            let track = match restored.get(&s.name) {
-                Some(t) if still_applies(s, t) => t.clone(),
+            let guard = super::schema::check_both(s, versions);
+            let track = match (restored.get(&s.name), &guard[s.active as usize]) {
+                (Some(t), _) if still_applies(s, t) => t.clone(),
+                (_, Err(why))
+                    if !versions.is_empty() && guard[s.active.other() as usize].is_ok() =>
+                {
+                    Track {
+                        in_force: s.active.other(),
+                        phase: Phase::Held {
+                            to: s.active,
+                            reason: why.clone(),
+                        },
+                    }
+                }
                 _ => decide::start(s),
             };
             tracks.insert(s.name.clone(), track);
@@ -85,10 +114,17 @@ impl Tracks {
         state.services.iter().any(|s| self.needs_step(s))
     }
 
+    /// A service has something to decide unless it is steady on its file's color, or
+    /// stands on a decision only a file change can end (a rollback or a given-up switch
+    /// for the file's color and `attempt`).
     fn needs_step(&self, s: &Service) -> bool {
         match self.tracks.get(&s.name) {
             None => true,
-            Some(t) => t.in_force != s.active || t.phase != Phase::Steady,
+            Some(t) => match &t.phase {
+                Phase::RolledBack { .. } | Phase::GaveUp { .. } => !still_applies(s, t),
+                Phase::Steady => t.in_force != s.active,
+                _ => true,
+            },
         }
     }
 
@@ -139,6 +175,34 @@ impl Tracks {
             .map_or(service.active, |t| t.in_force)
     }
 
+    /// [`Tracks::apply`], and no shadow or preview traffic to an idle color the schema
+    /// guard refuses (after a contract migration the old color must not run at all).
+    pub fn apply_guarded(
+        &self,
+        state: &Arc<DesiredState>,
+        observe: &dyn Observe,
+    ) -> Arc<DesiredState> {
+        let in_force = self.apply(state);
+        let refused: Vec<usize> = in_force
+            .services
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.database.is_some() && (s.shadow.is_some() || s.preview.enabled))
+            .filter(|(_, s)| observe.schema(s)[s.active.other() as usize].is_err())
+            .map(|(i, _)| i)
+            .collect();
+        if refused.is_empty() {
+            return in_force;
+        }
+        let mut guarded = (*in_force).clone();
+        for i in refused {
+            let s = &mut guarded.services[i];
+            s.shadow = None;
+            s.preview.enabled = false;
+        }
+        Arc::new(guarded)
+    }
+
     /// `state` with each service's `active` set to the color in force: what proxies get.
     /// The same `Arc` when nothing differs.
     pub fn apply(&self, state: &Arc<DesiredState>) -> Arc<DesiredState> {
@@ -160,7 +224,8 @@ fn still_applies(s: &Service, t: &Track) -> bool {
         Phase::RolledBack { from, attempt, .. } => *from == s.active && *attempt == s.attempt,
         Phase::GaveUp { to, attempt } => *to == s.active && *attempt == s.attempt,
         Phase::Baking { .. } => t.in_force == s.active && s.bake.is_some(),
-        _ => false,
+        Phase::Held { to, .. } | Phase::Gating { to, .. } => *to == s.active && t.in_force != *to,
+        Phase::Steady => false,
     }
 }
 
@@ -220,5 +285,46 @@ mod tests {
             parse_str(&BLUE.replace("active: blue", "active: green\n    attempt: 2")).unwrap();
         let tracks = Tracks::start(&retried, restored);
         assert_eq!(tracks.in_force(&retried.services[0]), Color::Green);
+    }
+
+    /// Refuses one color for every service.
+    #[derive(Debug)]
+    struct Refuses(Color);
+
+    impl Observe for Refuses {
+        fn observe(&self, s: &Service, t: &Track, now: Instant) -> Observed {
+            Nothing.observe(s, t, now)
+        }
+
+        fn schema(&self, _: &Service) -> [Result<(), String>; 2] {
+            Color::ALL.map(|c| {
+                if c == self.0 {
+                    Err("cannot run".to_owned())
+                } else {
+                    Ok(())
+                }
+            })
+        }
+    }
+
+    #[test]
+    fn no_shadow_or_preview_reaches_an_idle_color_the_schema_guard_refuses() {
+        let text = format!(
+            "databases:\n  - name: db\n    file: /v\n{}",
+            BLUE.replace(
+                "active: blue",
+                "active: blue\n    database: db\n    shadow:\n      percent: 10"
+            )
+            .replace("8081\"]", "8081\"]\n      schemas: [1]")
+            .replace("8082\"]", "8082\"]\n      schemas: [1]")
+        );
+        let state = Arc::new(parse_str(&text).unwrap());
+        let tracks = Tracks::start(&state, HashMap::new());
+        let guarded = tracks.apply_guarded(&state, &Refuses(Color::Green));
+        assert_eq!(guarded.services[0].shadow, None);
+        assert!(!guarded.services[0].preview.enabled);
+        // Refusing the live color changes nothing of the idle one's traffic.
+        let kept = tracks.apply_guarded(&state, &Refuses(Color::Blue));
+        assert!(Arc::ptr_eq(&kept, &state));
     }
 }

@@ -36,4 +36,5 @@ mod schema_guard;
 mod state_watch;
 mod state_watch_hostile;
 mod tls;
+mod walkthrough;
 mod zero_downtime;

@@ -106,29 +106,51 @@ async fn after_a_contract_migration_an_automatic_rollback_is_refused() {
         Duration::from_secs(5),
         cp.status().await["databases"][0]["version"] == "42"
     );
+    let bake = format!("{bake}    shadow:\n      percent: 100\n");
     cp.save_by_rename(&guarded(
-        &scene, "green", "41, 42", "42, 43", &version, bake,
+        &scene, "green", "41, 42", "42, 43", &version, &bake,
     ));
     assert_eventually!(
         Duration::from_secs(5),
         http::color(listener).await.as_deref() == Some("green")
     );
+    // Blue, idle, gets the shadow traffic while it can still run.
+    assert_eventually!(Duration::from_secs(5), {
+        let _ = http::get(listener, "/", "summarizer.example").await;
+        scene.blue.shadow_requests() > 0
+    });
     // Contract: the database moves to 43, which blue cannot run against.
     std::fs::write(&version, "43\n").unwrap();
     assert_eventually!(
         Duration::from_secs(5),
         cp.status().await["databases"][0]["version"] == "43"
     );
+    // Blue cannot run against 43: no more shadow (or preview) traffic reaches it.
+    assert_eventually!(Duration::from_secs(5), {
+        let before = scene.blue.shadow_requests();
+        for _ in 0..10 {
+            let _ = http::get(listener, "/", "summarizer.example").await;
+        }
+        scene.blue.shadow_requests() == before
+    });
+    let (code, body) = http::get_with_headers(
+        listener,
+        "/",
+        "summarizer.example",
+        &[("x-switchyard-preview", "blue")],
+    )
+    .await
+    .unwrap();
+    assert_eq!((code, body.split_whitespace().next()), (200, Some("green")));
     scene.green.set_fail_share(0.5);
-    for _ in 0..200 {
-        let _ = http::get(listener, "/", "summarizer.example").await;
-    }
-    assert_eventually!(
-        Duration::from_secs(10),
+    assert_eventually!(Duration::from_secs(10), {
+        for _ in 0..20 {
+            let _ = http::get(listener, "/", "summarizer.example").await;
+        }
         cp.status().await["rollout"][0]["reason"]
             .as_str()
             .is_some_and(|r| r.contains("cannot roll back to blue"))
-    );
+    });
     let status = cp.status().await;
     assert_eq!(status["rollout"][0]["in_force"], "green");
     assert_eq!(http::color(listener).await.as_deref().map(|_| ()), Some(()));
@@ -136,5 +158,31 @@ async fn after_a_contract_migration_an_automatic_rollback_is_refused() {
     assert!(
         metrics.contains("decision=\"rollback_refused\"} 1"),
         "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_start_a_color_that_cannot_run_is_not_put_in_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let version = dir.path().join("schema-version");
+    std::fs::write(&version, "41\n").unwrap();
+    // Started on a file asking for green, which needs 42, while the database is at 41.
+    let mut scene = BlueGreen::start().await;
+    let state = guarded(&scene, "green", "41", "42", &version, "");
+    scene.cp.save_by_rename(&state);
+    scene.cp.restart_with(|_| {}).await;
+    let status = scene.cp.status().await;
+    assert_eq!(status["rollout"][0]["phase"], "held", "{status:#}");
+    assert_eq!(status["rollout"][0]["in_force"], "blue");
+    let _envoy = scene.envoy("cold-start").await;
+    assert_eventually!(
+        Duration::from_secs(5),
+        http::color(scene.listener).await.as_deref() == Some("blue")
+    );
+    // The migration lands: green takes the traffic.
+    std::fs::write(&version, "42\n").unwrap();
+    assert_eventually!(
+        Duration::from_secs(5),
+        http::color(scene.listener).await.as_deref() == Some("green")
     );
 }
