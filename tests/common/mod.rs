@@ -31,11 +31,33 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// The port is released before returning, so another process may grab it;
 /// prefer binding port 0 and asking the listener for its address when the
 /// code under test allows it.
+///
+/// Envoy binds its listeners with SO_REUSEPORT, so two tests (or a test and the
+/// walkthrough example it runs) handed the same port would silently share a listener
+/// and answer each other's requests. So the ports come from 10000-29999, below the
+/// kernel's ephemeral range (where `bind(0)` picks, for every server the tests start on
+/// port 0), walking from an offset drawn from the process id and the time, never the same
+/// port twice in a process, and each one checked free by binding it.
 pub fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 10_000;
+    const SPAN: u32 = 20_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    if NEXT.load(Ordering::Relaxed) == u32::MAX {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let seed = std::process::id().wrapping_mul(2_654_435_761) ^ nanos;
+        let _ = NEXT.compare_exchange(u32::MAX, seed % SPAN, Ordering::Relaxed, Ordering::Relaxed);
+    }
+    for _ in 0..SPAN {
+        let port = FIRST + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN;
+        let port = u16::try_from(port).expect("below 30000");
+        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {FIRST}-{}", FIRST + SPAN - 1)
 }
 
 /// Evaluates `condition` every [`POLL_INTERVAL`] until it returns `true`

@@ -80,7 +80,9 @@ async fn the_last_good_state_keeps_serving_through_envoy_under_hostile_input() {
     let _envoy = scene.envoy("envoy-1").await;
     assert_eventually!(
         Duration::from_secs(10),
-        all_answered_by(listener, "blue").await
+        all_answered_by(listener, "blue").await,
+        "Envoy on {listener} answers {:?}",
+        http::get(listener, "/", "summarizer.example").await
     );
     let dir = cp.state_path().parent().unwrap().to_owned();
     let path = cp.state_path().to_owned();
