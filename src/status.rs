@@ -176,6 +176,14 @@ pub struct ServiceStatus {
     pub domains: Vec<String>,
     pub active: Color,
     pub weights: Weights,
+    /// The workflow keys as in force (shadow and previews are off toward a color the
+    /// schema guard refuses).
+    pub preview: crate::state::Preview,
+    pub shadow: Option<crate::state::Shadow>,
+    pub gate: Option<crate::state::Gate>,
+    pub bake: Option<crate::state::Bake>,
+    pub database: Option<String>,
+    pub attempt: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -197,6 +205,12 @@ pub fn service_statuses(state: &DesiredState) -> Vec<ServiceStatus> {
                 blue: s.weight(Color::Blue),
                 green: s.weight(Color::Green),
             },
+            preview: s.preview.clone(),
+            shadow: s.shadow,
+            gate: s.gate.clone(),
+            bake: s.bake.clone(),
+            database: s.database.clone(),
+            attempt: s.attempt.clone(),
         })
         .collect()
 }

@@ -373,6 +373,17 @@ impl Switchyard for SwitchyardApi {
                     active: s.active.as_str().to_owned(),
                     blue_weight: s.weights.blue,
                     green_weight: s.weights.green,
+                    preview_header: if s.preview.enabled {
+                        s.preview.header.clone()
+                    } else {
+                        String::new()
+                    },
+                    preview_port: s.preview.port.map_or(0, u32::from),
+                    shadow_percent: s.shadow.map_or(0, |sh| sh.percent),
+                    gated: s.gate.is_some(),
+                    baked: s.bake.is_some(),
+                    database: s.database.clone().unwrap_or_default(),
+                    attempt: s.attempt.clone().unwrap_or_default(),
                 })
                 .collect(),
             rollout: self

@@ -66,6 +66,10 @@ async fn a_renamed_header_and_a_preview_listener_reach_the_idle_color_and_previe
     );
     let (code, body) = preview(listener, "x-try", "green").await;
     assert_eq!((code, body.split_whitespace().next()), (200, Some("green")));
+    let status = scene.cp.status().await;
+    let preview_keys = &status["state"]["services"][0]["preview"];
+    assert_eq!(preview_keys["header"], "x-try", "{status:#}");
+    assert_eq!(preview_keys["port"], preview_port);
     // The default header no longer previews.
     let (_, body) = preview(listener, "x-switchyard-preview", "green").await;
     assert_eq!(body.split_whitespace().next(), Some("blue"));

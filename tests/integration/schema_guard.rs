@@ -142,6 +142,10 @@ async fn after_a_contract_migration_an_automatic_rollback_is_refused() {
     .await
     .unwrap();
     assert_eq!((code, body.split_whitespace().next()), (200, Some("green")));
+    let status = cp.status().await;
+    let service = &status["state"]["services"][0];
+    assert!(service["shadow"].is_null(), "{service}");
+    assert_eq!(service["preview"]["enabled"], false, "{service}");
     scene.green.set_fail_share(0.5);
     assert_eventually!(Duration::from_secs(10), {
         for _ in 0..20 {

@@ -534,6 +534,7 @@ mod tests {
                     active: "green".to_owned(),
                     blue_weight: 0,
                     green_weight: 100,
+                    ..Default::default()
                 }],
                 last_rejection: None,
                 internal_error: None,
