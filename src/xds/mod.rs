@@ -9,7 +9,10 @@
 //! - [`encode`]: responses encoded once per content and shared by every stream.
 //! - [`cache`]: the published snapshot (with its encoded responses), one writer, many
 //!   readers.
-//! - [`sotw`]: the state-of-the-world protocol of one stream, free of I/O.
+//! - [`ledger`]: what a proxy holds and is owed per type on one stream, make-before-break
+//!   and its sync status: the protocol's part that does not depend on framing.
+//! - [`sotw`]: the state-of-the-world protocol of one stream around the ledger, free of
+//!   I/O; `names` its subscription rules.
 //! - [`sync`]: synced, stale, rejected, not subscribed: the one definition.
 //! - [`observer`]: the seam the application implements.
 //! - [`requests`], [`body`]: an ADS stream's request decoder and response body.
@@ -20,7 +23,9 @@
 pub mod body;
 pub mod cache;
 pub mod encode;
+pub mod ledger;
 pub mod limits;
+mod names;
 pub mod observer;
 pub mod requests;
 pub mod server;

@@ -4,6 +4,7 @@
 use super::*;
 use crate::state::parse_str;
 use crate::translate::translate;
+use crate::xds::snapshot::ResourceSet;
 use crate::xds::sync::SyncStatus;
 use envoy_types::pb::google::rpc::Status;
 use std::collections::BTreeSet;
@@ -39,22 +40,25 @@ fn snap(text: &str) -> Arc<Published> {
 /// What the tests read of a stream's state.
 impl SotwStream {
     fn acked_version(&self, t: ResourceType) -> Option<&str> {
-        let acked = self.types[t.index()].acked.as_ref();
+        let acked = self.ledger.types[t.index()].acked.as_ref();
         acked.map(|s| s.version.as_str())
     }
 
     fn rejected(&self, t: ResourceType) -> Option<(&str, &str)> {
-        let rejected = self.types[t.index()].rejected.as_ref();
+        let rejected = self.ledger.types[t.index()].rejected.as_ref();
         rejected.map(|(sent, message)| (sent.version.as_str(), message.as_str()))
     }
 
     fn sent_version(&self, t: ResourceType) -> String {
-        let sent = self.types[t.index()].sent.as_ref();
+        let sent = self.ledger.types[t.index()].sent.as_ref();
         sent.map(|s| s.version.clone()).unwrap_or_default()
     }
 
     fn sent_resources(&self, t: ResourceType) -> Option<&Arc<ResourceSet>> {
-        self.types[t.index()].sent.as_ref().map(|s| &s.resources)
+        self.ledger.types[t.index()]
+            .sent
+            .as_ref()
+            .map(|s| &s.resources)
     }
 }
 
@@ -101,7 +105,7 @@ fn types(step: &Step) -> Vec<ResourceType> {
 
 /// The nonce of the latest response sent for clusters.
 fn last_nonce(s: &SotwStream) -> String {
-    let sent = s.types[ResourceType::Cluster.index()].sent.as_ref();
+    let sent = s.ledger.types[ResourceType::Cluster.index()].sent.as_ref();
     sent.map(|s| s.nonce.clone()).unwrap_or_default()
 }
 
@@ -328,7 +332,7 @@ fn routes_wait_until_new_clusters_and_endpoints_are_acknowledged() {
     let step = s.on_request(request(ResourceType::Endpoint, "x", "", &all));
     assert!(matches!(step.events[..], [StreamEvent::Stale { .. }]));
     // Envoy's EDS request naming the new clusters carries the latest EDS nonce.
-    let eds_nonce = s.types[ResourceType::Endpoint.index()]
+    let eds_nonce = s.ledger.types[ResourceType::Endpoint.index()]
         .sent
         .as_ref()
         .unwrap()
@@ -382,7 +386,7 @@ fn routes_naming_a_cluster_being_withdrawn_wait_for_it_to_come_back() {
     let step = s.on_request(ack(&withdrawing, &[]));
     assert_eq!(types(&step), [ResourceType::Cluster]);
     let cds3 = step.responses[0].clone();
-    let eds_nonce = s.types[ResourceType::Endpoint.index()]
+    let eds_nonce = s.ledger.types[ResourceType::Endpoint.index()]
         .sent
         .as_ref()
         .unwrap()
@@ -395,7 +399,7 @@ fn routes_naming_a_cluster_being_withdrawn_wait_for_it_to_come_back() {
             .all(|r| r.type_url != ResourceType::Route.type_url())
     );
     s.on_request(ack(&cds3, &[]));
-    let eds3 = s.types[ResourceType::Endpoint.index()]
+    let eds3 = s.ledger.types[ResourceType::Endpoint.index()]
         .sent
         .as_ref()
         .unwrap()
@@ -442,14 +446,14 @@ fn endpoints_for_every_cluster_are_the_snapshots_own_set_not_a_copy() {
     // shared by every stream however many clusters there are.
     let mut s = stream(STATE);
     converge(&mut s);
-    let first = s.published.clone();
+    let first = s.ledger.published.clone();
     let endpoints = |snap: &Snapshot| snap.get(ResourceType::Endpoint).clone();
     let sent = s.sent_resources(ResourceType::Endpoint).unwrap();
     assert!(
         Arc::ptr_eq(sent, &endpoints(first.snapshot()).resources),
         "endpoints copied"
     );
-    let subscribed = |s: &SotwStream| s.types[ResourceType::Endpoint.index()].names.clone();
+    let subscribed = |s: &SotwStream| s.ledger.types[ResourceType::Endpoint.index()].names.clone();
     assert!(
         matches!(subscribed(&s), Names::Listed(n) if Arc::ptr_eq(&n, &endpoints(first.snapshot()).names))
     );

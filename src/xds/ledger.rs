@@ -1,0 +1,354 @@
+//! What a proxy holds and is owed, per resource type, on one ADS stream: the part of the
+//! protocol that does not depend on how responses are framed. The state-of-the-world
+//! stream ([`super::sotw`]) reads requests and frames responses around it.
+//!
+//! It keeps, per type, the subscription, the latest response sent, acknowledged and
+//! rejected (each the whole set the proxy holds once it applies it), and whether a reply
+//! is awaited (one response per type in flight). From them it decides what is due, in push
+//! order, with make-before-break: a route configuration is held until the proxy has
+//! acknowledged every cluster it names and their endpoints, and a cluster that a route the
+//! proxy holds (or is being sent) still names is kept until routes that no longer name it
+//! are acknowledged. And it says where the proxy stands on each type
+//! ([`Ledger::status`]): the one place that status is worked out.
+
+use std::sync::Arc;
+
+use super::ResourceType;
+use super::cache::Published;
+use super::names::Names;
+use super::snapshot::{Resource, ResourceSet, Snapshot};
+use super::sync::SyncStatus;
+use crate::hash::short_hash;
+
+/// One response sent on this stream for a type.
+#[derive(Debug, Clone)]
+pub(super) struct Sent {
+    pub(super) version: String,
+    pub(super) nonce: String,
+    pub(super) resources: Arc<ResourceSet>,
+    /// [`TypeState::names_gen`] when it was sent.
+    pub(super) names_gen: u64,
+    /// The nonce as a number (identifies this response on the stream).
+    pub(super) seq: u64,
+}
+
+/// What a [`ReadyMemo`] depends on: for clusters, then endpoints, the response acknowledged
+/// and the one sent (by sequence number), and whether a reply is awaited.
+type ReadyKey = [(u64, u64, bool); 2];
+
+/// The routes last found ready, and the state they were found in: a switch (new weights,
+/// same clusters) then compares the routes' cluster lists instead of looking up every
+/// cluster. The routes are shared with the snapshot that had them, not copied.
+#[derive(Debug)]
+struct ReadyMemo {
+    pub(super) key: ReadyKey,
+    pub(super) routes: Vec<Arc<Resource>>,
+}
+
+/// The protocol state of one resource type on one stream.
+#[derive(Debug, Default)]
+pub(super) struct TypeState {
+    /// The proxy has asked for this type.
+    pub(super) subscribed: bool,
+    /// The stream has sent a list that is not empty for this type (names, or `*`): from
+    /// then on an empty list means "none", not the legacy wildcard.
+    pub(super) listed: bool,
+    /// Names asked for.
+    pub(super) names: Names,
+    /// Changes whenever `names` does, so "asked for the same names as when last sent" is
+    /// one comparison, not one per name.
+    pub(super) names_gen: u64,
+    /// The latest response sent.
+    pub(super) sent: Option<Arc<Sent>>,
+    /// The latest response the proxy acknowledged (shared with `sent` once acknowledged).
+    pub(super) acked: Option<Arc<Sent>>,
+    /// The latest response the proxy rejected, with Envoy's message.
+    pub(super) rejected: Option<(Arc<Sent>, String)>,
+    /// The latest response has had no ACK or NACK yet. Nothing more of this type is sent
+    /// until it has: SotW's own flow control, which also coalesces a burst of saves into
+    /// the newest version.
+    pub(super) awaiting_reply: bool,
+}
+
+/// A response due: what to send for a type, already recorded as sent.
+#[derive(Debug)]
+pub(super) struct Due {
+    pub(super) type_: ResourceType,
+    pub(super) version: String,
+    pub(super) nonce: String,
+    pub(super) resources: Arc<ResourceSet>,
+}
+
+/// Every type's state on one stream, and the snapshot it serves.
+#[derive(Debug)]
+pub(super) struct Ledger {
+    pub(super) published: Arc<Published>,
+    pub(super) types: [TypeState; 4],
+    next_nonce: u64,
+    ready_memo: Option<ReadyMemo>,
+}
+
+impl Ledger {
+    pub(super) fn new(published: Arc<Published>) -> Ledger {
+        Ledger {
+            published,
+            types: Default::default(),
+            next_nonce: 1,
+            ready_memo: None,
+        }
+    }
+
+    pub(super) fn snapshot(&self) -> &Snapshot {
+        self.published.snapshot()
+    }
+
+    /// Where the proxy stands on `t`.
+    pub(super) fn status(&self, t: ResourceType) -> SyncStatus {
+        let state = &self.types[t.index()];
+        let asks_for_none = state.names.list().is_some_and(|names| names.is_empty());
+        if !state.subscribed || asks_for_none {
+            return SyncStatus::NotSubscribed;
+        }
+        let Some(sent) = &state.sent else {
+            return SyncStatus::Stale; // subscribed, nothing sent yet
+        };
+        if let Some((rejected, _)) = &state.rejected
+            && Arc::ptr_eq(rejected, sent)
+        {
+            return SyncStatus::Rejected;
+        }
+        let acked_latest = state.acked.as_ref().is_some_and(|a| Arc::ptr_eq(a, sent));
+        if !acked_latest {
+            return SyncStatus::Stale;
+        }
+        if self.sent_is_current(t) {
+            return SyncStatus::Synced;
+        }
+        let (version, resources) = self.wanted(t);
+        if is_new(Some(sent), &version, &resources) {
+            SyncStatus::Stale
+        } else {
+            SyncStatus::Synced
+        }
+    }
+
+    /// [`Self::status`] of every type, by [`ResourceType::index`].
+    pub(super) fn statuses(&self) -> [SyncStatus; 4] {
+        ResourceType::ALL.map(|t| self.status(t))
+    }
+
+    /// Does the proxy subscribe to every resource of `t` (a wildcard subscription)?
+    pub(super) fn wildcard(&self, t: ResourceType) -> bool {
+        let state = &self.types[t.index()];
+        state.subscribed && state.names.list().is_none()
+    }
+
+    /// In push order, every type whose wanted content differs from what was last sent,
+    /// unless make-before-break holds it back; each is recorded as sent (awaiting its
+    /// reply) before the next type is considered, so routes see the clusters on their way.
+    pub(super) fn due(&mut self) -> Vec<Due> {
+        let mut due = Vec::new();
+        for t in ResourceType::ALL {
+            let state = &self.types[t.index()];
+            if !state.subscribed || state.awaiting_reply || self.sent_is_current(t) {
+                continue;
+            }
+            let (version, resources) = self.wanted(t);
+            if !is_new(state.sent.as_deref(), &version, &resources) {
+                continue;
+            }
+            if t == ResourceType::Route && !self.clusters_ready(&resources) {
+                continue;
+            }
+            let nonce = self.record_sent(t, version.clone(), resources.clone());
+            due.push(Due {
+                type_: t,
+                version,
+                nonce,
+                resources,
+            });
+        }
+        due
+    }
+
+    /// Records a response of `t` as sent: the proxy's reply to it is awaited. Returns its
+    /// nonce, unique on the stream.
+    fn record_sent(
+        &mut self,
+        t: ResourceType,
+        version: String,
+        resources: Arc<ResourceSet>,
+    ) -> String {
+        let seq = self.next_nonce;
+        let nonce = seq.to_string();
+        self.next_nonce += 1;
+        let state = &mut self.types[t.index()];
+        state.awaiting_reply = true;
+        state.sent = Some(Arc::new(Sent {
+            version,
+            nonce: nonce.clone(),
+            resources,
+            names_gen: state.names_gen,
+            seq,
+        }));
+        nonce
+    }
+
+    /// Cheap check, without building any set: was the latest response for `t` this very
+    /// snapshot's version of it, for the names the proxy asks for now? (When it says no,
+    /// [`Self::wanted`] decides.) Keeps a switch, which changes only routes, from costing
+    /// every stream a walk over every cluster.
+    pub(super) fn sent_is_current(&self, t: ResourceType) -> bool {
+        let state = &self.types[t.index()];
+        let Some(sent) = &state.sent else {
+            return false;
+        };
+        if sent.version != self.snapshot().version(t) {
+            return false;
+        }
+        sent.names_gen == state.names_gen
+    }
+
+    /// What the proxy should hold for `t` now: the version and the resources.
+    pub(super) fn wanted(&self, t: ResourceType) -> (String, Arc<ResourceSet>) {
+        let snap = self.snapshot().get(t);
+        let state = &self.types[t.index()];
+        let subscribed = match state.names.list() {
+            None => snap.resources.clone(),
+            // Every name the snapshot has and no other: its own set, shared.
+            Some(names) if Arc::ptr_eq(names, &snap.names) || **names == *snap.names => {
+                snap.resources.clone()
+            }
+            Some(names) => Arc::new(
+                names
+                    .iter()
+                    .filter_map(|n| {
+                        let r = snap.resources.get(n).cloned();
+                        // Endpoints and routes still named keep what was sent (Envoy
+                        // names the endpoints of a cluster until it drops the cluster).
+                        let r = match t {
+                            ResourceType::Cluster => r,
+                            _ => r.or_else(|| self.previously_sent(t, n)),
+                        };
+                        r.map(|r| (n.clone(), r))
+                    })
+                    .collect(),
+            ),
+        };
+        if t != ResourceType::Cluster {
+            return (snap.version.clone(), subscribed);
+        }
+        // Keep clusters that routes the proxy holds or is being sent still name.
+        let mut kept: Vec<(&String, Arc<Resource>)> = Vec::new();
+        let routes = &self.types[ResourceType::Route.index()];
+        let sent = match (&routes.acked, &routes.sent) {
+            (Some(a), Some(s)) if Arc::ptr_eq(a, s) => &None, // acknowledged: one look
+            (_, sent) => sent,
+        };
+        for r in [&routes.acked, sent].into_iter().flatten() {
+            for route in r.resources.values() {
+                for c in &route.clusters {
+                    if subscribed.contains_key(c)
+                        || kept.iter().any(|(k, _)| *k == c)
+                        || state.names.list().is_some_and(|names| !names.contains(c))
+                    {
+                        continue;
+                    }
+                    if let Some(res) = self.previously_sent(ResourceType::Cluster, c) {
+                        kept.push((c, res));
+                    }
+                }
+            }
+        }
+        if kept.is_empty() {
+            // The usual case: the subscribed set as it is, not copied.
+            (snap.version.clone(), subscribed)
+        } else {
+            let names: Vec<&String> = kept.iter().map(|(n, _)| *n).collect();
+            let version = format!("{}+{}", snap.version, short_hash(&names));
+            let mut set: ResourceSet = (*subscribed).clone();
+            set.extend(kept.into_iter().map(|(n, r)| (n.clone(), r)));
+            (version, Arc::new(set))
+        }
+    }
+
+    fn previously_sent(&self, t: ResourceType, name: &str) -> Option<Arc<Resource>> {
+        let state = &self.types[t.index()];
+        [&state.sent, &state.acked]
+            .into_iter()
+            .flatten()
+            .find_map(|s| s.resources.get(name).cloned())
+    }
+
+    /// Has the proxy acknowledged every cluster named by `routes`, and their endpoints,
+    /// and will it still have them once it applies any response still in flight (a cluster
+    /// set that drops one of them may be on its way)?
+    fn clusters_ready(&mut self, routes: &ResourceSet) -> bool {
+        let key = [ResourceType::Cluster, ResourceType::Endpoint].map(|t| {
+            let state = &self.types[t.index()];
+            let seq = |s: &Option<Arc<Sent>>| s.as_ref().map_or(0, |s| s.seq);
+            (seq(&state.acked), seq(&state.sent), state.awaiting_reply)
+        });
+        if let Some(memo) = &self.ready_memo
+            && memo.key == key
+            && memo.routes.len() == routes.len()
+            && memo
+                .routes
+                .iter()
+                .zip(routes.values())
+                .all(|(a, b)| Arc::ptr_eq(a, b) || a.clusters == b.clusters)
+        {
+            return true;
+        }
+        let ready = self.clusters_held(routes);
+        if ready {
+            self.ready_memo = Some(ReadyMemo {
+                key,
+                routes: routes.values().cloned().collect(),
+            });
+        }
+        ready
+    }
+
+    /// The full check behind [`Self::clusters_ready`]: every cluster looked up.
+    fn clusters_held(&self, routes: &ResourceSet) -> bool {
+        let holds = |t: ResourceType, name: &str| {
+            let state = &self.types[t.index()];
+            let acked = state
+                .acked
+                .as_ref()
+                .is_some_and(|s| s.resources.contains_key(name));
+            let pending_keeps = !state.awaiting_reply
+                || state
+                    .sent
+                    .as_ref()
+                    .is_some_and(|s| s.resources.contains_key(name));
+            acked && pending_keeps
+        };
+        routes
+            .values()
+            .flat_map(|r| r.clusters.iter())
+            .all(|c| holds(ResourceType::Cluster, c) && holds(ResourceType::Endpoint, c))
+    }
+}
+
+/// Does sending `version` with `resources` tell a proxy that was last sent `sent`
+/// anything new? Not when it is the same version for the same names, nor when only the
+/// version string differs for the very same resources.
+pub(super) fn is_new(sent: Option<&Sent>, version: &str, resources: &Arc<ResourceSet>) -> bool {
+    match sent {
+        None => true,
+        Some(sent) => {
+            let unchanged = sent.version == version && sent.resources.keys().eq(resources.keys());
+            !unchanged && !same_content(&sent.resources, resources)
+        }
+    }
+}
+
+/// Same resources, each at the same version?
+pub(super) fn same_content(a: &ResourceSet, b: &ResourceSet) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|((na, ra), (nb, rb))| na == nb && ra.version == rb.version)
+}
