@@ -67,12 +67,7 @@ impl ControlPlane {
         config.xds_addr = "127.0.0.1:0".parse().unwrap();
         config.admin_addr = "127.0.0.1:0".parse().unwrap();
         configure(&mut config);
-        let server = Server::bind(config).await.expect("switchyard starts");
-        let (xds, admin) = (server.xds_addr(), server.admin_addr());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(server.run(async move {
-            let _ = stopped.await;
-        }));
+        let (xds, admin, stop, task) = serve(config).await;
         ControlPlane {
             dir,
             path,
@@ -137,28 +132,18 @@ impl ControlPlane {
     /// Stops switchyard and starts it again on the same ports and state file, with
     /// `configure` adjusting the config (as at its first start).
     pub async fn restart_with(&mut self, configure: impl FnOnce(&mut Config)) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await
-                .expect("server task")
-                .expect("server stops cleanly");
-        }
+        self.shut_down().await;
         let mut config = Config::new(&self.path);
         config.xds_addr = self.xds;
         config.admin_addr = self.admin;
         configure(&mut config);
-        let server = Server::bind(config).await.expect("switchyard restarts");
-        let (stop, stopped) = oneshot::channel::<()>();
-        self.task = Some(tokio::spawn(server.run(async move {
-            let _ = stopped.await;
-        })));
+        let (_, _, stop, task) = serve(config).await;
         self.stop = Some(stop);
+        self.task = Some(task);
     }
 
-    /// Stops the server and waits for it to finish.
-    pub async fn stop(mut self) {
+    /// Stops the server (if running) and waits for it to finish.
+    async fn shut_down(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -168,6 +153,30 @@ impl ControlPlane {
                 .expect("server stops cleanly");
         }
     }
+
+    /// Stops the server and waits for it to finish.
+    pub async fn stop(mut self) {
+        self.shut_down().await;
+    }
+}
+
+/// Binds switchyard with `config` and runs it on a task until the sender fires: the bound
+/// xDS and admin addresses, the sender, and the task.
+async fn serve(
+    config: Config,
+) -> (
+    SocketAddr,
+    SocketAddr,
+    oneshot::Sender<()>,
+    JoinHandle<Result<(), switchyard::ServeError>>,
+) {
+    let server = Server::bind(config).await.expect("switchyard starts");
+    let (xds, admin) = (server.xds_addr(), server.admin_addr());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    (xds, admin, stop, task)
 }
 
 impl Drop for ControlPlane {
