@@ -148,16 +148,11 @@ impl Pipeline {
         }
     }
 
-    /// Each service's rollout, for `/status`.
-    pub fn tracks(&self) -> &Tracks {
-        &self.tracks
-    }
-
     /// Re-decides the rollout of the services that have a decision pending (a gate, a bake,
     /// a held switch) and publishes when a color in force changes. Nothing to do is cheap.
     pub fn tick(&mut self, now: Instant) -> Option<Outcome> {
         let desired = self.desired.0.clone();
-        if self.tracks.busy(&desired) {
+        if self.tracks.busy() {
             let before = self.tracks.clone();
             let decisions = self.tracks.step(&desired, &*self.observe, now);
             self.report_gates(&desired);

@@ -338,7 +338,6 @@ fn wanted_probes(
 
 impl Observe for Controller {
     fn observe(&self, s: &Service, track: &Track, now: Instant) -> Observed {
-        let versions = self.versions();
         let gate_passed = matches!(
             self.gate_verdict(s, track, now),
             Some(GateVerdict::Passed(_))
@@ -358,7 +357,7 @@ impl Observe for Controller {
             _ => None,
         };
         Observed {
-            schema: schema::check_both(s, &versions),
+            schema: self.schema(s),
             gate_passed,
             bake_trip,
         }

@@ -86,15 +86,6 @@ pub struct Observed {
     pub bake_trip: Option<Trip>,
 }
 
-impl Default for Track {
-    fn default() -> Track {
-        Track {
-            in_force: Color::Blue,
-            phase: Phase::Steady,
-        }
-    }
-}
-
 impl Observed {
     fn schema_ok(&self, color: Color) -> Result<(), String> {
         self.schema[color as usize].clone()

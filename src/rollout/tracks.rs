@@ -54,6 +54,9 @@ impl Observe for Nothing {
 #[derive(Debug, Clone, Default)]
 pub struct Tracks {
     tracks: HashMap<String, Track>,
+    /// Services of the state last started or stepped with something to decide: a tick
+    /// asks this, not every service, whether there is anything to do.
+    pending: usize,
 }
 
 /// A transition of one service.
@@ -98,7 +101,13 @@ impl Tracks {
             };
             tracks.insert(s.name.clone(), track);
         }
-        Tracks { tracks }
+        let mut tracks = Tracks { tracks, pending: 0 };
+        tracks.pending = state
+            .services
+            .iter()
+            .filter(|s| tracks.needs_step(s))
+            .count();
+        tracks
     }
 
     pub fn get(&self, service: &str) -> Option<&Track> {
@@ -109,9 +118,10 @@ impl Tracks {
         self.tracks.iter()
     }
 
-    /// Whether any service has something to decide (else a tick has nothing to do).
-    pub fn busy(&self, state: &DesiredState) -> bool {
-        state.services.iter().any(|s| self.needs_step(s))
+    /// Whether any service of the state last stepped has something to decide (else a tick
+    /// has nothing to do).
+    pub fn busy(&self) -> bool {
+        self.pending > 0
     }
 
     /// A service has something to decide unless it is steady on its file's color, or
@@ -147,23 +157,28 @@ impl Tracks {
             self.tracks.retain(|name, _| keep.contains(name.as_str()));
         }
         let mut decisions = Vec::new();
+        self.pending = 0;
         for s in &state.services {
             if !self.needs_step(s) {
                 continue;
             }
-            let Some(track) = self.tracks.get(&s.name) else {
-                self.tracks.insert(s.name.clone(), decide::start(s));
-                continue;
-            };
-            let seen = observe.observe(s, track, now);
-            let (next, transition) = decide::decide(s, track, &seen, now);
-            self.tracks.insert(s.name.clone(), next);
-            if let Some(transition) = transition {
-                decisions.push(Decision {
-                    service: s.name.clone(),
-                    transition,
-                });
+            match self.tracks.get(&s.name) {
+                None => {
+                    self.tracks.insert(s.name.clone(), decide::start(s));
+                }
+                Some(track) => {
+                    let seen = observe.observe(s, track, now);
+                    let (next, transition) = decide::decide(s, track, &seen, now);
+                    self.tracks.insert(s.name.clone(), next);
+                    if let Some(transition) = transition {
+                        decisions.push(Decision {
+                            service: s.name.clone(),
+                            transition,
+                        });
+                    }
+                }
             }
+            self.pending += usize::from(self.needs_step(s));
         }
         decisions
     }
@@ -245,7 +260,7 @@ mod tests {
         let decisions = tracks.step(&green, &Nothing, Instant::now());
         assert_eq!(decisions.len(), 1);
         assert!(Arc::ptr_eq(&tracks.apply(&green), &green));
-        assert!(!tracks.busy(&green));
+        assert!(!tracks.busy());
     }
 
     #[test]
@@ -257,7 +272,7 @@ mod tests {
         );
         tracks.step(&green, &Nothing, Instant::now());
         assert_eq!(tracks.apply(&green).services[0].active, Color::Blue);
-        assert!(tracks.busy(&green));
+        assert!(tracks.busy());
     }
 
     #[test]
