@@ -245,6 +245,7 @@ impl SotwModel {
                 type_,
                 version,
                 resources,
+                ..
             } => Some((*type_, version, resources)),
             _ => None,
         });

@@ -165,7 +165,8 @@ enum Command {
         /// ends the stream with DEADLINE_EXCEEDED.
         #[arg(long, value_name = "MS", default_value_t = 10_000)]
         request_timeout_ms: u64,
-        /// Most resource names one request may list.
+        /// Most resource names one request may list (SotW), or one stream may subscribe to
+        /// for one type (delta).
         #[arg(long, value_name = "N", default_value_t = StreamLimits::default().max_resource_names)]
         max_resource_names: usize,
         /// Largest node id + cluster + metadata + locality a proxy may send, in bytes.

@@ -80,7 +80,7 @@ pub struct ProxyRecord {
     pub node_id: String,
     pub node_cluster: String,
     pub envoy_version: String,
-    /// `sotw` (or, later, `delta`).
+    /// `sotw` or `delta`.
     #[serde(serialize_with = "protocol_name")]
     pub protocol: Protocol,
     pub peer: String,
@@ -219,6 +219,7 @@ impl ProxyRegistry {
                     type_,
                     version,
                     resources,
+                    ..
                 } => {
                     let r = p.type_record_mut(*type_);
                     r.sent = Some(VersionAt {

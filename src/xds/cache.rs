@@ -13,8 +13,8 @@ use dashmap::DashMap;
 use tokio::sync::watch;
 
 use super::ResourceType;
-use super::encode::{encode_shared, response_key};
-use super::snapshot::{ResourceSet, Snapshot};
+use super::encode::{delta_response_key, encode_delta_shared, encode_shared, response_key};
+use super::snapshot::{Resource, ResourceSet, Snapshot};
 
 /// A snapshot as it is served: its resources, and the responses streams have encoded from
 /// them so far.
@@ -53,6 +53,23 @@ impl Published {
         self.responses
             .entry(response_key(t, version, resources))
             .or_insert_with(|| encode_shared(t, version, resources, control_plane))
+            .clone()
+    }
+
+    /// The incremental response (without nonce) of type `t` at `version` carrying
+    /// `changed` and removing `removed`, encoded once for every stream of this snapshot
+    /// owed the same change.
+    pub fn delta_response(
+        &self,
+        t: ResourceType,
+        version: &str,
+        changed: &[&Arc<Resource>],
+        removed: &[String],
+        control_plane: &str,
+    ) -> Bytes {
+        self.responses
+            .entry(delta_response_key(t, version, changed, removed))
+            .or_insert_with(|| encode_delta_shared(t, version, changed, removed, control_plane))
             .clone()
     }
 }

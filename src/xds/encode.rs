@@ -4,19 +4,25 @@
 //! proxy but for its nonce. Protobuf lets fields come in any order and a message be the
 //! concatenation of its parts, so the response is encoded once without the nonce (the
 //! `shared` bytes, reference-counted), and each stream writes those bytes followed by its
-//! own nonce field ([`EncodedResponse::grpc_message`]).
+//! own nonce field ([`EncodedResponse::grpc_message`]). An incremental response
+//! (`DeltaDiscoveryResponse`) keeps its nonce in the same field number, so it is sent the
+//! same way: the resources that changed and the names removed, encoded once for every
+//! stream owed the same change.
 
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use envoy_types::pb::envoy::config::core::v3::ControlPlane;
-use envoy_types::pb::envoy::service::discovery::v3::DiscoveryResponse;
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryResponse, DiscoveryResponse, Resource as DeltaResource,
+};
 use prost::Message;
 
 use super::ResourceType;
-use super::snapshot::ResourceSet;
+use super::snapshot::{Resource, ResourceSet};
 
-/// `DiscoveryResponse.nonce` is field 5.
+/// `DiscoveryResponse.nonce` is field 5, and so is `DeltaDiscoveryResponse.nonce`.
 const NONCE_FIELD: u32 = 5;
 
 /// One response as a stream sends it: shared bytes plus this stream's nonce.
@@ -77,6 +83,14 @@ impl EncodedResponse {
             .expect("bug: a response we encoded does not decode")
     }
 
+    /// The message as prost decodes it, for an incremental response (tests and tools).
+    pub fn decode_delta(&self) -> DeltaDiscoveryResponse {
+        let mut buf = Vec::with_capacity(self.encoded_len());
+        self.write_to(&mut buf);
+        DeltaDiscoveryResponse::decode(buf.as_slice())
+            .expect("bug: a delta response we encoded does not decode")
+    }
+
     /// Do two responses share their encoded bytes (not merely equal bytes)?
     pub fn shares_bytes_with(&self, other: &EncodedResponse) -> bool {
         self.shared.as_ptr() == other.shared.as_ptr() && self.shared.len() == other.shared.len()
@@ -112,5 +126,55 @@ pub fn response_key(t: ResourceType, version: &str, resources: &ResourceSet) -> 
         name.hash(&mut h);
         r.version.hash(&mut h);
     }
+    h.finish()
+}
+
+/// Encodes the nonce-less part of an incremental response: `changed` resources (each with
+/// its own name and version) and the names of `removed` ones.
+pub fn encode_delta_shared(
+    t: ResourceType,
+    version: &str,
+    changed: &[&Arc<Resource>],
+    removed: &[String],
+    control_plane: &str,
+) -> Bytes {
+    let response = DeltaDiscoveryResponse {
+        system_version_info: version.to_owned(),
+        resources: changed
+            .iter()
+            .map(|r| DeltaResource {
+                name: r.name.clone(),
+                version: r.version.clone(),
+                resource: Some(r.body.clone()),
+                ..Default::default()
+            })
+            .collect(),
+        type_url: t.type_url().to_owned(),
+        removed_resources: removed.to_vec(),
+        control_plane: Some(ControlPlane {
+            identifier: control_plane.to_owned(),
+        }),
+        ..Default::default()
+    };
+    Bytes::from(response.encode_to_vec())
+}
+
+/// [`response_key`] of an incremental response: type, version, each changed resource's
+/// name and version, and the names removed.
+pub fn delta_response_key(
+    t: ResourceType,
+    version: &str,
+    changed: &[&Arc<Resource>],
+    removed: &[String],
+) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    "delta".hash(&mut h);
+    t.hash(&mut h);
+    version.hash(&mut h);
+    for r in changed {
+        r.name.hash(&mut h);
+        r.version.hash(&mut h);
+    }
+    removed.hash(&mut h);
     h.finish()
 }

@@ -16,9 +16,11 @@ use std::sync::Arc;
 use super::ResourceType;
 use super::cache::Published;
 use super::names::Names;
+use super::observer::StreamEvent;
 use super::snapshot::{Resource, ResourceSet, Snapshot};
 use super::sync::SyncStatus;
 use crate::hash::short_hash;
+use envoy_types::pb::google::rpc::Status as RpcStatus;
 
 /// One response sent on this stream for a type.
 #[derive(Debug, Clone)]
@@ -171,6 +173,44 @@ impl Ledger {
         due
     }
 
+    /// The proxy answered the latest response of `t` (it carried that response's nonce):
+    /// `error` is a NACK's; without one the reply acknowledges the response if `takes`
+    /// (SotW: only when it carries the response's version; after a NACK, Envoy's requests
+    /// carry the rejected nonce and the version it still runs, and are not ACKs). Returns
+    /// what happened, if anything new did.
+    pub(super) fn answer(
+        &mut self,
+        t: ResourceType,
+        error: Option<&RpcStatus>,
+        takes: bool,
+    ) -> Option<StreamEvent> {
+        let state = &mut self.types[t.index()];
+        let sent = state.sent.clone()?;
+        state.awaiting_reply = false;
+        if let Some(err) = error {
+            let message = kept_message(err);
+            let rejected = state.rejected.as_ref();
+            if rejected.is_some_and(|(r, m)| Arc::ptr_eq(r, &sent) && *m == message) {
+                return Some(StreamEvent::RepeatedNack { type_: t });
+            }
+            state.rejected = Some((sent.clone(), message.clone()));
+            return Some(StreamEvent::Rejected {
+                type_: t,
+                version: sent.version.clone(),
+                message,
+            });
+        }
+        if !takes || state.acked.as_ref().is_some_and(|a| Arc::ptr_eq(a, &sent)) {
+            return None; // not an ACK, or one already counted
+        }
+        state.acked = Some(sent.clone());
+        Some(StreamEvent::Acked {
+            type_: t,
+            version: sent.version.clone(),
+            resources: sent.resources.clone(),
+        })
+    }
+
     /// Records a response of `t` as sent: the proxy's reply to it is awaited. Returns its
     /// nonce, unique on the stream.
     fn record_sent(
@@ -192,6 +232,73 @@ impl Ledger {
             seq,
         }));
         nonce
+    }
+
+    /// The latest response of `t` turns out to be what the proxy already holds (an
+    /// incremental response would carry nothing): it is taken as acknowledged without
+    /// being sent.
+    pub(super) fn settle(&mut self, t: ResourceType) {
+        let state = &mut self.types[t.index()];
+        state.awaiting_reply = false;
+        state.acked = state.sent.clone();
+    }
+
+    /// The proxy holds `held` of `t` without this stream having sent it (an incremental
+    /// stream's reconnect, from its `initial_resource_versions`): recorded as sent and
+    /// acknowledged, so only what differs from it is due.
+    pub(super) fn seed(&mut self, t: ResourceType, held: ResourceSet) {
+        let seq = self.next_nonce;
+        self.next_nonce += 1;
+        let state = &mut self.types[t.index()];
+        let sent = Arc::new(Sent {
+            version: String::new(),
+            nonce: String::new(),
+            resources: Arc::new(held),
+            names_gen: state.names_gen,
+            seq,
+        });
+        state.sent = Some(sent.clone());
+        state.acked = Some(sent);
+        state.awaiting_reply = false;
+    }
+
+    /// The proxy no longer holds `names` of `t` (an incremental stream unsubscribed them,
+    /// or subscribed them again, which asks for them to be sent whatever it held): they
+    /// leave every set recorded for the type, so they are due again if wanted.
+    pub(super) fn forget(&mut self, t: ResourceType, names: &[&str]) {
+        if names.is_empty() {
+            return;
+        }
+        let state = &mut self.types[t.index()];
+        let without = |s: &Arc<Sent>| -> Arc<Sent> {
+            if !names.iter().any(|n| s.resources.contains_key(*n)) {
+                return s.clone();
+            }
+            let mut resources = (*s.resources).clone();
+            for n in names {
+                resources.remove(*n);
+            }
+            Arc::new(Sent {
+                resources: Arc::new(resources),
+                ..(**s).clone()
+            })
+        };
+        let sent = state.sent.as_ref().map(without);
+        let same =
+            |a: &Option<Arc<Sent>>, b: &Arc<Sent>| a.as_ref().is_some_and(|a| Arc::ptr_eq(a, b));
+        let acked = state.acked.as_ref().map(|a| match &sent {
+            Some(s) if same(&state.sent, a) => s.clone(),
+            _ => without(a),
+        });
+        let rejected = state.rejected.as_ref().map(|(r, m)| match &sent {
+            Some(s) if same(&state.sent, r) => (s.clone(), m.clone()),
+            _ => (without(r), m.clone()),
+        });
+        state.sent = sent;
+        state.acked = acked;
+        state.rejected = rejected;
+        state.names_gen += 1;
+        self.ready_memo = None;
     }
 
     /// Cheap check, without building any set: was the latest response for `t` this very
@@ -351,4 +458,23 @@ pub(super) fn same_content(a: &ResourceSet, b: &ResourceSet) -> bool {
         && a.iter()
             .zip(b)
             .all(|((na, ra), (nb, rb))| na == nb && ra.version == rb.version)
+}
+
+/// Longest NACK message kept, logged, shown and audited, in bytes. Envoy's own messages
+/// are a few hundred bytes; a longer one is cut (and says so), so a proxy cannot make the
+/// audit log, `/status` or the logs grow by megabytes per NACK.
+pub const MAX_NACK_MESSAGE: usize = 4096;
+
+/// A NACK's message as switchyard keeps it: at most [`MAX_NACK_MESSAGE`] bytes, cut at a
+/// character boundary, with how much was cut.
+fn kept_message(err: &RpcStatus) -> String {
+    let m = &err.message;
+    if m.len() <= MAX_NACK_MESSAGE {
+        return m.clone();
+    }
+    let mut end = MAX_NACK_MESSAGE;
+    while !m.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} more bytes cut)", &m[..end], m.len() - end)
 }

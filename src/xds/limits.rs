@@ -16,7 +16,8 @@ pub struct StreamLimits {
     pub max_request_bytes: usize,
     /// How long a request may take to arrive once its first byte has (`--request-timeout-ms`).
     pub request_timeout: Duration,
-    /// Most resource names one request may list (`--max-resource-names`).
+    /// Most resource names one request may list (SotW), or one stream may subscribe to for
+    /// one type (delta, where subscriptions add up over requests) (`--max-resource-names`).
     pub max_resource_names: usize,
     /// Largest node description (metadata and all, without the extension list Envoy
     /// sends, which is dropped), in encoded bytes (`--max-node-bytes`).

@@ -13,15 +13,19 @@
 //!   and its sync status: the protocol's part that does not depend on framing.
 //! - [`sotw`]: the state-of-the-world protocol of one stream around the ledger, free of
 //!   I/O; `names` its subscription rules.
+//! - [`delta`]: the incremental protocol of one stream around the same ledger, free of
+//!   I/O: only what changed, and the names removed.
 //! - [`sync`]: synced, stale, rejected, not subscribed: the one definition.
 //! - [`observer`]: the seam the application implements.
 //! - [`requests`], [`body`]: an ADS stream's request decoder and response body.
 //! - [`limits`]: what one stream may cost (request size and arrival time, names, node
 //!   size, request rate).
-//! - [`server`]: the ADS gRPC service: a thin I/O loop per stream around [`sotw`].
+//! - [`server`]: the ADS gRPC service: a thin I/O loop per stream around [`sotw`] or
+//!   [`delta`].
 
 pub mod body;
 pub mod cache;
+pub mod delta;
 pub mod encode;
 pub mod ledger;
 pub mod limits;

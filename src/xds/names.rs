@@ -46,6 +46,16 @@ impl Names {
         }
     }
 
+    /// Exactly `names`, shared with `current` (the snapshot's names of the type) when
+    /// they are the same.
+    pub(super) fn of_set(names: &Arc<BTreeSet<String>>, current: &Arc<BTreeSet<String>>) -> Names {
+        if Arc::ptr_eq(names, current) || **names == **current {
+            Names::Listed(current.clone())
+        } else {
+            Names::Listed(names.clone())
+        }
+    }
+
     /// The names; `None` for every resource.
     pub(super) fn list(&self) -> Option<&Arc<BTreeSet<String>>> {
         match self {

@@ -26,12 +26,15 @@ pub type StreamId = u64;
 pub enum Protocol {
     /// State of the world (`StreamAggregatedResources`).
     Sotw,
+    /// Incremental (`DeltaAggregatedResources`).
+    Delta,
 }
 
 impl Protocol {
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Sotw => "sotw",
+            Protocol::Delta => "delta",
         }
     }
 }
@@ -43,8 +46,14 @@ pub enum StreamEvent {
     Sent {
         type_: ResourceType,
         version: String,
-        /// What it carries (shared with the stream, not copied).
+        /// What the proxy holds once it applies it (shared with the stream, not copied):
+        /// for SotW what the response carries, for delta the set it changes.
         resources: Arc<ResourceSet>,
+        /// How many resources the response itself carries: all of `resources` for SotW,
+        /// only those added or changed for delta.
+        carried: usize,
+        /// How many names it removes (delta's `removed_resources`; 0 for SotW).
+        removed: usize,
     },
     /// The proxy acknowledged the latest response of a type (an ACK).
     Acked {

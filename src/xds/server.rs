@@ -1,12 +1,14 @@
-//! The ADS gRPC service: each stream's response body drives a thin I/O loop around
-//! [`SotwStream`] (no task or channel of its own); what happens on the stream goes to the
-//! application's [`StreamObserver`].
+//! The ADS gRPC service: each stream's response body drives a thin I/O loop around its
+//! protocol's state machine, [`SotwStream`] or [`DeltaStream`] (no task or channel of its
+//! own); what happens on the stream goes to the application's [`StreamObserver`]. Both
+//! protocols share the loop, the bounds on what a stream may cost and the authorizer.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::service::discovery::v3::{DeltaDiscoveryRequest, DiscoveryRequest};
 use tokio_rustls::rustls::pki_types::CertificateDer;
 use tonic::Status;
 use tonic::codegen::{Body, BoxFuture, Context, Poll, Service, StdError, http};
@@ -16,13 +18,15 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use super::ResourceType;
 use super::body::{AdsBody, ResponseStream};
 use super::cache::{Published, SnapshotCache};
+use super::delta::DeltaStream;
 use super::encode::EncodedResponse;
 use super::limits::{StreamLimits, TokenBucket};
 use super::observer::{
     NodeAuthorizer, Protocol, StepReport, StreamEvent, StreamId, StreamObserver,
 };
-use super::requests::{Requests, refuse_compressed};
+use super::requests::{Messages, refuse_compressed};
 use super::sotw::{SotwStream, Step};
+use super::sync::SyncStatus;
 
 /// The Aggregated Discovery Service.
 #[derive(Clone)]
@@ -111,14 +115,12 @@ where
         match req.uri().path() {
             SOTW_PATH => {
                 let ads = self.inner.clone();
-                Box::pin(async move { Ok(ads.serve_sotw(req)) })
+                Box::pin(async move { Ok(ads.serve::<SotwStream, B>(req)) })
             }
-            DELTA_PATH => Box::pin(async {
-                Ok(Status::unimplemented(
-                    "switchyard serves ADS state-of-the-world only so far; use api_type: GRPC",
-                )
-                .into_http())
-            }),
+            DELTA_PATH => {
+                let ads = self.inner.clone();
+                Box::pin(async move { Ok(ads.serve::<DeltaStream, B>(req)) })
+            }
             other => {
                 let message = format!("unknown method {other}");
                 Box::pin(async move { Ok(Status::unimplemented(message).into_http()) })
@@ -128,9 +130,9 @@ where
 }
 
 impl AdsService {
-    /// `StreamAggregatedResources`: the requests read by [`Requests`], the responses written
-    /// by [`AdsBody`].
-    fn serve_sotw<B>(&self, req: http::Request<B>) -> http::Response<tonic::body::Body>
+    /// `StreamAggregatedResources` or `DeltaAggregatedResources` (`S`): the requests read
+    /// by [`Messages`], the responses written by [`AdsBody`].
+    fn serve<S: AdsStream, B>(&self, req: http::Request<B>) -> http::Response<tonic::body::Body>
     where
         B: Body + Send + 'static,
         B::Error: Into<StdError> + Send + 'static,
@@ -145,12 +147,12 @@ impl AdsService {
             .or_else(|| tls.map(TlsConnectInfo::get_ref));
         let peer = tcp.and_then(|info| info.remote_addr());
         let certs = tls.and_then(TlsConnectInfo::peer_certs);
-        let requests = Requests::new(
+        let requests = Messages::new(
             req.into_body(),
             self.limits.max_request_bytes,
             self.limits.request_timeout,
         );
-        let body = AdsBody::new(self.open_stream(peer, certs, requests));
+        let body = AdsBody::new(self.open_stream::<S>(peer, certs, requests));
         let mut response = http::Response::new(tonic::body::Body::new(body));
         response.headers_mut().insert(
             http::header::CONTENT_TYPE,
@@ -159,22 +161,22 @@ impl AdsService {
         response
     }
 
-    /// Opens one SotW stream: its response stream drives the protocol state machine
-    /// directly (no task or channel of its own), so an idle stream costs only its state.
-    fn open_stream(
+    /// Opens one stream: its response stream drives the protocol state machine directly
+    /// (no task or channel of its own), so an idle stream costs only its state.
+    fn open_stream<S: AdsStream>(
         &self,
         peer: Option<SocketAddr>,
         certs: Option<Arc<Vec<CertificateDer<'static>>>>,
-        inbound: Requests,
+        inbound: Messages<S::Request>,
     ) -> ResponseStream {
         let peer = peer.map(|a| a.to_string()).unwrap_or_default();
         let id = self.last_stream.fetch_add(1, Ordering::Relaxed) + 1;
         let span = info_span!("ads", stream = id, node_id = tracing::field::Empty, peer);
-        self.observer.stream_opened(id, Protocol::Sotw, &peer);
-        let driver = SotwDriver {
+        self.observer.stream_opened(id, S::PROTOCOL, &peer);
+        let driver = Driver {
             inbound,
             snapshots: self.cache.subscribe(),
-            stream: SotwStream::new(self.cache.current(), self.control_plane.clone()),
+            stream: S::new(self.cache.current(), self.control_plane.clone()),
             id,
             observer: self.observer.clone(),
             authorizer: Some((self.authorizer.clone(), certs)),
@@ -203,13 +205,98 @@ type Gate = (
     Option<Arc<Vec<CertificateDer<'static>>>>,
 );
 
-/// Drives one SotW stream: feeds the state machine the proxy's requests and new snapshots,
+/// One ADS stream's protocol state machine, as [`Driver`] runs it: SotW or delta.
+trait AdsStream: Send + Sized + 'static {
+    type Request: prost::Message + prost::Name + Default + Send + 'static;
+    const PROTOCOL: Protocol;
+    fn new(published: Arc<Published>, control_plane: String) -> Self;
+    fn on_request(&mut self, req: Self::Request) -> Step;
+    fn on_snapshot(&mut self, published: Arc<Published>) -> Step;
+    fn node(&self) -> Option<&Arc<Node>>;
+    fn state_version(&self) -> &str;
+    fn statuses(&self) -> [SyncStatus; 4];
+    fn wildcard(&self, t: ResourceType) -> bool;
+    /// The node a request carries.
+    fn request_node(req: &Self::Request) -> Option<&Node>;
+    /// How many names of its type the stream would ask for with `req` applied, at most.
+    fn names_after(&self, req: &Self::Request) -> usize;
+    /// What [`Self::names_after`] counts, in an error that ends a stream over the bound.
+    const NAMES: &str;
+}
+
+impl AdsStream for SotwStream {
+    type Request = DiscoveryRequest;
+    const PROTOCOL: Protocol = Protocol::Sotw;
+    const NAMES: &str = "a request lists";
+    fn new(published: Arc<Published>, control_plane: String) -> Self {
+        SotwStream::new(published, control_plane)
+    }
+    fn on_request(&mut self, req: DiscoveryRequest) -> Step {
+        self.on_request(req)
+    }
+    fn on_snapshot(&mut self, published: Arc<Published>) -> Step {
+        self.on_snapshot(published)
+    }
+    fn node(&self) -> Option<&Arc<Node>> {
+        self.node()
+    }
+    fn state_version(&self) -> &str {
+        self.state_version()
+    }
+    fn statuses(&self) -> [SyncStatus; 4] {
+        self.statuses()
+    }
+    fn wildcard(&self, t: ResourceType) -> bool {
+        self.wildcard(t)
+    }
+    fn request_node(req: &DiscoveryRequest) -> Option<&Node> {
+        req.node.as_ref()
+    }
+    fn names_after(&self, req: &DiscoveryRequest) -> usize {
+        req.resource_names.len() // a SotW request restates the whole subscription
+    }
+}
+
+impl AdsStream for DeltaStream {
+    type Request = DeltaDiscoveryRequest;
+    const PROTOCOL: Protocol = Protocol::Delta;
+    const NAMES: &str = "the stream would subscribe to, for one type,";
+    fn new(published: Arc<Published>, control_plane: String) -> Self {
+        DeltaStream::new(published, control_plane)
+    }
+    fn on_request(&mut self, req: DeltaDiscoveryRequest) -> Step {
+        self.on_request(req)
+    }
+    fn on_snapshot(&mut self, published: Arc<Published>) -> Step {
+        self.on_snapshot(published)
+    }
+    fn node(&self) -> Option<&Arc<Node>> {
+        self.node()
+    }
+    fn state_version(&self) -> &str {
+        self.state_version()
+    }
+    fn statuses(&self) -> [SyncStatus; 4] {
+        self.statuses()
+    }
+    fn wildcard(&self, t: ResourceType) -> bool {
+        self.wildcard(t)
+    }
+    fn request_node(req: &DeltaDiscoveryRequest) -> Option<&Node> {
+        req.node.as_ref()
+    }
+    fn names_after(&self, req: &DeltaDiscoveryRequest) -> usize {
+        self.names_after(req) // subscriptions add up over the stream's requests
+    }
+}
+
+/// Drives one stream: feeds the state machine the proxy's requests and new snapshots,
 /// hands its responses to the transport, and tells the observer what happened. It runs
 /// inside the stream's response body, polled by the HTTP/2 connection (no task of its own).
-struct SotwDriver {
-    inbound: Requests,
+struct Driver<S: AdsStream> {
+    inbound: Messages<S::Request>,
     snapshots: tokio::sync::watch::Receiver<Arc<Published>>,
-    stream: SotwStream,
+    stream: S,
     id: StreamId,
     observer: Arc<dyn StreamObserver>,
     /// Who decides whether the proxy is served, and its certificates: until its first
@@ -227,7 +314,7 @@ struct SotwDriver {
     span: tracing::Span,
 }
 
-impl SotwDriver {
+impl<S: AdsStream> Driver<S> {
     /// The next response to send, or `None` when the stream is over (the proxy hung up,
     /// or the server is shutting down).
     async fn next(&mut self) -> Option<Result<EncodedResponse, Status>> {
@@ -275,21 +362,22 @@ impl SotwDriver {
 
     /// Checks a request against the stream's bounds (and, the first time, the authorizer);
     /// a request over a bound ends the stream with a status that names it.
-    fn admit(&mut self, req: &DiscoveryRequest) -> Result<(), Status> {
+    fn admit(&mut self, req: &S::Request) -> Result<(), Status> {
         let limits = &self.limits;
-        if req.resource_names.len() > limits.max_resource_names {
-            let n = req.resource_names.len();
+        let n = self.stream.names_after(req);
+        if n > limits.max_resource_names {
             warn!(
                 names = n,
                 "request over the resource-name limit; stream ended"
             );
             return Err(Status::resource_exhausted(format!(
-                "a request lists {n} resource names; the limit is {} (--max-resource-names)",
+                "{} {n} resource names; the limit is {} (--max-resource-names)",
+                S::NAMES,
                 limits.max_resource_names
             )));
         }
         if !self.identified
-            && let Some(node) = &req.node
+            && let Some(node) = S::request_node(req)
         {
             let size = node_size(node);
             if size > limits.max_node_bytes {
@@ -310,11 +398,11 @@ impl SotwDriver {
     }
 
     /// Lets the stream's first request in, or refuses the stream.
-    fn authorize(&mut self, req: &DiscoveryRequest) -> Result<(), Status> {
+    fn authorize(&mut self, req: &S::Request) -> Result<(), Status> {
         let Some((authorizer, certs)) = self.authorizer.take() else {
             return Ok(());
         };
-        let node = req.node.as_ref();
+        let node = S::request_node(req);
         authorizer
             .authorize(node, certs.as_deref().map(Vec::as_slice))
             .map_err(|reason| {
@@ -355,7 +443,7 @@ impl SotwDriver {
     }
 }
 
-impl Drop for SotwDriver {
+impl<S: AdsStream> Drop for Driver<S> {
     fn drop(&mut self) {
         let _entered = self.span.enter();
         info!("proxy disconnected");
@@ -459,7 +547,7 @@ mod tests {
         use http_body_util::BodyExt;
         let streams = Arc::new(Streams::default());
         let ads = service(streams.clone());
-        let mut body = ads.serve_sotw(sotw_request()).into_body();
+        let mut body = ads.serve::<SotwStream, _>(sotw_request()).into_body();
         // The proxy sent nothing and hung up: the body ends with an OK status.
         while body.frame().await.is_some() {}
         drop(body);
@@ -476,7 +564,7 @@ mod tests {
             .unwrap();
         let streams = Arc::new(Streams::default());
         let ads = service(streams.clone());
-        let response = ads.serve_sotw(request);
+        let response = ads.serve::<SotwStream, _>(request);
         let status = Status::from_header_map(response.headers()).expect("a gRPC status");
         assert_eq!(status.code(), tonic::Code::Unimplemented);
         assert!(

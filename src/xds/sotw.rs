@@ -115,9 +115,11 @@ impl SotwStream {
             });
             return step;
         };
-        let state = &mut self.ledger.types[t.index()];
-        if let Some(sent) = &state.sent {
-            if req.response_nonce != sent.nonce {
+        let sent = self.ledger.types[t.index()].sent.as_ref();
+        if let Some((latest, takes)) =
+            sent.map(|s| (s.nonce == req.response_nonce, s.version == req.version_info))
+        {
+            if !latest {
                 // Answers an older response (or none): the proxy will answer the latest.
                 step.events.push(StreamEvent::Stale {
                     type_: t,
@@ -125,32 +127,8 @@ impl SotwStream {
                 });
                 return step;
             }
-            state.awaiting_reply = false;
-            let repeated = |err: &envoy_types::pb::google::rpc::Status| {
-                let rejected = state.rejected.as_ref();
-                rejected.is_some_and(|(r, m)| Arc::ptr_eq(r, sent) && *m == kept_message(err))
-            };
-            if let Some(err) = &req.error_detail
-                && repeated(err)
-            {
-                step.events.push(StreamEvent::RepeatedNack { type_: t });
-            } else if let Some(err) = &req.error_detail {
-                let message = kept_message(err);
-                state.rejected = Some((sent.clone(), message.clone()));
-                step.events.push(StreamEvent::Rejected {
-                    type_: t,
-                    version: sent.version.clone(),
-                    message,
-                });
-            } else if req.version_info == sent.version
-                && !state.acked.as_ref().is_some_and(|a| Arc::ptr_eq(a, sent))
-            {
-                state.acked = Some(sent.clone());
-                step.events.push(StreamEvent::Acked {
-                    type_: t,
-                    version: sent.version.clone(),
-                    resources: sent.resources.clone(),
-                });
+            if let Some(event) = self.ledger.answer(t, req.error_detail.as_ref(), takes) {
+                step.events.push(event);
             }
             // Otherwise it answers the latest response without taking it: a request after
             // a NACK (Envoy keeps the nonce and sends the version it still runs), or after
@@ -158,6 +136,7 @@ impl SotwStream {
         }
         // First request of this type on the stream (whatever version or nonce it carries),
         // an ACK, or a NACK: it states the current subscription.
+        let state = &mut self.ledger.types[t.index()];
         let legacy_wildcard = t.is_wildcard_type() && !state.listed;
         if !state.subscribed || !state.names.listed_by(&req.resource_names, legacy_wildcard) {
             let current = &self.ledger.published.snapshot().get(t).names;
@@ -189,6 +168,8 @@ impl SotwStream {
                 type_: due.type_,
                 version: due.version.clone(),
                 resources: due.resources.clone(),
+                carried: due.resources.len(),
+                removed: 0,
             });
             let shared = self.ledger.published.response(
                 due.type_,
@@ -207,24 +188,7 @@ impl SotwStream {
     }
 }
 
-/// Longest NACK message kept, logged, shown and audited, in bytes. Envoy's own messages
-/// are a few hundred bytes; a longer one is cut (and says so), so a proxy cannot make the
-/// audit log, `/status` or the logs grow by megabytes per NACK.
-pub const MAX_NACK_MESSAGE: usize = 4096;
-
-/// A NACK's message as switchyard keeps it: at most [`MAX_NACK_MESSAGE`] bytes, cut at a
-/// character boundary, with how much was cut.
-fn kept_message(err: &envoy_types::pb::google::rpc::Status) -> String {
-    let m = &err.message;
-    if m.len() <= MAX_NACK_MESSAGE {
-        return m.clone();
-    }
-    let mut end = MAX_NACK_MESSAGE;
-    while !m.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}... ({} more bytes cut)", &m[..end], m.len() - end)
-}
+pub use super::ledger::MAX_NACK_MESSAGE;
 
 #[cfg(test)]
 mod tests;

@@ -232,7 +232,20 @@ impl BlueGreen {
 
     /// Starts an Envoy named `node_id` on this control plane and waits until it is live.
     pub async fn envoy(&self, node_id: &str) -> crate::common::envoy::Envoy {
-        let envoy = crate::common::envoy::Envoy::start(node_id, self.cp.xds_addr()).await;
+        self.envoy_speaking(node_id, crate::common::envoy::Xds::Sotw)
+            .await
+    }
+
+    /// [`Self::envoy`], speaking `xds` (SotW or delta) to switchyard.
+    pub async fn envoy_speaking(
+        &self,
+        node_id: &str,
+        xds: crate::common::envoy::Xds,
+    ) -> crate::common::envoy::Envoy {
+        let envoy = crate::common::envoy::Envoy::builder(node_id, self.cp.xds_addr())
+            .xds(xds)
+            .start()
+            .await;
         envoy.wait_live(std::time::Duration::from_secs(20)).await;
         envoy
     }

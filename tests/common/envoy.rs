@@ -1,6 +1,7 @@
 //! A real Envoy 1.40 process for end-to-end tests, configured from the
-//! bootstrap users copy (`envoy/bootstrap.yaml`) and pointed at a test's
-//! switchyard over ADS, reporting its load to it (LRS) as that bootstrap says.
+//! bootstrap users copy (`envoy/bootstrap.yaml`, or `envoy/bootstrap-delta.yaml` for
+//! incremental xDS: [`Xds`]) and pointed at a test's switchyard over ADS, reporting its
+//! load to it (LRS) as that bootstrap says.
 //!
 //! ```ignore
 //! let envoy = Envoy::start("envoy-1", xds_addr).await; // admin answering
@@ -34,10 +35,51 @@ pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How many log lines [`Envoy::log_tail`] returns.
 pub const LOG_TAIL_LINES: usize = 60;
 
+/// Which ADS variant an Envoy speaks to switchyard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Xds {
+    /// State of the world: `envoy/bootstrap.yaml` (`api_type: GRPC`).
+    Sotw,
+    /// Incremental: `envoy/bootstrap-delta.yaml` (`api_type: DELTA_GRPC`).
+    Delta,
+}
+
+impl Xds {
+    /// The name switchyard gives it (`/status`, metrics): `sotw` or `delta`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Xds::Sotw => "sotw",
+            Xds::Delta => "delta",
+        }
+    }
+}
+
+/// Generates, for each scenario `name(xds: Xds)` (an async fn), a module `name` with two
+/// tests, `sotw` and `delta`, that run it against an Envoy speaking each ADS variant:
+/// every end-to-end suite runs in both modes.
+#[macro_export]
+macro_rules! both_protocols {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sotw() {
+                    super::$name($crate::common::envoy::Xds::Sotw).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn delta() {
+                    super::$name($crate::common::envoy::Xds::Delta).await
+                }
+            }
+        )+
+    };
+}
+
 /// Options for starting an [`Envoy`]; see [`Envoy::builder`].
 #[derive(Debug, Clone)]
 pub struct EnvoyBuilder {
     node_id: String,
+    xds: Xds,
     xds_addr: SocketAddr,
     /// More switchyard replicas in the xDS cluster, after `xds_addr`.
     more_xds_addrs: Vec<SocketAddr>,
@@ -64,6 +106,14 @@ impl EnvoyBuilder {
     /// users copy) with these certificate files instead of `envoy/bootstrap.yaml`.
     pub fn tls(mut self, tls: EnvoyTls) -> Self {
         self.tls = Some(tls);
+        self
+    }
+
+    /// Speaks `xds` to switchyard (default [`Xds::Sotw`]): [`Xds::Delta`] renders
+    /// `envoy/bootstrap-delta.yaml` (or, with [`Self::tls`], the mTLS bootstrap with
+    /// `api_type: DELTA_GRPC`).
+    pub fn xds(mut self, xds: Xds) -> Self {
+        self.xds = xds;
         self
     }
 
@@ -187,6 +237,7 @@ impl Envoy {
     pub fn builder(node_id: &str, xds_addr: SocketAddr) -> EnvoyBuilder {
         EnvoyBuilder {
             node_id: node_id.to_owned(),
+            xds: Xds::Sotw,
             xds_addr,
             more_xds_addrs: Vec::new(),
             node_on_first_message_only: true,
@@ -372,9 +423,10 @@ impl Drop for Envoy {
 /// and options. Edited structurally, so comments and formatting in the
 /// shipped file don't matter; panics if its shape changes.
 fn render_bootstrap(options: &EnvoyBuilder) -> Value {
-    let file = match options.tls {
-        Some(_) => "envoy/bootstrap-mtls.yaml",
-        None => "envoy/bootstrap.yaml",
+    let file = match (&options.tls, options.xds) {
+        (Some(_), _) => "envoy/bootstrap-mtls.yaml",
+        (None, Xds::Sotw) => "envoy/bootstrap.yaml",
+        (None, Xds::Delta) => "envoy/bootstrap-delta.yaml",
     };
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
     let text =
@@ -382,6 +434,19 @@ fn render_bootstrap(options: &EnvoyBuilder) -> Value {
     let mut bootstrap: Value = serde_saphyr::from_str(&text)
         .unwrap_or_else(|e| panic!("{} is not valid YAML: {e}", path.display()));
 
+    let api_type = match options.xds {
+        Xds::Sotw => "GRPC",
+        Xds::Delta => "DELTA_GRPC",
+    };
+    assert_eq!(
+        bootstrap.pointer("/dynamic_resources/ads_config/api_type"),
+        Some(&Value::from(match options.tls {
+            Some(_) => "GRPC",
+            None => api_type,
+        })),
+        "{} does not say the api_type its name does",
+        path.display()
+    );
     let mut set = |pointer: &str, value: Value| match bootstrap.pointer_mut(pointer) {
         Some(slot) => *slot = value,
         None => panic!(
@@ -396,6 +461,7 @@ fn render_bootstrap(options: &EnvoyBuilder) -> Value {
         "/dynamic_resources/ads_config/set_node_on_first_message_only",
         options.node_on_first_message_only.into(),
     );
+    set("/dynamic_resources/ads_config/api_type", api_type.into());
 
     // Every Envoy the tests start reports its load (LRS) to the switchyard it gets its
     // configuration from, like the proxies of users who copy the file.

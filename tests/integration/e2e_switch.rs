@@ -6,8 +6,35 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::common::control_plane::BlueGreen;
-use crate::common::envoy::Envoy;
+use crate::common::envoy::{Envoy, Xds};
 use crate::common::http;
+
+crate::both_protocols!(
+    saved_file_moves_envoy_from_blue_to_green_and_back,
+    every_connected_envoy_follows_the_file,
+    fifty_saves_in_100ms_reach_envoy_as_a_few_versions_and_the_last_wins,
+);
+
+/// The weighted clusters of the default route of the first virtual host in an Envoy's
+/// config dump.
+fn weights(dump: &serde_json::Value) -> Vec<(String, u64)> {
+    let configs = dump["configs"].as_array().expect("configs");
+    let routes = configs
+        .iter()
+        .find_map(|c| c["dynamic_route_configs"].as_array())
+        .expect("dynamic route configurations");
+    let vh = &routes[0]["route_config"]["virtual_hosts"][0];
+    let default = vh["routes"].as_array().unwrap().last().unwrap();
+    let clusters = default["route"]["weighted_clusters"]["clusters"].as_array();
+    clusters
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            let weight = c["weight"].as_u64().unwrap_or_default();
+            (c["name"].as_str().unwrap().to_owned(), weight)
+        })
+        .collect()
+}
 
 /// The color that answered `n` requests in a row through Envoy, or why not.
 async fn colors(listener: SocketAddr, n: usize) -> Result<Vec<String>, String> {
@@ -33,12 +60,11 @@ async fn all_reach(listener: SocketAddr, color: &str, n: usize) -> bool {
         .is_ok_and(|c| c.iter().all(|c| c == color))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn saved_file_moves_envoy_from_blue_to_green_and_back() {
+async fn saved_file_moves_envoy_from_blue_to_green_and_back(xds: Xds) {
     let scene = BlueGreen::start().await;
     let (cp, listener) = (&scene.cp, scene.listener);
     let state = |active| scene.state(active);
-    let envoy = scene.envoy("e2e-switch").await;
+    let envoy = scene.envoy_speaking("e2e-switch", xds).await;
     assert_eventually!(Duration::from_secs(5), all_reach(listener, "blue", 1).await);
     assert!(
         all_reach(listener, "blue", 20).await,
@@ -106,16 +132,19 @@ async fn saved_file_moves_envoy_from_blue_to_green_and_back() {
     drop(envoy);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_connected_envoy_follows_the_file() {
+async fn every_connected_envoy_follows_the_file(xds: Xds) {
     let scene = BlueGreen::start().await;
     let (cp, listener) = (&scene.cp, scene.listener);
     let state = |active| scene.state(active);
     // Both proxies get the same listener; Envoy binds listeners with SO_REUSEPORT, so
     // both bind the port and the kernel spreads connections over them. One sends its
     // node on the first message only, the other on every message.
-    let e1 = Envoy::start("e2e-multi-1", cp.xds_addr()).await;
+    let e1 = Envoy::builder("e2e-multi-1", cp.xds_addr())
+        .xds(xds)
+        .start()
+        .await;
     let e2 = Envoy::builder("e2e-multi-2", cp.xds_addr())
+        .xds(xds)
         .node_on_first_message_only(false)
         .start()
         .await;
@@ -148,20 +177,31 @@ async fn every_connected_envoy_follows_the_file() {
         .collect();
     assert_eq!(ids, ["e2e-multi-1", "e2e-multi-2"]);
     for envoy in [&e1, &e2] {
-        let dump = envoy.config_dump().await.to_string();
-        assert!(
-            dump.contains(routes.as_str().unwrap()),
-            "{} does not run routes {routes}",
+        let dump = envoy.config_dump().await;
+        // SotW: the dump shows the response's version; delta: each resource's own.
+        if xds == Xds::Sotw {
+            assert!(
+                dump.to_string().contains(routes.as_str().unwrap()),
+                "{} does not run routes {routes}",
+                envoy.node_id()
+            );
+        }
+        assert_eq!(
+            weights(&dump),
+            [
+                ("summarizer-blue".to_owned(), 0),
+                ("summarizer-green".to_owned(), 100)
+            ],
+            "{} does not run the green routes",
             envoy.node_id()
         );
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fifty_saves_in_100ms_reach_envoy_as_a_few_versions_and_the_last_wins() {
+async fn fifty_saves_in_100ms_reach_envoy_as_a_few_versions_and_the_last_wins(xds: Xds) {
     let scene = BlueGreen::start().await;
     let (cp, listener) = (&scene.cp, scene.listener);
-    let envoy = scene.envoy("burst-1").await;
+    let envoy = scene.envoy_speaking("burst-1", xds).await;
     assert_eventually!(Duration::from_secs(5), all_reach(listener, "blue", 1).await);
     let routes = "switchyard_xds_responses_total{type=\"routes\"}";
     let sent_before = cp.counter(routes).await;

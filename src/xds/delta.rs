@@ -1,0 +1,419 @@
+//! The incremental (delta) ADS protocol for one stream, free of I/O.
+//!
+//! [`DeltaStream`] takes a `DeltaDiscoveryRequest` (or a new snapshot) and returns the
+//! responses to send and what happened, like [`super::sotw::SotwStream`], over the same
+//! [`Ledger`]: what is due and when (push order, make-before-break, one response per type
+//! in flight) and where the proxy stands are decided there, the same for both protocols.
+//! What differs is the framing: a delta response carries only the resources the proxy does
+//! not hold at that version, and the names of those it holds that are gone
+//! (`removed_resources`).
+//!
+//! Rules it keeps:
+//! - every response carries a nonce unique on the stream; each resource carries its own
+//!   version, a hash of the desired state it was built from (the same on every replica),
+//!   and the response's `system_version_info` is the type's version, as in SotW;
+//! - a request carrying the nonce of the latest response of its type is its ACK, or its
+//!   NACK when it has `error_detail` (recorded with Envoy's message; the rejected set is
+//!   not sent again). A request carrying any other nonce is stale for ACK purposes, but its
+//!   subscription changes are applied: the protocol asks for that;
+//! - subscriptions: `resource_names_subscribe` and `resource_names_unsubscribe` edit the
+//!   names asked for; `*` subscribes to every resource. For clusters and listeners a
+//!   stream's first request with no names is the legacy wildcard, until a name is
+//!   subscribed without `*`. A name subscribed again is sent again, whatever the proxy
+//!   held; a name unsubscribed is dropped without a reply;
+//! - removals: `removed_resources` names what the proxy holds that it should not, never a
+//!   name it was not sent;
+//! - the first response of a type on a stream is sent even when it carries nothing (Envoy
+//!   waits for it to finish starting); after that, a response that would carry nothing is
+//!   not sent;
+//! - reconnect: `initial_resource_versions` (in the first request of a type) says what
+//!   the proxy already holds; only what differs from it is sent, so a proxy that comes
+//!   back to another replica, or to a restarted one, with the same state is sent nothing.
+//!   A cluster it holds that the state no longer has is removed at once, as SotW does: the
+//!   stream cannot know which of the routes the proxy holds still name it;
+//! - a NACK: Envoy keeps the valid clusters and listeners of a rejected response and
+//!   drops the rest, so every name the rejected response touched is sent again (or
+//!   removed again) by the next one;
+//! - a cluster changed in place goes back to warming in Envoy until its endpoints arrive
+//!   again, and a delta Envoy does not ask for them again: its endpoints are sent again.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
+
+use super::ResourceType;
+use super::cache::Published;
+use super::encode::EncodedResponse;
+use super::ledger::Ledger;
+use super::names::Names;
+use super::observer::StreamEvent;
+use super::snapshot::{Resource, ResourceSet, Snapshot};
+use super::sotw::Step;
+use super::sync::SyncStatus;
+
+/// What one type's subscription is on a delta stream.
+#[derive(Debug, Default)]
+struct Subscription {
+    /// `*` is subscribed: every resource of the type.
+    wildcard: bool,
+    /// The wildcard is the legacy one (a first request with no names), which a name
+    /// subscribed without `*` ends.
+    legacy: bool,
+    /// Names subscribed besides `*` (shared with the snapshot's names when equal).
+    names: Arc<BTreeSet<String>>,
+    /// Names whose version the proxy holds is unknown: a response it rejected carried
+    /// them. The next response sends (or removes) them again; an ACK clears them.
+    unknown: BTreeSet<String>,
+}
+
+/// The state of one delta ADS stream.
+#[derive(Debug)]
+pub struct DeltaStream {
+    /// Shared with the observer.
+    node: Option<Arc<Node>>,
+    ledger: Ledger,
+    subscriptions: [Subscription; 4],
+    control_plane: String,
+}
+
+impl DeltaStream {
+    /// A new stream serving `published`; `control_plane` identifies this server in
+    /// responses.
+    pub fn new(published: Arc<Published>, control_plane: impl Into<String>) -> DeltaStream {
+        DeltaStream {
+            node: None,
+            ledger: Ledger::new(published),
+            subscriptions: Default::default(),
+            control_plane: control_plane.into(),
+        }
+    }
+
+    /// The proxy's node, from the first request that carried one.
+    pub fn node(&self) -> Option<&Arc<Node>> {
+        self.node.as_ref()
+    }
+
+    /// The state version of the snapshot the stream serves.
+    pub fn state_version(&self) -> &str {
+        &self.snapshot().state_version
+    }
+
+    fn snapshot(&self) -> &Snapshot {
+        self.ledger.snapshot()
+    }
+
+    /// Where the proxy stands on `t`.
+    pub fn status(&self, t: ResourceType) -> SyncStatus {
+        self.ledger.status(t)
+    }
+
+    /// [`Self::status`] of every type, by [`ResourceType::index`].
+    pub fn statuses(&self) -> [SyncStatus; 4] {
+        self.ledger.statuses()
+    }
+
+    /// Does the proxy subscribe to every resource of `t` (a wildcard subscription)?
+    pub fn wildcard(&self, t: ResourceType) -> bool {
+        self.ledger.wildcard(t)
+    }
+
+    /// How many names of the request's type the stream would subscribe to, at most, once
+    /// `req` is applied (with the names it says it holds): what the server bounds.
+    pub fn names_after(&self, req: &DeltaDiscoveryRequest) -> usize {
+        let now = ResourceType::from_type_url(&req.type_url)
+            .map_or(0, |t| self.subscriptions[t.index()].names.len());
+        now + req.resource_names_subscribe.len()
+            + req.resource_locators_subscribe.len()
+            + req.initial_resource_versions.len()
+    }
+
+    /// Handles one request from the proxy.
+    pub fn on_request(&mut self, mut req: DeltaDiscoveryRequest) -> Step {
+        let mut step = Step::default();
+        if self.node.is_none()
+            && let Some(mut node) = req.node.take()
+        {
+            // Envoy lists every extension it was built with (kilobytes); keep the identity.
+            node.extensions = Vec::new();
+            node.client_features = Vec::new();
+            self.node = Some(Arc::new(node));
+        }
+        let Some(t) = ResourceType::from_type_url(&req.type_url) else {
+            step.events.push(StreamEvent::UnknownType {
+                type_url: req.type_url,
+            });
+            return step;
+        };
+        if !req.response_nonce.is_empty() {
+            self.answer(t, &req, &mut step);
+        }
+        let first = !self.ledger.types[t.index()].subscribed;
+        if first && !req.initial_resource_versions.is_empty() {
+            self.seed(t, &req);
+        }
+        self.subscribe(t, &req, first);
+        self.push_due(&mut step);
+        step
+    }
+
+    /// Moves the stream to a new snapshot.
+    pub fn on_snapshot(&mut self, published: Arc<Published>) -> Step {
+        self.ledger.published = published;
+        let mut step = Step::default();
+        self.push_due(&mut step);
+        step
+    }
+
+    /// A request carrying a nonce: the ACK or NACK of the latest response of its type, or
+    /// stale.
+    fn answer(&mut self, t: ResourceType, req: &DeltaDiscoveryRequest, step: &mut Step) {
+        let state = &self.ledger.types[t.index()];
+        let Some(sent) = state
+            .sent
+            .as_ref()
+            .filter(|s| s.nonce == req.response_nonce)
+        else {
+            step.events.push(StreamEvent::Stale {
+                type_: t,
+                nonce: req.response_nonce.clone(),
+            });
+            return;
+        };
+        if !state.awaiting_reply && req.error_detail.is_none() {
+            return; // the same ACK again
+        }
+        // What the response touched, should it be rejected: what it changes from what the
+        // proxy held (the last acknowledged set), and what was already unknown.
+        let touched = req.error_detail.is_some().then(|| {
+            let held = state.acked.as_ref().map(|a| &*a.resources);
+            changes(held, &sent.resources)
+        });
+        let event = self.ledger.answer(t, req.error_detail.as_ref(), true);
+        let unknown = &mut self.subscriptions[t.index()].unknown;
+        match &event {
+            Some(StreamEvent::Acked { .. }) => unknown.clear(),
+            Some(StreamEvent::Rejected { .. }) => unknown.extend(touched.into_iter().flatten()),
+            _ => {}
+        }
+        step.events.extend(event);
+    }
+
+    /// A reconnecting proxy's first request of `t`: what it says it holds becomes what
+    /// this stream has sent and seen acknowledged. A name at the snapshot's version is the
+    /// snapshot's resource; any other stands for "held at some other version".
+    fn seed(&mut self, t: ResourceType, req: &DeltaDiscoveryRequest) {
+        let current = &self.snapshot().get(t).resources;
+        let held: ResourceSet = req
+            .initial_resource_versions
+            .iter()
+            .map(|(name, version)| {
+                let resource = match current.get(name) {
+                    Some(r) if r.version == *version => r.clone(),
+                    _ => Arc::new(Resource {
+                        name: name.clone(),
+                        version: version.clone(),
+                        body: Default::default(),
+                        clusters: Vec::new(),
+                    }),
+                };
+                (name.clone(), resource)
+            })
+            .collect();
+        self.ledger.seed(t, held);
+    }
+
+    /// Applies the request's subscription changes: to the stream's names for `t` and to
+    /// what the proxy holds (a name subscribed or unsubscribed is no longer held).
+    fn subscribe(&mut self, t: ResourceType, req: &DeltaDiscoveryRequest, first: bool) {
+        let sub = &mut self.subscriptions[t.index()];
+        let (subscribe, unsubscribe) = (
+            &req.resource_names_subscribe,
+            &req.resource_names_unsubscribe,
+        );
+        let changed = first || !subscribe.is_empty() || !unsubscribe.is_empty();
+        if !changed {
+            return;
+        }
+        if first && subscribe.is_empty() && t.is_wildcard_type() {
+            sub.wildcard = true;
+            sub.legacy = true;
+        }
+        let star = |n: &String| n == "*";
+        if subscribe.iter().any(star) {
+            sub.wildcard = true;
+            sub.legacy = false;
+        } else if !subscribe.is_empty() && sub.legacy {
+            sub.wildcard = false;
+            sub.legacy = false;
+        }
+        if unsubscribe.iter().any(star) {
+            sub.wildcard = false;
+            sub.legacy = false;
+        }
+        let adds = subscribe
+            .iter()
+            .filter(|n| !star(n) && !sub.names.contains(*n));
+        let drops = unsubscribe
+            .iter()
+            .filter(|n| !star(n) && sub.names.contains(*n));
+        if adds.clone().next().is_some() || drops.clone().next().is_some() {
+            let mut names = (*sub.names).clone();
+            names.extend(adds.cloned());
+            for n in drops {
+                names.remove(n);
+            }
+            sub.names = Arc::new(names);
+        }
+        let current = &self.ledger.published.snapshot().get(t).names;
+        if !Arc::ptr_eq(&sub.names, current) && *sub.names == **current {
+            sub.names = current.clone(); // the snapshot's own set, shared
+        }
+        let names = if sub.wildcard {
+            Names::All
+        } else {
+            Names::of_set(&sub.names, current)
+        };
+        let state = &mut self.ledger.types[t.index()];
+        if first || !names.same(&state.names) {
+            state.names = names;
+            state.names_gen += 1;
+        }
+        state.subscribed = true;
+        // Names (un)subscribed are no longer held, except those the proxy just said it
+        // holds: a subscribed name is sent again, an unsubscribed one is not removed.
+        let forget: Vec<&str> = subscribe
+            .iter()
+            .chain(unsubscribe)
+            .filter(|n| !star(n) && !req.initial_resource_versions.contains_key(*n))
+            .map(String::as_str)
+            .collect();
+        self.ledger.forget(t, &forget);
+    }
+
+    /// Sends, in push order, what each type owes the proxy (see [`Ledger::due`]), as the
+    /// changes from what it holds. A type whose response would carry nothing is settled
+    /// without one (except its first on the stream), and what that unblocks is looked at
+    /// again, as is a cluster changed in place, whose endpoints are then owed again.
+    fn push_due(&mut self, step: &mut Step) {
+        // Each pass settles or sends at least one type, or ends: at most a few passes.
+        loop {
+            let first: [bool; 4] =
+                ResourceType::ALL.map(|t| self.ledger.types[t.index()].sent.is_none());
+            let due = self.ledger.due();
+            if due.is_empty() {
+                return;
+            }
+            let mut again = false;
+            for due in due {
+                let t = due.type_;
+                let state = &self.ledger.types[t.index()];
+                let held = state.acked.as_ref().map(|a| &*a.resources);
+                let unknown = &self.subscriptions[t.index()].unknown;
+                let (changed, removed) = diff(held, &due.resources, unknown);
+                if changed.is_empty() && removed.is_empty() && !first[t.index()] {
+                    self.ledger.settle(t);
+                    again = true;
+                    continue;
+                }
+                if t == ResourceType::Cluster {
+                    // Clusters changed in place warm again on their endpoints.
+                    let rewarm: Vec<&str> = changed
+                        .iter()
+                        .filter(|r| {
+                            held.is_some_and(|h| h.contains_key(&r.name))
+                                || unknown.contains(&r.name)
+                        })
+                        .map(|r| r.name.as_str())
+                        .collect();
+                    if !rewarm.is_empty() {
+                        self.ledger.forget(ResourceType::Endpoint, &rewarm);
+                        again = true;
+                    }
+                }
+                step.events.push(StreamEvent::Sent {
+                    type_: t,
+                    version: due.version.clone(),
+                    resources: due.resources.clone(),
+                    carried: changed.len(),
+                    removed: removed.len(),
+                });
+                let shared = self.ledger.published.delta_response(
+                    t,
+                    &due.version,
+                    &changed,
+                    &removed,
+                    &self.control_plane,
+                );
+                step.responses.push(EncodedResponse::new(
+                    t,
+                    due.version,
+                    due.nonce,
+                    changed.len(),
+                    shared,
+                ));
+            }
+            if !again {
+                return;
+            }
+        }
+    }
+}
+
+/// What a response taking a proxy from `held` to `wanted` carries: the resources it does
+/// not hold at their version (or whose version it holds is `unknown`), and the names it
+/// holds that are not wanted (or are unknown and not wanted). A resource the proxy is only
+/// known to hold at some other version (a reconnect's placeholder, with no body) is never
+/// sent.
+fn diff<'w>(
+    held: Option<&ResourceSet>,
+    wanted: &'w ResourceSet,
+    unknown: &BTreeSet<String>,
+) -> (Vec<&'w Arc<Resource>>, Vec<String>) {
+    let empty = ResourceSet::new();
+    let held = held.unwrap_or(&empty);
+    let changed = wanted
+        .iter()
+        .filter(|(name, r)| {
+            let holds = held
+                .get(*name)
+                .is_some_and(|h| Arc::ptr_eq(h, r) || h.version == r.version);
+            is_body(r) && (!holds || unknown.contains(*name))
+        })
+        .map(|(_, r)| r)
+        .collect();
+    let removed = held
+        .keys()
+        .chain(unknown.iter().filter(|n| !held.contains_key(*n)))
+        .filter(|n| !wanted.contains_key(*n))
+        .cloned()
+        .collect();
+    (changed, removed)
+}
+
+/// The names whose resource differs between `held` and `sent` (or is in only one).
+fn changes(held: Option<&ResourceSet>, sent: &ResourceSet) -> Vec<String> {
+    let empty = ResourceSet::new();
+    let held = held.unwrap_or(&empty);
+    let differs = |name: &String, r: &Arc<Resource>, other: &ResourceSet| {
+        other
+            .get(name)
+            .is_none_or(|o| !Arc::ptr_eq(o, r) && o.version != r.version)
+    };
+    let mut names: Vec<String> = sent
+        .iter()
+        .filter(|(n, r)| differs(n, r, held))
+        .map(|(n, _)| n.clone())
+        .collect();
+    names.extend(held.keys().filter(|n| !sent.contains_key(*n)).cloned());
+    names
+}
+
+/// Is this a resource to send, not a placeholder for one held at an unknown version?
+fn is_body(r: &Resource) -> bool {
+    !r.body.type_url.is_empty()
+}
+
+#[cfg(test)]
+mod tests;
