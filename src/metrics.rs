@@ -56,6 +56,8 @@ pub struct Metrics {
     /// Per resource type (`ResourceType::index`), created up front: a stream counts each
     /// response and ACK without a label lookup, and every type shows from the start.
     responses: [Counter; 4],
+    resources_sent: [Counter; 4],
+    resources_removed: [Counter; 4],
     acks: [Counter; 4],
     nacks: [Counter; 4],
     nacks_repeated: [Counter; 4],
@@ -91,6 +93,19 @@ impl Metrics {
             "xds_responses",
             "Discovery responses sent, by resource type",
             responses.clone(),
+        );
+        let resources_sent = Family::<TypeLabel, Counter>::default();
+        registry.register(
+            "xds_resources_sent",
+            "Resources carried by discovery responses, by resource type: every resource of \
+             a SotW response, only those added or changed in a delta response",
+            resources_sent.clone(),
+        );
+        let resources_removed = Family::<TypeLabel, Counter>::default();
+        registry.register(
+            "xds_resources_removed",
+            "Resource names removed by delta responses (removed_resources), by resource type",
+            resources_removed.clone(),
         );
         let acks = Family::<TypeLabel, Counter>::default();
         registry.register(
@@ -178,12 +193,16 @@ impl Metrics {
         };
         let (responses, acks, nacks) = (by_type(&responses), by_type(&acks), by_type(&nacks));
         let nacks_repeated = by_type(&nacks_repeated);
+        let resources_sent = by_type(&resources_sent);
+        let resources_removed = by_type(&resources_removed);
         Metrics {
             registry: Arc::new(registry),
             subscribed,
             convergence,
             connected,
             responses,
+            resources_sent,
+            resources_removed,
             acks,
             nacks,
             nacks_repeated,
@@ -238,8 +257,15 @@ impl Metrics {
 
     pub fn record_stream_event(&self, event: &StreamEvent) {
         match event {
-            StreamEvent::Sent { type_, .. } => {
+            StreamEvent::Sent {
+                type_,
+                carried,
+                removed,
+                ..
+            } => {
                 self.responses[type_.index()].inc();
+                self.resources_sent[type_.index()].inc_by(*carried as u64);
+                self.resources_removed[type_.index()].inc_by(*removed as u64);
             }
             StreamEvent::Acked { type_, .. } => {
                 self.acks[type_.index()].inc();

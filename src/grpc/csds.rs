@@ -7,6 +7,9 @@
 //! for a resource in force not yet sent on a wildcard subscription. The type's status comes
 //! from the stream's state machine (`xds::sync`); only the per-resource detail is
 //! worked out here, from the resources sent and acknowledged.
+//!
+//! Each client's node is the one the proxy sent, with one key added to its metadata:
+//! `switchyard.protocol`, the ADS variant its stream speaks (`sotw` or `delta`).
 
 use std::pin::Pin;
 
@@ -16,7 +19,7 @@ use envoy_types::pb::envoy::service::status::v3::client_status_discovery_service
 use envoy_types::pb::envoy::service::status::v3::{
     ClientConfig, ClientStatusRequest, ClientStatusResponse, ConfigStatus,
 };
-use envoy_types::pb::google::protobuf::Any;
+use envoy_types::pb::google::protobuf::{Any, Value, value};
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
@@ -60,6 +63,9 @@ impl CsdsService {
         Ok(ClientStatusResponse { config })
     }
 }
+
+/// The node metadata key that says which ADS variant a client's stream speaks.
+pub const PROTOCOL_KEY: &str = "switchyard.protocol";
 
 fn client_config(proxy: &ProxyRecord, snapshot: &Snapshot, exclude_contents: bool) -> ClientConfig {
     let mut generic_xds_configs = Vec::new();
@@ -126,7 +132,16 @@ fn client_config(proxy: &ProxyRecord, snapshot: &Snapshot, exclude_contents: boo
         }
     }
     ClientConfig {
-        node: proxy.node.as_deref().cloned(),
+        node: proxy.node.as_deref().cloned().map(|mut node| {
+            let metadata = node.metadata.get_or_insert_with(Default::default);
+            metadata.fields.insert(
+                PROTOCOL_KEY.to_owned(),
+                Value {
+                    kind: Some(value::Kind::StringValue(proxy.protocol.as_str().to_owned())),
+                },
+            );
+            node
+        }),
         generic_xds_configs,
         ..Default::default()
     }

@@ -345,6 +345,7 @@ fn connecting_proxy(status: pb::ProxyStatus) -> pb::Proxy {
         node_id: "envoy-1".to_owned(),
         node_cluster: "edge".to_owned(),
         envoy_version: "1.40.0".to_owned(),
+        protocol: "sotw".to_owned(),
         types: ["clusters", "endpoints", "listeners", "routes"]
             .map(|t| pb::TypeStatus {
                 r#type: t.to_owned(),
@@ -370,8 +371,8 @@ state: none loaded yet (switchyard is not ready)
 
 no services
 
-PROXY (node)  CLUSTER  ENVOY   STATUS      CLUSTERS  ENDPOINTS  LISTENERS  ROUTES
-envoy-1       edge     1.40.0  connecting  -         -          -          -
+PROXY (node)  CLUSTER  ENVOY   XDS   STATUS      CLUSTERS  ENDPOINTS  LISTENERS  ROUTES
+envoy-1       edge     1.40.0  sotw  connecting  -         -          -          -
 "
     );
 }

@@ -91,6 +91,7 @@ async fn readme_grpcurl_commands_work_against_a_live_server() {
     let proxies: Value = serde_json::from_str(&run(&find("/ListProxies"), &xds)).unwrap();
     let proxy = &proxies["proxies"][0];
     assert_eq!(proxy["nodeId"], "envoy-1");
+    assert_eq!(proxy["protocol"], "sotw");
     assert_eq!(proxy["synced"], true);
     assert_eq!(proxy["types"][3]["type"], "routes");
     assert_eq!(proxy["types"][3]["status"], "SYNCED");
@@ -99,6 +100,7 @@ async fn readme_grpcurl_commands_work_against_a_live_server() {
     let csds: Value = serde_json::from_str(&run(&find("/FetchClientStatus"), &xds)).unwrap();
     let config = &csds["config"][0];
     assert_eq!(config["node"]["id"], "envoy-1");
+    assert_eq!(config["node"]["metadata"]["switchyard.protocol"], "sotw");
     let resources = config["genericXdsConfigs"].as_array().unwrap();
     assert_eq!(resources.len(), 6, "{resources:#?}");
     for r in resources {

@@ -329,6 +329,7 @@ fn render_proxies(out: &mut String, proxies: &[pb::Proxy]) -> Result<(), Missing
             node,
             or_none(&p.node_cluster).to_owned(),
             or_none(&p.envoy_version).to_owned(),
+            required(&p.protocol, || field("protocol"))?.to_owned(),
             status.to_owned(),
         ];
         let mut lines = Vec::new();
@@ -366,6 +367,7 @@ fn render_proxies(out: &mut String, proxies: &[pb::Proxy]) -> Result<(), Missing
         ("PROXY (node)", Align::Left),
         ("CLUSTER", Align::Left),
         ("ENVOY", Align::Left),
+        ("XDS", Align::Left),
         ("STATUS", Align::Left),
         ("CLUSTERS", Align::Left),
         ("ENDPOINTS", Align::Left),
@@ -570,8 +572,8 @@ last rejection: none
 SERVICE     LISTENER  ACTIVE  BLUE  GREEN  DOMAINS
 summarizer  public    green      0    100  *
 
-PROXY (node)  CLUSTER  ENVOY   STATUS  CLUSTERS  ENDPOINTS  LISTENERS  ROUTES
-envoy-1       edge     1.40.0  synced  ok        ok         ok         ok
+PROXY (node)  CLUSTER  ENVOY   XDS   STATUS  CLUSTERS  ENDPOINTS  LISTENERS  ROUTES
+envoy-1       edge     1.40.0  sotw  synced  ok        ok         ok         ok
 "
         );
     }
@@ -580,6 +582,7 @@ envoy-1       edge     1.40.0  synced  ok        ok         ok         ok
     fn a_proxy_that_rejected_the_latest_version_shows_envoys_message() {
         let mut status = sample();
         let mut p = synced_proxy("envoy-2", 2);
+        p.protocol = "delta".to_owned();
         p.synced = false;
         p.status = pb::ProxyStatus::Rejected as i32;
         p.types[2] = pb::TypeStatus {
@@ -600,8 +603,8 @@ envoy-1       edge     1.40.0  synced  ok        ok         ok         ok
         assert!(
             text.contains(
                 "\
-envoy-1       edge     1.40.0  synced    ok        ok         ok         ok
-envoy-2       edge     1.40.0  REJECTED  ok        ok         rejected   ok
+envoy-1       edge     1.40.0  sotw   synced    ok        ok         ok         ok
+envoy-2       edge     1.40.0  delta  REJECTED  ok        ok         rejected   ok
   listeners rejected version a17ee29581bd31fb: Error adding/updating listener(s) private: cannot bind '127.0.0.1:10778': Address already in use
 "
             ),
@@ -624,7 +627,7 @@ envoy-2       edge     1.40.0  REJECTED  ok        ok         rejected   ok
         let text = render(&status);
         assert!(
             text.contains(
-                "envoy-1       edge     1.40.0  stale   ok        ok         ok         ok\n"
+                "envoy-1       edge     1.40.0  sotw  stale   ok        ok         ok         ok\n"
             ),
             "{text}"
         );
@@ -653,7 +656,7 @@ envoy-2       edge     1.40.0  REJECTED  ok        ok         rejected   ok
         assert!(
             text.contains(
                 "\
-envoy-1       edge     1.40.0  stale   stale     ok         ok         stale
+envoy-1       edge     1.40.0  sotw  stale   stale     ok         ok         stale
   clusters version 6c0044076fe34aa4 acknowledged; a newer one is due
   routes version ea3f66ca8a4cc9e7 sent, not acknowledged yet (acknowledged: 2cde8c1833f11dfb)
 "
@@ -673,7 +676,7 @@ envoy-1       edge     1.40.0  stale   stale     ok         ok         stale
             .to_vec();
         let text = render(&status);
         assert!(
-            text.contains("(none)        edge     1.40.0  connecting  -         -"),
+            text.contains("(none)        edge     1.40.0  sotw  connecting  -         -"),
             "{text}"
         );
     }
