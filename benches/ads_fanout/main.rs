@@ -69,6 +69,7 @@ mod fleet;
 mod h2c;
 mod report;
 mod system;
+mod wire;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -150,7 +151,7 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
-    fleet::self_check();
+    wire::self_check();
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(n) => eprintln!("file descriptor limit: {n}"),
         Err(e) => eprintln!("cannot raise the file descriptor limit: {e}"),
