@@ -1,15 +1,18 @@
-//! The load generator: N Envoy-like SotW ADS streams, each on its own HTTP/2 connection,
-//! and the counters they share with the coordinator.
+//! The load generator: N Envoy-like ADS streams (SotW, or delta with `--delta`), each on
+//! its own HTTP/2 connection, and the counters they share with the coordinator.
 //!
 //! It has to be cheap, because it shares the two cores with the server and every
 //! microsecond it spends per stream is added to the switch latency the bench reports. So
 //! each stream is a single task on its own minimal HTTP/2 connection (`h2c.rs`: no tonic
 //! `Channel`, no buffer task, no request channel), reads only the fields of a response an
-//! ACK needs (version, type, nonce; resource names for clusters and listeners), and
+//! ACK needs (version, type, nonce; resource names for clusters and listeners; in delta,
+//! the route configuration's version and the names removed: `wire.rs`), and
 //! reports to the coordinator through atomics instead of a message per response. What goes
 //! over the wire is what Envoy sends: the same requests, in the same order, every response
-//! acknowledged. With `--lrs`, each also reports its load on a second stream of the same
-//! connection, as Envoy does (see [`Lrs`]).
+//! acknowledged. Both protocols share the stream logic ([`Stream`]); only what a response
+//! says and how a request is written differ ([`Protocol`]). With `--lrs`, each also
+//! reports its load on a second stream of the same connection, as Envoy does (see
+//! [`Lrs`]).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -24,7 +27,7 @@ use prost::Message;
 use tokio::sync::Semaphore;
 
 use crate::h2c::{GrpcConn, SECOND};
-use crate::wire::{ADS_PATH, CDS, EDS, LDS, RDS, Response, TYPE_URLS, request_frame};
+use crate::wire::{CDS, EDS, LDS, Protocol, RDS, Response, TYPE_URLS, Update};
 
 const LRS_PATH: &str = "/envoy.service.load_stats.v3.LoadReportingService/StreamLoadStats";
 
@@ -217,18 +220,21 @@ impl Fleet {
     }
 }
 
-/// One ADS stream behaving like Envoy (SotW, `set_node_on_first_message_only`): CDS
-/// (wildcard), EDS for the clusters received, LDS once endpoints arrived, RDS for the route
-/// configurations the listeners name; every response acknowledged with its version and
-/// nonce. Runs until the server ends the stream or the task is aborted. At most
-/// `permits` streams are between connecting and their first response at once. With `lrs`,
-/// it also reports its load (see [`Lrs`]) once its clusters have arrived.
+/// One ADS stream behaving like Envoy 1.40 (`set_node_on_first_message_only`) speaking
+/// `protocol`: CDS (wildcard), EDS for the clusters received, LDS (wildcard) once
+/// endpoints arrived, RDS for the route configurations the listeners name; every response
+/// acknowledged (SotW: its version and nonce; delta: its nonce). In delta, the names
+/// subscribed follow the clusters and listeners added and removed. Runs until the server
+/// ends the stream or the task is aborted. At most `permits` streams are between
+/// connecting and their first response at once. With `lrs`, it also reports its load (see
+/// [`Lrs`]) once its clusters have arrived.
 pub async fn envoy_like_stream(
     idx: usize,
     addr: SocketAddr,
     permits: Arc<Semaphore>,
     fleet: Arc<Fleet>,
     lrs: Option<Arc<Lrs>>,
+    protocol: Protocol,
 ) -> Result<(), String> {
     let permit = permits.acquire_owned().await.map_err(|e| e.to_string())?;
     let node = Node {
@@ -237,11 +243,12 @@ pub async fn envoy_like_stream(
         user_agent_name: "envoy".to_owned(),
         ..Default::default()
     };
-    let first = request_frame(CDS, "", "", &[], Some(&node));
-    let mut conn = GrpcConn::open(addr, ADS_PATH, &first).await?;
+    let first = protocol.first_request(&node);
+    let mut conn = GrpcConn::open(addr, protocol.path(), &first).await?;
     let mut stream = Stream {
         idx,
         fleet,
+        protocol,
         names: [Some(Vec::new()), None, None, None],
         acked: Default::default(),
         nonce: Default::default(),
@@ -415,11 +422,13 @@ impl Reporter {
 struct Stream {
     idx: usize,
     fleet: Arc<Fleet>,
-    /// Names subscribed (None: not yet subscribed).
+    protocol: Protocol,
+    /// Names subscribed, sorted (None: not yet subscribed; an empty set is a wildcard).
     names: [Option<Vec<String>>; 4],
-    /// Last version acknowledged and last nonce received.
+    /// Last version acknowledged and last nonce received (SotW's requests carry them).
     acked: [String; 4],
     nonce: [String; 4],
+    /// The version of the routes last received (see [`Response::routes_version`]).
     last_routes: String,
     seen_switch: usize,
 }
@@ -438,33 +447,48 @@ impl Stream {
         self.nonce[t].clear();
         self.nonce[t].push_str(response.nonce);
         // Like Envoy: a new cluster set subscribes its endpoints, new listeners their
-        // routes (the request carries the type's latest nonce and acknowledged version);
-        // listeners are asked for once the first clusters are warm (endpoints received).
-        let follow = match t {
-            CDS => Some((EDS, response.names(message)?)),
-            LDS => Some((RDS, response.names(message)?)),
-            EDS if self.names[LDS].is_none() => Some((LDS, Vec::new())),
+        // routes (endpoints and route configurations are named after the clusters and
+        // listeners, so the names subscribed are the names held); listeners are asked for
+        // once the first clusters are warm (endpoints received).
+        let child = match t {
+            CDS => Some(EDS),
+            LDS => Some(RDS),
             _ => None,
+        };
+        let follow = match child {
+            Some(next) => {
+                let update = Update::parse(self.protocol, message)?;
+                Some((next, update.held(self.names[next].as_deref())))
+            }
+            None if t == EDS && self.names[LDS].is_none() => Some((LDS, Vec::new())),
+            None => None,
         };
         if let Some((next, wanted)) = follow
             && self.names[next].as_ref() != Some(&wanted)
         {
-            let frame = request_frame(next, &self.acked[next], &self.nonce[next], &wanted, None);
+            let before = self.names[next].as_deref();
+            let (acked, nonce) = (&self.acked[next], &self.nonce[next]);
+            let frame = self.protocol.subscribe(next, before, &wanted, acked, nonce);
             conn.send_message(&frame)?;
             self.names[next] = Some(wanted);
         }
         self.acked[t].clear();
         self.acked[t].push_str(response.version);
         let names = self.names[t].as_deref().unwrap_or_default();
-        let frame = request_frame(t, response.version, response.nonce, names, None);
-        conn.send_message(&frame)?;
+        conn.send_message(&self.protocol.ack(t, &response, names))?;
 
         let fleet = &*self.fleet;
         fleet.responses.fetch_add(1, Relaxed);
         fleet.bytes.fetch_add(message.len() as u64, Relaxed);
         fleet.per_type[t].fetch_add(1, Relaxed);
         fleet.reached(self.idx, t as u8 + 2);
-        if t == RDS && response.version != self.last_routes {
+        let routes = match t {
+            RDS => response.routes_version(self.protocol, message)?,
+            _ => None,
+        };
+        if let Some(routes) = routes
+            && routes != self.last_routes
+        {
             if self.last_routes.is_empty() {
                 fleet.ready_at.fetch_max(fleet.now(), Relaxed);
                 fleet.ready.fetch_add(1, Relaxed);
@@ -478,7 +502,7 @@ impl Stream {
                 }
             }
             self.last_routes.clear();
-            self.last_routes.push_str(response.version);
+            self.last_routes.push_str(routes);
         }
         Ok(())
     }
