@@ -1,43 +1,34 @@
-//! The load generator: N Envoy-like SotW ADS streams, each on its own HTTP/2 connection,
-//! and the counters they share with the coordinator.
+//! The load generator: N Envoy-like ADS streams (SotW, or delta with `--delta`), each on
+//! its own HTTP/2 connection, and the counters they share with the coordinator.
 //!
 //! It has to be cheap, because it shares the two cores with the server and every
 //! microsecond it spends per stream is added to the switch latency the bench reports. So
 //! each stream is a single task on its own minimal HTTP/2 connection (`h2c.rs`: no tonic
 //! `Channel`, no buffer task, no request channel), reads only the fields of a response an
-//! ACK needs (version, type, nonce; resource names for clusters and listeners), and
+//! ACK needs (version, type, nonce; resource names for clusters and listeners; in delta,
+//! the route configuration's version and the names removed: `wire.rs`), and
 //! reports to the coordinator through atomics instead of a message per response. What goes
 //! over the wire is what Envoy sends: the same requests, in the same order, every response
-//! acknowledged. With `--lrs`, each also reports its load on a second stream of the same
-//! connection, as Envoy does (see [`Lrs`]).
+//! acknowledged. Both protocols share the stream logic ([`Stream`]); only what a response
+//! says and how a request is written differ ([`Protocol`]). With `--lrs`, each also
+//! reports its load on a second stream of the same connection, as Envoy does (see
+//! [`Lrs`]).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use envoy_types::pb::envoy::config::core::v3::{Extension, Locality, Node};
 use envoy_types::pb::envoy::config::endpoint::v3::{ClusterStats, UpstreamLocalityStats};
 use envoy_types::pb::envoy::service::load_stats::v3::{LoadStatsRequest, LoadStatsResponse};
 use prost::Message;
-use prost::encoding::{WireType, decode_key, decode_varint, encode_key, encode_varint};
 use tokio::sync::Semaphore;
 
 use crate::h2c::{GrpcConn, SECOND};
+use crate::wire::{CDS, EDS, LDS, Protocol, RDS, Response, TYPE_URLS, Update};
 
-pub const CDS: usize = 0;
-pub const EDS: usize = 1;
-pub const LDS: usize = 2;
-pub const RDS: usize = 3;
-const TYPE_URLS: [&str; 4] = [
-    "type.googleapis.com/envoy.config.cluster.v3.Cluster",
-    "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment",
-    "type.googleapis.com/envoy.config.listener.v3.Listener",
-    "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
-];
-const ADS_PATH: &str =
-    "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources";
 const LRS_PATH: &str = "/envoy.service.load_stats.v3.LoadReportingService/StreamLoadStats";
 
 /// What every simulated proxy reports with `--lrs`: what Envoy 1.40 sends. Its first
@@ -229,18 +220,21 @@ impl Fleet {
     }
 }
 
-/// One ADS stream behaving like Envoy (SotW, `set_node_on_first_message_only`): CDS
-/// (wildcard), EDS for the clusters received, LDS once endpoints arrived, RDS for the route
-/// configurations the listeners name; every response acknowledged with its version and
-/// nonce. Runs until the server ends the stream or the task is aborted. At most
-/// `permits` streams are between connecting and their first response at once. With `lrs`,
-/// it also reports its load (see [`Lrs`]) once its clusters have arrived.
+/// One ADS stream behaving like Envoy 1.40 (`set_node_on_first_message_only`) speaking
+/// `protocol`: CDS (wildcard), EDS for the clusters received, LDS (wildcard) once
+/// endpoints arrived, RDS for the route configurations the listeners name; every response
+/// acknowledged (SotW: its version and nonce; delta: its nonce). In delta, the names
+/// subscribed follow the clusters and listeners added and removed. Runs until the server
+/// ends the stream or the task is aborted. At most `permits` streams are between
+/// connecting and their first response at once. With `lrs`, it also reports its load (see
+/// [`Lrs`]) once its clusters have arrived.
 pub async fn envoy_like_stream(
     idx: usize,
     addr: SocketAddr,
     permits: Arc<Semaphore>,
     fleet: Arc<Fleet>,
     lrs: Option<Arc<Lrs>>,
+    protocol: Protocol,
 ) -> Result<(), String> {
     let permit = permits.acquire_owned().await.map_err(|e| e.to_string())?;
     let node = Node {
@@ -249,11 +243,12 @@ pub async fn envoy_like_stream(
         user_agent_name: "envoy".to_owned(),
         ..Default::default()
     };
-    let first = request_frame(CDS, "", "", &[], Some(&node));
-    let mut conn = GrpcConn::open(addr, ADS_PATH, &first).await?;
+    let first = protocol.first_request(&node);
+    let mut conn = GrpcConn::open(addr, protocol.path(), &first).await?;
     let mut stream = Stream {
         idx,
         fleet,
+        protocol,
         names: [Some(Vec::new()), None, None, None],
         acked: Default::default(),
         nonce: Default::default(),
@@ -427,11 +422,13 @@ impl Reporter {
 struct Stream {
     idx: usize,
     fleet: Arc<Fleet>,
-    /// Names subscribed (None: not yet subscribed).
+    protocol: Protocol,
+    /// Names subscribed, sorted (None: not yet subscribed; an empty set is a wildcard).
     names: [Option<Vec<String>>; 4],
-    /// Last version acknowledged and last nonce received.
+    /// Last version acknowledged and last nonce received (SotW's requests carry them).
     acked: [String; 4],
     nonce: [String; 4],
+    /// The version of the routes last received (see [`Response::routes_version`]).
     last_routes: String,
     seen_switch: usize,
 }
@@ -450,33 +447,48 @@ impl Stream {
         self.nonce[t].clear();
         self.nonce[t].push_str(response.nonce);
         // Like Envoy: a new cluster set subscribes its endpoints, new listeners their
-        // routes (the request carries the type's latest nonce and acknowledged version);
-        // listeners are asked for once the first clusters are warm (endpoints received).
-        let follow = match t {
-            CDS => Some((EDS, response.names(message)?)),
-            LDS => Some((RDS, response.names(message)?)),
-            EDS if self.names[LDS].is_none() => Some((LDS, Vec::new())),
+        // routes (endpoints and route configurations are named after the clusters and
+        // listeners, so the names subscribed are the names held); listeners are asked for
+        // once the first clusters are warm (endpoints received).
+        let child = match t {
+            CDS => Some(EDS),
+            LDS => Some(RDS),
             _ => None,
+        };
+        let follow = match child {
+            Some(next) => {
+                let update = Update::parse(self.protocol, message)?;
+                Some((next, update.held(self.names[next].as_deref())))
+            }
+            None if t == EDS && self.names[LDS].is_none() => Some((LDS, Vec::new())),
+            None => None,
         };
         if let Some((next, wanted)) = follow
             && self.names[next].as_ref() != Some(&wanted)
         {
-            let frame = request_frame(next, &self.acked[next], &self.nonce[next], &wanted, None);
+            let before = self.names[next].as_deref();
+            let (acked, nonce) = (&self.acked[next], &self.nonce[next]);
+            let frame = self.protocol.subscribe(next, before, &wanted, acked, nonce);
             conn.send_message(&frame)?;
             self.names[next] = Some(wanted);
         }
         self.acked[t].clear();
         self.acked[t].push_str(response.version);
         let names = self.names[t].as_deref().unwrap_or_default();
-        let frame = request_frame(t, response.version, response.nonce, names, None);
-        conn.send_message(&frame)?;
+        conn.send_message(&self.protocol.ack(t, &response, names))?;
 
         let fleet = &*self.fleet;
         fleet.responses.fetch_add(1, Relaxed);
         fleet.bytes.fetch_add(message.len() as u64, Relaxed);
         fleet.per_type[t].fetch_add(1, Relaxed);
         fleet.reached(self.idx, t as u8 + 2);
-        if t == RDS && response.version != self.last_routes {
+        let routes = match t {
+            RDS => response.routes_version(self.protocol, message)?,
+            _ => None,
+        };
+        if let Some(routes) = routes
+            && routes != self.last_routes
+        {
             if self.last_routes.is_empty() {
                 fleet.ready_at.fetch_max(fleet.now(), Relaxed);
                 fleet.ready.fetch_add(1, Relaxed);
@@ -490,177 +502,8 @@ impl Stream {
                 }
             }
             self.last_routes.clear();
-            self.last_routes.push_str(response.version);
+            self.last_routes.push_str(routes);
         }
         Ok(())
-    }
-}
-
-/// The fields of a `DiscoveryResponse` an ACK needs, borrowed from the message.
-struct Response<'a> {
-    version: &'a str,
-    type_url: &'a str,
-    nonce: &'a str,
-}
-
-impl<'a> Response<'a> {
-    fn parse(message: &'a [u8]) -> Result<Response<'a>, String> {
-        let mut r = Response {
-            version: "",
-            type_url: "",
-            nonce: "",
-        };
-        let text = |b: &'a [u8]| std::str::from_utf8(b).map_err(|e| e.to_string());
-        for_each_field(message, |field, value| {
-            match field {
-                1 => r.version = text(value)?,
-                4 => r.type_url = text(value)?,
-                5 => r.nonce = text(value)?,
-                _ => {}
-            }
-            Ok(())
-        })?;
-        Ok(r)
-    }
-
-    /// The names of the resources (`Any.value` field 1 is the name of a Cluster and of a
-    /// Listener), sorted.
-    fn names(&self, message: &[u8]) -> Result<Vec<String>, String> {
-        let mut names = Vec::new();
-        for_each_field(message, |field, any| {
-            if field == 2 {
-                for_each_field(any, |f, value| {
-                    if f == 2 {
-                        for_each_field(value, |f, name| {
-                            if f == 1 {
-                                let name = std::str::from_utf8(name).map_err(|e| e.to_string())?;
-                                names.push(name.to_owned());
-                            }
-                            Ok(())
-                        })?;
-                    }
-                    Ok(())
-                })?;
-            }
-            Ok(())
-        })?;
-        names.sort();
-        Ok(names)
-    }
-}
-
-/// Calls `f` with every length-delimited field of a protobuf message (others skipped).
-fn for_each_field<'a>(
-    mut b: &'a [u8],
-    mut f: impl FnMut(u32, &'a [u8]) -> Result<(), String>,
-) -> Result<(), String> {
-    let bad = |e: prost::DecodeError| e.to_string();
-    while !b.is_empty() {
-        let (field, wire) = decode_key(&mut b).map_err(bad)?;
-        let skip = match wire {
-            WireType::LengthDelimited => {
-                let len = decode_varint(&mut b).map_err(bad)? as usize;
-                if len > b.len() {
-                    return Err("truncated message".to_owned());
-                }
-                f(field, &b[..len])?;
-                len
-            }
-            WireType::Varint => {
-                decode_varint(&mut b).map_err(bad)?;
-                0
-            }
-            WireType::SixtyFourBit => 8,
-            WireType::ThirtyTwoBit => 4,
-            other => return Err(format!("unexpected wire type {other:?}")),
-        };
-        if skip > b.len() {
-            return Err("truncated message".to_owned());
-        }
-        b = &b[skip..];
-    }
-    Ok(())
-}
-
-/// A `DiscoveryRequest` in a gRPC frame.
-fn request_frame(
-    t: usize,
-    version: &str,
-    nonce: &str,
-    names: &[String],
-    node: Option<&Node>,
-) -> Bytes {
-    let mut b = BytesMut::with_capacity(256);
-    b.put_bytes(0, 5);
-    put_str(1, version, &mut b);
-    if let Some(node) = node {
-        encode_key(2, WireType::LengthDelimited, &mut b);
-        encode_varint(node.encoded_len() as u64, &mut b);
-        node.encode(&mut b).expect("BytesMut grows");
-    }
-    for name in names {
-        put_str(3, name, &mut b);
-    }
-    put_str(4, TYPE_URLS[t], &mut b);
-    put_str(5, nonce, &mut b);
-    let len = (b.len() - 5) as u32;
-    b[1..5].copy_from_slice(&len.to_be_bytes());
-    b.freeze()
-}
-
-/// A string field (proto3: empty strings are not written).
-fn put_str(field: u32, s: &str, b: &mut BytesMut) {
-    if !s.is_empty() {
-        encode_key(field, WireType::LengthDelimited, b);
-        encode_varint(s.len() as u64, b);
-        b.put_slice(s.as_bytes());
-    }
-}
-
-/// Checks the hand-written encoding and parsing against prost, so that a mistake there
-/// fails the bench at once instead of skewing it.
-pub fn self_check() {
-    use envoy_types::pb::envoy::config::cluster::v3::Cluster;
-    use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
-    use envoy_types::pb::google::protobuf::Any;
-    {
-        let node = Node {
-            id: "n".into(),
-            ..Default::default()
-        };
-        let names = vec!["a".to_owned(), "b".to_owned()];
-        let frame = request_frame(RDS, "v1", "7", &names, Some(&node));
-        let len = u32::from_be_bytes(frame[1..5].try_into().unwrap()) as usize;
-        assert_eq!(len, frame.len() - 5);
-        let req = DiscoveryRequest::decode(&frame[5..]).unwrap();
-        assert_eq!(req.version_info, "v1");
-        assert_eq!(req.response_nonce, "7");
-        assert_eq!(req.type_url, TYPE_URLS[RDS]);
-        assert_eq!(req.resource_names, names);
-        assert_eq!(req.node.unwrap().id, "n");
-    }
-    {
-        let cluster = |name: &str| Any {
-            type_url: TYPE_URLS[CDS].into(),
-            value: Cluster {
-                name: name.into(),
-                ..Default::default()
-            }
-            .encode_to_vec(),
-        };
-        let msg = DiscoveryResponse {
-            version_info: "v9".into(),
-            resources: vec![cluster("b"), cluster("a")],
-            type_url: TYPE_URLS[CDS].into(),
-            nonce: "3".into(),
-            ..Default::default()
-        }
-        .encode_to_vec();
-        let r = Response::parse(&msg).unwrap();
-        assert_eq!(
-            (r.version, r.type_url, r.nonce),
-            ("v9", TYPE_URLS[CDS], "3")
-        );
-        assert_eq!(r.names(&msg).unwrap(), ["a", "b"]);
     }
 }

@@ -1,6 +1,7 @@
-//! ADS fan-out: N Envoy-like SotW streams against the real `switchyard` binary, each on its
-//! own HTTP/2 connection, measuring the connect storm, the switch latency at every stream,
-//! and what the server spends (CPU, memory, bytes) doing it.
+//! ADS fan-out: N Envoy-like ADS streams (SotW, or delta with `--delta`) against the real
+//! `switchyard` binary, each on its own HTTP/2 connection, measuring the connect storm, the
+//! switch latency at every stream, and what the server spends (CPU, memory, bytes) doing
+//! it.
 //!
 //! ```text
 //! cargo bench --bench ads_fanout -- --streams 1,100,1000,10000 --switches 20
@@ -10,13 +11,13 @@
 //! state file in a temporary directory: one listener and `--services` services. Then:
 //! 1. Connect storm: N tasks each open a TCP connection, an HTTP/2 connection (`h2c.rs`, a
 //!    minimal client) and one ADS stream on it, and behave like Envoy (`fleet.rs`): CDS
-//!    (wildcard, node on the first message only), then EDS for the clusters received, LDS (wildcard) once endpoints arrived, RDS
-//!    for the route configurations the listeners name; every response is acknowledged (its
-//!    version and nonce, the same names). At most `--connect-concurrency` streams are
-//!    between connect and first response at once (default 128, the server's accept
-//!    backlog), so the storm measures the server rather than dropped SYNs; drops are
-//!    counted anyway (`ListenOverflows`). The storm ends when every stream has
-//!    acknowledged its first RouteConfiguration.
+//!    (wildcard, node on the first message only), then EDS for the clusters received, LDS
+//!    (wildcard) once endpoints arrived, RDS for the route configurations the listeners
+//!    name; every response is acknowledged (its version and nonce, the same names). At
+//!    most `--connect-concurrency` streams are between connect and first response at once
+//!    (default 128, the server's accept backlog), so the storm measures the server rather
+//!    than dropped SYNs; drops are counted anyway (`ListenOverflows`). The storm ends when
+//!    every stream has acknowledged its first RouteConfiguration.
 //! 2. Idle: `--idle-secs` with N streams open and nothing changing: server CPU over that
 //!    window, then its RSS (`VmRSS`); memory per stream is (RSS now - RSS before any
 //!    stream) / N.
@@ -33,12 +34,12 @@
 //! Reported per N: connect storm, switch latency p50/p90/p99/max over every stream and
 //! switch, server CPU (storm, per switch, idle %), RSS before streams, with N idle streams
 //! and peak (`VmHWM`), memory per stream, bytes per switch (the protobuf size of every
-//! response received, summed over streams; and, where `ss` is available, the TCP payload
-//! bytes the server's sockets sent, which adds gRPC/HTTP/2 framing), and the load
-//! generator's own CPU (it shares the machine: on 2 cores its CPU counts against the
-//! latencies). The load generator runs on a tokio runtime of `--client-threads` workers
-//! (default 2); its coordinator (which only reads the streams' counters) runs on the main
-//! thread.
+//! response received, summed over streams and per stream; and, where `ss` is available,
+//! the TCP payload bytes the server's sockets sent, which adds gRPC/HTTP/2 framing), and
+//! the load generator's own CPU (it shares the machine: on 2 cores its CPU counts against
+//! the latencies). Each row names its protocol (`SotW` or `delta`). The load generator
+//! runs on a tokio runtime of `--client-threads` workers (default 2); its coordinator
+//! (which only reads the streams' counters) runs on the main thread.
 //!
 //! `--lrs` adds Envoy's load reports: every simulated proxy also opens a load reporting
 //! (LRS) stream on its connection, as Envoy does with `cluster_manager.load_stats_config`,
@@ -53,6 +54,26 @@
 //! cargo bench --bench ads_fanout -- --streams 1000,10000 --switches 5
 //! cargo bench --bench ads_fanout -- --streams 1000,10000 --switches 5 --lrs
 //! ```
+//!
+//! `--delta` makes every simulated proxy speak incremental ADS
+//! (`DeltaAggregatedResources`) as Envoy 1.40 does with `api_type: DELTA_GRPC`: the same
+//! steps, but CDS and LDS start with an empty `resource_names_subscribe` (the legacy
+//! wildcard), every response is acknowledged by its nonce alone, and EDS and RDS names are
+//! subscribed and unsubscribed as clusters and listeners are added (`resources`) and removed
+//! (`removed_resources`); a cluster or listener that only changed subscribes nothing. A
+//! switch has reached a stream when a RouteConfiguration arrives whose `Resource.version`
+//! differs from the last one (in SotW: the response's `version_info`). Everything is
+//! measured the same way in both protocols, so rows of runs with and without `--delta`
+//! (each row says which) can be put side by side; "per stream" under bytes per switch is
+//! what one proxy received for one switch. What delta saves when one service of many
+//! switches (the bytes per stream, above all):
+//!
+//! ```text
+//! cargo bench --bench ads_fanout -- --streams 1000 --services 1000 --switches 5
+//! cargo bench --bench ads_fanout -- --streams 1000 --services 1000 --switches 5 --delta
+//! ```
+//!
+//! `--lrs` works with either protocol.
 //!
 //! `SWITCHYARD_BIN=/path/to/switchyard` measures another build (for A/B comparisons, run
 //! alternately); `--perf DIR` records the server with `perf record` (add
@@ -69,6 +90,7 @@ mod fleet;
 mod h2c;
 mod report;
 mod system;
+mod wire;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -86,6 +108,7 @@ use system::{
     Perf, Proc, ServerProcess, convergence, cpu_ns, listen_overflows, load_reports, machine,
     tcp_bytes_sent, tcp_segments_out,
 };
+use wire::Protocol;
 
 /// Fan-out of one switchyard process to N Envoy-like ADS streams.
 #[derive(Debug, Parser)]
@@ -143,14 +166,28 @@ struct Args {
     /// With --lrs: requests each report counts on each busy cluster.
     #[arg(long, default_value_t = 10)]
     lrs_requests: u64,
+    /// Every simulated proxy speaks incremental (delta) ADS, as Envoy with
+    /// `api_type: DELTA_GRPC` does, instead of state of the world (SotW).
+    #[arg(long)]
+    delta: bool,
     /// Passed by `cargo bench` to every bench binary; ignored.
     #[arg(long, hide = true)]
     bench: bool,
 }
 
+impl Args {
+    fn protocol(&self) -> Protocol {
+        if self.delta {
+            Protocol::Delta
+        } else {
+            Protocol::Sotw
+        }
+    }
+}
+
 fn main() {
     let args = Args::parse();
-    fleet::self_check();
+    wire::self_check();
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(n) => eprintln!("file descriptor limit: {n}"),
         Err(e) => eprintln!("cannot raise the file descriptor limit: {e}"),
@@ -167,15 +204,19 @@ fn main() {
             }
             Err(e) => {
                 eprintln!("{n} streams: FAILED: {e}");
-                rows.push(Row::failed(n, e));
+                rows.push(Row::failed(n, args.protocol(), e));
             }
         }
     }
     println!();
     println!("{machine}");
     println!(
-        "{} services (1 listener), {} switches per N, load generator on {} tokio worker(s), at most {} connects in flight\n",
-        args.services, args.switches, args.client_threads, args.connect_concurrency
+        "{} ADS, {} services (1 listener), {} switches per N, load generator on {} tokio worker(s), at most {} connects in flight\n",
+        args.protocol().word(),
+        args.services,
+        args.switches,
+        args.client_threads,
+        args.connect_concurrency
     );
     if args.lrs {
         println!(
@@ -229,6 +270,7 @@ fn measure(
         .map_err(|e| e.to_string())?;
     let mut row = Row {
         n,
+        protocol: args.protocol(),
         rss0_kib: before.rss_kib,
         lrs: args.lrs,
         ..Default::default()
@@ -252,8 +294,9 @@ fn measure(
                 let fleet = fleet.clone();
                 let permits = permits.clone();
                 let lrs = lrs.clone();
+                let protocol = args.protocol();
                 tokio::spawn(async move {
-                    let error = envoy_like_stream(idx, addr, permits, fleet.clone(), lrs)
+                    let error = envoy_like_stream(idx, addr, permits, fleet.clone(), lrs, protocol)
                         .await
                         .err();
                     fleet.end(idx, error);

@@ -2,10 +2,13 @@
 
 use std::time::Duration;
 
+use crate::wire::Protocol;
+
 /// One line of results.
 #[derive(Debug, Default)]
 pub struct Row {
     pub n: usize,
+    pub protocol: Protocol,
     pub error: Option<String>,
     pub storm: Duration,
     pub storm_cpu: f64,
@@ -25,6 +28,7 @@ pub struct Row {
     pub rss0_kib: u64,
     pub rss_n_kib: u64,
     pub hwm_kib: u64,
+    /// Protobuf bytes of the responses received per switch, summed over the streams.
     pub proto_bytes_per_switch: f64,
     pub tcp_bytes_per_switch: Option<f64>,
     /// TCP segments sent per switch, both ways, machine-wide.
@@ -45,9 +49,10 @@ pub struct Row {
 }
 
 impl Row {
-    pub fn failed(n: usize, e: String) -> Row {
+    pub fn failed(n: usize, protocol: Protocol, e: String) -> Row {
         Row {
             n,
+            protocol,
             error: Some(e),
             ..Default::default()
         }
@@ -57,20 +62,27 @@ impl Row {
         (self.rss_n_kib as f64 - self.rss0_kib as f64) / self.n as f64
     }
 
+    /// What one stream received for one switch (protobuf bytes).
+    pub fn proto_bytes_per_stream(&self) -> f64 {
+        self.proto_bytes_per_switch / self.n.max(1) as f64
+    }
+
     pub fn header() -> String {
-        "| N | connect storm | accept-queue drops | switch p50 | p90 | p99 | max | server-measured convergence (mean) | server CPU: storm | per switch | idle | RSS: 0 streams | N idle | peak | per stream | bytes per switch: protobuf | TCP | load generator CPU: storm | per switch | load reports (LRS) while idle |\n\
-         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "| N | protocol | connect storm | accept-queue drops | switch p50 | p90 | p99 | max | server-measured convergence (mean) | server CPU: storm | per switch | idle | RSS: 0 streams | N idle | peak | per stream | bytes per switch: protobuf | per stream | TCP | load generator CPU: storm | per switch | load reports (LRS) while idle |\n\
+         |---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
             .to_owned()
     }
 
     pub fn markdown(&self) -> String {
         if let Some(e) = &self.error {
-            return format!("| {} | failed: {} |", self.n, e.replace('|', "/"));
+            let e = e.replace('|', "/");
+            return format!("| {} | {} | failed: {e} |", self.n, self.protocol.word());
         }
         let switches = self.switches_done.max(1) as f64;
         format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.2} s | {:.1} ms | {:.2} % | {} | {} | {} | {:.1} KiB | {} | {} | {:.2} s | {:.1} ms | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} s | {:.1} ms | {:.2} % | {} | {} | {} | {:.1} KiB | {} | {} | {} | {:.2} s | {:.1} ms | {} |",
             self.n,
+            self.protocol.word(),
             ms(self.storm),
             self.listen_drops,
             ms(self.p50),
@@ -88,6 +100,7 @@ impl Row {
             mib(self.hwm_kib),
             self.per_stream_kib(),
             bytes(self.proto_bytes_per_switch),
+            bytes(self.proto_bytes_per_stream()),
             self.tcp_bytes_per_switch
                 .map(bytes)
                 .unwrap_or_else(|| "-".into()),
@@ -116,8 +129,9 @@ impl Row {
 
     pub fn line(&self) -> String {
         format!(
-            "N={} storm {} ({} accept-queue drops) | switch p50 {} p90 {} p99 {} max {} ({} switches, {} converged by the server's count, mean {}) | server CPU storm {:.2}s, switches {:.2}s, idle {:.2}% | RSS {} -> {} (peak {}), {:.1} KiB/stream | per switch {} protobuf, {} TCP, {:.0} TCP segments (both ways), responses per switch C/E/L/R {:?} | load generator CPU {:.1}s (storm {:.2}s, per switch {:.1} ms), peak RSS {} | LRS {}",
+            "N={} {} | storm {} ({} accept-queue drops) | switch p50 {} p90 {} p99 {} max {} ({} switches, {} converged by the server's count, mean {}) | server CPU storm {:.2}s, switches {:.2}s, idle {:.2}% | RSS {} -> {} (peak {}), {:.1} KiB/stream | per switch {} protobuf ({} per stream), {} TCP, {:.0} TCP segments (both ways), responses per switch C/E/L/R {:?} | load generator CPU {:.1}s (storm {:.2}s, per switch {:.1} ms), peak RSS {} | LRS {}",
             self.n,
+            self.protocol.word(),
             ms(self.storm),
             self.listen_drops,
             ms(self.p50),
@@ -137,6 +151,7 @@ impl Row {
             mib(self.hwm_kib),
             self.per_stream_kib(),
             bytes(self.proto_bytes_per_switch),
+            bytes(self.proto_bytes_per_stream()),
             self.tcp_bytes_per_switch
                 .map(bytes)
                 .unwrap_or_else(|| "-".into()),
