@@ -16,6 +16,7 @@ mod cli;
 mod cli_diff;
 mod cli_schema;
 mod cli_status;
+mod delta_wire;
 mod e2e_switch;
 mod gate;
 mod harness_smoke;
