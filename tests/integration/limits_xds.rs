@@ -1,6 +1,7 @@
 //! Hostile clients on the xDS port cost a bounded amount and are told why: too many
-//! resource names, an oversized node, the same NACK sent over and over, requests faster
-//! than the rate, more connections than file descriptors.
+//! resource names (in one SotW request, or subscribed over many delta requests), an
+//! oversized node, the same NACK sent over and over (SotW and delta), requests faster than
+//! the rate, more connections than file descriptors.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -9,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
-use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
 use envoy_types::pb::google::protobuf::{Struct, Value, value};
 use envoy_types::pb::google::rpc::Status as RpcStatus;
 use switchyard::xds::limits::StreamLimits;
@@ -54,6 +57,40 @@ impl Ads {
     }
 }
 
+/// An open delta ADS stream.
+struct DeltaAds {
+    requests: mpsc::Sender<DeltaDiscoveryRequest>,
+    responses: tonic::Streaming<DeltaDiscoveryResponse>,
+}
+
+impl DeltaAds {
+    async fn open(xds: SocketAddr) -> DeltaAds {
+        let mut client = AggregatedDiscoveryServiceClient::connect(format!("http://{xds}"))
+            .await
+            .unwrap();
+        let (requests, rx) = mpsc::channel(16);
+        let responses = client
+            .delta_aggregated_resources(ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        DeltaAds {
+            requests,
+            responses,
+        }
+    }
+
+    async fn send(&self, request: DeltaDiscoveryRequest) {
+        let _ = self.requests.send(request).await;
+    }
+
+    async fn next(&mut self) -> Result<Option<DeltaDiscoveryResponse>, tonic::Status> {
+        self.responses.message().await
+    }
+}
+
+const ENDPOINTS: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+
 fn clusters(node: Option<Node>, names: Vec<String>) -> DiscoveryRequest {
     DiscoveryRequest {
         node,
@@ -89,6 +126,79 @@ async fn a_request_with_too_many_resource_names_ends_its_stream() {
     assert_eq!(
         status.message(),
         "a request lists 1001 resource names; the limit is 1000 (--max-resource-names)"
+    );
+}
+
+#[tokio::test]
+async fn delta_subscriptions_adding_up_past_the_name_limit_end_the_stream() {
+    let cp = start(StreamLimits {
+        max_resource_names: 1_000,
+        ..StreamLimits::default()
+    })
+    .await;
+    let mut ads = DeltaAds::open(cp.xds_addr()).await;
+    // 600 names, then 600 more: each request is within the limit, together they are not.
+    for batch in 0..2 {
+        ads.send(DeltaDiscoveryRequest {
+            node: node("envoy-1"),
+            type_url: ENDPOINTS.to_owned(),
+            resource_names_subscribe: (0..600).map(|i| format!("c-{batch}-{i}")).collect(),
+            ..Default::default()
+        })
+        .await;
+    }
+    let status = loop {
+        match ads.next().await {
+            Ok(Some(_)) => continue, // the first request's (empty) response
+            Ok(None) => panic!("the stream ended without a status"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert_eq!(
+        status.message(),
+        "the stream would subscribe to, for one type, 1200 resource names; the limit is 1000 \
+         (--max-resource-names)"
+    );
+}
+
+#[tokio::test]
+async fn the_same_delta_nack_sent_a_hundred_times_is_recorded_once_and_counted() {
+    let cp = start(StreamLimits::default()).await;
+    let mut ads = DeltaAds::open(cp.xds_addr()).await;
+    ads.send(DeltaDiscoveryRequest {
+        node: node("envoy-1"),
+        type_url: CLUSTERS.to_owned(),
+        ..Default::default()
+    })
+    .await;
+    let response = ads.next().await.unwrap().unwrap();
+    assert_eq!(response.resources.len(), 2, "both clusters: {response:?}");
+    for _ in 0..100 {
+        ads.send(DeltaDiscoveryRequest {
+            type_url: CLUSTERS.to_owned(),
+            response_nonce: response.nonce.clone(),
+            error_detail: Some(RpcStatus {
+                code: 13,
+                message: "no".to_owned(),
+                details: vec![],
+            }),
+            ..Default::default()
+        })
+        .await;
+    }
+    let repeated = r#"switchyard_xds_nacks_repeated_total{type="clusters"}"#;
+    assert_eventually!(Duration::from_secs(10), {
+        metric(&cp.metrics().await, repeated) == Some(99.0)
+    });
+    let nacks = r#"switchyard_xds_nacks_total{type="clusters"}"#;
+    assert_eq!(metric(&cp.metrics().await, nacks), Some(1.0));
+    let status = cp.status().await;
+    assert_eq!(status["proxies"][0]["protocol"], "delta");
+    assert_eq!(status["proxies"][0]["clusters"]["status"], "rejected");
+    assert_eq!(
+        status["proxies"][0]["clusters"]["rejected"]["message"],
+        "no"
     );
 }
 
