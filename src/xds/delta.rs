@@ -38,7 +38,7 @@
 //!   again, and a delta Envoy does not ask for them again: its endpoints are sent again.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
@@ -54,7 +54,7 @@ use super::sotw::Step;
 use super::sync::SyncStatus;
 
 /// What one type's subscription is on a delta stream.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Subscription {
     /// `*` is subscribed: every resource of the type.
     wildcard: bool,
@@ -66,6 +66,20 @@ struct Subscription {
     /// Names whose version the proxy holds is unknown: a response it rejected carried
     /// them. The next response sends (or removes) them again; an ACK clears them.
     unknown: BTreeSet<String>,
+}
+
+impl Default for Subscription {
+    fn default() -> Self {
+        // One empty set shared by every stream: most subscribe to clusters and listeners
+        // by wildcard and never name one.
+        static NONE: LazyLock<Arc<BTreeSet<String>>> = LazyLock::new(Default::default);
+        Subscription {
+            wildcard: false,
+            legacy: false,
+            names: NONE.clone(),
+            unknown: BTreeSet::new(),
+        }
+    }
 }
 
 /// The state of one delta ADS stream.
