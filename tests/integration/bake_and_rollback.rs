@@ -2,6 +2,8 @@
 //! after a switch, when the new color's error ratio across the fleet passes the threshold,
 //! switchyard puts traffic back on the old color by itself, says why everywhere, and does
 //! not flap back while the file is unchanged; a new `attempt` retries.
+//!
+//! Every scenario runs against an Envoy speaking each ADS variant (SotW and delta).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,7 +11,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::common::control_plane::BlueGreen;
+use crate::common::envoy::Xds;
 use crate::common::http;
+
+crate::both_protocols!(
+    errors_on_the_new_color_roll_traffic_back_by_itself_and_it_stays_back,
+    status_shows_each_colors_requests_in_flight_so_the_old_color_is_known_drained,
+    with_kept_decisions_a_restart_keeps_a_rollback_and_resumes_a_bake,
+    a_probe_based_bake_rolls_back_a_quiet_service_and_the_audit_log_says_why,
+);
 
 fn baked(scene: &BlueGreen, active: &str, extra: &str) -> String {
     scene.state(active).replace(
@@ -33,11 +43,10 @@ fn keep_sending(listener: SocketAddr) -> (Arc<AtomicBool>, tokio::task::JoinHand
     (stop, task)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn errors_on_the_new_color_roll_traffic_back_by_itself_and_it_stays_back() {
+async fn errors_on_the_new_color_roll_traffic_back_by_itself_and_it_stays_back(xds: Xds) {
     let scene = BlueGreen::start().await;
     let (cp, listener) = (&scene.cp, scene.listener);
-    let _envoy = scene.envoy("bake").await;
+    let _envoy = scene.envoy_speaking("bake", xds).await;
     assert_eventually!(
         Duration::from_secs(5),
         http::color(listener).await.as_deref() == Some("blue")
@@ -99,12 +108,11 @@ async fn errors_on_the_new_color_roll_traffic_back_by_itself_and_it_stays_back()
     sender.await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn status_shows_each_colors_requests_in_flight_so_the_old_color_is_known_drained() {
+async fn status_shows_each_colors_requests_in_flight_so_the_old_color_is_known_drained(xds: Xds) {
     let scene = BlueGreen::start().await;
     let (cp, listener) = (&scene.cp, scene.listener);
     cp.save_by_rename(&baked(&scene, "blue", ""));
-    let _envoy = scene.envoy("drain").await;
+    let _envoy = scene.envoy_speaking("drain", xds).await;
     assert_eventually!(
         Duration::from_secs(5),
         http::color(listener).await.as_deref() == Some("blue")
@@ -133,14 +141,13 @@ async fn status_shows_each_colors_requests_in_flight_so_the_old_color_is_known_d
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_kept_decisions_a_restart_keeps_a_rollback_and_resumes_a_bake() {
+async fn with_kept_decisions_a_restart_keeps_a_rollback_and_resumes_a_bake(xds: Xds) {
     let kept = tempfile::tempdir().unwrap();
     let decisions = kept.path().join("decisions.json");
     let path = decisions.clone();
     let mut scene = BlueGreen::start_with(move |c| c.decisions = Some(path)).await;
     let listener = scene.listener;
-    let _envoy = scene.envoy("restart").await;
+    let _envoy = scene.envoy_speaking("restart", xds).await;
     assert_eventually!(
         Duration::from_secs(5),
         http::color(listener).await.as_deref() == Some("blue")
@@ -202,14 +209,13 @@ async fn with_kept_decisions_a_restart_keeps_a_rollback_and_resumes_a_bake() {
     sender.await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_probe_based_bake_rolls_back_a_quiet_service_and_the_audit_log_says_why() {
+async fn a_probe_based_bake_rolls_back_a_quiet_service_and_the_audit_log_says_why(xds: Xds) {
     let audit_dir = tempfile::tempdir().unwrap();
     let audit = audit_dir.path().join("audit.jsonl");
     let path = audit.clone();
     let scene = BlueGreen::start_with(move |c| c.audit_log = Some(path)).await;
     let (cp, listener) = (&scene.cp, scene.listener);
-    let _envoy = scene.envoy("probe-bake").await;
+    let _envoy = scene.envoy_speaking("probe-bake", xds).await;
     // No traffic at all: only the probe can judge green.
     cp.save_by_rename(&scene.state("green").replace(
         "    active: green\n",

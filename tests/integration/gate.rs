@@ -2,11 +2,21 @@
 //! the current color, `/status` says which endpoints fail and why, and the switch goes
 //! ahead by itself once the probe passes; a gate that never passes gives the switch up at
 //! its deadline.
+//!
+//! Every scenario runs against an Envoy speaking each ADS variant (SotW and delta).
 
 use std::time::Duration;
 
 use crate::common::control_plane::BlueGreen;
+use crate::common::envoy::Xds;
 use crate::common::http;
+
+crate::both_protocols!(
+    a_failing_gate_holds_the_switch_and_it_proceeds_once_the_gate_passes,
+    a_gate_that_never_passes_gives_the_switch_up_and_a_new_attempt_retries,
+    a_gate_on_shadow_traffic_waits_for_enough_of_it_then_lets_the_switch_through,
+    a_gate_on_shadow_traffic_holds_a_color_that_fails_it,
+);
 
 fn gated(scene: &BlueGreen, active: &str, gate: &str) -> String {
     scene.state(active).replace(
@@ -17,14 +27,13 @@ fn gated(scene: &BlueGreen, active: &str, gate: &str) -> String {
 
 const FAST_GATE: &str = "      interval: 100ms\n      successes: 2\n      deadline: 1m\n";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_gate_holds_the_switch_and_it_proceeds_once_the_gate_passes() {
+async fn a_failing_gate_holds_the_switch_and_it_proceeds_once_the_gate_passes(xds: Xds) {
     let audit_dir = tempfile::tempdir().unwrap();
     let audit = audit_dir.path().join("audit.jsonl");
     let path = audit.clone();
     let scene = BlueGreen::start_with(move |c| c.audit_log = Some(path)).await;
     let (cp, listener) = (&scene.cp, scene.listener);
-    let _envoy = scene.envoy("gate").await;
+    let _envoy = scene.envoy_speaking("gate", xds).await;
     assert_eventually!(
         Duration::from_secs(5),
         http::color(listener).await.as_deref() == Some("blue")
@@ -96,11 +105,10 @@ async fn a_failing_gate_holds_the_switch_and_it_proceeds_once_the_gate_passes() 
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_gate_that_never_passes_gives_the_switch_up_and_a_new_attempt_retries() {
+async fn a_gate_that_never_passes_gives_the_switch_up_and_a_new_attempt_retries(xds: Xds) {
     let scene = BlueGreen::start().await;
     let (cp, listener) = (&scene.cp, scene.listener);
-    let _envoy = scene.envoy("gate-deadline").await;
+    let _envoy = scene.envoy_speaking("gate-deadline", xds).await;
     scene.green.set_healthy(false);
     let gate = "      interval: 100ms\n      successes: 1\n      deadline: 1s\n";
     cp.save_by_rename(&gated(&scene, "green", gate));
@@ -133,11 +141,10 @@ fn shadow_gated(scene: &BlueGreen, active: &str) -> String {
     .replace("    gate:\n", "    shadow:\n      percent: 100\n    gate:\n")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_gate_on_shadow_traffic_waits_for_enough_of_it_then_lets_the_switch_through() {
+async fn a_gate_on_shadow_traffic_waits_for_enough_of_it_then_lets_the_switch_through(xds: Xds) {
     let scene = BlueGreen::start().await;
     let (cp, listener) = (&scene.cp, scene.listener);
-    let _envoy = scene.envoy("shadow-gate").await;
+    let _envoy = scene.envoy_speaking("shadow-gate", xds).await;
     cp.save_by_rename(&shadow_gated(&scene, "green"));
     assert_eventually!(
         Duration::from_secs(5),
@@ -152,11 +159,10 @@ async fn a_gate_on_shadow_traffic_waits_for_enough_of_it_then_lets_the_switch_th
     });
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_gate_on_shadow_traffic_holds_a_color_that_fails_it() {
+async fn a_gate_on_shadow_traffic_holds_a_color_that_fails_it(xds: Xds) {
     let scene = BlueGreen::start().await;
     let (cp, listener) = (&scene.cp, scene.listener);
-    let _envoy = scene.envoy("shadow-gate-fail").await;
+    let _envoy = scene.envoy_speaking("shadow-gate-fail", xds).await;
     scene.green.set_fail_share(1.0);
     cp.save_by_rename(&shadow_gated(&scene, "green"));
     assert_eventually!(Duration::from_secs(10), {

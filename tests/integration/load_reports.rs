@@ -3,6 +3,8 @@
 //! to. What Envoy counts where was found with these tests: a 5xx is an error, a 4xx is not;
 //! a request in flight is in `total_requests_in_progress`; a request that cannot reach an
 //! endpoint is an error but not an issued request.
+//!
+//! Every scenario runs against an Envoy speaking each ADS variant (SotW and delta).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -22,8 +24,14 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::common::backend::Backend;
 use crate::common::control_plane::{ControlPlane, one_service};
-use crate::common::envoy::Envoy;
+use crate::common::envoy::{Envoy, Xds};
 use crate::common::http;
+
+crate::both_protocols!(
+    envoys_requests_5xx_and_requests_in_flight_show_for_the_color_they_went_to,
+    requests_that_cannot_reach_an_endpoint_are_errors_but_not_issued,
+    an_envoy_over_mutual_tls_reports_as_the_node_its_certificate_names,
+);
 
 const HOST: &str = "summarizer.example";
 
@@ -178,14 +186,16 @@ impl Drop for FakeReporter {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn envoys_requests_5xx_and_requests_in_flight_show_for_the_color_they_went_to() {
+async fn envoys_requests_5xx_and_requests_in_flight_show_for_the_color_they_went_to(xds: Xds) {
     let blue = Scripted::start().await;
     let green = Backend::start("green", "v2");
     let listener: SocketAddr = ([127, 0, 0, 1], crate::common::free_port()).into();
     let state = one_service(listener.port(), blue.addr, green.addr(), "blue");
     let cp = ControlPlane::start(&state).await;
-    let envoy = Envoy::start("lrs-envoy", cp.xds_addr()).await;
+    let envoy = Envoy::builder("lrs-envoy", cp.xds_addr())
+        .xds(xds)
+        .start()
+        .await;
     envoy.wait_live(Duration::from_secs(20)).await;
     // Envoy counts a cluster from the report after the one that first names it.
     until(&cp, "blue", "proxies_reporting", 1, Duration::from_secs(10)).await;
@@ -241,15 +251,17 @@ async fn envoys_requests_5xx_and_requests_in_flight_show_for_the_color_they_went
     drop(held);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requests_that_cannot_reach_an_endpoint_are_errors_but_not_issued() {
+async fn requests_that_cannot_reach_an_endpoint_are_errors_but_not_issued(xds: Xds) {
     let blue = Backend::start("blue", "v1");
     // Nothing listens on green's endpoint: Envoy's connections are refused.
     let closed: SocketAddr = ([127, 0, 0, 1], crate::common::free_port()).into();
     let listener: SocketAddr = ([127, 0, 0, 1], crate::common::free_port()).into();
     let state = |active| one_service(listener.port(), blue.addr(), closed, active);
     let cp = ControlPlane::start(&state("blue")).await;
-    let envoy = Envoy::start("lrs-refused", cp.xds_addr()).await;
+    let envoy = Envoy::builder("lrs-refused", cp.xds_addr())
+        .xds(xds)
+        .start()
+        .await;
     envoy.wait_live(Duration::from_secs(20)).await;
     assert_eventually!(
         Duration::from_secs(10),
@@ -276,8 +288,7 @@ async fn requests_that_cannot_reach_an_endpoint_are_errors_but_not_issued() {
     drop(envoy);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_envoy_over_mutual_tls_reports_as_the_node_its_certificate_names() {
+async fn an_envoy_over_mutual_tls_reports_as_the_node_its_certificate_names(xds: Xds) {
     use crate::common::control_plane::BlueGreen;
     use crate::common::envoy::EnvoyTls;
     use crate::common::tls::Pki;
@@ -288,6 +299,7 @@ async fn an_envoy_over_mutual_tls_reports_as_the_node_its_certificate_names() {
     // whose certificate were not seen would be refused, and nothing would show.
     let scene = BlueGreen::start_with(|c| c.tls = Some(files)).await;
     let envoy = Envoy::builder("envoy-1", scene.cp.xds_addr())
+        .xds(xds)
         .tls(EnvoyTls {
             identity: pki.issue("envoy-1", &["envoy-1"]),
             ca: pki.ca_path(),

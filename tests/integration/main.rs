@@ -27,6 +27,7 @@ mod limits_watch_events;
 mod limits_xds;
 mod load_reports;
 mod make_before_break;
+mod mixed_fleet;
 mod preview_and_shadow;
 mod probe;
 mod properties;

@@ -1,21 +1,24 @@
 //! Make-before-break for additions and removals, under load, judged by Envoy's own stats:
 //! a service added while its domain takes traffic gets its clusters and endpoints before
 //! any route names them; a service removed gets routes that no longer name its clusters
-//! before the clusters go. Not one 503, not one `no_cluster`.
+//! before the clusters go. Not one 503, not one `no_cluster`. Against an Envoy speaking
+//! each ADS variant (SotW and delta).
 
 use std::time::Duration;
 
 use crate::common::backend::Backend;
 use crate::common::control_plane::BlueGreen;
+use crate::common::envoy::Xds;
 use crate::common::load::{Load, Protocol};
+
+crate::both_protocols!(adding_and_removing_a_service_under_load_never_routes_to_a_missing_cluster);
 
 const TOGGLES: usize = 30;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn adding_and_removing_a_service_under_load_never_routes_to_a_missing_cluster() {
+async fn adding_and_removing_a_service_under_load_never_routes_to_a_missing_cluster(xds: Xds) {
     let scene = BlueGreen::start().await;
     let cp = &scene.cp;
-    let envoy = scene.envoy("mbb-1").await;
+    let envoy = scene.envoy_speaking("mbb-1", xds).await;
     let extra_blue = Backend::start("extra-blue", "v1");
     let extra_green = Backend::start("extra-green", "v1");
     // `extra` claims extra.example; without it, summarizer's `*` answers that host.
@@ -56,6 +59,7 @@ async fn adding_and_removing_a_service_under_load_never_routes_to_a_missing_clus
         Duration::from_secs(3),
         cp.status().await["proxies"][0]["synced"] == true
     );
+    assert_eq!(cp.status().await["proxies"][0]["protocol"], xds.name());
     tokio::time::sleep(Duration::from_millis(300)).await;
     let report = load.stop().await;
     report.assert_nothing_dropped();
@@ -84,18 +88,38 @@ async fn adding_and_removing_a_service_under_load_never_routes_to_a_missing_clus
     for line in fails.lines() {
         assert!(line.ends_with(": 0"), "envoy stat {line}");
     }
-    // The clusters that exist at the end are exactly the state's.
+    // The clusters that exist at the end are exactly the state's (and switchyard's own).
     let (_, clusters) = envoy.admin_get("/clusters?format=json").await;
-    for name in [
-        "extra-blue",
-        "extra-green",
-        "summarizer-blue",
-        "summarizer-green",
-    ] {
-        assert!(
-            clusters.contains(&format!("\"name\": \"{name}\""))
-                || clusters.contains(&format!("\"name\":\"{name}\"")),
-            "{name} missing"
-        );
-    }
+    let mut names = cluster_names(&clusters);
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "extra-blue",
+            "extra-green",
+            "summarizer-blue",
+            "summarizer-green",
+            "xds_cluster"
+        ],
+        "the state's clusters and the static one to switchyard"
+    );
+    // Removed for good, the service's clusters leave Envoy (delta: `removed_resources`).
+    cp.save_by_rename(&without_extra);
+    assert_eventually!(Duration::from_secs(3), {
+        let (_, clusters) = envoy.admin_get("/clusters?format=json").await;
+        let names = cluster_names(&clusters);
+        names.contains(&"summarizer-blue".to_owned())
+            && !names.iter().any(|n| n.starts_with("extra-"))
+    });
+}
+
+/// The names of the clusters in Envoy's `/clusters?format=json`.
+fn cluster_names(json: &str) -> Vec<String> {
+    let clusters: serde_json::Value = serde_json::from_str(json).expect("JSON");
+    clusters["cluster_statuses"]
+        .as_array()
+        .expect("cluster_statuses")
+        .iter()
+        .map(|c| c["name"].as_str().unwrap_or_default().to_owned())
+        .collect()
 }

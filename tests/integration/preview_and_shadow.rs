@@ -2,11 +2,20 @@
 //! whatever the weights and never falls back to the live one; a preview listener reaches
 //! the idle color; shadow traffic copies live requests to the idle color, marked, without
 //! touching the live answers.
+//!
+//! Every scenario runs against an Envoy speaking each ADS variant (SotW and delta).
 
 use std::time::Duration;
 
 use crate::common::control_plane::BlueGreen;
+use crate::common::envoy::Xds;
 use crate::common::http;
+
+crate::both_protocols!(
+    the_preview_header_reaches_the_idle_color_and_never_the_live_one,
+    a_renamed_header_and_a_preview_listener_reach_the_idle_color_and_previews_can_be_off,
+    shadow_copies_live_requests_to_the_idle_color_marked_and_answers_stay_live,
+);
 
 async fn preview(listener: std::net::SocketAddr, header: &str, color: &str) -> (u16, String) {
     http::get_with_headers(
@@ -19,11 +28,10 @@ async fn preview(listener: std::net::SocketAddr, header: &str, color: &str) -> (
     .unwrap_or((0, String::new()))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_preview_header_reaches_the_idle_color_and_never_the_live_one() {
+async fn the_preview_header_reaches_the_idle_color_and_never_the_live_one(xds: Xds) {
     let scene = BlueGreen::start().await;
     let listener = scene.listener;
-    let _envoy = scene.envoy("preview").await;
+    let _envoy = scene.envoy_speaking("preview", xds).await;
     assert_eventually!(
         Duration::from_secs(5),
         http::color(listener).await.as_deref() == Some("blue")
@@ -47,8 +55,9 @@ async fn the_preview_header_reaches_the_idle_color_and_never_the_live_one() {
     assert_eq!(http::color(listener).await.as_deref(), Some("blue"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_renamed_header_and_a_preview_listener_reach_the_idle_color_and_previews_can_be_off() {
+async fn a_renamed_header_and_a_preview_listener_reach_the_idle_color_and_previews_can_be_off(
+    xds: Xds,
+) {
     let scene = BlueGreen::start().await;
     let listener = scene.listener;
     let preview_port = crate::common::free_port();
@@ -58,7 +67,7 @@ async fn a_renamed_header_and_a_preview_listener_reach_the_idle_color_and_previe
     scene
         .cp
         .save_by_rename(&scene.state("blue").replace("    active: blue\n", &keys));
-    let _envoy = scene.envoy("preview-listener").await;
+    let _envoy = scene.envoy_speaking("preview-listener", xds).await;
     let preview_listener: std::net::SocketAddr = ([127, 0, 0, 1], preview_port).into();
     assert_eventually!(
         Duration::from_secs(5),
@@ -99,15 +108,14 @@ async fn a_renamed_header_and_a_preview_listener_reach_the_idle_color_and_previe
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shadow_copies_live_requests_to_the_idle_color_marked_and_answers_stay_live() {
+async fn shadow_copies_live_requests_to_the_idle_color_marked_and_answers_stay_live(xds: Xds) {
     let scene = BlueGreen::start().await;
     let listener = scene.listener;
     scene.cp.save_by_rename(&scene.state("blue").replace(
         "    active: blue\n",
         "    active: blue\n    shadow:\n      percent: 100\n",
     ));
-    let _envoy = scene.envoy("shadow").await;
+    let _envoy = scene.envoy_speaking("shadow", xds).await;
     assert_eventually!(
         Duration::from_secs(5),
         http::color(listener).await.as_deref() == Some("blue")

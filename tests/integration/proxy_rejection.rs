@@ -1,18 +1,21 @@
 //! A config that passes validation but that Envoy rejects: the NACK is recorded per proxy
 //! with Envoy's message, never answered with a resend of the same version, and the next
-//! good version goes out normally. The proxy keeps serving what it had.
+//! good version goes out normally. The proxy keeps serving what it had. Against an Envoy
+//! speaking each ADS variant (SotW and delta).
 
 use std::net::TcpListener;
 use std::time::Duration;
 
 use crate::common::control_plane::BlueGreen;
+use crate::common::envoy::Xds;
 use crate::common::http;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn listener_envoy_cannot_bind_is_rejected_recorded_and_not_resent() {
+crate::both_protocols!(listener_envoy_cannot_bind_is_rejected_recorded_and_not_resent);
+
+async fn listener_envoy_cannot_bind_is_rejected_recorded_and_not_resent(xds: Xds) {
     let scene = BlueGreen::start().await;
     let cp = &scene.cp;
-    let envoy = scene.envoy("nack-1").await;
+    let envoy = scene.envoy_speaking("nack-1", xds).await;
     assert_eventually!(
         Duration::from_secs(5),
         http::get(scene.listener, "/", "x")
@@ -46,6 +49,7 @@ async fn listener_envoy_cannot_bind_is_rejected_recorded_and_not_resent() {
         "the rejected version is the current one"
     );
     assert_eq!(proxy["synced"], false);
+    assert_eq!(proxy["protocol"], xds.name());
     // Routes are independent of the failed listener: the switch to green still happened.
     assert_eventually!(
         Duration::from_secs(2),

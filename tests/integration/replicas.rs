@@ -1,6 +1,7 @@
 //! Replicas: switchyard processes serving the same file give the same versions, so an
 //! Envoy that loses its replica reconnects to another (or to the restarted one) with no
-//! churn and without failing a request.
+//! churn and without failing a request. Against an Envoy speaking each ADS variant; a delta
+//! Envoy says what it holds when it reconnects, so the replica it reaches sends it nothing.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -9,8 +10,21 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::common::control_plane::{BlueGreen, ControlPlane};
-use crate::common::envoy::Envoy;
+use crate::common::envoy::{Envoy, Xds};
 use crate::common::load::{Load, Protocol};
+
+crate::both_protocols!(
+    envoy_fails_over_to_another_replica_with_no_churn_and_no_failed_request,
+    restarted_replica_is_reconnected_to_with_no_churn_and_no_failed_request,
+);
+
+/// The responses of each type a replica counts as sent.
+const RESPONSES: [&str; 4] = [
+    "switchyard_xds_responses_total{type=\"clusters\"}",
+    "switchyard_xds_responses_total{type=\"endpoints\"}",
+    "switchyard_xds_responses_total{type=\"listeners\"}",
+    "switchyard_xds_responses_total{type=\"routes\"}",
+];
 
 /// A `switchyard serve` process; killed (SIGKILL, like a crashed pod) on drop.
 struct Replica {
@@ -50,6 +64,25 @@ impl Replica {
             admin: addr("admin="),
             child,
         }
+    }
+
+    async fn metrics(&self) -> String {
+        let (_, body) = crate::common::http::get(self.admin, "/metrics", "localhost")
+            .await
+            .expect("GET /metrics");
+        body
+    }
+
+    /// How many responses of each type ([`RESPONSES`]) this replica has sent.
+    async fn responses_sent(&self) -> Vec<(&'static str, u64)> {
+        let text = self.metrics().await;
+        RESPONSES
+            .iter()
+            .map(|series| {
+                let sent = crate::common::control_plane::metric(&text, series);
+                (*series, sent.expect("a counter for every type") as u64)
+            })
+            .collect()
     }
 
     async fn status(&self) -> serde_json::Value {
@@ -101,8 +134,27 @@ fn state_file(scene: &BlueGreen) -> tempfile::TempDir {
     dir
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn envoy_fails_over_to_another_replica_with_no_churn_and_no_failed_request() {
+/// What a replica that `node` reconnected to, with the state it already held, sent it: a
+/// delta proxy said what it holds, so nothing; a SotW proxy names only the versions it
+/// holds, so it is sent every type again (at the same versions: Envoy changes nothing).
+async fn assert_reconnect_sent(replica: &Replica, node: &str, xds: Xds) {
+    let sent = replica.responses_sent().await;
+    let status = replica.status().await;
+    let proxy = status["proxies"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["node_id"] == node))
+        .unwrap_or_else(|| panic!("{node} is not connected: {status:#}"));
+    assert_eq!(proxy["protocol"], xds.name(), "{proxy}");
+    match xds {
+        Xds::Delta => assert!(
+            sent.iter().all(|(_, n)| *n == 0),
+            "the replica sent a reconnected delta proxy holding its state: {sent:?}"
+        ),
+        Xds::Sotw => assert!(sent.iter().all(|(_, n)| *n >= 1), "{sent:?}"),
+    }
+}
+
+async fn envoy_fails_over_to_another_replica_with_no_churn_and_no_failed_request(xds: Xds) {
     let scene = BlueGreen::start().await; // backends + listener port (its own cp unused)
     let dir = state_file(&scene);
     let path = dir.path().join("state.yaml");
@@ -116,6 +168,7 @@ async fn envoy_fails_over_to_another_replica_with_no_churn_and_no_failed_request
 
     let envoy = Envoy::builder("replicated-1", replicas[0].xds)
         .also_xds(replicas[1].xds)
+        .xds(xds)
         .start()
         .await;
     envoy.wait_live(Duration::from_secs(20)).await;
@@ -135,6 +188,16 @@ async fn envoy_fails_over_to_another_replica_with_no_churn_and_no_failed_request
     tokio::time::sleep(Duration::from_millis(300)).await;
     replicas[used].kill();
     let other = &replicas[1 - used];
+    assert_eq!(
+        other
+            .responses_sent()
+            .await
+            .iter()
+            .map(|(_, n)| n)
+            .sum::<u64>(),
+        0,
+        "the proxy was connected to the other replica before"
+    );
     assert_eventually!(
         Duration::from_secs(10),
         other.serves_synced("replicated-1").await,
@@ -153,16 +216,16 @@ async fn envoy_fails_over_to_another_replica_with_no_churn_and_no_failed_request
         .admin_get("/stats?filter=control_plane.connected_state")
         .await;
     assert!(connected.contains(": 1"), "{connected}");
+    assert_reconnect_sent(other, "replicated-1", xds).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn restarted_replica_is_reconnected_to_with_no_churn_and_no_failed_request() {
+async fn restarted_replica_is_reconnected_to_with_no_churn_and_no_failed_request(xds: Xds) {
     let scene = BlueGreen::start().await;
     let dir = state_file(&scene);
     let path = dir.path().join("state.yaml");
     let mut replica = Replica::start(&path, "127.0.0.1:0".parse().unwrap());
-    let xds = replica.xds;
-    let envoy = Envoy::start("restarted-1", xds).await;
+    let addr = replica.xds;
+    let envoy = Envoy::builder("restarted-1", addr).xds(xds).start().await;
     envoy.wait_live(Duration::from_secs(20)).await;
     assert_eventually!(
         Duration::from_secs(5),
@@ -174,7 +237,7 @@ async fn restarted_replica_is_reconnected_to_with_no_churn_and_no_failed_request
     tokio::time::sleep(Duration::from_millis(200)).await;
     replica.kill();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let replica = Replica::start(&path, xds);
+    let replica = Replica::start(&path, addr);
     assert_eventually!(
         Duration::from_secs(15),
         replica.serves_synced("restarted-1").await,
@@ -188,5 +251,6 @@ async fn restarted_replica_is_reconnected_to_with_no_churn_and_no_failed_request
         before,
         "the restart changed what Envoy runs"
     );
+    assert_reconnect_sent(&replica, "restarted-1", xds).await;
     drop::<ControlPlane>(scene.cp);
 }

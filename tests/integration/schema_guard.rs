@@ -2,11 +2,20 @@
 //! schema version never takes traffic (the switch is held and says why, then goes ahead
 //! once the version allows it), and after a contract migration an automatic rollback is
 //! refused rather than sending traffic to a color that cannot run.
+//!
+//! Every scenario runs against an Envoy speaking each ADS variant (SotW and delta).
 
 use std::time::Duration;
 
 use crate::common::control_plane::BlueGreen;
+use crate::common::envoy::Xds;
 use crate::common::http;
+
+crate::both_protocols!(
+    a_switch_to_a_color_that_cannot_run_against_the_schema_is_held_until_it_can,
+    after_a_contract_migration_an_automatic_rollback_is_refused,
+    at_start_a_color_that_cannot_run_is_not_put_in_force,
+);
 
 /// The scene's state with a database read from `version_file`, blue on schemas `blue` and
 /// green on `green`, and `extra` service keys.
@@ -38,15 +47,14 @@ fn guarded(
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_switch_to_a_color_that_cannot_run_against_the_schema_is_held_until_it_can() {
+async fn a_switch_to_a_color_that_cannot_run_against_the_schema_is_held_until_it_can(xds: Xds) {
     let scene = BlueGreen::start().await;
     let (cp, listener) = (&scene.cp, scene.listener);
     let dir = tempfile::tempdir().unwrap();
     let version = dir.path().join("schema-version");
     std::fs::write(&version, "41\n").unwrap();
     cp.save_by_rename(&guarded(&scene, "blue", "41", "42", &version, ""));
-    let _envoy = scene.envoy("schema").await;
+    let _envoy = scene.envoy_speaking("schema", xds).await;
     assert_eventually!(
         Duration::from_secs(5),
         cp.status().await["databases"][0]["version"] == "41"
@@ -92,8 +100,7 @@ async fn a_switch_to_a_color_that_cannot_run_against_the_schema_is_held_until_it
     assert_eq!(http::color(listener).await.as_deref(), Some("green"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn after_a_contract_migration_an_automatic_rollback_is_refused() {
+async fn after_a_contract_migration_an_automatic_rollback_is_refused(xds: Xds) {
     let scene = BlueGreen::start().await;
     let (cp, listener) = (&scene.cp, scene.listener);
     let dir = tempfile::tempdir().unwrap();
@@ -101,7 +108,7 @@ async fn after_a_contract_migration_an_automatic_rollback_is_refused() {
     std::fs::write(&version, "42\n").unwrap();
     let bake = "    bake:\n      window: 1m\n      max_error_ratio: 0.1\n      min_requests: 10\n";
     cp.save_by_rename(&guarded(&scene, "blue", "41, 42", "42, 43", &version, ""));
-    let _envoy = scene.envoy("contract").await;
+    let _envoy = scene.envoy_speaking("contract", xds).await;
     assert_eventually!(
         Duration::from_secs(5),
         cp.status().await["databases"][0]["version"] == "42"
@@ -165,8 +172,7 @@ async fn after_a_contract_migration_an_automatic_rollback_is_refused() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn at_start_a_color_that_cannot_run_is_not_put_in_force() {
+async fn at_start_a_color_that_cannot_run_is_not_put_in_force(xds: Xds) {
     let dir = tempfile::tempdir().unwrap();
     let version = dir.path().join("schema-version");
     std::fs::write(&version, "41\n").unwrap();
@@ -178,7 +184,7 @@ async fn at_start_a_color_that_cannot_run_is_not_put_in_force() {
     let status = scene.cp.status().await;
     assert_eq!(status["rollout"][0]["phase"], "held", "{status:#}");
     assert_eq!(status["rollout"][0]["in_force"], "blue");
-    let _envoy = scene.envoy("cold-start").await;
+    let _envoy = scene.envoy_speaking("cold-start", xds).await;
     assert_eventually!(
         Duration::from_secs(5),
         http::color(scene.listener).await.as_deref() == Some("blue")

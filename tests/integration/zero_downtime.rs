@@ -2,12 +2,21 @@
 //! file flips blue <-> green 100 times at random gaps of 10-200 ms (some faster than the
 //! debounce). Not one request may fail, and after the last flip every request reaches the
 //! final color within 1 s. Every Envoy reports its load (LRS); one run also gates and bakes
-//! every switch.
+//! every switch. Every scenario runs against Envoys speaking each ADS variant (SotW and
+//! delta).
 
 use std::time::Duration;
 
 use crate::common::control_plane::BlueGreen;
+use crate::common::envoy::Xds;
 use crate::common::load::{Load, Protocol, Report};
+
+crate::both_protocols!(
+    hundred_flips_under_http1_keepalive_load_drop_nothing,
+    hundred_flips_under_http2_load_drop_nothing,
+    hundred_flips_through_five_envoys_drop_nothing,
+    hundred_gated_and_baked_flips_drop_nothing,
+);
 
 const FLIPS: usize = 100;
 const HOST: &str = "summarizer.example";
@@ -25,9 +34,10 @@ impl Gaps {
     }
 }
 
-/// Runs the flip scenario through `envoys` Envoys sharing one listener port, with
-/// `keys` added to the service (workflow keys, indented as service keys).
+/// Runs the flip scenario through `envoys` Envoys speaking `xds` and sharing one listener
+/// port, with `keys` added to the service (workflow keys, indented as service keys).
 async fn flip_under_load(
+    xds: Xds,
     protocol: Protocol,
     envoys: usize,
     seed: u64,
@@ -46,7 +56,7 @@ async fn flip_under_load(
     // kernel spreads the load client's connections over them.
     let mut proxies = Vec::new();
     for i in 0..envoys {
-        proxies.push(scene.envoy(&format!("flip-{i}")).await);
+        proxies.push(scene.envoy_speaking(&format!("flip-{i}"), xds).await);
     }
     assert_eventually!(
         Duration::from_secs(5),
@@ -86,6 +96,7 @@ async fn flip_under_load(
     let routes = &status["state"]["resource_versions"]["routes"];
     for p in status["proxies"].as_array().unwrap() {
         assert_eq!(&p["routes"]["acked"]["version"], routes, "{p}");
+        assert_eq!(p["protocol"], xds.name(), "{p}");
     }
     drop(proxies);
     (report, active.to_owned())
@@ -101,29 +112,25 @@ fn assert_nothing_dropped(report: &Report) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hundred_flips_under_http1_keepalive_load_drop_nothing() {
-    let (report, _) = flip_under_load(Protocol::Http1, 1, 0x5eed_0001, "").await;
+async fn hundred_flips_under_http1_keepalive_load_drop_nothing(xds: Xds) {
+    let (report, _) = flip_under_load(xds, Protocol::Http1, 1, 0x5eed_0001, "").await;
     assert_nothing_dropped(&report);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hundred_flips_under_http2_load_drop_nothing() {
-    let (report, _) = flip_under_load(Protocol::Http2, 1, 0x5eed_0002, "").await;
+async fn hundred_flips_under_http2_load_drop_nothing(xds: Xds) {
+    let (report, _) = flip_under_load(xds, Protocol::Http2, 1, 0x5eed_0002, "").await;
     assert_nothing_dropped(&report);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hundred_flips_through_five_envoys_drop_nothing() {
-    let (report, _) = flip_under_load(Protocol::Http1, 5, 0x5eed_0005, "").await;
+async fn hundred_flips_through_five_envoys_drop_nothing(xds: Xds) {
+    let (report, _) = flip_under_load(xds, Protocol::Http1, 5, 0x5eed_0005, "").await;
     assert_nothing_dropped(&report);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hundred_gated_and_baked_flips_drop_nothing() {
+async fn hundred_gated_and_baked_flips_drop_nothing(xds: Xds) {
     // Each switch waits for its gate (one passing probe, every 100 ms) and is baked
     // against the load reports; a flip back while the gate waits cancels the switch.
     let keys = "    gate:\n      interval: 100ms\n      successes: 1\n    bake:\n      window: 1m\n      max_error_ratio: 0.01\n      min_requests: 10\n";
-    let (report, _) = flip_under_load(Protocol::Http1, 2, 0x5eed_0006, keys).await;
+    let (report, _) = flip_under_load(xds, Protocol::Http1, 2, 0x5eed_0006, keys).await;
     assert_nothing_dropped(&report);
 }
