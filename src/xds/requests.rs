@@ -143,7 +143,7 @@ impl<M: Message + Default + Name> Messages<M> {
         let len = u32::from_be_bytes([self.buf[1], self.buf[2], self.buf[3], self.buf[4]]) as usize;
         if len > self.max_message {
             return Err(Status::resource_exhausted(format!(
-                "a request of {len} bytes is over the limit of {} bytes",
+                "a request of {len} bytes is over the limit of {} bytes (--max-request-bytes)",
                 self.max_message
             )));
         }

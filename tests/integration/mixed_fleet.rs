@@ -1,8 +1,9 @@
 //! A mixed fleet: one switchyard serving an Envoy that speaks state of the world and one
 //! that speaks delta, side by side on the same listener. Both follow the same switch, both
 //! acknowledge the same versions, and every view says which variant each proxy speaks:
-//! `/status`, `/metrics` (`switchyard_connected_proxies{protocol}`), and switchyard.v1
-//! (`switchyard status --json`). With two listeners, a switch of one listener's service
+//! `/status`, `/metrics` (`switchyard_connected_proxies{protocol}`), switchyard.v1
+//! (`switchyard status`, its table and `--json`) and CSDS (`switchyard.protocol` in each
+//! node's metadata). With two listeners, a switch of one listener's service
 //! sends the delta proxy that listener's RouteConfiguration only, by Envoy's own stats.
 
 use std::net::SocketAddr;
@@ -33,18 +34,56 @@ async fn all_reach(listener: SocketAddr, color: &str, count: usize) -> bool {
     true
 }
 
-/// `switchyard status --xds-addr ADDR --json` (GetState and ListProxies), parsed.
-async fn switchyard_status_json(xds: SocketAddr) -> serde_json::Value {
+/// `switchyard status --xds-addr ADDR` with `more` arguments: its standard output.
+async fn switchyard_status(xds: SocketAddr, more: &'static [&'static str]) -> Vec<u8> {
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
-            .args(["status", "--xds-addr", &xds.to_string(), "--json"])
+            .args(["status", "--xds-addr", &xds.to_string()])
+            .args(more)
             .output()
             .expect("run switchyard status")
     })
     .await
     .unwrap();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    serde_json::from_slice(&out.stdout).expect("JSON")
+    out.stdout
+}
+
+/// `switchyard status --json` (GetState and ListProxies), parsed.
+async fn switchyard_status_json(xds: SocketAddr) -> serde_json::Value {
+    serde_json::from_slice(&switchyard_status(xds, &["--json"]).await).expect("JSON")
+}
+
+/// CSDS: each client's node id and the protocol switchyard notes in its metadata.
+async fn csds_protocols(xds: SocketAddr) -> Vec<(String, String)> {
+    use envoy_types::pb::envoy::service::status::v3::ClientStatusRequest;
+    use envoy_types::pb::envoy::service::status::v3::client_status_discovery_service_client::ClientStatusDiscoveryServiceClient;
+    use envoy_types::pb::google::protobuf::value::Kind;
+    let mut client = ClientStatusDiscoveryServiceClient::connect(format!("http://{xds}"))
+        .await
+        .unwrap();
+    let response = client
+        .fetch_client_status(ClientStatusRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let mut out: Vec<(String, String)> = response
+        .config
+        .into_iter()
+        .map(|c| {
+            let node = c.node.unwrap_or_default();
+            let field = node
+                .metadata
+                .and_then(|m| m.fields.get("switchyard.protocol").cloned());
+            let protocol = match field.and_then(|v| v.kind) {
+                Some(Kind::StringValue(p)) => p,
+                other => panic!("node {} has no switchyard.protocol: {other:?}", node.id),
+            };
+            (node.id, protocol)
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 /// The `protocol` of each proxy in `proxies` (an array of objects with `node_id`), by
@@ -102,6 +141,15 @@ async fn a_sotw_and_a_delta_envoy_follow_the_same_switch_and_each_shows_its_prot
     }
     let api = switchyard_status_json(cp.xds_addr()).await;
     assert_eq!(protocols(&api["proxies"]), expected, "{api:#}");
+    assert_eq!(csds_protocols(cp.xds_addr()).await, expected);
+    // The human table's XDS column.
+    let table = String::from_utf8(switchyard_status(cp.xds_addr(), &[]).await).unwrap();
+    for (node, protocol) in &expected {
+        let row = table.lines().find(|l| l.starts_with(node.as_str()));
+        let row = row.unwrap_or_else(|| panic!("no row for {node}:\n{table}"));
+        let columns: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(columns[3], protocol, "{table}");
+    }
 
     // The switch: traffic through each Envoy reaches green, and blue no more.
     cp.save_by_rename(&scene.state("green"));
