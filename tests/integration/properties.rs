@@ -8,7 +8,8 @@ use prost::Message;
 #[path = "../../fuzz/properties.rs"]
 mod shared;
 
-use shared::{NonceChoice, Op, SotwModel, VersionChoice};
+use shared::delta::{DeltaModel, DeltaOp, DeltaRequest, InitialVersion};
+use shared::{Model, NonceChoice, Op, SotwModel, VersionChoice};
 
 /// Valid state files to mutate: most random text is not YAML, most mutations of a valid
 /// file are still close to one.
@@ -68,7 +69,59 @@ fn op() -> impl Strategy<Value = Op> {
             with_node,
         },
     );
-    prop_oneof![5 => request, 1 => (0..4usize).prop_map(Op::Snapshot)]
+    prop_oneof![5 => request, 1 => snapshot().prop_map(Op::Snapshot)]
+}
+
+fn snapshot() -> impl Strategy<Value = usize> {
+    0..shared::snapshots().len()
+}
+
+/// Indexes into `shared::names()`, up to `most`.
+fn names(most: usize) -> impl Strategy<Value = Vec<usize>> {
+    prop::collection::vec(any::<usize>(), 0..=most)
+}
+
+/// Most delta requests answer the latest response or none, as Envoy's do.
+fn delta_op() -> impl Strategy<Value = DeltaOp> {
+    let nonce = prop_oneof![
+        3 => Just(NonceChoice::Latest),
+        2 => Just(NonceChoice::Other(String::new())),
+        1 => any::<usize>().prop_map(NonceChoice::Sent),
+        1 => "[0-9]{0,2}".prop_map(NonceChoice::Other),
+    ];
+    let error = prop::option::weighted(0.12, Just("rejected".to_owned()));
+    let version = prop_oneof![
+        3 => Just(InitialVersion::Current),
+        1 => "[a-z0-9]{0,4}".prop_map(InitialVersion::Other),
+    ];
+    let initial = prop_oneof![
+        3 => Just(Vec::new()),
+        1 => prop::collection::vec((any::<usize>(), version), 0..4),
+    ];
+    let unsubscribe = prop_oneof![3 => Just(Vec::new()), 1 => names(2)];
+    let request = (
+        0..5usize,
+        nonce,
+        error,
+        names(3),
+        unsubscribe,
+        initial,
+        any::<bool>(),
+    )
+        .prop_map(
+            |(type_index, nonce, error, subscribe, unsubscribe, initial, with_node)| {
+                DeltaOp::Request(DeltaRequest {
+                    type_index,
+                    nonce,
+                    error,
+                    subscribe,
+                    unsubscribe,
+                    initial,
+                    with_node,
+                })
+            },
+        );
+    prop_oneof![5 => request, 1 => snapshot().prop_map(DeltaOp::Snapshot)]
 }
 
 proptest! {
@@ -107,6 +160,20 @@ proptest! {
         ops in prop::collection::vec(op(), 0..64),
     ) {
         SotwModel::run(ops);
+    }
+
+    #[test]
+    fn any_delta_request_sequence_keeps_the_delta_rules(
+        ops in prop::collection::vec(delta_op(), 0..64),
+    ) {
+        DeltaModel::run(ops);
+    }
+
+    #[test]
+    fn after_any_delta_request_sequence_a_proxy_that_accepts_everything_holds_the_snapshot(
+        ops in prop::collection::vec(delta_op(), 0..64),
+    ) {
+        DeltaModel::run(ops).converge();
     }
 }
 
@@ -147,9 +214,45 @@ fn a_proxy_that_acknowledges_everything_is_sent_every_type_across_snapshots() {
     let model = SotwModel::run(ops);
     // Four types, new routes at each switch, clusters and endpoints for the service added
     // and clusters again once it is gone.
-    assert!(
-        model.responses_sent() >= 10,
-        "only {} responses sent",
-        model.responses_sent()
-    );
+    sent_at_least(model.responses_sent(), 10);
+}
+
+/// The ops reached deep: the stream sent at least `least` responses.
+fn sent_at_least(sent: usize, least: usize) {
+    assert!(sent >= least, "only {sent} responses sent");
+}
+
+/// The delta model is not vacuous: a proxy that converges after each switch (every
+/// snapshot in turn, the empty one included) is sent every type, and holds each snapshot.
+#[test]
+fn a_delta_proxy_that_accepts_everything_holds_each_snapshot_in_turn() {
+    let mut model = DeltaModel::default();
+    assert!(model.converge(), "checked");
+    for snapshot in [1, 2, 4, 3, 0, 4, 1] {
+        model.apply(DeltaOp::Snapshot(snapshot));
+        assert!(model.converge(), "checked");
+    }
+    sent_at_least(model.responses_sent(), 20);
+}
+
+/// A rejected response leaves the proxy short of the snapshot (not sent again); what the
+/// next switch sends makes it whole, removals of what it rejected included.
+#[test]
+fn a_delta_proxy_that_rejected_a_change_holds_the_next_snapshot() {
+    let mut model = DeltaModel::default();
+    model.converge();
+    model.apply(DeltaOp::Snapshot(2));
+    // The new clusters are in flight: rejected.
+    model.apply(DeltaOp::Request(DeltaRequest {
+        type_index: 0,
+        nonce: NonceChoice::Latest,
+        error: Some("bad cluster".into()),
+        subscribe: Vec::new(),
+        unsubscribe: Vec::new(),
+        initial: Vec::new(),
+        with_node: false,
+    }));
+    assert!(!model.converge(), "a rejected set is not sent again");
+    model.apply(DeltaOp::Snapshot(0));
+    assert!(model.converge(), "checked");
 }
