@@ -10,12 +10,12 @@ use libfuzzer_sys::arbitrary::{Result, Unstructured};
 #[path = "../properties.rs"]
 mod properties;
 
-use properties::{NonceChoice, Op, SotwModel, VersionChoice};
+use properties::{Model, NonceChoice, Op, SotwModel, VersionChoice};
 
 /// Most requests answer the latest response (as Envoy does), so the stream gets deep.
 fn op(u: &mut Unstructured<'_>) -> Result<Op> {
     if u.ratio(1, 6)? {
-        return Ok(Op::Snapshot(u.int_in_range(0..=3)?));
+        return Ok(Op::Snapshot(u.choose_index(properties::snapshots().len())?));
     }
     let nonce = match u.int_in_range(0..=5)? {
         0..=3 => NonceChoice::Latest,
@@ -45,13 +45,5 @@ fn op(u: &mut Unstructured<'_>) -> Result<Op> {
 }
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    let mut u = Unstructured::new(data);
-    let mut ops = Vec::new();
-    while !u.is_empty() && ops.len() < 128 {
-        match op(&mut u) {
-            Ok(op) => ops.push(op),
-            Err(_) => break,
-        }
-    }
-    SotwModel::run(ops);
+    SotwModel::run(properties::ops(data, op));
 });

@@ -8,7 +8,8 @@ use prost::Message;
 #[path = "../../fuzz/properties.rs"]
 mod shared;
 
-use shared::{NonceChoice, Op, SotwModel, VersionChoice};
+use shared::delta::{DeltaModel, DeltaOp, DeltaRequest, InitialVersion};
+use shared::{Model, NonceChoice, Op, SotwModel, VersionChoice};
 
 /// Valid state files to mutate: most random text is not YAML, most mutations of a valid
 /// file are still close to one.
@@ -68,7 +69,59 @@ fn op() -> impl Strategy<Value = Op> {
             with_node,
         },
     );
-    prop_oneof![5 => request, 1 => (0..4usize).prop_map(Op::Snapshot)]
+    prop_oneof![5 => request, 1 => snapshot().prop_map(Op::Snapshot)]
+}
+
+fn snapshot() -> impl Strategy<Value = usize> {
+    0..shared::snapshots().len()
+}
+
+/// Indexes into `shared::names()`, up to `most`.
+fn names(most: usize) -> impl Strategy<Value = Vec<usize>> {
+    prop::collection::vec(any::<usize>(), 0..=most)
+}
+
+/// Most delta requests answer the latest response or none, as Envoy's do.
+fn delta_op() -> impl Strategy<Value = DeltaOp> {
+    let nonce = prop_oneof![
+        3 => Just(NonceChoice::Latest),
+        2 => Just(NonceChoice::Other(String::new())),
+        1 => any::<usize>().prop_map(NonceChoice::Sent),
+        1 => "[0-9]{0,2}".prop_map(NonceChoice::Other),
+    ];
+    let error = prop::option::weighted(0.12, Just("rejected".to_owned()));
+    let version = prop_oneof![
+        3 => Just(InitialVersion::Current),
+        1 => "[a-z0-9]{0,4}".prop_map(InitialVersion::Other),
+    ];
+    let initial = prop_oneof![
+        3 => Just(Vec::new()),
+        1 => prop::collection::vec((any::<usize>(), version), 0..4),
+    ];
+    let unsubscribe = prop_oneof![3 => Just(Vec::new()), 1 => names(2)];
+    let request = (
+        0..5usize,
+        nonce,
+        error,
+        names(3),
+        unsubscribe,
+        initial,
+        any::<bool>(),
+    )
+        .prop_map(
+            |(type_index, nonce, error, subscribe, unsubscribe, initial, with_node)| {
+                DeltaOp::Request(DeltaRequest {
+                    type_index,
+                    nonce,
+                    error,
+                    subscribe,
+                    unsubscribe,
+                    initial,
+                    with_node,
+                })
+            },
+        );
+    prop_oneof![5 => request, 1 => snapshot().prop_map(DeltaOp::Snapshot)]
 }
 
 proptest! {
@@ -107,6 +160,20 @@ proptest! {
         ops in prop::collection::vec(op(), 0..64),
     ) {
         SotwModel::run(ops);
+    }
+
+    #[test]
+    fn any_delta_request_sequence_keeps_the_delta_rules(
+        ops in prop::collection::vec(delta_op(), 0..64),
+    ) {
+        DeltaModel::run(ops);
+    }
+
+    #[test]
+    fn after_any_delta_request_sequence_a_proxy_that_accepts_everything_holds_the_snapshot(
+        ops in prop::collection::vec(delta_op(), 0..64),
+    ) {
+        DeltaModel::run(ops).converge();
     }
 }
 
@@ -147,9 +214,158 @@ fn a_proxy_that_acknowledges_everything_is_sent_every_type_across_snapshots() {
     let model = SotwModel::run(ops);
     // Four types, new routes at each switch, clusters and endpoints for the service added
     // and clusters again once it is gone.
+    sent_at_least(model.responses_sent(), 10);
+}
+
+/// The ops reached deep: the stream sent at least `least` responses.
+fn sent_at_least(sent: usize, least: usize) {
+    assert!(sent >= least, "only {sent} responses sent");
+}
+
+/// The delta model is not vacuous: a proxy that converges after each switch (every
+/// snapshot in turn, the empty one included) is sent every type, and holds each snapshot.
+#[test]
+fn a_delta_proxy_that_accepts_everything_holds_each_snapshot_in_turn() {
+    let mut model = DeltaModel::default();
+    assert!(model.converge(), "checked");
+    for snapshot in [1, 2, 4, 3, 0, 4, 1] {
+        model.apply(DeltaOp::Snapshot(snapshot));
+        assert!(model.converge(), "checked");
+    }
+    sent_at_least(model.responses_sent(), 20);
+}
+
+/// A rejected response leaves the proxy short of the snapshot (not sent again); what the
+/// next switch sends makes it whole, removals of what it rejected included.
+#[test]
+fn a_delta_proxy_that_rejected_a_change_holds_the_next_snapshot() {
+    let mut model = DeltaModel::default();
+    model.converge();
+    model.apply(DeltaOp::Snapshot(2));
+    // The new clusters are in flight: rejected.
+    model.apply(DeltaOp::Request(DeltaRequest {
+        type_index: 0,
+        nonce: NonceChoice::Latest,
+        error: Some("bad cluster".into()),
+        subscribe: Vec::new(),
+        unsubscribe: Vec::new(),
+        initial: Vec::new(),
+        with_node: false,
+    }));
+    assert!(!model.converge(), "a rejected set is not sent again");
+    model.apply(DeltaOp::Snapshot(0));
+    assert!(model.converge(), "checked");
+}
+
+/// BUG, found by `DeltaModel::converge` (fails until fixed; `--ignored` runs it): a name the
+/// proxy holds, subscribed again while a response of its type is in flight, is forgotten
+/// (`Ledger::forget`), so when it leaves the snapshot before it is sent again it is never
+/// removed. Envoy keeps the cluster. The model lets go of such a name until this is fixed
+/// (`fuzz/properties/delta.rs`, KNOWN BUG).
+#[test]
+#[ignore = "BUG: a name subscribed again, then gone, is never removed; fails until fixed"]
+fn bug_a_name_subscribed_again_while_in_flight_then_gone_is_never_removed() {
+    use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
+    use switchyard::xds::ResourceType::Cluster;
+    use switchyard::xds::delta::DeltaStream;
+
+    let request = |subscribe: &[&str], nonce: &str| DeltaDiscoveryRequest {
+        type_url: Cluster.type_url().to_owned(),
+        resource_names_subscribe: subscribe.iter().map(|n| n.to_string()).collect(),
+        response_nonce: nonce.to_owned(),
+        ..Default::default()
+    };
+    let snapshots = shared::snapshots();
+    // Two services, four clusters, all held.
+    let mut s = DeltaStream::new(snapshots[2].clone(), "test");
+    let first = s.on_request(request(&["*"], "")).responses.remove(0);
+    assert_eq!(first.resource_count, 4);
     assert!(
-        model.responses_sent() >= 10,
-        "only {} responses sent",
-        model.responses_sent()
+        s.on_request(request(&[], &first.nonce))
+            .responses
+            .is_empty()
+    );
+    // A name subscribed again is sent again: in flight.
+    let again = s
+        .on_request(request(&["summarizer-blue"], ""))
+        .responses
+        .remove(0);
+    // Another, held too, subscribed again while that one is in flight.
+    assert!(
+        s.on_request(request(&["extra-green"], ""))
+            .responses
+            .is_empty()
+    );
+    // The second service goes away before the proxy answers.
+    assert!(s.on_snapshot(snapshots[0].clone()).responses.is_empty());
+    let removal = s.on_request(request(&[], &again.nonce)).responses.remove(0);
+    let removed = removal.decode_delta().removed_resources;
+    assert_eq!(
+        removed,
+        ["extra-blue", "extra-green"],
+        "extra-green is held"
+    );
+}
+
+/// BUG, found by `DeltaModel`'s make-before-break check (fails until fixed; `--ignored`
+/// runs it): Envoy applies the removals of a cluster response it rejects (and its valid
+/// clusters), yet make-before-break counts the clusters the proxy acknowledged before as
+/// held, so routes naming clusters that the rejected response removed are sent beside the
+/// response that adds them back, before the proxy has them. The model does not apply a
+/// rejected response's removals until this is fixed (`fuzz/properties/delta.rs`, KNOWN
+/// BUG).
+#[test]
+#[ignore = "BUG: after a NACK, routes are sent naming clusters the proxy removed; fails until fixed"]
+fn bug_routes_wait_for_clusters_a_rejected_response_removed() {
+    use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
+    use envoy_types::pb::google::rpc::Status;
+    use switchyard::xds::ResourceType::{self, Cluster, Endpoint, Route};
+    use switchyard::xds::delta::DeltaStream;
+
+    let request = |t: ResourceType, subscribe: &[&str], nonce: &str| DeltaDiscoveryRequest {
+        type_url: t.type_url().to_owned(),
+        resource_names_subscribe: subscribe.iter().map(|n| n.to_string()).collect(),
+        response_nonce: nonce.to_owned(),
+        ..Default::default()
+    };
+    let types = |step: &switchyard::xds::sotw::Step| -> Vec<&str> {
+        step.responses.iter().map(|r| r.type_url).collect()
+    };
+    let snapshots = shared::snapshots();
+    let mut s = DeltaStream::new(snapshots[0].clone(), "test");
+    let cds = s.on_request(request(Cluster, &[], "")).responses.remove(0);
+    let names = ["summarizer-blue", "summarizer-green"];
+    let eds = s
+        .on_request(request(Endpoint, &names, ""))
+        .responses
+        .remove(0);
+    s.on_request(request(Endpoint, &[], &eds.nonce));
+    s.on_request(request(Cluster, &[], &cds.nonce));
+    // Everything goes: the clusters' removal is in flight when it all comes back.
+    let removal = s.on_snapshot(snapshots[3].clone()).responses.remove(0);
+    assert_eq!(removal.decode_delta().removed_resources, names);
+    assert!(s.on_snapshot(snapshots[0].clone()).responses.is_empty());
+    let step = s.on_request(request(Route, &["public"], ""));
+    assert!(
+        step.responses.is_empty(),
+        "routes wait: the clusters are on their way out"
+    );
+    // The proxy rejects the removal, having applied it (as Envoy does).
+    let mut nack = request(Cluster, &[], &removal.nonce);
+    nack.error_detail = Some(Status {
+        code: 13,
+        message: "rejected".into(),
+        details: Vec::new(),
+    });
+    let step = s.on_request(nack);
+    assert_eq!(
+        types(&step)[0],
+        Cluster.type_url(),
+        "the clusters are sent again"
+    );
+    assert!(
+        !types(&step).contains(&Route.type_url()),
+        "the routes wait for the proxy to hold them: {:?}",
+        types(&step)
     );
 }
