@@ -126,10 +126,10 @@ pub struct DeltaModel {
     /// applied in turn, less the names it unsubscribed since; or what it said it held when
     /// it reconnected.
     held: [BTreeMap<String, String>; 4],
-    /// The names of each type the proxy subscribed or unsubscribed since the latest response
-    /// of the type was sent: it asked for them afresh, so what that response says of them
-    /// is void (Envoy has no watch left for a name it dropped; the stream answers a name
-    /// asked for again anew).
+    /// The names of each type the proxy unsubscribed (and did not subscribe again) since
+    /// the latest response of the type was sent: what that response says of them is void
+    /// (Envoy has no watch left for a name it dropped). A name subscribed again is
+    /// requested afresh, and the response on its way satisfies it, as in Envoy.
     asked_since: [BTreeSet<String>; 4],
     /// Every name of each type the proxy was sent on this stream or said it held: what a
     /// removal may name.
@@ -309,8 +309,8 @@ impl DeltaModel {
     }
 
     /// The proxy's side of a request of `t`: a reply to the response it answers (which it
-    /// applies first, if it accepts it), then its subscription changes, then (a reconnect)
-    /// what it says it holds.
+    /// applies first, if it accepts it), then (a reconnect) what it says it holds, then its
+    /// subscription changes.
     fn proxy_sends(&mut self, t: ResourceType, request: &DeltaDiscoveryRequest) {
         let i = t.index();
         if let Some((response, true)) = self.flight.answer(t, &request.response_nonce) {
@@ -327,32 +327,13 @@ impl DeltaModel {
                         held.insert(name.clone(), version.clone());
                     }
                 }
-                // KNOWN BUG (tests/integration/properties.rs,
-                // `bug_routes_wait_for_clusters_a_rejected_response_removed`):
-                // make-before-break counts what a rejected response removed as held. Until
-                // that is fixed, the model keeps it (`rejected.is_none()` goes then).
-                for name in response.removed.iter().filter(|_| rejected.is_none()) {
+                for name in &response.removed {
                     held.remove(name);
                 }
             }
         }
         let first = !self.interest[i].asked;
-        let (subscribe, unsubscribe) = (
-            &request.resource_names_subscribe,
-            &request.resource_names_unsubscribe,
-        );
-        self.interest[i].change(t, subscribe, unsubscribe);
-        // KNOWN BUG (tests/integration/properties.rs,
-        // `bug_a_name_subscribed_again_while_in_flight_then_gone_is_never_removed`): the
-        // stream forgets that the proxy holds a name it subscribes to again, so one that
-        // leaves the snapshot before it is sent again is never removed. Envoy keeps it; until
-        // that is fixed, the model lets go of it too (`subscribe` below belongs with
-        // `unsubscribe` only until then).
-        for name in unsubscribe.iter().chain(subscribe) {
-            self.held[i].remove(name);
-        }
-        let asked = subscribe.iter().chain(unsubscribe).filter(|n| *n != "*");
-        self.asked_since[i].extend(asked.cloned());
+        // A reconnect: what it holds, then what it asks for now.
         if first && !request.initial_resource_versions.is_empty() {
             let initial = &request.initial_resource_versions;
             self.held[i] = initial
@@ -360,6 +341,24 @@ impl DeltaModel {
                 .map(|(n, v)| (n.clone(), v.clone()))
                 .collect();
             self.known[i].extend(initial.keys().cloned());
+        }
+        let (subscribe, unsubscribe) = (
+            &request.resource_names_subscribe,
+            &request.resource_names_unsubscribe,
+        );
+        self.interest[i].change(t, subscribe, unsubscribe);
+        // The proxy drops what it unsubscribes by name (a name subscribed again stays
+        // held). Under `*` a name unsubscribed stays until the server sends it again or
+        // removes it, and a response on its way does that (Envoy's ambiguous state).
+        if !self.interest[i].wildcard {
+            for name in unsubscribe {
+                self.held[i].remove(name);
+            }
+            let dropped = unsubscribe.iter().filter(|n| *n != "*");
+            self.asked_since[i].extend(dropped.cloned());
+        }
+        for name in subscribe {
+            self.asked_since[i].remove(name);
         }
     }
 

@@ -20,7 +20,8 @@
 //!   names asked for; `*` subscribes to every resource. For clusters and listeners a
 //!   stream's first request with no names is the legacy wildcard, until a name is
 //!   subscribed without `*`. A name subscribed again is sent again, whatever the proxy
-//!   held; a name unsubscribed is dropped without a reply;
+//!   held; a name unsubscribed is dropped without a reply, unless `*` still covers it: then
+//!   it is sent again, or removed if the proxy holds it and the state does not;
 //! - removals: `removed_resources` names what the proxy holds that it should not, never a
 //!   name it was not sent;
 //! - the first response of a type on a stream is sent even when it carries nothing (Envoy
@@ -63,9 +64,10 @@ struct Subscription {
     legacy: bool,
     /// Names subscribed besides `*` (shared with the snapshot's names when equal).
     names: Arc<BTreeSet<String>>,
-    /// Names whose version the proxy holds is unknown: a response it rejected carried
-    /// them. The next response sends (or removes) them again; an ACK clears them.
-    unknown: BTreeSet<String>,
+    /// Names unsubscribed while the response in flight carried them: the proxy takes them
+    /// from it after all if it subscribes again before that response arrives, so a name
+    /// subscribed again meanwhile counts as possibly held. Cleared by the reply.
+    dropped: BTreeSet<String>,
 }
 
 impl Default for Subscription {
@@ -77,7 +79,7 @@ impl Default for Subscription {
             wildcard: false,
             legacy: false,
             names: NONE.clone(),
-            unknown: BTreeSet::new(),
+            dropped: BTreeSet::new(),
         }
     }
 }
@@ -205,11 +207,12 @@ impl DeltaStream {
             changes(held, &sent.resources)
         });
         let event = self.ledger.answer(t, req.error_detail.as_ref(), true);
-        let unknown = &mut self.subscriptions[t.index()].unknown;
-        match &event {
-            Some(StreamEvent::Acked { .. }) => unknown.clear(),
-            Some(StreamEvent::Rejected { .. }) => unknown.extend(touched.into_iter().flatten()),
-            _ => {}
+        self.subscriptions[t.index()].dropped.clear();
+        if let Some(StreamEvent::Rejected { .. }) = &event {
+            // Not sent again as it is (the same set would be rejected again), but the next
+            // response carries each of them again, and routes wait for them.
+            self.ledger
+                .mark_unknown(t, touched.into_iter().flatten(), false);
         }
         step.events.extend(event);
     }
@@ -295,15 +298,32 @@ impl DeltaStream {
             state.names_gen += 1;
         }
         state.subscribed = true;
-        // Names (un)subscribed are no longer held, except those the proxy just said it
-        // holds: a subscribed name is sent again, an unsubscribed one is not removed.
-        let forget: Vec<&str> = subscribe
+        // A name unsubscribed by name is dropped by the proxy: no reply, no removal. Under
+        // a wildcard it stays subscribed, and the protocol asks for a reply: it is sent
+        // again, or removed. A subscribed one it holds is sent again, whatever it held
+        // (unless it just said what it holds).
+        let unsubscribed = unsubscribe.iter().filter(|n| !star(n));
+        let (kept, dropped): (Vec<&String>, Vec<&String>) =
+            unsubscribed.partition(|_| self.subscriptions[t.index()].wildcard);
+        let dropped: Vec<&str> = dropped.into_iter().map(String::as_str).collect();
+        let state = &self.ledger.types[t.index()];
+        if let Some(in_flight) = state.sent.as_ref().filter(|_| state.awaiting_reply) {
+            let carried = dropped
+                .iter()
+                .filter(|n| in_flight.resources.contains_key(**n));
+            let sub = &mut self.subscriptions[t.index()];
+            sub.dropped.extend(carried.map(|n| n.to_string()));
+        }
+        self.ledger.forget(t, &dropped);
+        let sub = &self.subscriptions[t.index()];
+        let again: Vec<String> = subscribe
             .iter()
-            .chain(unsubscribe)
+            .chain(kept)
             .filter(|n| !star(n) && !req.initial_resource_versions.contains_key(*n))
-            .map(String::as_str)
+            .filter(|n| self.ledger.holds(t, n) || sub.dropped.contains(*n))
+            .cloned()
             .collect();
-        self.ledger.forget(t, &forget);
+        self.ledger.mark_unknown(t, again, true);
     }
 
     /// Sends, in push order, what each type owes the proxy (see [`Ledger::due`]), as the
@@ -324,7 +344,7 @@ impl DeltaStream {
                 let t = due.type_;
                 let state = &self.ledger.types[t.index()];
                 let held = state.acked.as_ref().map(|a| &*a.resources);
-                let unknown = &self.subscriptions[t.index()].unknown;
+                let unknown = &state.unknown;
                 let (changed, removed) = diff(held, &due.resources, unknown);
                 if changed.is_empty() && removed.is_empty() && !first[t.index()] {
                     self.ledger.settle(t);
@@ -341,8 +361,15 @@ impl DeltaStream {
                         })
                         .map(|r| r.name.as_str())
                         .collect();
+                    // Only endpoints the proxy holds: the others it asks for, or never had.
+                    let rewarm: Vec<String> = rewarm
+                        .into_iter()
+                        .filter(|n| self.ledger.holds(ResourceType::Endpoint, n))
+                        .map(str::to_owned)
+                        .collect();
                     if !rewarm.is_empty() {
-                        self.ledger.forget(ResourceType::Endpoint, &rewarm);
+                        self.ledger
+                            .mark_unknown(ResourceType::Endpoint, rewarm, true);
                         again = true;
                     }
                 }
@@ -393,7 +420,7 @@ fn diff<'w>(
             let holds = held
                 .get(*name)
                 .is_some_and(|h| Arc::ptr_eq(h, r) || h.version == r.version);
-            is_body(r) && (!holds || unknown.contains(*name))
+            r.has_body() && (!holds || unknown.contains(*name))
         })
         .map(|(_, r)| r)
         .collect();
@@ -422,11 +449,6 @@ fn changes(held: Option<&ResourceSet>, sent: &ResourceSet) -> Vec<String> {
         .collect();
     names.extend(held.keys().filter(|n| !sent.contains_key(*n)).cloned());
     names
-}
-
-/// Is this a resource to send, not a placeholder for one held at an unknown version?
-fn is_body(r: &Resource) -> bool {
-    !r.body.type_url.is_empty()
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 //! are acknowledged. And it says where the proxy stands on each type
 //! ([`Ledger::status`]): the one place that status is worked out.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::ResourceType;
@@ -70,6 +71,16 @@ pub(super) struct TypeState {
     /// until it has: SotW's own flow control, which also coalesces a burst of saves into
     /// the newest version.
     pub(super) awaiting_reply: bool,
+    /// Names whose version the proxy holds is not known (delta only: a response it
+    /// rejected touched them, or it asked for them again). The next response sends them
+    /// again (or removes them), make-before-break does not count them as held, and an ACK
+    /// of a response sent after they became unknown clears them.
+    pub(super) unknown: BTreeSet<String>,
+    /// [`Self::unknown`] when the latest response was sent: what its ACK clears.
+    unknown_sent: BTreeSet<String>,
+    /// A response is due even if the wanted set looks like the one sent (names became
+    /// unknown); cleared when one is sent.
+    force: bool,
 }
 
 /// A response due: what to send for a type, already recorded as sent.
@@ -152,11 +163,14 @@ impl Ledger {
         let mut due = Vec::new();
         for t in ResourceType::ALL {
             let state = &self.types[t.index()];
-            if !state.subscribed || state.awaiting_reply || self.sent_is_current(t) {
+            if !state.subscribed || state.awaiting_reply {
+                continue;
+            }
+            if !state.force && self.sent_is_current(t) {
                 continue;
             }
             let (version, resources) = self.wanted(t);
-            if !is_new(state.sent.as_deref(), &version, &resources) {
+            if !state.force && !is_new(state.sent.as_deref(), &version, &resources) {
                 continue;
             }
             if t == ResourceType::Route && !self.clusters_ready(&resources) {
@@ -204,6 +218,7 @@ impl Ledger {
             return None; // not an ACK, or one already counted
         }
         state.acked = Some(sent.clone());
+        self.clear_answered(t);
         Some(StreamEvent::Acked {
             type_: t,
             version: sent.version.clone(),
@@ -224,6 +239,8 @@ impl Ledger {
         self.next_nonce += 1;
         let state = &mut self.types[t.index()];
         state.awaiting_reply = true;
+        state.force = false;
+        state.unknown_sent.clone_from(&state.unknown);
         state.sent = Some(Arc::new(Sent {
             version,
             nonce: nonce.clone(),
@@ -241,6 +258,18 @@ impl Ledger {
         let state = &mut self.types[t.index()];
         state.awaiting_reply = false;
         state.acked = state.sent.clone();
+        self.clear_answered(t);
+    }
+
+    /// The names that were unknown when the latest response of `t` was sent are known
+    /// again: the proxy took that response (or it carried nothing to take).
+    fn clear_answered(&mut self, t: ResourceType) {
+        let state = &mut self.types[t.index()];
+        if !state.unknown_sent.is_empty() {
+            let answered = std::mem::take(&mut state.unknown_sent);
+            state.unknown.retain(|n| !answered.contains(n));
+            self.ready_memo = None;
+        }
     }
 
     /// The proxy holds `held` of `t` without this stream having sent it (an incremental
@@ -260,6 +289,39 @@ impl Ledger {
         state.sent = Some(sent.clone());
         state.acked = Some(sent);
         state.awaiting_reply = false;
+    }
+
+    /// The proxy may hold `names` of `t` at some version other than the one recorded (a
+    /// response it rejected touched them, or it asked for them again): the next response
+    /// sends each again, or removes it, and until the proxy acknowledges one, routes naming
+    /// them wait. `resend`: a response is due now (not only once something changes).
+    pub(super) fn mark_unknown(
+        &mut self,
+        t: ResourceType,
+        names: impl IntoIterator<Item = String>,
+        resend: bool,
+    ) {
+        let state = &mut self.types[t.index()];
+        let mut marked = false;
+        for name in names {
+            // Marked now: the ACK of a response sent before does not clear it.
+            marked |= state.unknown_sent.remove(&name);
+            marked |= state.unknown.insert(name);
+        }
+        if marked {
+            state.force |= resend;
+            self.ready_memo = None;
+        }
+    }
+
+    /// Does the proxy hold `name` of `t`, or is it on its way (acknowledged, or in the
+    /// latest response sent)?
+    pub(super) fn holds(&self, t: ResourceType, name: &str) -> bool {
+        let state = &self.types[t.index()];
+        [&state.acked, &state.sent]
+            .into_iter()
+            .flatten()
+            .any(|s| s.resources.contains_key(name))
     }
 
     /// The proxy no longer holds `names` of `t` (an incremental stream unsubscribed them,
@@ -297,6 +359,10 @@ impl Ledger {
         state.sent = sent;
         state.acked = acked;
         state.rejected = rejected;
+        for n in names {
+            state.unknown.remove(*n);
+            state.unknown_sent.remove(*n);
+        }
         state.names_gen += 1;
         self.ready_memo = None;
     }
@@ -379,12 +445,14 @@ impl Ledger {
         }
     }
 
+    /// The resource `name` of `t` as last sent (or acknowledged), if it was sent: not a
+    /// reconnecting proxy's word that it holds some version of it ([`Resource::has_body`]).
     fn previously_sent(&self, t: ResourceType, name: &str) -> Option<Arc<Resource>> {
         let state = &self.types[t.index()];
         [&state.sent, &state.acked]
             .into_iter()
             .flatten()
-            .find_map(|s| s.resources.get(name).cloned())
+            .find_map(|s| s.resources.get(name).filter(|r| r.has_body()).cloned())
     }
 
     /// Has the proxy acknowledged every cluster named by `routes`, and their endpoints,
@@ -424,7 +492,8 @@ impl Ledger {
             let acked = state
                 .acked
                 .as_ref()
-                .is_some_and(|s| s.resources.contains_key(name));
+                .is_some_and(|s| s.resources.contains_key(name))
+                && !state.unknown.contains(name);
             let pending_keeps = !state.awaiting_reply
                 || state
                     .sent

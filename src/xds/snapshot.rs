@@ -29,6 +29,15 @@ pub struct Resource {
     pub clusters: Vec<String>,
 }
 
+impl Resource {
+    /// Is this a resource to send? Not when it only stands for one a reconnecting proxy
+    /// holds at a version this server does not have (delta's `initial_resource_versions`):
+    /// then it has a name and a version but no body.
+    pub fn has_body(&self) -> bool {
+        !self.body.type_url.is_empty()
+    }
+}
+
 /// The resources of one type, by name, with the type's version.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TypeSnapshot {

@@ -257,14 +257,11 @@ fn a_delta_proxy_that_rejected_a_change_holds_the_next_snapshot() {
     assert!(model.converge(), "checked");
 }
 
-/// BUG, found by `DeltaModel::converge` (fails until fixed; `--ignored` runs it): a name the
-/// proxy holds, subscribed again while a response of its type is in flight, is forgotten
-/// (`Ledger::forget`), so when it leaves the snapshot before it is sent again it is never
-/// removed. Envoy keeps the cluster. The model lets go of such a name until this is fixed
-/// (`fuzz/properties/delta.rs`, KNOWN BUG).
+/// Found by `DeltaModel::converge`: a name the proxy holds, subscribed again while a
+/// response of its type is in flight, then gone from the snapshot before it is sent again,
+/// is still removed (it once was forgotten, and Envoy kept the cluster).
 #[test]
-#[ignore = "BUG: a name subscribed again, then gone, is never removed; fails until fixed"]
-fn bug_a_name_subscribed_again_while_in_flight_then_gone_is_never_removed() {
+fn a_name_subscribed_again_while_in_flight_then_gone_is_removed() {
     use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
     use switchyard::xds::ResourceType::Cluster;
     use switchyard::xds::delta::DeltaStream;
@@ -307,16 +304,12 @@ fn bug_a_name_subscribed_again_while_in_flight_then_gone_is_never_removed() {
     );
 }
 
-/// BUG, found by `DeltaModel`'s make-before-break check (fails until fixed; `--ignored`
-/// runs it): Envoy applies the removals of a cluster response it rejects (and its valid
-/// clusters), yet make-before-break counts the clusters the proxy acknowledged before as
-/// held, so routes naming clusters that the rejected response removed are sent beside the
-/// response that adds them back, before the proxy has them. The model does not apply a
-/// rejected response's removals until this is fixed (`fuzz/properties/delta.rs`, KNOWN
-/// BUG).
+/// Found by `DeltaModel`'s make-before-break check: Envoy applies the removals of a
+/// cluster response it rejects (and its valid clusters), so routes naming clusters that the
+/// rejected response removed wait until the response adding them back is acknowledged
+/// (they were once sent beside it, before the proxy had them).
 #[test]
-#[ignore = "BUG: after a NACK, routes are sent naming clusters the proxy removed; fails until fixed"]
-fn bug_routes_wait_for_clusters_a_rejected_response_removed() {
+fn routes_wait_for_clusters_a_rejected_response_removed() {
     use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
     use envoy_types::pb::google::rpc::Status;
     use switchyard::xds::ResourceType::{self, Cluster, Endpoint, Route};

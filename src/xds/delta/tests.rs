@@ -501,9 +501,12 @@ fn a_reconnect_is_sent_only_what_differs_from_what_the_proxy_holds() {
         removed(&steps[0].responses[0]),
         ["extra-blue", "extra-green"]
     );
-    assert!(
-        steps[1].responses.is_empty(),
-        "endpoints still named are unchanged"
+    // Their endpoints too (the proxy still names them; it holds them at versions this
+    // replica does not have, so they are removed, not kept).
+    assert_eq!(sent_events(&steps[1]), [(Endpoint, 0, 2)]);
+    assert_eq!(
+        removed(&steps[1].responses[0]),
+        ["extra-blue", "extra-green"]
     );
     assert!(steps[2].responses.is_empty(), "listeners unchanged");
     let rds = only(steps.into_iter().nth(3).unwrap());
@@ -631,4 +634,45 @@ fn the_stream_bounds_the_names_it_would_subscribe_to() {
     converge(&mut s);
     let req = request(Endpoint, &["a", "b", "c"], &[], "");
     assert_eq!(s.names_after(&req), 2 + 3, "the two held, and three more");
+}
+
+#[test]
+fn a_name_unsubscribed_under_a_wildcard_is_answered_sent_again_or_removed() {
+    let with_extra = format!("{STATE}{EXTRA}");
+    let mut s = stream(&with_extra);
+    let cds = only(s.on_request(request(Cluster, &["*", "extra-blue"], &[], "")));
+    s.on_request(ack(&cds));
+    // `*` still covers it: the protocol asks for a reply, here the cluster again.
+    let again = only(s.on_request(request(Cluster, &[], &["extra-blue"], "")));
+    assert_eq!(carried(&again), ["extra-blue"]);
+    s.on_request(ack(&again));
+    // Gone from the state while the proxy still holds it: removed.
+    let step = s.on_snapshot(snap(STATE));
+    let cds = step
+        .responses
+        .into_iter()
+        .find(|r| type_of(r) == Cluster)
+        .unwrap();
+    assert_eq!(removed(&cds), ["extra-blue", "extra-green"]);
+}
+
+#[test]
+fn a_name_dropped_and_asked_for_again_while_a_response_carrying_it_is_in_flight_is_still_removed() {
+    let with_extra = format!("{STATE}{EXTRA}");
+    let mut s = stream(&with_extra);
+    let cds = only(s.on_request(request(Cluster, &["extra-blue"], &[], "")));
+    // Dropped, then asked for again, before the response carrying it arrives: the proxy
+    // takes it from that response after all.
+    s.on_request(request(Cluster, &[], &["extra-blue"], ""));
+    s.on_request(request(Cluster, &["extra-blue"], &[], ""));
+    let again = only(s.on_request(ack(&cds)));
+    assert_eq!(
+        carried(&again),
+        ["extra-blue"],
+        "sent again, as it was asked for"
+    );
+    s.on_request(ack(&again));
+    // And when the state drops it, it is removed.
+    let cds = only(s.on_snapshot(snap(STATE)));
+    assert_eq!(removed(&cds), ["extra-blue"]);
 }
