@@ -66,8 +66,9 @@ struct Subscription {
     names: Arc<BTreeSet<String>>,
     /// Names unsubscribed while the response in flight carried them: the proxy takes them
     /// from it after all if it subscribes again before that response arrives, so a name
-    /// subscribed again meanwhile counts as possibly held. Cleared by the reply.
-    dropped: BTreeSet<String>,
+    /// subscribed again meanwhile counts as possibly held. Cleared by the reply; boxed, as
+    /// it is almost always empty.
+    dropped: Option<Box<BTreeSet<String>>>,
 }
 
 impl Default for Subscription {
@@ -79,7 +80,7 @@ impl Default for Subscription {
             wildcard: false,
             legacy: false,
             names: NONE.clone(),
-            dropped: BTreeSet::new(),
+            dropped: None,
         }
     }
 }
@@ -207,7 +208,7 @@ impl DeltaStream {
             changes(held, &sent.resources)
         });
         let event = self.ledger.answer(t, req.error_detail.as_ref(), true);
-        self.subscriptions[t.index()].dropped.clear();
+        self.subscriptions[t.index()].dropped = None;
         if let Some(StreamEvent::Rejected { .. }) = &event {
             // Not sent again as it is (the same set would be rejected again), but the next
             // response carries each of them again, and routes wait for them.
@@ -311,8 +312,13 @@ impl DeltaStream {
             let carried = dropped
                 .iter()
                 .filter(|n| in_flight.resources.contains_key(**n));
-            let sub = &mut self.subscriptions[t.index()];
-            sub.dropped.extend(carried.map(|n| n.to_string()));
+            let carried: BTreeSet<String> = carried.map(|n| n.to_string()).collect();
+            if !carried.is_empty() {
+                let sub = &mut self.subscriptions[t.index()];
+                sub.dropped
+                    .get_or_insert_with(Default::default)
+                    .extend(carried);
+            }
         }
         self.ledger.forget(t, &dropped);
         let sub = &self.subscriptions[t.index()];
@@ -320,7 +326,9 @@ impl DeltaStream {
             .iter()
             .chain(kept)
             .filter(|n| !star(n) && !req.initial_resource_versions.contains_key(*n))
-            .filter(|n| self.ledger.holds(t, n) || sub.dropped.contains(*n))
+            .filter(|n| {
+                self.ledger.holds(t, n) || sub.dropped.as_ref().is_some_and(|d| d.contains(*n))
+            })
             .cloned()
             .collect();
         self.ledger.mark_unknown(t, again, true);
@@ -344,7 +352,7 @@ impl DeltaStream {
                 let t = due.type_;
                 let state = &self.ledger.types[t.index()];
                 let held = state.acked.as_ref().map(|a| &*a.resources);
-                let unknown = &state.unknown;
+                let unknown = state.unknown();
                 let (changed, removed) = diff(held, &due.resources, unknown);
                 if changed.is_empty() && removed.is_empty() && !first[t.index()] {
                     self.ledger.settle(t);

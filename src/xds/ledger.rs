@@ -71,16 +71,33 @@ pub(super) struct TypeState {
     /// until it has: SotW's own flow control, which also coalesces a burst of saves into
     /// the newest version.
     pub(super) awaiting_reply: bool,
-    /// Names whose version the proxy holds is not known (delta only: a response it
-    /// rejected touched them, or it asked for them again). The next response sends them
-    /// again (or removes them), make-before-break does not count them as held, and an ACK
-    /// of a response sent after they became unknown clears them.
-    pub(super) unknown: BTreeSet<String>,
-    /// [`Self::unknown`] when the latest response was sent: what its ACK clears.
-    unknown_sent: BTreeSet<String>,
+    /// Names whose version the proxy holds is not known (delta only): see [`Unknown`].
+    /// Boxed, and absent on almost every stream: it costs an idle stream one pointer.
+    unknown: Option<Box<Unknown>>,
     /// A response is due even if the wanted set looks like the one sent (names became
     /// unknown); cleared when one is sent.
     force: bool,
+}
+
+/// Names of a type whose version the proxy holds is not known (delta only: a response it
+/// rejected touched them, or it asked for them again). The next response sends them again
+/// (or removes them), make-before-break does not count them as held, and an ACK of a
+/// response sent after they became unknown clears them.
+#[derive(Debug, Default)]
+struct Unknown {
+    names: BTreeSet<String>,
+    /// `names` when the latest response was sent: what its ACK clears.
+    at_send: BTreeSet<String>,
+}
+
+/// No names.
+static NONE: BTreeSet<String> = BTreeSet::new();
+
+impl TypeState {
+    /// The names whose version the proxy holds is not known (see [`Unknown`]).
+    pub(super) fn unknown(&self) -> &BTreeSet<String> {
+        self.unknown.as_ref().map_or(&NONE, |u| &u.names)
+    }
 }
 
 /// A response due: what to send for a type, already recorded as sent.
@@ -240,7 +257,9 @@ impl Ledger {
         let state = &mut self.types[t.index()];
         state.awaiting_reply = true;
         state.force = false;
-        state.unknown_sent.clone_from(&state.unknown);
+        if let Some(u) = &mut state.unknown {
+            u.at_send.clone_from(&u.names);
+        }
         state.sent = Some(Arc::new(Sent {
             version,
             nonce: nonce.clone(),
@@ -265,9 +284,12 @@ impl Ledger {
     /// again: the proxy took that response (or it carried nothing to take).
     fn clear_answered(&mut self, t: ResourceType) {
         let state = &mut self.types[t.index()];
-        if !state.unknown_sent.is_empty() {
-            let answered = std::mem::take(&mut state.unknown_sent);
-            state.unknown.retain(|n| !answered.contains(n));
+        if let Some(u) = &mut state.unknown {
+            let answered = std::mem::take(&mut u.at_send);
+            u.names.retain(|n| !answered.contains(n));
+            if u.names.is_empty() {
+                state.unknown = None;
+            }
             self.ready_memo = None;
         }
     }
@@ -305,8 +327,9 @@ impl Ledger {
         let mut marked = false;
         for name in names {
             // Marked now: the ACK of a response sent before does not clear it.
-            marked |= state.unknown_sent.remove(&name);
-            marked |= state.unknown.insert(name);
+            let u = state.unknown.get_or_insert_with(Default::default);
+            marked |= u.at_send.remove(&name);
+            marked |= u.names.insert(name);
         }
         if marked {
             state.force |= resend;
@@ -360,8 +383,10 @@ impl Ledger {
         state.acked = acked;
         state.rejected = rejected;
         for n in names {
-            state.unknown.remove(*n);
-            state.unknown_sent.remove(*n);
+            if let Some(u) = &mut state.unknown {
+                u.names.remove(*n);
+                u.at_send.remove(*n);
+            }
         }
         state.names_gen += 1;
         self.ready_memo = None;
@@ -493,7 +518,7 @@ impl Ledger {
                 .acked
                 .as_ref()
                 .is_some_and(|s| s.resources.contains_key(name))
-                && !state.unknown.contains(name);
+                && !state.unknown().contains(name);
             let pending_keeps = !state.awaiting_reply
                 || state
                     .sent
