@@ -8,7 +8,8 @@
 //! ```
 //!
 //! For each N, a fresh server (`switchyard serve`, ports 0, `SWITCHYARD_LOG=warn`) serves a
-//! state file in a temporary directory: one listener and `--services` services. Then:
+//! state file in a temporary directory: `--listeners` listeners (default 1) and
+//! `--services` services spread over them. Then:
 //! 1. Connect storm: N tasks each open a TCP connection, an HTTP/2 connection (`h2c.rs`, a
 //!    minimal client) and one ADS stream on it, and behave like Envoy (`fleet.rs`): CDS
 //!    (wildcard, node on the first message only), then EDS for the clusters received, LDS
@@ -66,11 +67,15 @@
 //! measured the same way in both protocols, so rows of runs with and without `--delta`
 //! (each row says which) can be put side by side; "per stream" under bytes per switch is
 //! what one proxy received for one switch. What delta saves when one service of many
-//! switches (the bytes per stream, above all):
+//! switches (the bytes per stream, above all): with one listener, nothing (its one
+//! RouteConfiguration holds every service); with `--listeners 10`, the other nine
+//! listeners' RouteConfigurations:
 //!
 //! ```text
 //! cargo bench --bench ads_fanout -- --streams 1000 --services 1000 --switches 5
 //! cargo bench --bench ads_fanout -- --streams 1000 --services 1000 --switches 5 --delta
+//! cargo bench --bench ads_fanout -- --streams 1000 --services 1000 --listeners 10 --switches 5
+//! cargo bench --bench ads_fanout -- --streams 1000 --services 1000 --listeners 10 --switches 5 --delta
 //! ```
 //!
 //! `--lrs` works with either protocol.
@@ -119,9 +124,14 @@ struct Args {
     /// Switches (route changes) per stream count.
     #[arg(long, default_value_t = 20)]
     switches: usize,
-    /// Services in the state file (one listener; two clusters per service).
+    /// Services in the state file (two clusters per service), spread over --listeners.
     #[arg(long, default_value_t = 10)]
     services: usize,
+    /// Listeners in the state file, each with its own RouteConfiguration; service i is on
+    /// listener i mod N. A switch flips service 0, on the first listener: a SotW proxy is
+    /// sent every RouteConfiguration, a delta proxy that listener's only.
+    #[arg(long, default_value_t = 1)]
+    listeners: usize,
     /// Connections being set up at once during the connect storm (from connect to the
     /// first response). 128 matches the server's accept backlog (`listen(128)`, tokio's
     /// default): more can overflow it, and each dropped SYN costs its client 1 s.
@@ -211,9 +221,10 @@ fn main() {
     println!();
     println!("{machine}");
     println!(
-        "{} ADS, {} services (1 listener), {} switches per N, load generator on {} tokio worker(s), at most {} connects in flight\n",
+        "{} ADS, {} services ({} listener(s)), {} switches per N, load generator on {} tokio worker(s), at most {} connects in flight\n",
         args.protocol().word(),
         args.services,
+        args.listeners.max(1),
         args.switches,
         args.client_threads,
         args.connect_concurrency
@@ -234,7 +245,8 @@ fn main() {
 fn run(args: &Args, n: usize) -> Result<Row, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let state = dir.path().join("state.yaml");
-    std::fs::write(&state, state_yaml(args.services, false)).map_err(|e| e.to_string())?;
+    std::fs::write(&state, state_yaml(args.services, args.listeners, false))
+        .map_err(|e| e.to_string())?;
     let mut extra = Vec::new();
     if args.lrs {
         let interval = humantime::format_duration(args.lrs_interval).to_string();
@@ -402,7 +414,7 @@ fn measure(
         let mut all = Vec::with_capacity(n * args.switches);
         for k in 1..=args.switches {
             let tmp = dir.join(".state.yaml.tmp");
-            std::fs::write(&tmp, state_yaml(args.services, k % 2 == 1))
+            std::fs::write(&tmp, state_yaml(args.services, args.listeners, k % 2 == 1))
                 .map_err(|e| e.to_string())?;
             let t0 = fleet.begin_switch(k);
             std::fs::rename(&tmp, state).map_err(|e| e.to_string())?;
@@ -492,24 +504,38 @@ fn measure(
 
 /// The state file: one listener, `services` services; the first one's active color is
 /// green when `flipped`.
-fn state_yaml(services: usize, flipped: bool) -> String {
-    let mut s = String::from(
-        "listeners:\n  - name: public\n    address: 127.0.0.1\n    port: 10000\nservices:\n",
-    );
+fn state_yaml(services: usize, listeners: usize, flipped: bool) -> String {
+    let listeners = listeners.max(1);
+    let listener = |j: usize| match j {
+        0 => "public".to_owned(),
+        j => format!("listener-{j}"),
+    };
+    let mut s = String::from("listeners:\n");
+    for j in 0..listeners {
+        writeln!(
+            s,
+            "  - name: {}\n    address: 127.0.0.1\n    port: {}",
+            listener(j),
+            10000 + j
+        )
+        .unwrap();
+    }
+    s.push_str("services:\n");
     for i in 0..services {
         let active = if (i == 0 && flipped) || i % 2 == 1 {
             "green"
         } else {
             "blue"
         };
-        let domain = if i == 0 {
+        let domain = if i < listeners {
             "\"*\"".to_owned()
         } else {
             format!("\"service-{i}.example.com\"")
         };
         writeln!(
             s,
-            "  - name: service-{i}\n    listener: public\n    domains: [{domain}]\n    blue:\n      endpoints: [\"127.0.0.1:{}\", \"127.0.0.1:{}\"]\n    green:\n      endpoints: [\"127.0.0.1:{}\", \"127.0.0.1:{}\"]\n    active: {active}",
+            "  - name: service-{i}\n    listener: {}\n    domains: [{domain}]\n    blue:\n      endpoints: [\"127.0.0.1:{}\", \"127.0.0.1:{}\"]\n    green:\n      endpoints: [\"127.0.0.1:{}\", \"127.0.0.1:{}\"]\n    active: {active}",
+            listener(i % listeners),
             20000 + 4 * i,
             20001 + 4 * i,
             20002 + 4 * i,

@@ -68,6 +68,10 @@ struct Subscription {
     /// from it after all if it subscribes again before that response arrives, so a name
     /// subscribed again meanwhile counts as possibly held. Cleared by the reply; boxed, as
     /// it is almost always empty.
+    #[allow(
+        clippy::box_collection,
+        reason = "one pointer inline, not a set's 24 bytes"
+    )]
     dropped: Option<Box<BTreeSet<String>>>,
 }
 
@@ -276,7 +280,16 @@ impl DeltaStream {
         let drops = unsubscribe
             .iter()
             .filter(|n| !star(n) && sub.names.contains(*n));
-        if adds.clone().next().is_some() || drops.clone().next().is_some() {
+        let current = &self.ledger.published.snapshot().get(t).names;
+        let exactly_current = sub.names.is_empty()
+            && unsubscribe.is_empty()
+            && current.len() == subscribe.len()
+            && current.iter().eq(subscribe.iter());
+        if exactly_current {
+            // The usual first request for endpoints or routes: every name the snapshot
+            // has, in order. Shared as it is, without building a set to compare.
+            sub.names = current.clone();
+        } else if adds.clone().next().is_some() || drops.clone().next().is_some() {
             let mut names = (*sub.names).clone();
             names.extend(adds.cloned());
             for n in drops {
@@ -284,7 +297,6 @@ impl DeltaStream {
             }
             sub.names = Arc::new(names);
         }
-        let current = &self.ledger.published.snapshot().get(t).names;
         if !Arc::ptr_eq(&sub.names, current) && *sub.names == **current {
             sub.names = current.clone(); // the snapshot's own set, shared
         }
