@@ -59,16 +59,17 @@ impl Published {
     /// The incremental response (without nonce) of type `t` at `version` carrying
     /// `changed` and removing `removed`, encoded once for every stream of this snapshot
     /// owed the same change.
-    pub fn delta_response(
+    pub fn delta_response<'a>(
         &self,
         t: ResourceType,
         version: &str,
-        changed: &[&Arc<Resource>],
-        removed: &[String],
+        changed: impl Iterator<Item = &'a Arc<Resource>> + Clone,
+        removed: impl Iterator<Item = &'a str> + Clone,
         control_plane: &str,
     ) -> Bytes {
+        let key = delta_response_key(t, version, changed.clone(), removed.clone());
         self.responses
-            .entry(delta_response_key(t, version, changed, removed))
+            .entry(key)
             .or_insert_with(|| encode_delta_shared(t, version, changed, removed, control_plane))
             .clone()
     }

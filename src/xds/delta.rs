@@ -363,55 +363,52 @@ impl DeltaStream {
             for due in due {
                 let t = due.type_;
                 let state = &self.ledger.types[t.index()];
-                let held = state.acked.as_ref().map(|a| &*a.resources);
-                let unknown = state.unknown();
-                let (changed, removed) = diff(held, &due.resources, unknown);
-                if changed.is_empty() && removed.is_empty() && !first[t.index()] {
+                let diff = Diff {
+                    held: state.acked.as_ref().map(|a| &*a.resources),
+                    wanted: &due.resources,
+                    unknown: state.unknown(),
+                };
+                let (carried, removed) = (diff.changed().count(), diff.removed().count());
+                if carried == 0 && removed == 0 && !first[t.index()] {
                     self.ledger.settle(t);
                     again = true;
                     continue;
                 }
-                if t == ResourceType::Cluster {
-                    // Clusters changed in place warm again on their endpoints.
-                    let rewarm: Vec<&str> = changed
-                        .iter()
-                        .filter(|r| {
-                            held.is_some_and(|h| h.contains_key(&r.name))
-                                || unknown.contains(&r.name)
-                        })
-                        .map(|r| r.name.as_str())
-                        .collect();
-                    // Only endpoints the proxy holds: the others it asks for, or never had.
-                    let rewarm: Vec<String> = rewarm
-                        .into_iter()
-                        .filter(|n| self.ledger.holds(ResourceType::Endpoint, n))
-                        .map(str::to_owned)
-                        .collect();
-                    if !rewarm.is_empty() {
-                        self.ledger
-                            .mark_unknown(ResourceType::Endpoint, rewarm, true);
-                        again = true;
-                    }
+                // Clusters changed in place warm again on their endpoints: those the proxy
+                // holds (the others it asks for, or never had) are owed again.
+                let rewarm: Vec<String> = match t {
+                    ResourceType::Cluster => diff
+                        .changed()
+                        .filter(|r| diff.held_or_unknown(&r.name))
+                        .filter(|r| self.ledger.holds(ResourceType::Endpoint, &r.name))
+                        .map(|r| r.name.clone())
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                let shared = self.ledger.published.delta_response(
+                    t,
+                    &due.version,
+                    diff.changed(),
+                    diff.removed(),
+                    &self.control_plane,
+                );
+                if !rewarm.is_empty() {
+                    self.ledger
+                        .mark_unknown(ResourceType::Endpoint, rewarm, true);
+                    again = true;
                 }
                 step.events.push(StreamEvent::Sent {
                     type_: t,
                     version: due.version.clone(),
                     resources: due.resources.clone(),
-                    carried: changed.len(),
-                    removed: removed.len(),
+                    carried,
+                    removed,
                 });
-                let shared = self.ledger.published.delta_response(
-                    t,
-                    &due.version,
-                    &changed,
-                    &removed,
-                    &self.control_plane,
-                );
                 step.responses.push(EncodedResponse::new(
                     t,
                     due.version,
                     due.nonce,
-                    changed.len(),
+                    carried,
                     shared,
                 ));
             }
@@ -426,31 +423,44 @@ impl DeltaStream {
 /// not hold at their version (or whose version it holds is `unknown`), and the names it
 /// holds that are not wanted (or are unknown and not wanted). A resource the proxy is only
 /// known to hold at some other version (a reconnect's placeholder, with no body) is never
-/// sent.
-fn diff<'w>(
-    held: Option<&ResourceSet>,
-    wanted: &'w ResourceSet,
-    unknown: &BTreeSet<String>,
-) -> (Vec<&'w Arc<Resource>>, Vec<String>) {
-    let empty = ResourceSet::new();
-    let held = held.unwrap_or(&empty);
-    let changed = wanted
-        .iter()
-        .filter(|(name, r)| {
-            let holds = held
-                .get(*name)
-                .is_some_and(|h| Arc::ptr_eq(h, r) || h.version == r.version);
-            r.has_body() && (!holds || unknown.contains(*name))
-        })
-        .map(|(_, r)| r)
-        .collect();
-    let removed = held
-        .keys()
-        .chain(unknown.iter().filter(|n| !held.contains_key(*n)))
-        .filter(|n| !wanted.contains_key(*n))
-        .cloned()
-        .collect();
-    (changed, removed)
+/// sent. Worked out as it is walked, without building a list: a connect storm or a switch
+/// allocates nothing per stream for it.
+struct Diff<'a> {
+    held: Option<&'a ResourceSet>,
+    wanted: &'a ResourceSet,
+    unknown: &'a BTreeSet<String>,
+}
+
+impl<'a> Diff<'a> {
+    /// The resources to send.
+    fn changed(&self) -> impl Iterator<Item = &'a Arc<Resource>> + Clone + use<'a> {
+        let (held, unknown) = (self.held, self.unknown);
+        self.wanted
+            .iter()
+            .filter(move |(name, r)| {
+                let holds = held
+                    .and_then(|h| h.get(*name))
+                    .is_some_and(|h| Arc::ptr_eq(h, r) || h.version == r.version);
+                r.has_body() && (!holds || unknown.contains(*name))
+            })
+            .map(|(_, r)| r)
+    }
+
+    /// The names to remove.
+    fn removed(&self) -> impl Iterator<Item = &'a str> + Clone + use<'a> {
+        let (held, wanted, unknown) = (self.held, self.wanted, self.unknown);
+        let unheld = move |n: &&String| held.is_none_or(|h| !h.contains_key(*n));
+        held.into_iter()
+            .flat_map(|h| h.keys())
+            .chain(unknown.iter().filter(unheld))
+            .filter(move |n| !wanted.contains_key(*n))
+            .map(String::as_str)
+    }
+
+    /// Does the proxy hold `name` (at some version), or might it?
+    fn held_or_unknown(&self, name: &str) -> bool {
+        self.held.is_some_and(|h| h.contains_key(name)) || self.unknown.contains(name)
+    }
 }
 
 /// The names whose resource differs between `held` and `sent` (or is in only one).

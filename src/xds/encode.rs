@@ -131,17 +131,16 @@ pub fn response_key(t: ResourceType, version: &str, resources: &ResourceSet) -> 
 
 /// Encodes the nonce-less part of an incremental response: `changed` resources (each with
 /// its own name and version) and the names of `removed` ones.
-pub fn encode_delta_shared(
+pub fn encode_delta_shared<'a>(
     t: ResourceType,
     version: &str,
-    changed: &[&Arc<Resource>],
-    removed: &[String],
+    changed: impl Iterator<Item = &'a Arc<Resource>>,
+    removed: impl Iterator<Item = &'a str>,
     control_plane: &str,
 ) -> Bytes {
     let response = DeltaDiscoveryResponse {
         system_version_info: version.to_owned(),
         resources: changed
-            .iter()
             .map(|r| DeltaResource {
                 name: r.name.clone(),
                 version: r.version.clone(),
@@ -150,7 +149,7 @@ pub fn encode_delta_shared(
             })
             .collect(),
         type_url: t.type_url().to_owned(),
-        removed_resources: removed.to_vec(),
+        removed_resources: removed.map(str::to_owned).collect(),
         control_plane: Some(ControlPlane {
             identifier: control_plane.to_owned(),
         }),
@@ -161,11 +160,11 @@ pub fn encode_delta_shared(
 
 /// [`response_key`] of an incremental response: type, version, each changed resource's
 /// name and version, and the names removed.
-pub fn delta_response_key(
+pub fn delta_response_key<'a>(
     t: ResourceType,
     version: &str,
-    changed: &[&Arc<Resource>],
-    removed: &[String],
+    changed: impl Iterator<Item = &'a Arc<Resource>>,
+    removed: impl Iterator<Item = &'a str>,
 ) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     "delta".hash(&mut h);
@@ -175,6 +174,9 @@ pub fn delta_response_key(
         r.name.hash(&mut h);
         r.version.hash(&mut h);
     }
-    removed.hash(&mut h);
+    "removed".hash(&mut h);
+    for n in removed {
+        n.hash(&mut h);
+    }
     h.finish()
 }
