@@ -41,18 +41,16 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, LazyLock};
 
-use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 
 use super::ResourceType;
 use super::cache::Published;
 use super::encode::EncodedResponse;
-use super::ledger::Ledger;
 use super::names::Names;
 use super::observer::StreamEvent;
-use super::snapshot::{Resource, ResourceSet, Snapshot};
+use super::snapshot::{Resource, ResourceSet};
 use super::sotw::Step;
-use super::sync::SyncStatus;
+use super::stream::StreamCore;
 
 /// What one type's subscription is on a delta stream.
 #[derive(Debug)]
@@ -89,14 +87,19 @@ impl Default for Subscription {
     }
 }
 
-/// The state of one delta ADS stream.
+/// The state of one delta ADS stream: its [`StreamCore`] (which it dereferences to) and
+/// each type's subscription.
 #[derive(Debug)]
 pub struct DeltaStream {
-    /// Shared with the observer.
-    node: Option<Arc<Node>>,
-    ledger: Ledger,
+    core: StreamCore,
     subscriptions: [Subscription; 4],
-    control_plane: String,
+}
+
+impl std::ops::Deref for DeltaStream {
+    type Target = StreamCore;
+    fn deref(&self) -> &StreamCore {
+        &self.core
+    }
 }
 
 impl DeltaStream {
@@ -104,40 +107,9 @@ impl DeltaStream {
     /// responses.
     pub fn new(published: Arc<Published>, control_plane: impl Into<String>) -> DeltaStream {
         DeltaStream {
-            node: None,
-            ledger: Ledger::new(published),
+            core: StreamCore::new(published, control_plane.into()),
             subscriptions: Default::default(),
-            control_plane: control_plane.into(),
         }
-    }
-
-    /// The proxy's node, from the first request that carried one.
-    pub fn node(&self) -> Option<&Arc<Node>> {
-        self.node.as_ref()
-    }
-
-    /// The state version of the snapshot the stream serves.
-    pub fn state_version(&self) -> &str {
-        &self.snapshot().state_version
-    }
-
-    fn snapshot(&self) -> &Snapshot {
-        self.ledger.snapshot()
-    }
-
-    /// Where the proxy stands on `t`.
-    pub fn status(&self, t: ResourceType) -> SyncStatus {
-        self.ledger.status(t)
-    }
-
-    /// [`Self::status`] of every type, by [`ResourceType::index`].
-    pub fn statuses(&self) -> [SyncStatus; 4] {
-        self.ledger.statuses()
-    }
-
-    /// Does the proxy subscribe to every resource of `t` (a wildcard subscription)?
-    pub fn wildcard(&self, t: ResourceType) -> bool {
-        self.ledger.wildcard(t)
     }
 
     /// How many names of the request's type the stream would subscribe to, at most, once
@@ -153,14 +125,7 @@ impl DeltaStream {
     /// Handles one request from the proxy.
     pub fn on_request(&mut self, mut req: DeltaDiscoveryRequest) -> Step {
         let mut step = Step::default();
-        if self.node.is_none()
-            && let Some(mut node) = req.node.take()
-        {
-            // Envoy lists every extension it was built with (kilobytes); keep the identity.
-            node.extensions = Vec::new();
-            node.client_features = Vec::new();
-            self.node = Some(Arc::new(node));
-        }
+        self.core.keep_node(req.node.take());
         let Some(t) = ResourceType::from_type_url(&req.type_url) else {
             step.events.push(StreamEvent::UnknownType {
                 type_url: req.type_url,
@@ -170,7 +135,7 @@ impl DeltaStream {
         if !req.response_nonce.is_empty() {
             self.answer(t, &req, &mut step);
         }
-        let first = !self.ledger.types[t.index()].subscribed;
+        let first = !self.core.ledger.types[t.index()].subscribed;
         if first && !req.initial_resource_versions.is_empty() {
             self.seed(t, &req);
         }
@@ -181,7 +146,7 @@ impl DeltaStream {
 
     /// Moves the stream to a new snapshot.
     pub fn on_snapshot(&mut self, published: Arc<Published>) -> Step {
-        self.ledger.published = published;
+        self.core.ledger.published = published;
         let mut step = Step::default();
         self.push_due(&mut step);
         step
@@ -190,7 +155,7 @@ impl DeltaStream {
     /// A request carrying a nonce: the ACK or NACK of the latest response of its type, or
     /// stale.
     fn answer(&mut self, t: ResourceType, req: &DeltaDiscoveryRequest, step: &mut Step) {
-        let state = &self.ledger.types[t.index()];
+        let state = &self.core.ledger.types[t.index()];
         let Some(sent) = state
             .sent
             .as_ref()
@@ -211,12 +176,13 @@ impl DeltaStream {
             let held = state.acked.as_ref().map(|a| &*a.resources);
             changes(held, &sent.resources)
         });
-        let event = self.ledger.answer(t, req.error_detail.as_ref(), true);
+        let event = self.core.ledger.answer(t, req.error_detail.as_ref(), true);
         self.subscriptions[t.index()].dropped = None;
         if let Some(StreamEvent::Rejected { .. }) = &event {
             // Not sent again as it is (the same set would be rejected again), but the next
             // response carries each of them again, and routes wait for them.
-            self.ledger
+            self.core
+                .ledger
                 .mark_unknown(t, touched.into_iter().flatten(), false);
         }
         step.events.extend(event);
@@ -243,7 +209,7 @@ impl DeltaStream {
                 (name.clone(), resource)
             })
             .collect();
-        self.ledger.seed(t, held);
+        self.core.ledger.seed(t, held);
     }
 
     /// Applies the request's subscription changes: to the stream's names for `t` and to
@@ -280,7 +246,7 @@ impl DeltaStream {
         let drops = unsubscribe
             .iter()
             .filter(|n| !star(n) && sub.names.contains(*n));
-        let current = &self.ledger.published.snapshot().get(t).names;
+        let current = &self.core.ledger.published.snapshot().get(t).names;
         let exactly_current = sub.names.is_empty()
             && unsubscribe.is_empty()
             && current.len() == subscribe.len()
@@ -305,7 +271,7 @@ impl DeltaStream {
         } else {
             Names::of_set(&sub.names, current)
         };
-        let state = &mut self.ledger.types[t.index()];
+        let state = &mut self.core.ledger.types[t.index()];
         if first || !names.same(&state.names) {
             state.names = names;
             state.names_gen += 1;
@@ -319,7 +285,7 @@ impl DeltaStream {
         let (kept, dropped): (Vec<&String>, Vec<&String>) =
             unsubscribed.partition(|_| self.subscriptions[t.index()].wildcard);
         let dropped: Vec<&str> = dropped.into_iter().map(String::as_str).collect();
-        let state = &self.ledger.types[t.index()];
+        let state = &self.core.ledger.types[t.index()];
         if let Some(in_flight) = state.sent.as_ref().filter(|_| state.awaiting_reply) {
             let carried = dropped
                 .iter()
@@ -332,18 +298,18 @@ impl DeltaStream {
                     .extend(carried);
             }
         }
-        self.ledger.forget(t, &dropped);
+        self.core.ledger.forget(t, &dropped);
         let sub = &self.subscriptions[t.index()];
         let again: Vec<String> = subscribe
             .iter()
             .chain(kept)
             .filter(|n| !star(n) && !req.initial_resource_versions.contains_key(*n))
             .filter(|n| {
-                self.ledger.holds(t, n) || sub.dropped.as_ref().is_some_and(|d| d.contains(*n))
+                self.core.ledger.holds(t, n) || sub.dropped.as_ref().is_some_and(|d| d.contains(*n))
             })
             .cloned()
             .collect();
-        self.ledger.mark_unknown(t, again, true);
+        self.core.ledger.mark_unknown(t, again, true);
     }
 
     /// Sends, in push order, what each type owes the proxy (see [`Ledger::due`]), as the
@@ -354,15 +320,15 @@ impl DeltaStream {
         // Each pass settles or sends at least one type, or ends: at most a few passes.
         loop {
             let first: [bool; 4] =
-                ResourceType::ALL.map(|t| self.ledger.types[t.index()].sent.is_none());
-            let due = self.ledger.due();
+                ResourceType::ALL.map(|t| self.core.ledger.types[t.index()].sent.is_none());
+            let due = self.core.ledger.due();
             if due.is_empty() {
                 return;
             }
             let mut again = false;
             for due in due {
                 let t = due.type_;
-                let state = &self.ledger.types[t.index()];
+                let state = &self.core.ledger.types[t.index()];
                 let diff = Diff {
                     held: state.acked.as_ref().map(|a| &*a.resources),
                     wanted: &due.resources,
@@ -370,7 +336,7 @@ impl DeltaStream {
                 };
                 let (carried, removed) = (diff.changed().count(), diff.removed().count());
                 if carried == 0 && removed == 0 && !first[t.index()] {
-                    self.ledger.settle(t);
+                    self.core.ledger.settle(t);
                     again = true;
                     continue;
                 }
@@ -380,20 +346,21 @@ impl DeltaStream {
                     ResourceType::Cluster => diff
                         .changed()
                         .filter(|r| diff.held_or_unknown(&r.name))
-                        .filter(|r| self.ledger.holds(ResourceType::Endpoint, &r.name))
+                        .filter(|r| self.core.ledger.holds(ResourceType::Endpoint, &r.name))
                         .map(|r| r.name.clone())
                         .collect(),
                     _ => Vec::new(),
                 };
-                let shared = self.ledger.published.delta_response(
+                let shared = self.core.ledger.published.delta_response(
                     t,
                     &due.version,
                     diff.changed(),
                     diff.removed(),
-                    &self.control_plane,
+                    &self.core.control_plane,
                 );
                 if !rewarm.is_empty() {
-                    self.ledger
+                    self.core
+                        .ledger
                         .mark_unknown(ResourceType::Endpoint, rewarm, true);
                     again = true;
                 }

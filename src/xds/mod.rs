@@ -13,6 +13,8 @@
 //!   and its sync status: the protocol's part that does not depend on framing.
 //! - [`sotw`]: the state-of-the-world protocol of one stream around the ledger, free of
 //!   I/O; `names` its subscription rules.
+//! - [`stream`]: what a stream of either protocol holds besides its framing (node, ledger)
+//!   and answers from it.
 //! - [`delta`]: the incremental protocol of one stream around the same ledger, free of
 //!   I/O: only what changed, and the names removed.
 //! - [`sync`]: synced, stale, rejected, not subscribed: the one definition.
@@ -35,6 +37,7 @@ pub mod requests;
 pub mod server;
 pub mod snapshot;
 pub mod sotw;
+pub mod stream;
 pub mod sync;
 
 use std::fmt;

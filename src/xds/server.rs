@@ -26,7 +26,7 @@ use super::observer::{
 };
 use super::requests::{Messages, refuse_compressed};
 use super::sotw::{SotwStream, Step};
-use super::sync::SyncStatus;
+use super::stream::StreamCore;
 
 /// The Aggregated Discovery Service.
 #[derive(Clone)]
@@ -206,16 +206,12 @@ type Gate = (
 );
 
 /// One ADS stream's protocol state machine, as [`Driver`] runs it: SotW or delta.
-trait AdsStream: Send + Sized + 'static {
+trait AdsStream: std::ops::Deref<Target = StreamCore> + Send + Sized + 'static {
     type Request: prost::Message + prost::Name + Default + Send + 'static;
     const PROTOCOL: Protocol;
     fn new(published: Arc<Published>, control_plane: String) -> Self;
     fn on_request(&mut self, req: Self::Request) -> Step;
     fn on_snapshot(&mut self, published: Arc<Published>) -> Step;
-    fn node(&self) -> Option<&Arc<Node>>;
-    fn state_version(&self) -> &str;
-    fn statuses(&self) -> [SyncStatus; 4];
-    fn wildcard(&self, t: ResourceType) -> bool;
     /// The node a request carries.
     fn request_node(req: &Self::Request) -> Option<&Node>;
     /// How many names of its type the stream would ask for with `req` applied, at most.
@@ -237,18 +233,6 @@ impl AdsStream for SotwStream {
     fn on_snapshot(&mut self, published: Arc<Published>) -> Step {
         self.on_snapshot(published)
     }
-    fn node(&self) -> Option<&Arc<Node>> {
-        self.node()
-    }
-    fn state_version(&self) -> &str {
-        self.state_version()
-    }
-    fn statuses(&self) -> [SyncStatus; 4] {
-        self.statuses()
-    }
-    fn wildcard(&self, t: ResourceType) -> bool {
-        self.wildcard(t)
-    }
     fn request_node(req: &DiscoveryRequest) -> Option<&Node> {
         req.node.as_ref()
     }
@@ -269,18 +253,6 @@ impl AdsStream for DeltaStream {
     }
     fn on_snapshot(&mut self, published: Arc<Published>) -> Step {
         self.on_snapshot(published)
-    }
-    fn node(&self) -> Option<&Arc<Node>> {
-        self.node()
-    }
-    fn state_version(&self) -> &str {
-        self.state_version()
-    }
-    fn statuses(&self) -> [SyncStatus; 4] {
-        self.statuses()
-    }
-    fn wildcard(&self, t: ResourceType) -> bool {
-        self.wildcard(t)
     }
     fn request_node(req: &DeltaDiscoveryRequest) -> Option<&Node> {
         req.node.as_ref()

@@ -30,17 +30,14 @@
 
 use std::sync::Arc;
 
-use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 
 use super::ResourceType;
 use super::cache::Published;
 use super::encode::EncodedResponse;
-use super::ledger::Ledger;
 use super::names::Names;
 use super::observer::StreamEvent;
-use super::snapshot::Snapshot;
-use super::sync::SyncStatus;
+use super::stream::StreamCore;
 
 /// What one input produced: responses to send, in order, and events to record.
 #[derive(Debug, Default)]
@@ -49,13 +46,18 @@ pub struct Step {
     pub events: Vec<StreamEvent>,
 }
 
-/// The state of one SotW ADS stream.
+/// The state of one SotW ADS stream: its [`StreamCore`] (which it dereferences to) and
+/// nothing else, its framing being whole sets.
 #[derive(Debug)]
 pub struct SotwStream {
-    /// Shared with the observer.
-    node: Option<Arc<Node>>,
-    ledger: Ledger,
-    control_plane: String,
+    core: StreamCore,
+}
+
+impl std::ops::Deref for SotwStream {
+    type Target = StreamCore;
+    fn deref(&self) -> &StreamCore {
+        &self.core
+    }
 }
 
 impl SotwStream {
@@ -63,59 +65,21 @@ impl SotwStream {
     /// responses.
     pub fn new(published: Arc<Published>, control_plane: impl Into<String>) -> SotwStream {
         SotwStream {
-            node: None,
-            ledger: Ledger::new(published),
-            control_plane: control_plane.into(),
+            core: StreamCore::new(published, control_plane.into()),
         }
-    }
-
-    /// The proxy's node, from the first request that carried one.
-    pub fn node(&self) -> Option<&Arc<Node>> {
-        self.node.as_ref()
-    }
-
-    /// The state version of the snapshot the stream serves.
-    pub fn state_version(&self) -> &str {
-        &self.snapshot().state_version
-    }
-
-    fn snapshot(&self) -> &Snapshot {
-        self.ledger.snapshot()
-    }
-
-    /// Where the proxy stands on `t`.
-    pub fn status(&self, t: ResourceType) -> SyncStatus {
-        self.ledger.status(t)
-    }
-
-    /// [`Self::status`] of every type, by [`ResourceType::index`].
-    pub fn statuses(&self) -> [SyncStatus; 4] {
-        self.ledger.statuses()
-    }
-
-    /// Does the proxy subscribe to every resource of `t` (a wildcard subscription)?
-    pub fn wildcard(&self, t: ResourceType) -> bool {
-        self.ledger.wildcard(t)
     }
 
     /// Handles one request from the proxy.
     pub fn on_request(&mut self, mut req: DiscoveryRequest) -> Step {
         let mut step = Step::default();
-        if self.node.is_none()
-            && let Some(mut node) = req.node.take()
-        {
-            // Envoy lists every extension it was built with (kilobytes); keep the identity.
-            node.extensions = Vec::new();
-            node.client_features = Vec::new();
-            self.node = Some(Arc::new(node));
-        }
+        self.core.keep_node(req.node.take());
         let Some(t) = ResourceType::from_type_url(&req.type_url) else {
             step.events.push(StreamEvent::UnknownType {
                 type_url: req.type_url,
             });
             return step;
         };
-        let sent = self.ledger.types[t.index()].sent.as_ref();
+        let sent = self.core.ledger.types[t.index()].sent.as_ref();
         if let Some((latest, takes)) =
             sent.map(|s| (s.nonce == req.response_nonce, s.version == req.version_info))
         {
@@ -127,7 +91,7 @@ impl SotwStream {
                 });
                 return step;
             }
-            if let Some(event) = self.ledger.answer(t, req.error_detail.as_ref(), takes) {
+            if let Some(event) = self.core.ledger.answer(t, req.error_detail.as_ref(), takes) {
                 step.events.push(event);
             }
             // Otherwise it answers the latest response without taking it: a request after
@@ -136,10 +100,10 @@ impl SotwStream {
         }
         // First request of this type on the stream (whatever version or nonce it carries),
         // an ACK, or a NACK: it states the current subscription.
-        let state = &mut self.ledger.types[t.index()];
+        let state = &mut self.core.ledger.types[t.index()];
         let legacy_wildcard = t.is_wildcard_type() && !state.listed;
         if !state.subscribed || !state.names.listed_by(&req.resource_names, legacy_wildcard) {
-            let current = &self.ledger.published.snapshot().get(t).names;
+            let current = &self.core.ledger.published.snapshot().get(t).names;
             let names = Names::of_request(&req.resource_names, legacy_wildcard, current);
             if !state.subscribed || !names.same(&state.names) {
                 state.names = names;
@@ -154,7 +118,7 @@ impl SotwStream {
 
     /// Moves the stream to a new snapshot.
     pub fn on_snapshot(&mut self, published: Arc<Published>) -> Step {
-        self.ledger.published = published;
+        self.core.ledger.published = published;
         let mut step = Step::default();
         self.push_due(&mut step);
         step
@@ -163,7 +127,7 @@ impl SotwStream {
     /// Sends, in push order, every type whose wanted content differs from what was last
     /// sent, unless make-before-break holds it back.
     fn push_due(&mut self, step: &mut Step) {
-        for due in self.ledger.due() {
+        for due in self.core.ledger.due() {
             step.events.push(StreamEvent::Sent {
                 type_: due.type_,
                 version: due.version.clone(),
@@ -171,11 +135,11 @@ impl SotwStream {
                 carried: due.resources.len(),
                 removed: 0,
             });
-            let shared = self.ledger.published.response(
+            let shared = self.core.ledger.published.response(
                 due.type_,
                 &due.version,
                 &due.resources,
-                &self.control_plane,
+                &self.core.control_plane,
             );
             step.responses.push(EncodedResponse::new(
                 due.type_,

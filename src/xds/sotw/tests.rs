@@ -4,8 +4,9 @@
 use super::*;
 use crate::state::parse_str;
 use crate::translate::translate;
-use crate::xds::snapshot::ResourceSet;
+use crate::xds::snapshot::{ResourceSet, Snapshot};
 use crate::xds::sync::SyncStatus;
+use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::google::rpc::Status;
 use std::collections::BTreeSet;
 
