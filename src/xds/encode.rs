@@ -3,8 +3,8 @@
 //! A `DiscoveryResponse` for a type, version and set of resources is the same for every
 //! proxy but for its nonce. Protobuf lets fields come in any order and a message be the
 //! concatenation of its parts, so the response is encoded once without the nonce (the
-//! `shared` bytes, reference-counted), and each stream writes those bytes followed by its
-//! own nonce field ([`EncodedResponse::grpc_message`]). An incremental response
+//! `shared` bytes, reference-counted), and each stream sends its own nonce field followed
+//! by those bytes, not copied ([`EncodedResponse::grpc_frames`]). An incremental response
 //! (`DeltaDiscoveryResponse`) keeps its nonce in the same field number, so it is sent the
 //! same way: the resources that changed and the names removed, encoded once for every
 //! stream owed the same change.
@@ -58,21 +58,24 @@ impl EncodedResponse {
         self.shared.len() + prost::encoding::string::encoded_len(NONCE_FIELD, &self.nonce)
     }
 
-    /// Writes the whole message.
+    /// Writes the whole message: this stream's nonce field, then the shared bytes.
     pub fn write_to(&self, dst: &mut impl BufMut) {
-        dst.put_slice(&self.shared);
         prost::encoding::string::encode(NONCE_FIELD, &self.nonce, dst);
+        dst.put_slice(&self.shared);
     }
 
-    /// The response as one gRPC message (uncompressed flag, length, message) in a buffer of
-    /// exactly its size.
-    pub fn grpc_message(&self) -> Bytes {
+    /// The response as one gRPC message (uncompressed flag, length, message), in two
+    /// parts: a small buffer of its own with the gRPC prefix and this stream's nonce field,
+    /// then the shared bytes themselves (reference-counted, not copied), so a response
+    /// sent to 10,000 streams is not copied 10,000 times.
+    pub fn grpc_frames(&self) -> [Bytes; 2] {
         let len = self.encoded_len();
-        let mut buf = BytesMut::with_capacity(5 + len);
-        buf.put_u8(0);
-        buf.put_u32(u32::try_from(len).expect("bug: a response over 4 GiB"));
-        self.write_to(&mut buf);
-        buf.freeze()
+        let nonce = prost::encoding::string::encoded_len(NONCE_FIELD, &self.nonce);
+        let mut head = BytesMut::with_capacity(5 + nonce);
+        head.put_u8(0);
+        head.put_u32(u32::try_from(len).expect("bug: a response over 4 GiB"));
+        prost::encoding::string::encode(NONCE_FIELD, &self.nonce, &mut head);
+        [head.freeze(), self.shared.clone()]
     }
 
     /// The message as prost decodes it (tests and tools).
