@@ -170,11 +170,18 @@ impl DeltaStream {
         if !state.awaiting_reply && req.error_detail.is_none() {
             return; // the same ACK again
         }
-        // What the response touched, should it be rejected: what it changes from what the
-        // proxy held (the last acknowledged set), and what was already unknown.
+        // What the response touched, should it be rejected: what it changed from what
+        // the proxy held (the last acknowledged set).
         let touched = req.error_detail.is_some().then(|| {
-            let held = state.acked.as_ref().map(|a| &*a.resources);
-            changes(held, &sent.resources)
+            let diff = Diff {
+                held: state.acked.as_ref().map(|a| &*a.resources),
+                wanted: &sent.resources,
+                unknown: state.unknown(),
+            };
+            let changed = diff.changed().map(|r| r.name.clone());
+            changed
+                .chain(diff.removed().map(str::to_owned))
+                .collect::<Vec<_>>()
         });
         let event = self.core.ledger.answer(t, req.error_detail.as_ref(), true);
         self.subscriptions[t.index()].dropped = None;
@@ -428,24 +435,6 @@ impl<'a> Diff<'a> {
     fn held_or_unknown(&self, name: &str) -> bool {
         self.held.is_some_and(|h| h.contains_key(name)) || self.unknown.contains(name)
     }
-}
-
-/// The names whose resource differs between `held` and `sent` (or is in only one).
-fn changes(held: Option<&ResourceSet>, sent: &ResourceSet) -> Vec<String> {
-    let empty = ResourceSet::new();
-    let held = held.unwrap_or(&empty);
-    let differs = |name: &String, r: &Arc<Resource>, other: &ResourceSet| {
-        other
-            .get(name)
-            .is_none_or(|o| !Arc::ptr_eq(o, r) && o.version != r.version)
-    };
-    let mut names: Vec<String> = sent
-        .iter()
-        .filter(|(n, r)| differs(n, r, held))
-        .map(|(n, _)| n.clone())
-        .collect();
-    names.extend(held.keys().filter(|n| !sent.contains_key(*n)).cloned());
-    names
 }
 
 #[cfg(test)]

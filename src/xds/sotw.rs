@@ -155,4 +155,4 @@ impl SotwStream {
 pub use super::ledger::MAX_NACK_MESSAGE;
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

@@ -12,27 +12,7 @@ use std::collections::HashMap;
 
 use ResourceType::{Cluster, Endpoint, Listener, Route};
 
-const STATE: &str = "\
-listeners:
-  - name: public
-    address: 127.0.0.1
-    port: 10000
-services:
-  - name: summarizer
-    listener: public
-    blue: { endpoints: [\"127.0.0.1:8081\"] }
-    green: { endpoints: [\"127.0.0.1:8082\"] }
-    active: blue
-";
-
-const EXTRA: &str = "
-  - name: extra
-    listener: public
-    domains: [\"extra.example\"]
-    blue: { endpoints: [\"127.0.0.1:9081\"] }
-    green: { endpoints: [\"127.0.0.1:9082\"] }
-    active: green
-";
+use crate::xds::sotw::tests::{STATE, TWO_SERVICES as EXTRA};
 
 /// A second listener (and route configuration), for switches that change one of two.
 const ADMIN: &str = "\
@@ -142,6 +122,14 @@ fn versions(r: &EncodedResponse) -> HashMap<String, String> {
         .into_iter()
         .map(|r| (r.name, r.version))
         .collect()
+}
+
+/// The response of type `t` in `step`.
+fn response_of(step: Step, t: ResourceType) -> EncodedResponse {
+    let mut responses = step.responses.into_iter();
+    responses
+        .find(|r| type_of(r) == t)
+        .expect("a response of that type")
 }
 
 fn types(step: &Step) -> Vec<ResourceType> {
@@ -275,11 +263,7 @@ fn after_a_nack_the_next_response_sends_again_every_name_the_rejected_one_touche
     // A service is added; Envoy rejects the clusters (it may have kept the valid ones).
     let with_extra = format!("{STATE}{EXTRA}");
     let step = s.on_snapshot(snap(&with_extra));
-    let cds = step
-        .responses
-        .into_iter()
-        .find(|r| type_of(r) == Cluster)
-        .unwrap();
+    let cds = response_of(step, Cluster);
     assert_eq!(carried(&cds), ["extra-blue", "extra-green"]);
     assert!(s.on_request(nack(&cds, "bad cluster")).responses.is_empty());
     // The operator takes the service out again: what the rejected response added is
@@ -291,11 +275,7 @@ fn after_a_nack_the_next_response_sends_again_every_name_the_rejected_one_touche
     assert_eq!(s.status(Cluster), SyncStatus::Synced);
     // And if it is added once more, it is sent again in full.
     let step = s.on_snapshot(snap(&with_extra));
-    let cds = step
-        .responses
-        .into_iter()
-        .find(|r| type_of(r) == Cluster)
-        .unwrap();
+    let cds = response_of(step, Cluster);
     assert_eq!(carried(&cds), ["extra-blue", "extra-green"]);
 }
 
@@ -650,11 +630,7 @@ fn a_name_unsubscribed_under_a_wildcard_is_answered_sent_again_or_removed() {
     s.on_request(ack(&again));
     // Gone from the state while the proxy still holds it: removed.
     let step = s.on_snapshot(snap(STATE));
-    let cds = step
-        .responses
-        .into_iter()
-        .find(|r| type_of(r) == Cluster)
-        .unwrap();
+    let cds = response_of(step, Cluster);
     assert_eq!(removed(&cds), ["extra-blue", "extra-green"]);
 }
 

@@ -10,7 +10,8 @@ use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::google::rpc::Status;
 use std::collections::BTreeSet;
 
-const STATE: &str = "\
+/// One listener, one service (shared with the delta stream's tests).
+pub(in crate::xds) const STATE: &str = "\
 listeners:
   - name: public
     address: 127.0.0.1
@@ -23,7 +24,8 @@ services:
     active: blue
 ";
 
-const TWO_SERVICES: &str = "
+/// A second service on the same listener, to append to [`STATE`].
+pub(in crate::xds) const TWO_SERVICES: &str = "
   - name: extra
     listener: public
     domains: [\"extra.example\"]
