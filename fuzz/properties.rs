@@ -184,7 +184,7 @@ pub enum VersionChoice {
 #[derive(Debug, Clone)]
 pub enum Op {
     Request {
-        /// 0..=3: [`ResourceType::ALL`]; anything else a type switchyard does not serve.
+        /// 0..=4: [`ResourceType::ALL`]; anything else a type switchyard does not serve.
         type_index: usize,
         nonce: NonceChoice,
         version: VersionChoice,
@@ -259,9 +259,9 @@ struct Flight<P> {
     nonces: HashSet<String>,
     in_order: Vec<String>,
     /// The latest response of each type: its nonce, and what the model keeps of it.
-    latest: [Option<(String, P)>; 4],
+    latest: [Option<(String, P)>; 5],
     /// The latest response of each type has had no reply yet.
-    awaiting: [bool; 4],
+    awaiting: [bool; 5],
 }
 
 impl<P> Default for Flight<P> {
@@ -270,7 +270,7 @@ impl<P> Default for Flight<P> {
             nonces: HashSet::new(),
             in_order: Vec::new(),
             latest: Default::default(),
-            awaiting: [false; 4],
+            awaiting: [false; 5],
         }
     }
 }
@@ -406,7 +406,7 @@ pub struct SotwModel {
     flight: Flight<SotwSent>,
     /// What the proxy holds of each type: the resources of the latest response it
     /// acknowledged.
-    held: [Arc<ResourceSet>; 4],
+    held: [Arc<ResourceSet>; 5],
 }
 
 impl Default for SotwModel {

@@ -127,8 +127,8 @@ mod tests {
             &StepReport {
                 events: &[],
                 state_version: version,
-                status: [SyncStatus::Synced; 4],
-                wildcard: [true; 4],
+                status: [SyncStatus::Synced; 5],
+                wildcard: [true; 5],
             },
         );
     }
@@ -147,8 +147,8 @@ mod tests {
         let stale = StepReport {
             events: &[],
             state_version: "v2",
-            status: [SyncStatus::Stale; 4],
-            wildcard: [true; 4],
+            status: [SyncStatus::Stale; 5],
+            wildcard: [true; 5],
         };
         registry.record(1, &stale);
         let events = EventBus::default();

@@ -12,9 +12,15 @@ use switchyard::cli;
 use switchyard::cli::status::StatusError;
 use switchyard::render::snapshot_to_json;
 use switchyard::server::{Config, DEFAULT_ADMIN_ADDR, DEFAULT_XDS_ADDR, ServeError, Server};
+use switchyard::state::files::Files;
 use switchyard::state::{self, StateError, watch::Debounce};
 use switchyard::tls::{TlsError, TlsFiles};
-use switchyard::translate::translate;
+use switchyard::translate::translate_with;
+
+/// Where the files a state file names are looked for when relative: its directory.
+fn base_dir(state_file: &std::path::Path) -> PathBuf {
+    state_file.parent().map(PathBuf::from).unwrap_or_default()
+}
 use switchyard::xds::limits::StreamLimits;
 use tracing::error;
 
@@ -486,7 +492,8 @@ fn render(file: &std::path::Path) -> ExitCode {
             return state_exit_code(&e);
         }
     };
-    let json = translate(&state)
+    let files = Files::read_what_can_be(&state, &base_dir(file));
+    let json = translate_with(&state, &files)
         .map_err(|e| e.to_string())
         .and_then(|s| snapshot_to_json(&s).map_err(|e| e.to_string()));
     match json {
@@ -560,7 +567,11 @@ fn diff(old: &std::path::Path, new: &std::path::Path) -> ExitCode {
     let (Ok(a), Ok(b)) = (a, b) else {
         return ExitCode::from(most_severe);
     };
-    match cli::diff::diff(&a, &b) {
+    let (a_files, b_files) = (
+        Files::read_what_can_be(&a, &base_dir(old)),
+        Files::read_what_can_be(&b, &base_dir(new)),
+    );
+    match cli::diff::diff((&a, &a_files), (&b, &b_files)) {
         Ok(d) => {
             print!(
                 "{}",

@@ -55,12 +55,12 @@ pub struct Metrics {
     connected: Family<ProtocolLabel, Gauge>,
     /// Per resource type (`ResourceType::index`), created up front: a stream counts each
     /// response and ACK without a label lookup, and every type shows from the start.
-    responses: [Counter; 4],
-    resources_sent: [Counter; 4],
-    resources_removed: [Counter; 4],
-    acks: [Counter; 4],
-    nacks: [Counter; 4],
-    nacks_repeated: [Counter; 4],
+    responses: [Counter; 5],
+    resources_sent: [Counter; 5],
+    resources_removed: [Counter; 5],
+    acks: [Counter; 5],
+    nacks: [Counter; 5],
+    nacks_repeated: [Counter; 5],
     state_files: Family<ResultLabel, Counter>,
     weights: Family<WeightLabel, Gauge>,
     rollout_decisions: Family<DecisionLabel, Counter>,
@@ -327,7 +327,7 @@ impl Metrics {
     }
 
     /// Sets how many proxies subscribe to each type (computed when scraped).
-    pub fn set_subscribed(&self, counts: [(ResourceType, i64); 4]) {
+    pub fn set_subscribed(&self, counts: [(ResourceType, i64); 5]) {
         for (t, n) in counts {
             self.subscribed
                 .get_or_create(&TypeLabel {

@@ -24,15 +24,17 @@ use crate::metrics::Metrics;
 use crate::proxies::ProxyRegistry;
 use crate::rollout::tracks::{Decision, Observe, Tracks};
 use crate::state::changes::{Change, StateChanges, changes};
+use crate::state::files::Files;
 use crate::state::watch::WatchEvent;
 use crate::state::{Color, DesiredState, Service, StateError};
 use crate::status::StateBoard;
 use crate::xds::cache::{SnapshotCache, SnapshotWriter, snapshot_cache};
 use crate::xds::snapshot::{InconsistentSnapshot, Snapshot};
 
-/// Desired state -> snapshot (the real one is [`crate::translate::translate`]; tests pass
-/// one that fails, to see a translation bug handled).
-pub type Translate = fn(&DesiredState) -> Result<Snapshot, InconsistentSnapshot>;
+/// Desired state and the content of the files it names -> snapshot (the real one is
+/// [`crate::translate::translate_with`]; tests pass one that fails, to see a translation
+/// bug handled).
+pub type Translate = fn(&DesiredState, &Files) -> Result<Snapshot, InconsistentSnapshot>;
 
 /// Where the pipeline reports, besides the snapshot it publishes.
 #[derive(Debug, Clone)]
@@ -67,6 +69,8 @@ pub struct Pipeline {
     current: (Arc<DesiredState>, String),
     /// The last good state file's state, and its content hash.
     desired: (Arc<DesiredState>, String),
+    /// The content of the files it names (credentials, CAs, client certificates).
+    files: Arc<Files>,
     /// Each service's rollout.
     tracks: Tracks,
     /// What the rollout's decisions are based on (probes, load reports, schema versions).
@@ -87,11 +91,11 @@ const REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
 pub const TICK: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl Pipeline {
-    /// Starts with `state`, the file's content at startup, in force: translated and
+    /// Starts with `state`, the file's content at startup (with the files it names), in force: translated and
     /// recorded, but not a switch (no proxy has anything yet). Returns the cache streams
     /// read from.
     pub fn start(
-        desired: Arc<DesiredState>,
+        (desired, files): (Arc<DesiredState>, Arc<Files>),
         content_hash: String,
         file: FileInfo,
         reports: Reports,
@@ -100,7 +104,7 @@ impl Pipeline {
         observe: Arc<dyn Observe + Send + Sync>,
     ) -> Result<(Pipeline, SnapshotCache), InconsistentSnapshot> {
         let state = tracks.apply_guarded(&desired, &*observe);
-        let snapshot = translate(&state)?;
+        let snapshot = translate(&state, &files)?;
         let version = snapshot.state_version.clone();
         let (cache, writer) = snapshot_cache(snapshot);
         reports
@@ -121,6 +125,7 @@ impl Pipeline {
             translate,
             current: (state, version),
             desired: (desired, content_hash),
+            files,
             tracks,
             observe,
             reported_at: Instant::now(),
@@ -315,9 +320,27 @@ impl Pipeline {
         match event {
             WatchEvent::Accepted {
                 state,
+                files,
                 content_hash,
                 seen_at,
-            } => self.accept(state, content_hash, seen_at, file),
+            } => self.accept(state, files, content_hash, seen_at, file),
+            WatchEvent::FilesChanged { files } => {
+                let previous = std::mem::replace(&mut self.files, files);
+                let state = self.current.0.clone();
+                let content_hash = self.desired.1.clone();
+                match self.publish(
+                    state,
+                    content_hash,
+                    Instant::now(),
+                    None::<fn() -> FileInfo>,
+                ) {
+                    Ok(version) => Outcome::Published { version },
+                    Err(()) => {
+                        self.files = previous;
+                        Outcome::InternalError
+                    }
+                }
+            }
             WatchEvent::Rejected {
                 error,
                 content_hash,
@@ -334,11 +357,13 @@ impl Pipeline {
     fn accept(
         &mut self,
         desired: Arc<DesiredState>,
+        files: Arc<Files>,
         content_hash: String,
         seen_at: Instant,
         file: impl FnOnce() -> FileInfo,
     ) -> Outcome {
         let previous_tracks = self.tracks.clone();
+        let previous_files = std::mem::replace(&mut self.files, files);
         let decisions = self.tracks.step(&desired, &*self.observe, seen_at);
         let state = self.tracks.apply_guarded(&desired, &*self.observe);
         match self.publish(state, content_hash.clone(), seen_at, Some(file)) {
@@ -354,6 +379,7 @@ impl Pipeline {
             }
             Err(()) => {
                 self.tracks = previous_tracks;
+                self.files = previous_files;
                 Outcome::InternalError
             }
         }
@@ -370,7 +396,7 @@ impl Pipeline {
         file: Option<impl FnOnce() -> FileInfo>,
     ) -> Result<String, ()> {
         let r = &self.reports;
-        let snapshot = match (self.translate)(&state) {
+        let snapshot = match (self.translate)(&state, &self.files) {
             Ok(snapshot) => snapshot,
             Err(e) => {
                 error!(error = %e, "bug: a valid state translated inconsistently; keeping the last good state");
@@ -504,7 +530,7 @@ fn log_changes(changed: &StateChanges<'_>) {
 mod tests {
     use super::*;
     use crate::state::{Problem, parse_str};
-    use crate::translate::translate;
+    use crate::translate::translate_with;
     use crate::xds::ResourceType;
     use std::path::PathBuf;
 
@@ -540,7 +566,7 @@ mod tests {
         let state = Arc::new(parse_str(text).unwrap());
         let tracks = Tracks::start(&state, Default::default());
         let (p, cache) = Pipeline::start(
-            state,
+            (state, Default::default()),
             "hash0".into(),
             FileInfo::default(),
             r.clone(),
@@ -591,7 +617,7 @@ mod tests {
     #[tokio::test]
     async fn a_gated_switch_is_published_only_once_its_gate_passes() {
         let gate = Arc::new(Gate::default());
-        let (mut p, cache, r) = start_observed(BLUE, translate, gate.clone());
+        let (mut p, cache, r) = start_observed(BLUE, translate_with, gate.clone());
         let mut events = r.events.subscribe();
         let gated = green().replace("active: green", "active: green\n    gate: {}");
         p.apply(accepted(&gated), file);
@@ -618,6 +644,7 @@ mod tests {
     fn accepted(text: &str) -> WatchEvent {
         WatchEvent::Accepted {
             state: Arc::new(parse_str(text).unwrap()),
+            files: Default::default(),
             content_hash: "hash1".into(),
             seen_at: Instant::now(),
         }
@@ -632,7 +659,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_accepted_state_is_published_then_reported() {
-        let (mut p, cache, r) = start_with(BLUE, translate);
+        let (mut p, cache, r) = start_with(BLUE, translate_with);
         let mut events = r.events.subscribe();
         let before = cache.current().snapshot().state_version.clone();
         let outcome = p.apply(accepted(&green()), file);
@@ -669,7 +696,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_rejected_file_keeps_the_last_good_state_and_says_why() {
-        let (mut p, cache, r) = start_with(BLUE, translate);
+        let (mut p, cache, r) = start_with(BLUE, translate_with);
         let mut events = r.events.subscribe();
         let version = cache.current().snapshot().state_version.clone();
         let error = StateError::Invalid {
@@ -707,11 +734,14 @@ mod tests {
     }
 
     /// A translation with a bug: it fails whenever a service is green.
-    fn fails_on_green(state: &DesiredState) -> Result<Snapshot, InconsistentSnapshot> {
+    fn fails_on_green(
+        state: &DesiredState,
+        files: &Files,
+    ) -> Result<Snapshot, InconsistentSnapshot> {
         if state.services.iter().any(|s| s.active == Color::Green) {
-            return Err(InconsistentSnapshot::ClusterWithoutEndpoints("x".into()));
+            return Err(InconsistentSnapshot::OrphanEndpoints("x".into()));
         }
-        translate(state)
+        translate_with(state, files)
     }
 
     #[tokio::test]
@@ -730,11 +760,14 @@ mod tests {
         else {
             panic!("not state_internal_error")
         };
-        assert_eq!(message, "cluster `x` has no endpoints");
+        assert_eq!(message, "endpoints `x` have no cluster of that name");
         assert_eq!(active_version.as_deref(), Some(version.as_str()));
         assert!(r.board.last_rejection().is_none(), "not the file's fault");
         let internal = r.board.last_internal_error().unwrap();
-        assert_eq!(internal.message, "cluster `x` has no endpoints");
+        assert_eq!(
+            internal.message,
+            "endpoints `x` have no cluster of that name"
+        );
         assert!(
             r.metrics
                 .encode()

@@ -98,6 +98,7 @@ pub struct ProxyRecord {
     synced_version: String,
     pub clusters: TypeRecord,
     pub endpoints: TypeRecord,
+    pub secrets: TypeRecord,
     pub listeners: TypeRecord,
     pub routes: TypeRecord,
 }
@@ -107,6 +108,7 @@ impl ProxyRecord {
         match t {
             ResourceType::Cluster => &self.clusters,
             ResourceType::Endpoint => &self.endpoints,
+            ResourceType::Secret => &self.secrets,
             ResourceType::Listener => &self.listeners,
             ResourceType::Route => &self.routes,
         }
@@ -116,6 +118,7 @@ impl ProxyRecord {
         match t {
             ResourceType::Cluster => &mut self.clusters,
             ResourceType::Endpoint => &mut self.endpoints,
+            ResourceType::Secret => &mut self.secrets,
             ResourceType::Listener => &mut self.listeners,
             ResourceType::Route => &mut self.routes,
         }
@@ -153,6 +156,7 @@ impl ProxyRegistry {
                 synced_version: String::new(),
                 clusters: TypeRecord::default(),
                 endpoints: TypeRecord::default(),
+                secrets: TypeRecord::default(),
                 listeners: TypeRecord::default(),
                 routes: TypeRecord::default(),
             }),
@@ -303,8 +307,8 @@ impl ProxyRegistry {
     }
 
     /// How many proxies subscribe to each resource type (without copying any record).
-    pub fn subscribed_counts(&self) -> [usize; 4] {
-        let mut counts = [0; 4];
+    pub fn subscribed_counts(&self) -> [usize; 5] {
+        let mut counts = [0; 5];
         for p in self.proxies.iter() {
             for t in ResourceType::ALL {
                 if p.type_record(t).status != SyncStatus::NotSubscribed {

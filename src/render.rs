@@ -53,7 +53,10 @@ pub fn any_to_json(type_url: &str, bytes: &[u8]) -> Result<Value, RenderError> {
     Ok(Value::Object(out))
 }
 
-/// Every resource of `snapshot`, by type in push order, with each type's version.
+/// Every resource of `snapshot`, by type in push order, with each type's version. Secrets
+/// show their names and versions, never their values ([`Resource::shown_body`]).
+///
+/// [`Resource::shown_body`]: crate::xds::snapshot::Resource::shown_body
 pub fn snapshot_to_json(snapshot: &Snapshot) -> Result<Value, RenderError> {
     let mut types = Map::new();
     for t in ResourceType::ALL {
@@ -61,7 +64,10 @@ pub fn snapshot_to_json(snapshot: &Snapshot) -> Result<Value, RenderError> {
         let resources = ts
             .resources
             .values()
-            .map(|r| any_to_json(&r.body.type_url, &r.body.value))
+            .map(|r| {
+                let body = r.shown_body();
+                any_to_json(&body.type_url, &body.value)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         types.insert(
             t.short_name().to_owned(),

@@ -35,7 +35,7 @@ use crate::state::{self, StateError};
 use crate::status::StateBoard;
 use crate::tls::{ReloadingConfig, TlsError, TlsFiles};
 use crate::tracker::ProxyTracker;
-use crate::translate::translate;
+use crate::translate::translate_with;
 use crate::xds::cache::SnapshotCache;
 use crate::xds::limits::StreamLimits;
 use crate::xds::server::{AdsServer, AdsService};
@@ -169,6 +169,8 @@ pub struct Server {
     tls: Option<Arc<ReloadingConfig>>,
     access: Arc<AccessPolicy>,
     initial_bytes: Vec<u8>,
+    /// The state loaded at start and the content of the files it names.
+    initial: (Arc<state::DesiredState>, Arc<state::files::Files>),
     cache: SnapshotCache,
     pipeline: Pipeline,
     /// The fleet's load reports: fed by LRS, read by the rollout and `/status`.
@@ -223,6 +225,7 @@ impl Server {
                 reason: e.to_string(),
             })?;
         let state = Arc::new(state::load_bytes(&config.state_path, &bytes)?);
+        let files = Arc::new(state::read_files(&config.state_path, &state).await?);
         let metrics = Metrics::new();
         let mut sinks: Vec<Arc<dyn EventSink>> = Vec::new();
         if let Some(path) = &config.audit_log {
@@ -276,11 +279,11 @@ impl Server {
         let controller = Controller::new(Some(Arc::new(load.clone())), config.load_report_interval);
         controller.seed(versions);
         let (pipeline, cache) = Pipeline::start(
-            state,
+            (state.clone(), files.clone()),
             state_watch::hash(&bytes),
             state_watch::file_info(&config.state_path),
             reports.clone(),
-            translate,
+            translate_with,
             tracks,
             Controller::new(Some(Arc::new(load.clone())), config.load_report_interval),
         )?;
@@ -297,6 +300,7 @@ impl Server {
             tls,
             access,
             initial_bytes: bytes,
+            initial: (state, files),
             cache,
             pipeline,
             reports,
@@ -331,6 +335,7 @@ impl Server {
             tls,
             access,
             initial_bytes,
+            initial,
             cache,
             pipeline,
             reports,
@@ -350,6 +355,7 @@ impl Server {
         let _watcher = state_watch::spawn(
             &config.state_path,
             &initial_bytes,
+            Some(initial),
             config.debounce,
             events_tx,
         )?;

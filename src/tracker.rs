@@ -131,8 +131,8 @@ mod tests {
         StepReport {
             events,
             state_version: "v1",
-            status: [status; 4],
-            wildcard: [true; 4],
+            status: [status; 5],
+            wildcard: [true; 5],
         }
     }
 

@@ -4,7 +4,23 @@
 //! Per listener: a Listener whose HTTP connection manager loads its routes over ADS (RDS)
 //! and a RouteConfiguration of the same name. Per service: a virtual host with its domains
 //! whose default route splits traffic between `<service>-blue` and `<service>-green` by
-//! weight. Per color: an EDS Cluster and its ClusterLoadAssignment.
+//! weight. Per color: an EDS Cluster and its ClusterLoadAssignment; or, when the color's
+//! endpoints are DNS names, a `STRICT_DNS` (or `LOGICAL_DNS`) Cluster that carries them and
+//! that Envoy resolves itself (IPv4 preferred), with no ClusterLoadAssignment.
+//!
+//! How a color is reached, per color:
+//! - `tls`: an `UpstreamTlsContext` sending the SNI and checking the backend's certificate
+//!   against it (a DNS SAN) and against the CA: the proxy's system bundle
+//!   ([`SYSTEM_CA_BUNDLE`], read by Envoy on its own host), or the state's `ca` file, served
+//!   as a validation-context secret over SDS; a client certificate is a TLS-certificate
+//!   secret;
+//! - `credential`: a generic secret over SDS (`<cluster>-credential`), put in its header
+//!   by Envoy's credential injector, run as an upstream filter of the cluster (so it
+//!   reaches that color's backends only), overwriting whatever the client sent;
+//! - `host_rewrite`: the `Host` / `:authority` set per weighted cluster;
+//! - `path_prefix`: per-color routes instead of one weighted route: the active color's
+//!   route matches 100 % of requests (a runtime fraction of its weight), the other's the
+//!   rest, each with its own prefix rewrite; one RouteConfiguration still switches both.
 //!
 //! The workflow keys add, per service:
 //! - preview routes before the default one: the preview header (`x-switchyard-preview:
@@ -21,7 +37,9 @@
 
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
 use envoy_types::pb::envoy::config::common::mutation_rules::v3::{HeaderMutation, header_mutation};
-use envoy_types::pb::envoy::config::core::v3::Address;
+use envoy_types::pb::envoy::config::core::v3::{
+    Address, DataSource, TransportSocket, TypedExtensionConfig, data_source, transport_socket,
+};
 use envoy_types::pb::envoy::config::core::v3::{
     AggregatedConfigSource, ApiVersion, ConfigSource, SocketAddress, address, config_source,
     socket_address,
@@ -35,12 +53,23 @@ use envoy_types::pb::envoy::config::endpoint::v3::{
 use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener, filter};
 use envoy_types::pb::envoy::config::route::v3::{
     HeaderMatcher, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
-    WeightedCluster, header_matcher, route, route_action, route_match,
+    WeightedCluster, header_matcher, route, route_action, route_match, weighted_cluster,
     weighted_cluster::ClusterWeight,
 };
+use envoy_types::pb::envoy::extensions::filters::http::credential_injector::v3::CredentialInjector;
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+use envoy_types::pb::envoy::extensions::filters::http::upstream_codec::v3::UpstreamCodec;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, HttpFilter, Rds, http_connection_manager, http_filter,
+};
+use envoy_types::pb::envoy::extensions::http::injected_credentials::generic::v3::Generic;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    CertificateValidationContext, CommonTlsContext, GenericSecret, SdsSecretConfig, Secret,
+    SubjectAltNameMatcher, TlsCertificate, UpstreamTlsContext, common_tls_context, secret,
+    subject_alt_name_matcher,
+};
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
+    HttpProtocolOptions, http_protocol_options,
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher};
 use envoy_types::pb::envoy::r#type::v3::{FractionalPercent, fractional_percent};
@@ -49,7 +78,8 @@ use prost::Name;
 use serde::Serialize;
 
 use crate::hash::short_hash;
-use crate::state::{Color, DesiredState, Service};
+use crate::state::files::Files;
+use crate::state::{Color, ColorSpec, DesiredState, DnsDiscovery, SYSTEM_CA_BUNDLE, Service};
 use crate::xds::ResourceType;
 use crate::xds::snapshot::{InconsistentSnapshot, Resource, Snapshot, TypeSnapshot};
 
@@ -65,14 +95,31 @@ pub fn preview_listener_name(service: &str) -> String {
     format!("{service}-preview")
 }
 
-/// Builds the consistency-checked snapshot for `state`.
+/// Builds the consistency-checked snapshot for `state`, which names no file (or whose
+/// files may stand empty: every secret is then sent empty).
 pub fn translate(state: &DesiredState) -> Result<Snapshot, InconsistentSnapshot> {
+    translate_with(state, &Files::default())
+}
+
+/// Builds the consistency-checked snapshot for `state`, whose secrets are the content of
+/// `files`. The snapshot's version is the state's, or, when the state names files, the
+/// hash of the state's and of the secrets' versions: rotating a credential is a new
+/// version, with the same state.
+pub fn translate_with(
+    state: &DesiredState,
+    files: &Files,
+) -> Result<Snapshot, InconsistentSnapshot> {
     let mut clusters = Vec::new();
     let mut endpoints = Vec::new();
+    let mut secrets = Vec::new();
     for service in &state.services {
         for color in Color::ALL {
-            clusters.push(cluster(service, color));
-            endpoints.push(load_assignment(service, color));
+            let color_secrets = color_secrets(service, color, files);
+            clusters.push(cluster(service, color, &color_secrets));
+            if !service.color(color).by_name() {
+                endpoints.push(load_assignment(service, color));
+            }
+            secrets.extend(color_secrets);
         }
     }
     let mut listeners = Vec::new();
@@ -92,11 +139,18 @@ pub fn translate(state: &DesiredState) -> Result<Snapshot, InconsistentSnapshot>
             routes.push(preview_route_configuration(service));
         }
     }
+    let secrets = TypeSnapshot::new(secrets);
+    let version = if secrets.resources.is_empty() {
+        state.version()
+    } else {
+        short_hash(&(state.version(), &secrets.version))
+    };
     let snapshot = Snapshot::new(
-        state.version(),
+        version,
         [
             TypeSnapshot::new(clusters),
             TypeSnapshot::new(endpoints),
+            secrets,
             TypeSnapshot::new(listeners),
             TypeSnapshot::new(routes),
         ],
@@ -121,6 +175,7 @@ fn resource<M: Name, I: Serialize>(
         },
         name,
         clusters,
+        needs: Vec::new(),
     }
 }
 
@@ -135,48 +190,307 @@ fn ads() -> ConfigSource {
 }
 
 fn socket_address(ip: std::net::IpAddr, port: u16) -> Address {
+    host_port(ip.to_string(), port)
+}
+
+/// An address or a DNS name (for DNS clusters) and a port.
+fn host_port(host: String, port: u16) -> Address {
     Address {
         address: Some(address::Address::SocketAddress(SocketAddress {
-            address: ip.to_string(),
+            address: host,
             port_specifier: Some(socket_address::PortSpecifier::PortValue(port.into())),
             ..Default::default()
         })),
     }
 }
 
-fn cluster(service: &Service, color: Color) -> Resource {
+/// What a cluster is built from besides its name, when it is more than an EDS cluster:
+/// hashed for its version. A plain color hashes `()`, as it always did.
+#[derive(Serialize)]
+struct ClusterInput<'a> {
+    /// The endpoints, when the cluster carries them (DNS).
+    endpoints: Option<&'a [crate::state::Endpoint]>,
+    dns: Option<DnsDiscovery>,
+    tls: Option<&'a crate::state::UpstreamTls>,
+    credential_header: Option<&'a str>,
+}
+
+fn cluster(service: &Service, color: Color, secrets: &[Resource]) -> Resource {
     let name = service.cluster_name(color);
-    let c = Cluster {
+    let spec = service.color(color);
+    let mut c = Cluster {
         name: name.clone(),
-        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
-            cluster::DiscoveryType::Eds as i32,
-        )),
-        eds_cluster_config: Some(cluster::EdsClusterConfig {
-            eds_config: Some(ads()),
-            service_name: String::new(),
-        }),
         connect_timeout: Some(Duration {
             seconds: 1,
             nanos: 0,
         }),
         ..Default::default()
     };
-    // A cluster depends only on its name: its endpoints come separately.
-    resource(name, &(), &c, Vec::new())
+    let mut needs = Vec::new();
+    match spec.dns {
+        None => {
+            c.cluster_discovery_type = Some(cluster::ClusterDiscoveryType::Type(
+                cluster::DiscoveryType::Eds as i32,
+            ));
+            c.eds_cluster_config = Some(cluster::EdsClusterConfig {
+                eds_config: Some(ads()),
+                service_name: String::new(),
+            });
+            needs.push((ResourceType::Endpoint, name.clone()));
+        }
+        Some(dns) => {
+            let kind = match dns {
+                DnsDiscovery::Strict => cluster::DiscoveryType::StrictDns,
+                DnsDiscovery::Logical => cluster::DiscoveryType::LogicalDns,
+            };
+            c.cluster_discovery_type = Some(cluster::ClusterDiscoveryType::Type(kind as i32));
+            // Most backends listen on IPv4; a name with only IPv6 addresses still works.
+            c.dns_lookup_family = cluster::DnsLookupFamily::V4Preferred as i32;
+            c.load_assignment = Some(assignment(&name, spec));
+        }
+    }
+    if let Some(tls) = &spec.tls {
+        c.transport_socket = Some(upstream_tls(&name, tls));
+    }
+    if let Some(credential) = &spec.credential {
+        c.typed_extension_protocol_options.insert(
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_owned(),
+            any(&injecting_protocol_options(
+                &credential_secret_name(&name),
+                &credential.header,
+            )),
+        );
+    }
+    needs.extend(
+        secrets
+            .iter()
+            .map(|s| (ResourceType::Secret, s.name.clone())),
+    );
+    let plain = spec.dns.is_none() && spec.tls.is_none() && spec.credential.is_none();
+    let mut r = if plain {
+        // A plain cluster depends only on its name: its endpoints come separately.
+        resource(name, &(), &c, Vec::new())
+    } else {
+        let input = ClusterInput {
+            endpoints: spec.by_name().then_some(spec.endpoints.as_slice()),
+            dns: spec.dns,
+            tls: spec.tls.as_ref(),
+            credential_header: spec.credential.as_ref().map(|c| c.header.as_str()),
+        };
+        resource(name, &input, &c, Vec::new())
+    };
+    r.needs = needs;
+    r
 }
+
+fn credential_secret_name(cluster: &str) -> String {
+    format!("{cluster}-credential")
+}
+
+fn ca_secret_name(cluster: &str) -> String {
+    format!("{cluster}-ca")
+}
+
+fn client_certificate_secret_name(cluster: &str) -> String {
+    format!("{cluster}-client-certificate")
+}
+
+/// The SDS reference to secret `name`, served over ADS.
+fn sds(name: &str) -> SdsSecretConfig {
+    SdsSecretConfig {
+        name: name.to_owned(),
+        sds_config: Some(ads()),
+    }
+}
+
+/// TLS to the backends: SNI, the certificate checked against the SNI (a DNS SAN) and the
+/// CA, and the client certificate when there is one.
+fn upstream_tls(cluster: &str, tls: &crate::state::UpstreamTls) -> TransportSocket {
+    let san = SubjectAltNameMatcher {
+        san_type: subject_alt_name_matcher::SanType::Dns as i32,
+        matcher: Some(StringMatcher {
+            match_pattern: Some(string_matcher::MatchPattern::Exact(tls.sni.clone())),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let validation = match &tls.ca {
+        None => common_tls_context::ValidationContextType::ValidationContext(
+            CertificateValidationContext {
+                trusted_ca: Some(DataSource {
+                    specifier: Some(data_source::Specifier::Filename(
+                        SYSTEM_CA_BUNDLE.to_owned(),
+                    )),
+                    ..Default::default()
+                }),
+                match_typed_subject_alt_names: vec![san],
+                ..Default::default()
+            },
+        ),
+        Some(_) => common_tls_context::ValidationContextType::CombinedValidationContext(
+            common_tls_context::CombinedCertificateValidationContext {
+                default_validation_context: Some(CertificateValidationContext {
+                    match_typed_subject_alt_names: vec![san],
+                    ..Default::default()
+                }),
+                validation_context_sds_secret_config: Some(sds(&ca_secret_name(cluster))),
+                ..Default::default()
+            },
+        ),
+    };
+    let context = UpstreamTlsContext {
+        sni: tls.sni.clone(),
+        common_tls_context: Some(CommonTlsContext {
+            tls_certificate_sds_secret_configs: tls
+                .client_certificate
+                .iter()
+                .map(|_| sds(&client_certificate_secret_name(cluster)))
+                .collect(),
+            validation_context_type: Some(validation),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    TransportSocket {
+        name: "envoy.transport_sockets.tls".to_owned(),
+        config_type: Some(transport_socket::ConfigType::TypedConfig(any(&context))),
+    }
+}
+
+/// HTTP/1.1 to the backends, through an upstream filter chain whose credential injector
+/// puts secret `secret` in `header` (replacing the client's), then the upstream codec.
+fn injecting_protocol_options(secret: &str, header: &str) -> HttpProtocolOptions {
+    let injector = CredentialInjector {
+        overwrite: true,
+        credential: Some(TypedExtensionConfig {
+            name: "envoy.http.injected_credentials.generic".to_owned(),
+            typed_config: Some(any(&Generic {
+                credential: Some(sds(secret)),
+                header: header.to_owned(),
+                ..Default::default()
+            })),
+        }),
+        ..Default::default()
+    };
+    HttpProtocolOptions {
+        upstream_protocol_options: Some(
+            http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(
+                http_protocol_options::ExplicitHttpConfig {
+                    protocol_config: Some(
+                        http_protocol_options::explicit_http_config::ProtocolConfig::HttpProtocolOptions(
+                            Default::default(),
+                        ),
+                    ),
+                },
+            ),
+        ),
+        http_filters: vec![
+            HttpFilter {
+                name: "envoy.filters.http.credential_injector".to_owned(),
+                config_type: Some(http_filter::ConfigType::TypedConfig(any(&injector))),
+                ..Default::default()
+            },
+            HttpFilter {
+                name: "envoy.filters.http.upstream_codec".to_owned(),
+                config_type: Some(http_filter::ConfigType::TypedConfig(any(
+                    &UpstreamCodec::default(),
+                ))),
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    }
+}
+
+/// The secrets of `color`: its credential (with its prefix), CA and client certificate,
+/// from `files` (empty where a file was not read). Each one's version is the hash of its
+/// content's digest, never of the content.
+fn color_secrets(service: &Service, color: Color, files: &Files) -> Vec<Resource> {
+    let cluster = service.cluster_name(color);
+    let spec = service.color(color);
+    let content = |f: &crate::state::FileRef| {
+        files
+            .get(f)
+            .map(|c| (c.bytes().to_vec(), c.digest().to_owned()))
+            .unwrap_or_default()
+    };
+    let inline = |bytes: Vec<u8>| DataSource {
+        specifier: Some(data_source::Specifier::InlineBytes(bytes)),
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    let mut push = |name: String, digests: Vec<String>, kind: secret::Type| {
+        let body = Secret {
+            name: name.clone(),
+            r#type: Some(kind),
+        };
+        out.push(resource(name, &(SECRETS, &digests), &body, Vec::new()));
+    };
+    if let Some(c) = &spec.credential {
+        let (bytes, digest) = content(&c.file);
+        let mut value = c.prefix.clone().into_bytes();
+        value.extend(bytes);
+        push(
+            credential_secret_name(&cluster),
+            vec![c.prefix.clone(), digest],
+            secret::Type::GenericSecret(GenericSecret {
+                secret: Some(inline(value)),
+                ..Default::default()
+            }),
+        );
+    }
+    if let Some(ca) = spec.tls.as_ref().and_then(|t| t.ca.as_ref()) {
+        let (bytes, digest) = content(ca);
+        push(
+            ca_secret_name(&cluster),
+            vec![digest],
+            secret::Type::ValidationContext(CertificateValidationContext {
+                trusted_ca: Some(inline(bytes)),
+                ..Default::default()
+            }),
+        );
+    }
+    if let Some(cert) = spec
+        .tls
+        .as_ref()
+        .and_then(|t| t.client_certificate.as_ref())
+    {
+        let (chain, chain_digest) = content(&cert.cert);
+        let (key, key_digest) = content(&cert.key);
+        push(
+            client_certificate_secret_name(&cluster),
+            vec![chain_digest, key_digest],
+            secret::Type::TlsCertificate(TlsCertificate {
+                certificate_chain: Some(inline(chain)),
+                private_key: Some(inline(key)),
+                ..Default::default()
+            }),
+        );
+    }
+    out
+}
+
+/// Domain separation for secrets' versions.
+const SECRETS: &str = "switchyard/secret/1";
 
 fn load_assignment(service: &Service, color: Color) -> Resource {
     let name = service.cluster_name(color);
     let spec = service.color(color);
-    let cla = ClusterLoadAssignment {
-        cluster_name: name.clone(),
+    resource(name.clone(), spec, &assignment(&name, spec), Vec::new())
+}
+
+/// The endpoints of `spec` as a ClusterLoadAssignment for cluster `name` (sent over EDS,
+/// or carried in a DNS cluster).
+fn assignment(name: &str, spec: &ColorSpec) -> ClusterLoadAssignment {
+    ClusterLoadAssignment {
+        cluster_name: name.to_owned(),
         endpoints: vec![LocalityLbEndpoints {
             lb_endpoints: spec
                 .endpoints
                 .iter()
                 .map(|ep| LbEndpoint {
                     host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
-                        address: Some(socket_address(ep.ip(), ep.port())),
+                        address: Some(host_port(ep.host(), ep.port())),
                         ..Default::default()
                     })),
                     ..Default::default()
@@ -185,8 +499,7 @@ fn load_assignment(service: &Service, color: Color) -> Resource {
             ..Default::default()
         }],
         ..Default::default()
-    };
-    resource(name, spec, &cla, Vec::new())
+    }
 }
 
 /// A listener named `name` on `address:port` whose routes are the RouteConfiguration of the
@@ -239,10 +552,37 @@ struct VirtualHostInput<'a> {
     /// The preview header, when previews are on.
     preview: Option<&'a str>,
     shadow: Option<u32>,
+    /// Each color's host and path rewrites, when any is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rewrites: Option<[(Option<&'a str>, Option<&'a str>); 2]>,
 }
 
-/// A route matching every path (and `headers`) that sends everything to `cluster`.
-fn to_cluster(name: String, cluster: String, headers: Vec<HeaderMatcher>) -> Route {
+/// How a route to one color's cluster rewrites the request for it.
+fn rewrite(action: &mut RouteAction, spec: &ColorSpec) {
+    if let Some(host) = &spec.host_rewrite {
+        action.host_rewrite_specifier = Some(
+            route_action::HostRewriteSpecifier::HostRewriteLiteral(host.clone()),
+        );
+    }
+    if let Some(prefix) = &spec.path_prefix {
+        // Routes match the prefix `/`, which this replaces.
+        action.prefix_rewrite = format!("{prefix}/");
+    }
+}
+
+/// A route matching every path (and `headers`) that sends everything to `cluster`, with
+/// `spec`'s rewrites.
+fn to_cluster(
+    name: String,
+    cluster: String,
+    spec: &ColorSpec,
+    headers: Vec<HeaderMatcher>,
+) -> Route {
+    let mut action = RouteAction {
+        cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(cluster)),
+        ..Default::default()
+    };
+    rewrite(&mut action, spec);
     Route {
         name,
         r#match: Some(RouteMatch {
@@ -250,10 +590,7 @@ fn to_cluster(name: String, cluster: String, headers: Vec<HeaderMatcher>) -> Rou
             headers,
             ..Default::default()
         }),
-        action: Some(route::Action::Route(RouteAction {
-            cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(cluster)),
-            ..Default::default()
-        })),
+        action: Some(route::Action::Route(action)),
         ..Default::default()
     }
 }
@@ -308,7 +645,12 @@ fn preview_route_configuration(service: &Service) -> Resource {
         virtual_hosts: vec![VirtualHost {
             name: name.clone(),
             domains: vec!["*".to_owned()],
-            routes: vec![to_cluster("idle".to_owned(), idle.clone(), Vec::new())],
+            routes: vec![to_cluster(
+                "idle".to_owned(),
+                idle.clone(),
+                service.color(service.active.other()),
+                Vec::new(),
+            )],
             ..Default::default()
         }],
         ..Default::default()
@@ -327,18 +669,29 @@ fn route_configuration(state: &DesiredState, listener: &str) -> Resource {
             .enabled
             .then_some(service.preview.header.as_str());
         let shadow = service.shadow.map(|s| s.percent);
+        let rewrites = Color::ALL.map(|c| {
+            let spec = service.color(c);
+            (spec.host_rewrite.as_deref(), spec.path_prefix.as_deref())
+        });
         inputs.push(VirtualHostInput {
             service: &service.name,
             domains: &service.domains,
             weights,
             preview,
             shadow,
+            rewrites: rewrites
+                .iter()
+                .any(|(h, p)| h.is_some() || p.is_some())
+                .then_some(rewrites),
         });
         let cluster_weights: Vec<ClusterWeight> = weights
             .iter()
             .map(|(color, weight)| ClusterWeight {
                 name: service.cluster_name(*color),
                 weight: Some(UInt32Value { value: *weight }),
+                host_rewrite_specifier: service.color(*color).host_rewrite.clone().map(
+                    weighted_cluster::cluster_weight::HostRewriteSpecifier::HostRewriteLiteral,
+                ),
                 ..Default::default()
             })
             .collect();
@@ -349,36 +702,41 @@ fn route_configuration(state: &DesiredState, listener: &str) -> Resource {
                 routes.push(to_cluster(
                     format!("preview-{color}"),
                     service.cluster_name(color),
+                    service.color(color),
                     vec![header_is(header, color.as_str())],
                 ));
             }
         }
-        let request_mirror_policies = shadow
-            .map(|percent| {
-                vec![mirror(
-                    service.cluster_name(service.active.other()),
-                    percent,
-                )]
-            })
-            .unwrap_or_default();
-        routes.push(Route {
-            name: "default".to_owned(),
-            r#match: Some(RouteMatch {
-                path_specifier: Some(route_match::PathSpecifier::Prefix("/".to_owned())),
+        if rewrites.iter().any(|(_, prefix)| prefix.is_some()) {
+            routes.extend(per_color_default_routes(service));
+        } else {
+            let request_mirror_policies = shadow
+                .map(|percent| {
+                    vec![mirror(
+                        service.cluster_name(service.active.other()),
+                        percent,
+                    )]
+                })
+                .unwrap_or_default();
+            routes.push(Route {
+                name: "default".to_owned(),
+                r#match: Some(RouteMatch {
+                    path_specifier: Some(route_match::PathSpecifier::Prefix("/".to_owned())),
+                    ..Default::default()
+                }),
+                action: Some(route::Action::Route(RouteAction {
+                    cluster_specifier: Some(route_action::ClusterSpecifier::WeightedClusters(
+                        WeightedCluster {
+                            clusters: cluster_weights,
+                            ..Default::default()
+                        },
+                    )),
+                    request_mirror_policies,
+                    ..Default::default()
+                })),
                 ..Default::default()
-            }),
-            action: Some(route::Action::Route(RouteAction {
-                cluster_specifier: Some(route_action::ClusterSpecifier::WeightedClusters(
-                    WeightedCluster {
-                        clusters: cluster_weights,
-                        ..Default::default()
-                    },
-                )),
-                request_mirror_policies,
-                ..Default::default()
-            })),
-            ..Default::default()
-        });
+            });
+        }
         virtual_hosts.push(VirtualHost {
             name: service.name.clone(),
             domains: service.domains.clone(),
@@ -392,6 +750,36 @@ fn route_configuration(state: &DesiredState, listener: &str) -> Resource {
         ..Default::default()
     };
     resource(listener.to_owned(), &inputs, &rc, clusters)
+}
+
+/// A service whose colors rewrite paths differently cannot use one weighted route (a
+/// weighted cluster has no path rewrite of its own): blue's route takes a share of the
+/// requests equal to its weight (100 % or none), green's takes the rest, each rewriting for
+/// its color. Both are in the one RouteConfiguration, so a switch is still one update.
+/// (`shadow` is refused with path rewrites, by validation.)
+fn per_color_default_routes(service: &Service) -> [Route; 2] {
+    Color::ALL.map(|color| {
+        let mut route = to_cluster(
+            format!("default-{color}"),
+            service.cluster_name(color),
+            service.color(color),
+            Vec::new(),
+        );
+        if color == Color::Blue {
+            let m = route
+                .r#match
+                .as_mut()
+                .expect("bug: to_cluster sets a match");
+            m.runtime_fraction = Some(RuntimeFractionalPercent {
+                default_value: Some(FractionalPercent {
+                    numerator: service.weight(color),
+                    denominator: fractional_percent::DenominatorType::Hundred as i32,
+                }),
+                runtime_key: String::new(),
+            });
+        }
+        route
+    })
 }
 
 /// Is `t`'s version in `b` different from `a`'s?
@@ -590,6 +978,7 @@ services:
             [
                 "6c0044076fe34aa4",
                 "c4a41611b3ce42c9",
+                "4f53cda18c2baa0c",
                 "3d44cb86e9f1538b",
                 "86cc65cdfc15c93e"
             ]

@@ -92,7 +92,7 @@ pub struct Fleet {
     errors: Mutex<Vec<String>>,
     pub responses: AtomicU64,
     pub bytes: AtomicU64,
-    pub per_type: [AtomicU64; 4],
+    pub per_type: [AtomicU64; 5],
     /// The switch under way (0: none yet), when it started, and how many streams have
     /// received its routes.
     switch: AtomicUsize,
@@ -249,7 +249,7 @@ pub async fn envoy_like_stream(
         idx,
         fleet,
         protocol,
-        names: [Some(Vec::new()), None, None, None],
+        names: [Some(Vec::new()), None, None, None, None],
         acked: Default::default(),
         nonce: Default::default(),
         last_routes: String::new(),
@@ -424,10 +424,10 @@ struct Stream {
     fleet: Arc<Fleet>,
     protocol: Protocol,
     /// Names subscribed, sorted (None: not yet subscribed; an empty set is a wildcard).
-    names: [Option<Vec<String>>; 4],
+    names: [Option<Vec<String>>; 5],
     /// Last version acknowledged and last nonce received (SotW's requests carry them).
-    acked: [String; 4],
-    nonce: [String; 4],
+    acked: [String; 5],
+    nonce: [String; 5],
     /// The version of the routes last received (see [`Response::routes_version`]).
     last_routes: String,
     seen_switch: usize,

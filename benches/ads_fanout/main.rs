@@ -465,7 +465,7 @@ fn measure(
         row.hwm_kib = end.hwm_kib;
         let switches = row.switches_done.max(1) as f64;
         row.proto_bytes_per_switch = (fleet.bytes.load(Relaxed) - proto_bytes) as f64 / switches;
-        let mut per_type = [0.0; 4];
+        let mut per_type = [0.0; 5];
         for ((p, c), r) in per_type.iter_mut().zip(&fleet.per_type).zip(responses) {
             *p = (c.load(Relaxed) - r) as f64 / switches;
         }

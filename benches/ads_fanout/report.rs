@@ -33,7 +33,7 @@ pub struct Row {
     pub tcp_bytes_per_switch: Option<f64>,
     /// TCP segments sent per switch, both ways, machine-wide.
     pub segments_per_switch: f64,
-    pub responses_per_switch: [f64; 4],
+    pub responses_per_switch: [f64; 5],
     pub client_cpu: f64,
     /// The load generator's CPU during the storm and during the switches.
     pub client_storm_cpu: f64,

@@ -56,7 +56,7 @@ fn op(u: &mut Unstructured<'_>) -> Result<DeltaOp> {
         }
     }
     Ok(DeltaOp::Request(DeltaRequest {
-        type_index: u.int_in_range(0..=4)?,
+        type_index: u.int_in_range(0..=5)?,
         nonce,
         error,
         subscribe,

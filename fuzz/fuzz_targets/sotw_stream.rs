@@ -35,7 +35,7 @@ fn op(u: &mut Unstructured<'_>) -> Result<Op> {
         .map(|_| u.arbitrary::<u8>().map(usize::from))
         .collect::<Result<_>>()?;
     Ok(Op::Request {
-        type_index: u.int_in_range(0..=4)?,
+        type_index: u.int_in_range(0..=5)?,
         nonce,
         version,
         error,

@@ -23,6 +23,7 @@ use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
 use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::Secret;
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use envoy_types::pb::google::protobuf::Any;
 use prost::Message;
@@ -121,23 +122,23 @@ pub struct DeltaModel {
     /// Which of [`snapshots`] the stream serves.
     current: usize,
     flight: Flight<DeltaSent>,
-    interest: [Interest; 4],
+    interest: [Interest; 5],
     /// What the proxy holds of each type, name to version: every response it acknowledged,
     /// applied in turn, less the names it unsubscribed since; or what it said it held when
     /// it reconnected.
-    held: [BTreeMap<String, String>; 4],
+    held: [BTreeMap<String, String>; 5],
     /// The names of each type the proxy unsubscribed (and did not subscribe again) since
     /// the latest response of the type was sent: what that response says of them is void
     /// (Envoy has no watch left for a name it dropped). A name subscribed again is
     /// requested afresh, and the response on its way satisfies it, as in Envoy.
-    asked_since: [BTreeSet<String>; 4],
+    asked_since: [BTreeSet<String>; 5],
     /// Every name of each type the proxy was sent on this stream or said it held: what a
     /// removal may name.
-    known: [BTreeSet<String>; 4],
+    known: [BTreeSet<String>; 5],
     /// The latest response of each type that the proxy answered, it rejected. The stream
     /// does not send a rejected set again (by design), so until something else of the type
     /// is sent the proxy is not expected to hold the snapshot.
-    rejected: [bool; 4],
+    rejected: [bool; 5],
 }
 
 impl Default for DeltaModel {
@@ -150,7 +151,7 @@ impl Default for DeltaModel {
             held: Default::default(),
             asked_since: Default::default(),
             known: Default::default(),
-            rejected: [false; 4],
+            rejected: [false; 5],
         }
     }
 }
@@ -259,12 +260,15 @@ impl DeltaModel {
                     Vec::new(),
                 )
             }
-            ResourceType::Endpoint | ResourceType::Route => {
-                let parent = match t {
-                    ResourceType::Endpoint => ResourceType::Cluster,
-                    _ => ResourceType::Listener,
+            ResourceType::Endpoint | ResourceType::Route | ResourceType::Secret => {
+                // The model's states name no file: no cluster uses a secret, and a proxy
+                // wants none.
+                let none = BTreeMap::new();
+                let want = match t {
+                    ResourceType::Endpoint => &self.held[ResourceType::Cluster.index()],
+                    ResourceType::Route => &self.held[ResourceType::Listener.index()],
+                    _ => &none,
                 };
-                let want = &self.held[parent.index()];
                 let subscribe: Vec<String> = want
                     .keys()
                     .filter(|n| !interest.names.contains(*n))
@@ -480,6 +484,7 @@ fn inner_name(t: ResourceType, body: &Any) -> String {
         ResourceType::Endpoint => ClusterLoadAssignment::decode(bytes).map(|c| c.cluster_name),
         ResourceType::Listener => Listener::decode(bytes).map(|l| l.name),
         ResourceType::Route => RouteConfiguration::decode(bytes).map(|r| r.name),
+        ResourceType::Secret => Secret::decode(bytes).map(|s| s.name),
     };
     name.unwrap_or_else(|e| panic!("a {t:?} body that does not decode: {e}"))
 }

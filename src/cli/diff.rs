@@ -13,8 +13,9 @@ use similar::TextDiff;
 
 use crate::render::{RenderError, any_to_json};
 use crate::state::changes::{self, changes, listener_address, service_details};
+use crate::state::files::Files;
 use crate::state::{Color, DesiredState, Service};
-use crate::translate::translate;
+use crate::translate::translate_with;
 use crate::xds::ResourceType;
 use crate::xds::snapshot::{InconsistentSnapshot, Snapshot};
 
@@ -150,14 +151,21 @@ fn kind(t: ResourceType) -> &'static str {
     match t {
         ResourceType::Cluster => "cluster",
         ResourceType::Endpoint => "endpoints",
+        ResourceType::Secret => "secret",
         ResourceType::Listener => "listener",
         ResourceType::Route => "route",
     }
 }
 
-/// Compares what `old` and `new` become for Envoy.
-pub fn diff(old: &DesiredState, new: &DesiredState) -> Result<Diff, DiffError> {
-    let (a, b) = (translate(old)?, translate(new)?);
+/// Compares what `old` and `new` become for Envoy, each with the files it names.
+pub fn diff(
+    (old, old_files): (&DesiredState, &Files),
+    (new, new_files): (&DesiredState, &Files),
+) -> Result<Diff, DiffError> {
+    let (a, b) = (
+        translate_with(old, old_files)?,
+        translate_with(new, new_files)?,
+    );
     let types = ResourceType::ALL
         .into_iter()
         .map(|t| diff_type(&a, &b, t))
@@ -179,13 +187,23 @@ fn diff_type(a: &Snapshot, b: &Snapshot, t: ResourceType) -> Result<TypeDiff, Di
             (Some(_), None) => changes.push(Change::Removed(name.clone())),
             (None, Some(_)) => changes.push(Change::Added(name.clone())),
             (Some(x), Some(y)) => {
-                // Compared as Envoy reads them (decoded), not by version or bytes.
-                let x = any_to_json(&x.body.type_url, &x.body.value)?;
-                let y = any_to_json(&y.body.type_url, &y.body.value)?;
+                // Compared as Envoy reads them (decoded), not by version or bytes; a
+                // secret as shown (its value redacted), and by version for its value.
+                let (xv, yv) = (&x.version, &y.version);
+                let (x, y) = (x.shown_body(), y.shown_body());
+                let x = any_to_json(&x.type_url, &x.value)?;
+                let y = any_to_json(&y.type_url, &y.value)?;
                 if x != y {
                     changes.push(Change::Changed {
                         name: name.clone(),
                         hunks: json_diff(&x, &y),
+                    });
+                } else if t == ResourceType::Secret && xv != yv {
+                    changes.push(Change::Changed {
+                        name: name.clone(),
+                        hunks: vec![format!(
+                            "  (its content changes: version {xv} -> {yv}; not shown)"
+                        )],
                     });
                 }
             }
@@ -277,7 +295,12 @@ mod tests {
     const BLUE: &str = include_str!("../../tests/fixtures/one_service.yaml");
 
     fn diff_texts(old: &str, new: &str) -> Diff {
-        diff(&parse_str(old).unwrap(), &parse_str(new).unwrap()).unwrap()
+        let none = Files::default();
+        diff(
+            (&parse_str(old).unwrap(), &none),
+            (&parse_str(new).unwrap(), &none),
+        )
+        .unwrap()
     }
 
     fn changed_types(d: &Diff) -> Vec<ResourceType> {

@@ -27,6 +27,7 @@
 
 use serde_json::{Value, json};
 
+mod upstream;
 mod workflow;
 
 use crate::state::limits::{MAX_ENDPOINTS_PER_COLOR, MAX_LISTENERS, MAX_SERVICES};
@@ -56,9 +57,12 @@ fn address_pattern() -> String {
     format!("^(?:{}|{IPV6})$", ipv4())
 }
 
-/// An endpoint: `IPv4:PORT` or `[IPv6]:PORT`.
+/// A DNS name: dot-separated labels of letters, digits and inner hyphens.
+const DNS_NAME: &str = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?";
+
+/// An endpoint: `IPv4:PORT`, `[IPv6]:PORT` or `NAME:PORT`.
 fn endpoint_pattern() -> String {
-    format!(r"^(?:{}|\[{IPV6}\]):{PORT}$", ipv4())
+    format!(r"^(?:{}|\[{IPV6}\]|{DNS_NAME}):{PORT}$", ipv4())
 }
 
 /// The schema of one color's backends.
@@ -74,21 +78,24 @@ fn color(color: &str) -> Value {
             "endpoints": {
                 "type": "array",
                 "description": format!(
-                    "The backends of the {color} environment, as IP:PORT (IPv6 in brackets: [::1]:8081). At least one; no duplicates. They become the endpoints (ClusterLoadAssignment) of the Envoy cluster `<service>-{color}`."
+                    "The backends of the {color} environment, as IP:PORT (IPv6 in brackets: [::1]:8081) or as DNS NAME:PORT, all of one kind. At least one; no duplicates. Addresses become the endpoints (ClusterLoadAssignment, over EDS) of the Envoy cluster `<service>-{color}`; names make it a DNS cluster that Envoy resolves itself (see `dns`)."
                 ),
                 "minItems": 1,
                 "maxItems": MAX_ENDPOINTS_PER_COLOR,
                 "uniqueItems": true,
                 "items": {
                     "type": "string",
-                    "description": "A backend as IP:PORT, for example 10.0.0.12:8080 or [fd00::12]:8080. Host names are not accepted. Not an IPv4-mapped IPv6 address ([::ffff:10.0.0.12]:8080: write 10.0.0.12:8080); not an IPv6 link-local address (fe80::/10: Envoy cannot be told its interface).",
+                    "description": "A backend as IP:PORT, for example 10.0.0.12:8080 or [fd00::12]:8080, or as NAME:PORT, for example us-central1-aiplatform.googleapis.com:443. Not an IPv4-mapped IPv6 address ([::ffff:10.0.0.12]:8080: write 10.0.0.12:8080); not an IPv6 link-local address (fe80::/10: Envoy cannot be told its interface).",
                     "pattern": endpoint_pattern(),
-                    "examples": ["127.0.0.1:8081", "[::1]:8081"]
+                    "examples": ["127.0.0.1:8081", "[::1]:8081", "api.anthropic.com:443"]
                 }
             }
         }
     });
     v["properties"]["schemas"] = workflow::color_schemas(color);
+    for (key, schema) in upstream::color_keys(color) {
+        v["properties"][key] = schema;
+    }
     v
 }
 

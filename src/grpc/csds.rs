@@ -19,7 +19,7 @@ use envoy_types::pb::envoy::service::status::v3::client_status_discovery_service
 use envoy_types::pb::envoy::service::status::v3::{
     ClientConfig, ClientStatusRequest, ClientStatusResponse, ConfigStatus,
 };
-use envoy_types::pb::google::protobuf::{Any, Value, value};
+use envoy_types::pb::google::protobuf::{Value, value};
 use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
@@ -111,10 +111,8 @@ fn client_config(proxy: &ProxyRecord, snapshot: &Snapshot, exclude_contents: boo
                 xds_config: if exclude_contents {
                     None
                 } else {
-                    body.map(|r| Any {
-                        type_url: r.body.type_url.clone(),
-                        value: r.body.value.clone(),
-                    })
+                    // A secret's value is never shown.
+                    body.map(|r| r.shown_body().into_owned())
                 },
                 last_updated: record.acked.as_ref().map(|a| envoy_timestamp(a.at)),
                 config_status: config_status as i32,

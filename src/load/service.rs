@@ -403,8 +403,9 @@ mod tests {
             version: "1".to_owned(),
             body: Default::default(),
             clusters: Vec::new(),
+            needs: Vec::new(),
         };
-        let mut types: [TypeSnapshot; 4] = Default::default();
+        let mut types: [TypeSnapshot; 5] = Default::default();
         types[ResourceType::Cluster.index()] =
             TypeSnapshot::new([cluster("summarizer-blue"), cluster("summarizer-green")]);
         let (cache, writer) = snapshot_cache(Snapshot::new("v1".into(), types));

@@ -203,10 +203,11 @@ impl Controller {
             service: s.name.clone(),
             color: s.active,
         })?;
-        let endpoints = &s.color(s.active).endpoints;
+        // Probed colors are plain addresses (validation).
+        let endpoints: Vec<SocketAddr> = s.color(s.active).addresses_only().collect();
         Some(gate::verdict(
             &gate.probe,
-            endpoints,
+            &endpoints,
             &p.history,
             since.into_std(),
             None,
@@ -291,7 +292,8 @@ impl Controller {
         }) else {
             return Vec::new();
         };
-        match gate::bake_probe_verdict(probe, &s.color(color).endpoints, &p.history) {
+        let endpoints: Vec<SocketAddr> = s.color(color).addresses_only().collect();
+        match gate::bake_probe_verdict(probe, &endpoints, &p.history) {
             BakeProbeVerdict::Steady => Vec::new(),
             BakeProbeVerdict::Failing { failing, .. } => failing
                 .into_iter()
@@ -318,7 +320,7 @@ fn wanted_probes(
                     service: s.name.clone(),
                     color: *to,
                 },
-                (gate.probe.clone(), s.color(*to).endpoints.clone()),
+                (gate.probe.clone(), s.color(*to).addresses_only().collect()),
             );
         }
         if let (Some(probe), Phase::Baking { .. }) =
@@ -329,7 +331,10 @@ fn wanted_probes(
                     service: s.name.clone(),
                     color: t.in_force,
                 },
-                (probe.clone(), s.color(t.in_force).endpoints.clone()),
+                (
+                    probe.clone(),
+                    s.color(t.in_force).addresses_only().collect(),
+                ),
             );
         }
     }

@@ -7,6 +7,7 @@
 
 pub mod changes;
 mod debounce;
+pub mod files;
 pub mod limits;
 mod lookups;
 mod model;
@@ -17,8 +18,12 @@ pub mod workflow;
 mod yaml;
 
 use std::path::Path;
+use std::sync::Arc;
 
-pub use model::{Color, ColorSpec, DesiredState, Listener, Problem, Service, StateError};
+pub use model::{
+    ClientCertificate, Color, ColorSpec, Credential, DesiredState, DnsDiscovery, Endpoint, FileRef,
+    Listener, Problem, SYSTEM_CA_BUNDLE, Service, StateError, UpstreamTls,
+};
 pub use parse::{parse_bytes, parse_str};
 pub use workflow::{
     Bake, Database, Gate, Preview, Probe, Ratio, SchemaSource, Shadow, ShadowCondition,
@@ -42,4 +47,21 @@ pub fn load_bytes(path: &Path, bytes: &[u8]) -> Result<DesiredState, StateError>
         path: path.to_owned(),
         problems,
     })
+}
+
+/// Reads the files `state` (loaded from `path`) names, relative to `path`'s directory, on
+/// the blocking pool: a file that cannot be read is a problem at the place it is named.
+pub async fn read_files(
+    path: &Path,
+    state: &Arc<DesiredState>,
+) -> Result<files::Files, StateError> {
+    let base = path.parent().map(Path::to_owned).unwrap_or_default();
+    let read_state = state.clone();
+    tokio::task::spawn_blocking(move || files::Files::read(&read_state, &base))
+        .await
+        .expect("bug: reading the state's files panicked")
+        .map_err(|problems| StateError::Invalid {
+            path: path.to_owned(),
+            problems,
+        })
 }

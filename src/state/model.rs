@@ -60,14 +60,196 @@ pub struct Service {
     pub database: Option<String>,
 }
 
-/// The backends of one color.
+/// The backends of one color, and how Envoy reaches them. Every key after `endpoints` is
+/// left out of the hash when absent, so a file without them keeps its version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ColorSpec {
-    pub endpoints: Vec<SocketAddr>,
+    /// All addresses, or all DNS names (validation does not mix them).
+    pub endpoints: Vec<Endpoint>,
+    /// How Envoy resolves the names (only when the endpoints are names).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsDiscovery>,
+    /// TLS to the backends.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<UpstreamTls>,
+    /// The `Host` / `:authority` the backends are sent instead of the client's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_rewrite: Option<String>,
+    /// Put before the request's path (no trailing `/`): `/v1/x` sends `/chat` as `/v1/x/chat`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path_prefix: Option<String>,
+    /// A header Envoy adds to every request to this color, its value read from a file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential: Option<Credential>,
     /// The database schema versions this color can run against (with `database:`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub schemas: Vec<String>,
 }
+
+impl ColorSpec {
+    /// A color of plain addresses and nothing else (tests, benchmarks).
+    pub fn addresses(endpoints: impl IntoIterator<Item = SocketAddr>) -> ColorSpec {
+        ColorSpec {
+            endpoints: endpoints.into_iter().map(Endpoint::Address).collect(),
+            dns: None,
+            tls: None,
+            host_rewrite: None,
+            path_prefix: None,
+            credential: None,
+            schemas: Vec::new(),
+        }
+    }
+
+    /// The endpoints that are addresses (every one, unless they are names).
+    pub fn addresses_only(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.endpoints.iter().filter_map(Endpoint::address)
+    }
+
+    /// Are the endpoints DNS names (a DNS cluster rather than EDS)?
+    pub fn by_name(&self) -> bool {
+        self.dns.is_some()
+    }
+
+    /// The files this color needs read: its credential, CA and client certificate.
+    pub fn files(&self) -> impl Iterator<Item = &FileRef> {
+        let tls = self.tls.as_ref();
+        let cert = tls.and_then(|t| t.client_certificate.as_ref());
+        self.credential
+            .as_ref()
+            .map(|c| &c.file)
+            .into_iter()
+            .chain(tls.and_then(|t| t.ca.as_ref()))
+            .chain(cert.map(|c| &c.cert))
+            .chain(cert.map(|c| &c.key))
+    }
+}
+
+/// One backend: an address, or a DNS name that Envoy resolves. Written (and hashed) as
+/// `IP:PORT`, `[IPv6]:PORT` or `NAME:PORT`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    Address(SocketAddr),
+    Name { host: String, port: u16 },
+}
+
+impl Endpoint {
+    pub fn address(&self) -> Option<SocketAddr> {
+        match self {
+            Endpoint::Address(a) => Some(*a),
+            Endpoint::Name { .. } => None,
+        }
+    }
+
+    /// The host: an IP address or a name.
+    pub fn host(&self) -> String {
+        match self {
+            Endpoint::Address(a) => a.ip().to_string(),
+            Endpoint::Name { host, .. } => host.clone(),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        match self {
+            Endpoint::Address(a) => a.port(),
+            Endpoint::Name { port, .. } => *port,
+        }
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Address(a) => a.fmt(f),
+            Endpoint::Name { host, port } => write!(f, "{host}:{port}"),
+        }
+    }
+}
+
+impl Serialize for Endpoint {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// How Envoy turns a color's DNS names into addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DnsDiscovery {
+    /// `STRICT_DNS` (the default): every address every name resolves to is a backend,
+    /// re-resolved every 5 s; for a pool of servers behind one name (a Kubernetes
+    /// headless service, several hosts).
+    Strict,
+    /// `LOGICAL_DNS`: one name, and a new connection goes to the first address it
+    /// resolves to at the time; for a managed API behind a large, rotating DNS pool, whose
+    /// connections should not be torn down each time the answer changes.
+    Logical,
+}
+
+/// TLS from Envoy to a color's backends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UpstreamTls {
+    /// The server name sent (SNI) and checked against the backend's certificate: the
+    /// file's `sni`, or the endpoints' one DNS name.
+    pub sni: String,
+    /// The CA that signs the backends' certificates; `None`: the proxy's system bundle.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca: Option<FileRef>,
+    /// The certificate Envoy presents to the backends (mutual TLS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<ClientCertificate>,
+}
+
+/// Where the proxies' own CA bundle is when a color names no `ca` (Debian, Ubuntu, Alpine,
+/// and Envoy's official images). Envoy reads it on its own host.
+pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// A certificate and its private key, as PEM files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClientCertificate {
+    pub cert: FileRef,
+    pub key: FileRef,
+}
+
+/// A header added to every request sent to a color: `header: prefix + the file's content`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Credential {
+    /// Lowercase (`x-api-key`, `x-goog-api-key`, `authorization`).
+    pub header: String,
+    /// Put before the value (`"Bearer "`); empty for none.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub prefix: String,
+    pub file: FileRef,
+}
+
+/// A file named in the state file, whose content switchyard reads and serves to the
+/// proxies over SDS. Only the path is part of the state (and its hash): the content never
+/// is. A relative path is relative to the state file's directory.
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub struct FileRef {
+    pub path: PathBuf,
+    /// Where the file's path is written (line, column): for a problem reading it.
+    #[serde(skip)]
+    pub at: (u32, u32),
+}
+
+impl FileRef {
+    pub fn new(path: impl Into<PathBuf>) -> FileRef {
+        FileRef {
+            path: path.into(),
+            at: (0, 0),
+        }
+    }
+}
+
+/// Two references to the same path are equal wherever they are written.
+impl PartialEq for FileRef {
+    fn eq(&self, other: &FileRef) -> bool {
+        self.path == other.path
+    }
+}
+
+impl Eq for FileRef {}
 
 /// Which environment takes the traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

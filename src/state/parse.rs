@@ -5,20 +5,22 @@
 //! addresses) and reports each problem at the value it concerns. A syntax or shape error
 //! stops at the first problem, since nothing after it can be trusted.
 
-use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::collections::HashMap;
+use std::net::IpAddr;
 
 use serde::Deserialize;
 use serde_saphyr::{Location, Spanned};
 
-use super::limits::{MAX_ENDPOINTS_PER_COLOR, MAX_LISTENERS, MAX_SERVICES};
+use super::limits::{MAX_LISTENERS, MAX_SERVICES};
 use super::model::{Color, ColorSpec, DesiredState, Listener, Problem, Service};
 use super::yaml;
 
 mod problems;
+mod upstream;
 mod workflow;
 
 use problems::{Problems, check_name};
+use upstream::{RawCredential, RawTls, ipv4_mapped, is_ipv6_link_local};
 
 use workflow::{RawBake, RawDatabase, RawGate, RawPreview, RawShadow, Scalar};
 
@@ -61,6 +63,11 @@ struct RawService {
 #[serde(deny_unknown_fields)]
 struct RawColor {
     endpoints: Spanned<Vec<Spanned<String>>>,
+    dns: Option<Spanned<String>>,
+    tls: Option<Spanned<RawTls>>,
+    host_rewrite: Option<Spanned<String>>,
+    path_prefix: Option<Spanned<String>>,
+    credential: Option<Spanned<RawCredential>>,
     schemas: Option<Spanned<Vec<Spanned<Scalar>>>>,
 }
 
@@ -171,6 +178,7 @@ fn validate(raw: RawState) -> Result<DesiredState, Vec<Problem>> {
                 format!("more than {MAX_SERVICES} services (the limit is {MAX_SERVICES})"),
             );
         }
+        let service_at = item.referenced;
         let s = item.value;
         check_name(&mut problems, "service", &s.name);
         if let Some(first) = service_names.get(&s.name.value) {
@@ -242,6 +250,13 @@ fn validate(raw: RawState) -> Result<DesiredState, Vec<Problem>> {
             }
         };
         if let (Some(blue), Some(green), Some(active)) = (blue, green, active) {
+            check_color_features(
+                &mut problems,
+                service_at,
+                [&blue, &green],
+                shadow.is_some(),
+                gate.is_some() || bake.as_ref().is_some_and(|b| b.probe.is_some()),
+            );
             services.push(Service {
                 name: s.name.value,
                 listener: s.listener.value,
@@ -268,6 +283,32 @@ fn validate(raw: RawState) -> Result<DesiredState, Vec<Problem>> {
     } else {
         problems.0.sort_by_key(|p| (p.line, p.column));
         Err(problems.0)
+    }
+}
+
+/// What the workflow keys cannot do with the colors' upstream keys.
+fn check_color_features(
+    problems: &mut Problems,
+    at: Location,
+    colors: [&ColorSpec; 2],
+    shadow: bool,
+    probed: bool,
+) {
+    let rewrites = |c: &ColorSpec| c.host_rewrite.is_some() || c.path_prefix.is_some();
+    if shadow && colors.iter().any(|c| rewrites(c)) {
+        problems.at(
+            at,
+            "`shadow:` cannot be used with `host_rewrite` or `path_prefix`: Envoy sends the \
+             mirrored copy with the live color's host and path, not the idle color's",
+        );
+    }
+    if probed && colors.iter().any(|c| c.by_name() || c.tls.is_some()) {
+        problems.at(
+            at,
+            "gate and bake probes reach plain IP:PORT endpoints only, and a color here uses \
+             DNS names or TLS; judge it by the error ratio of Envoy's load reports instead \
+             (`bake:` without `probe:`)",
+        );
     }
 }
 
@@ -368,11 +409,13 @@ fn validate_color(
     raw: Spanned<RawColor>,
     has_database: bool,
 ) -> Option<ColorSpec> {
-    let schemas_at = raw.value.schemas.as_ref().map(|s| s.referenced);
-    let schemas = workflow::schemas(problems, raw.value.schemas);
+    let at = raw.referenced;
+    let c = raw.value;
+    let schemas_at = c.schemas.as_ref().map(|s| s.referenced);
+    let schemas = workflow::schemas(problems, c.schemas);
     match (has_database, schemas_at) {
         (true, None) => problems.at(
-            raw.referenced,
+            at,
             format!(
                 "{color} needs `schemas:` (the database schema versions it can run against) \
                  because the service names a database"
@@ -387,76 +430,37 @@ fn validate_color(
         ),
         _ => {}
     }
-    let endpoints = raw.value.endpoints;
-    if endpoints.value.is_empty() {
-        problems.at(
-            endpoints.referenced,
-            format!("{color} must list at least one endpoint"),
-        );
+    let given = (
+        c.tls.is_some(),
+        c.host_rewrite.is_some(),
+        c.path_prefix.is_some(),
+        c.credential.is_some(),
+    );
+    let endpoints = upstream::endpoints(problems, color, c.endpoints);
+    let dns = upstream::dns(problems, color, c.dns, endpoints.as_deref());
+    let tls = upstream::tls(problems, color, c.tls, endpoints.as_deref());
+    let host_rewrite = upstream::host_rewrite(problems, c.host_rewrite);
+    let path_prefix = upstream::path_prefix(problems, c.path_prefix);
+    let credential = upstream::credential(problems, c.credential);
+    // A key given but invalid has had its problem recorded: no color.
+    let valid = (
+        tls.is_some(),
+        host_rewrite.is_some(),
+        path_prefix.is_some(),
+        credential.is_some(),
+    );
+    if valid != given {
         return None;
     }
-    let mut out: Vec<SocketAddr> = Vec::new();
-    let mut seen: HashSet<SocketAddr> = HashSet::new();
-    let mut ok = true;
-    for (i, e) in endpoints.value.into_iter().enumerate() {
-        if i == MAX_ENDPOINTS_PER_COLOR {
-            problems.at(
-                e.referenced,
-                format!(
-                    "{color} lists more than {MAX_ENDPOINTS_PER_COLOR} endpoints \
-                     (the limit is {MAX_ENDPOINTS_PER_COLOR})"
-                ),
-            );
-            ok = false;
-        }
-        let Ok(addr) = e.value.parse::<SocketAddr>() else {
-            problems.at(
-                e.referenced,
-                format!(
-                    "endpoint `{}` is not IP:PORT (for example 127.0.0.1:8081 or [::1]:8081)",
-                    e.value
-                ),
-            );
-            ok = false;
-            continue;
-        };
-        let problem = if addr.port() == 0 {
-            Some("has port 0".to_owned())
-        } else if let Some(why) = endpoint_address_problem(addr) {
-            Some(why)
-        } else if !seen.insert(addr) {
-            Some("is listed twice".to_owned())
-        } else {
-            out.push(addr);
-            None
-        };
-        if let Some(why) = problem {
-            problems.at(e.referenced, format!("endpoint `{}` {why}", e.value));
-            ok = false;
-        }
-    }
-    ok.then_some(ColorSpec {
-        endpoints: out,
+    Some(ColorSpec {
+        endpoints: endpoints?,
+        dns,
+        tls,
+        host_rewrite,
+        path_prefix,
+        credential,
         schemas,
     })
-}
-
-/// IPv4-mapped IPv6 addresses (`::ffff:127.0.0.1`) are refused rather than rewritten
-/// to their IPv4 form. Envoy takes them literally: an endpoint opens an IPv6 socket that
-/// fails on every request where the host does not map IPv4 into IPv6, and a listener
-/// binds IPv6 only. Refusing says what to write instead, keeps the file saying what
-/// Envoy gets, and so makes duplicates plain (`[::ffff:127.0.0.1]:8081` is never a
-/// second spelling of `127.0.0.1:8081` that the duplicate check must see through).
-fn ipv4_mapped(ip: IpAddr) -> Option<Ipv4Addr> {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped(),
-        IpAddr::V4(_) => None,
-    }
-}
-
-/// IPv6 link-local (fe80::/10) addresses mean nothing without the interface they are on.
-fn is_ipv6_link_local(ip: IpAddr) -> bool {
-    matches!(ip, IpAddr::V6(v6) if v6.is_unicast_link_local())
 }
 
 /// Why a listener cannot use `address`, if it cannot.
@@ -469,24 +473,6 @@ fn listener_address_problem(address: IpAddr) -> Option<String> {
     is_ipv6_link_local(address).then(|| {
         "is an IPv6 link-local address, which needs an interface (zone) that a listener \
          address cannot carry; listen on :: or on a global address"
-            .to_owned()
-    })
-}
-
-/// Why an endpoint cannot be `addr`, if it cannot.
-fn endpoint_address_problem(addr: SocketAddr) -> Option<String> {
-    if let Some(v4) = ipv4_mapped(addr.ip()) {
-        return Some(format!(
-            "is an IPv4-mapped IPv6 address; write {v4}:{}",
-            addr.port()
-        ));
-    }
-    // A link-local address means nothing without the interface it is on, and Envoy's
-    // endpoint addresses have no place for that zone (switchyard would send `fe80::1` and
-    // every request would fail), so none is accepted, zoned or not.
-    is_ipv6_link_local(addr.ip()).then(|| {
-        "is an IPv6 link-local address (fe80::/10), which Envoy cannot be told the \
-         interface of; use a global or unique-local (fd00::/8) address"
             .to_owned()
     })
 }
@@ -719,7 +705,7 @@ pub(super) mod tests {
                     "endpoint `{}` is an IPv6 link-local address (fe80::/10), which Envoy \
                      cannot be told the interface of; use a global or unique-local (fd00::/8) \
                      address",
-                    endpoint.parse::<SocketAddr>().unwrap()
+                    endpoint.parse::<std::net::SocketAddr>().unwrap()
                 ),
             );
         }
@@ -777,6 +763,7 @@ pub(super) mod tests {
 
     #[test]
     fn too_many_endpoints_in_a_color_names_the_limit() {
+        use crate::state::limits::MAX_ENDPOINTS_PER_COLOR;
         let endpoints: Vec<String> = (0..=MAX_ENDPOINTS_PER_COLOR)
             .map(|i| format!("\"10.{}.{}.{}:80\"", i >> 16, (i >> 8) & 255, i & 255))
             .collect();

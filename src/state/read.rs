@@ -25,8 +25,8 @@ pub enum ReadError {
     /// A FIFO, a device, a directory or a socket: `what` names it ("a FIFO").
     #[error("is {what}, not a regular file")]
     NotRegular { what: &'static str },
-    #[error("is {size} bytes; the limit is {MAX_STATE_BYTES} bytes")]
-    TooLarge { size: u64 },
+    #[error("is {size} bytes; the limit is {limit} bytes")]
+    TooLarge { size: u64, limit: u64 },
     #[error("permission denied")]
     PermissionDenied,
     /// The read did not finish in time (a hung network file system, say).
@@ -61,7 +61,13 @@ impl ReadError {
 /// The bytes of the regular file at `path` (following symlinks), at most
 /// [`MAX_STATE_BYTES`] of them.
 pub fn read_bounded(path: &Path) -> Result<Vec<u8>, ReadError> {
-    check(&std::fs::metadata(path).map_err(ReadError::from_io)?)?;
+    read_limited(path, MAX_STATE_BYTES as u64)
+}
+
+/// The bytes of the regular file at `path` (following symlinks), at most `limit` of them
+/// (the files a state names, see `files.rs`, are read the same way).
+pub fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
+    check(&std::fs::metadata(path).map_err(ReadError::from_io)?, limit)?;
     let file = File::options()
         .read(true)
         .custom_flags(nix::libc::O_NONBLOCK)
@@ -69,8 +75,7 @@ pub fn read_bounded(path: &Path) -> Result<Vec<u8>, ReadError> {
         .map_err(ReadError::from_io)?;
     // What was opened may not be what was checked: a rename between the two.
     let meta = file.metadata().map_err(ReadError::from_io)?;
-    check(&meta)?;
-    let limit = MAX_STATE_BYTES as u64;
+    check(&meta, limit)?;
     let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0) + 1);
     file.take(limit + 1)
         .read_to_end(&mut bytes)
@@ -79,13 +84,14 @@ pub fn read_bounded(path: &Path) -> Result<Vec<u8>, ReadError> {
         // It grew while being read.
         return Err(ReadError::TooLarge {
             size: bytes.len() as u64,
+            limit,
         });
     }
     Ok(bytes)
 }
 
 /// A regular file within the limit, or why not.
-fn check(meta: &Metadata) -> Result<(), ReadError> {
+fn check(meta: &Metadata, limit: u64) -> Result<(), ReadError> {
     let t = meta.file_type();
     let what = if t.is_file() {
         None
@@ -105,8 +111,11 @@ fn check(meta: &Metadata) -> Result<(), ReadError> {
     if let Some(what) = what {
         return Err(ReadError::NotRegular { what });
     }
-    if meta.len() > MAX_STATE_BYTES as u64 {
-        return Err(ReadError::TooLarge { size: meta.len() });
+    if meta.len() > limit {
+        return Err(ReadError::TooLarge {
+            size: meta.len(),
+            limit,
+        });
     }
     Ok(())
 }
@@ -157,7 +166,13 @@ mod tests {
         let file = File::create(&path).unwrap();
         file.set_len(2 << 30).unwrap();
         let err = read_bounded(&path).unwrap_err();
-        assert_eq!(err, ReadError::TooLarge { size: 2 << 30 });
+        assert_eq!(
+            err,
+            ReadError::TooLarge {
+                size: 2 << 30,
+                limit: MAX_STATE_BYTES as u64
+            }
+        );
         assert_eq!(
             err.to_string(),
             "is 2147483648 bytes; the limit is 16777216 bytes"

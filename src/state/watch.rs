@@ -38,6 +38,7 @@ use tracing::{debug, info, warn};
 
 pub use super::debounce::Debounce;
 use super::debounce::{Closes, Debouncer, Found, Save, Verdict, classify};
+use super::files::Files;
 use super::lookups::{self, Lookup};
 pub use super::read::ReadError;
 use super::read::read_bounded;
@@ -61,12 +62,18 @@ const CLOSES: Closes = if cfg!(any(target_os = "linux", target_os = "android")) 
     Closes::NotReported
 };
 
+/// How often the files a state names (credentials, CAs, client certificates) are read
+/// again: a rotated credential is in force within this, plus one push.
+pub const FILES_POLL: Duration = Duration::from_secs(1);
+
 /// What the watcher saw.
 #[derive(Debug, Clone)]
 pub enum WatchEvent {
-    /// New content that parsed and validated.
+    /// New content that parsed and validated, and whose files could be read.
     Accepted {
         state: Arc<DesiredState>,
+        /// The content of the files it names.
+        files: Arc<Files>,
         /// SHA-256 (hex) of the file's bytes.
         content_hash: String,
         /// When the file was read (the start of the convergence clock).
@@ -77,6 +84,9 @@ pub enum WatchEvent {
         error: StateError,
         content_hash: String,
     },
+    /// A file the state in force names changed (a credential rotated): the same state,
+    /// with these contents.
+    FilesChanged { files: Arc<Files> },
 }
 
 /// Whether the watcher can read the state file.
@@ -126,12 +136,14 @@ pub struct WatchError {
 }
 
 /// Starts watching `path`. `initial_bytes` is the content already loaded at startup, so
-/// that it is not reported again. Events go to `events`. Setting up the watches resolves
+/// that it is not reported again, and `initial` its state and files (whose files are then
+/// read again every [`FILES_POLL`]). Events go to `events`. Setting up the watches resolves
 /// the path here (a few `lstat`s, as loading the file did); the directory holding the file
 /// must be watchable.
 pub fn spawn(
     path: &Path,
     initial_bytes: &[u8],
+    initial: Option<(Arc<DesiredState>, Arc<Files>)>,
     debounce: Debounce,
     events: mpsc::UnboundedSender<WatchEvent>,
 ) -> Result<StateWatcher, WatchError> {
@@ -181,6 +193,9 @@ pub fn spawn(
             health: health_tx,
             events,
             stuck: None,
+            named: initial,
+            waiting: None,
+            file_errors: Vec::new(),
         }
         .run(raw_rx),
     );
@@ -284,12 +299,22 @@ struct Loop {
     /// A look that outlived [`LOOK_TIMEOUT`]: no other starts until it ends, so a hung
     /// file system holds one blocking thread, not one per event.
     stuck: Option<JoinHandle<Look>>,
+    /// The last state accepted and the content of the files it names, read again every
+    /// [`FILES_POLL`] while it names any.
+    named: Option<(Arc<DesiredState>, Arc<Files>)>,
+    /// A valid state rejected because a file it names could not be read, and its content
+    /// hash: accepted once the files can be read (the state file itself need not change).
+    waiting: Option<(Arc<DesiredState>, String)>,
+    /// The files last found unreadable on a re-read, and why (warned about once).
+    file_errors: Vec<(PathBuf, String)>,
 }
 
 impl Loop {
     async fn run(mut self, mut raw: mpsc::UnboundedReceiver<notify::Result<notify::Event>>) {
         let mut poll = tokio::time::interval(POLL);
         poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut files_poll = tokio::time::interval(FILES_POLL);
+        files_poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             if self.stuck.is_none() && self.debouncer.is_due(Instant::now()) {
                 if !self.read_now().await {
@@ -308,6 +333,11 @@ impl Loop {
                 }
                 _ = sleep_until(read_at.unwrap_or_else(Instant::now).into()), if read_at.is_some() => {}
                 _ = poll.tick(), if polling => self.on_poll().await,
+                _ = files_poll.tick(), if self.names_files() => {
+                    if !self.on_files_poll().await {
+                        return;
+                    }
+                }
             }
         }
     }
@@ -418,8 +448,119 @@ impl Loop {
             }
         };
         self.readable();
-        let event = report_if_changed(&self.path, &mut self.last_hash, &bytes);
-        event.is_none_or(|e| self.events.send(e).is_ok())
+        let Some(event) = report_if_changed(&self.path, &mut self.last_hash, &bytes) else {
+            return true;
+        };
+        let event = match event {
+            Parsed::Valid {
+                state,
+                content_hash,
+                seen_at,
+            } => {
+                self.waiting = None;
+                self.with_files(state, content_hash, seen_at).await
+            }
+            Parsed::Invalid(event) => event,
+        };
+        self.events.send(event).is_ok()
+    }
+
+    /// Does the last state (accepted, or waiting for its files) name any file?
+    fn names_files(&self) -> bool {
+        let names = |s: &DesiredState| {
+            s.services
+                .iter()
+                .any(|s| s.blue.files().next().is_some() || s.green.files().next().is_some())
+        };
+        self.waiting.as_ref().is_some_and(|(s, _)| names(s))
+            || self.named.as_ref().is_some_and(|(s, _)| names(s))
+    }
+
+    /// `state`, accepted with the content of the files it names, or rejected with why one
+    /// cannot be read (then it waits for them: see [`Loop::on_files_poll`]).
+    async fn with_files(
+        &mut self,
+        state: Arc<DesiredState>,
+        content_hash: String,
+        seen_at: tokio::time::Instant,
+    ) -> WatchEvent {
+        let base = self.path.parent().map(Path::to_owned).unwrap_or_default();
+        let read_state = state.clone();
+        let task = tokio::task::spawn_blocking(move || Files::read(&read_state, &base));
+        let error = match tokio::time::timeout(LOOK_TIMEOUT, task).await {
+            Ok(Ok(Ok(files))) => {
+                let files = Arc::new(files);
+                self.named = Some((state.clone(), files.clone()));
+                self.file_errors.clear();
+                return WatchEvent::Accepted {
+                    state,
+                    files,
+                    content_hash,
+                    seen_at,
+                };
+            }
+            Ok(Ok(Err(problems))) => StateError::Invalid {
+                path: self.path.clone(),
+                problems,
+            },
+            Ok(Err(e)) => panic!("bug: reading the state's files failed: {e}"),
+            Err(_) => StateError::Unreadable {
+                path: self.path.clone(),
+                reason: format!(
+                    "reading the files it names did not finish within {LOOK_TIMEOUT:?}"
+                ),
+            },
+        };
+        self.waiting = Some((state, content_hash.clone()));
+        WatchEvent::Rejected {
+            error,
+            content_hash,
+        }
+    }
+
+    /// Every [`FILES_POLL`]: a state waiting for its files is tried again; else the files
+    /// of the state in force are read again, and reported if any changed. A file that
+    /// cannot be read keeps its last content (warned about once). Returns false once
+    /// nobody listens.
+    async fn on_files_poll(&mut self) -> bool {
+        if let Some((state, content_hash)) = self.waiting.take() {
+            let event = self
+                .with_files(state, content_hash, tokio::time::Instant::now())
+                .await;
+            // Still unreadable: said already, when the state was rejected.
+            return match event {
+                WatchEvent::Accepted { .. } => self.events.send(event).is_ok(),
+                _ => true,
+            };
+        }
+        let Some((state, files)) = self.named.clone() else {
+            return true;
+        };
+        let read = files.clone();
+        let task = tokio::task::spawn_blocking(move || read.reread(&state));
+        let Ok(Ok((next, errors))) = tokio::time::timeout(LOOK_TIMEOUT, task).await else {
+            warn!(
+                "reading the state's files again did not finish in time; keeping their last content"
+            );
+            return true;
+        };
+        if errors != self.file_errors {
+            for (path, why) in &errors {
+                warn!(path = %path.display(), error = %why, "cannot read a file the state names; keeping its last content");
+            }
+            self.file_errors = errors;
+        }
+        if next == *files {
+            return true;
+        }
+        info!("a file the state names changed; serving its new content");
+        let next = Arc::new(next);
+        if let Some(named) = &mut self.named {
+            named.1 = next.clone();
+        }
+        self.events
+            .send(WatchEvent::FilesChanged { files: next })
+            .is_ok()
     }
 
     fn unreadable(&self, error: ReadError) {
@@ -463,9 +604,21 @@ fn stamp_of(m: &std::fs::Metadata) -> Stamp {
     )
 }
 
+/// A new content of the state file, parsed.
+enum Parsed {
+    /// Valid; its files are still to be read.
+    Valid {
+        state: Arc<DesiredState>,
+        content_hash: String,
+        seen_at: tokio::time::Instant,
+    },
+    /// What to report: a rejection.
+    Invalid(WatchEvent),
+}
+
 /// What to report for the file's `bytes`: nothing when they are the same as last read,
-/// else the new content, accepted or rejected.
-fn report_if_changed(path: &Path, last_hash: &mut String, bytes: &[u8]) -> Option<WatchEvent> {
+/// else the new content, valid or rejected.
+fn report_if_changed(path: &Path, last_hash: &mut String, bytes: &[u8]) -> Option<Parsed> {
     let content_hash = hash(bytes);
     if content_hash == *last_hash {
         return None;
@@ -473,15 +626,15 @@ fn report_if_changed(path: &Path, last_hash: &mut String, bytes: &[u8]) -> Optio
     last_hash.clone_from(&content_hash);
     let seen_at = tokio::time::Instant::now();
     Some(match super::load_bytes(path, bytes) {
-        Ok(state) => WatchEvent::Accepted {
+        Ok(state) => Parsed::Valid {
             state: Arc::new(state),
             content_hash,
             seen_at,
         },
-        Err(error) => WatchEvent::Rejected {
+        Err(error) => Parsed::Invalid(WatchEvent::Rejected {
             error,
             content_hash,
-        },
+        }),
     })
 }
 

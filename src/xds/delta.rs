@@ -92,7 +92,7 @@ impl Default for Subscription {
 #[derive(Debug)]
 pub struct DeltaStream {
     core: StreamCore,
-    subscriptions: [Subscription; 4],
+    subscriptions: [Subscription; 5],
 }
 
 impl std::ops::Deref for DeltaStream {
@@ -211,6 +211,7 @@ impl DeltaStream {
                         version: version.clone(),
                         body: Default::default(),
                         clusters: Vec::new(),
+                        needs: Vec::new(),
                     }),
                 };
                 (name.clone(), resource)
@@ -326,7 +327,7 @@ impl DeltaStream {
     fn push_due(&mut self, step: &mut Step) {
         // Each pass settles or sends at least one type, or ends: at most a few passes.
         loop {
-            let first: [bool; 4] =
+            let first: [bool; 5] =
                 ResourceType::ALL.map(|t| self.core.ledger.types[t.index()].sent.is_none());
             let due = self.core.ledger.due();
             if due.is_empty() {

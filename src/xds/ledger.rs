@@ -35,9 +35,9 @@ pub(super) struct Sent {
     pub(super) seq: u64,
 }
 
-/// What a [`ReadyMemo`] depends on: for clusters, then endpoints, the response acknowledged
-/// and the one sent (by sequence number), and whether a reply is awaited.
-type ReadyKey = [(u64, u64, bool); 2];
+/// What a [`ReadyMemo`] depends on: for clusters, endpoints and secrets, the response
+/// acknowledged and the one sent (by sequence number), and whether a reply is awaited.
+type ReadyKey = [(u64, u64, bool); 3];
 
 /// The routes last found ready, and the state they were found in: a switch (new weights,
 /// same clusters) then compares the routes' cluster lists instead of looking up every
@@ -113,7 +113,7 @@ pub(super) struct Due {
 #[derive(Debug)]
 pub(super) struct Ledger {
     pub(super) published: Arc<Published>,
-    pub(super) types: [TypeState; 4],
+    pub(super) types: [TypeState; 5],
     next_nonce: u64,
     ready_memo: Option<ReadyMemo>,
 }
@@ -163,7 +163,7 @@ impl Ledger {
     }
 
     /// [`Self::status`] of every type, by [`ResourceType::index`].
-    pub(super) fn statuses(&self) -> [SyncStatus; 4] {
+    pub(super) fn statuses(&self) -> [SyncStatus; 5] {
         ResourceType::ALL.map(|t| self.status(t))
     }
 
@@ -480,11 +480,16 @@ impl Ledger {
             .find_map(|s| s.resources.get(name).filter(|r| r.has_body()).cloned())
     }
 
-    /// Has the proxy acknowledged every cluster named by `routes`, and their endpoints,
-    /// and will it still have them once it applies any response still in flight (a cluster
+    /// Has the proxy acknowledged every cluster named by `routes`, and what each needs
+    /// (its endpoints over EDS, its secrets), and will it still have them once it applies any response still in flight (a cluster
     /// set that drops one of them may be on its way)?
     fn clusters_ready(&mut self, routes: &ResourceSet) -> bool {
-        let key = [ResourceType::Cluster, ResourceType::Endpoint].map(|t| {
+        let key = [
+            ResourceType::Cluster,
+            ResourceType::Endpoint,
+            ResourceType::Secret,
+        ]
+        .map(|t| {
             let state = &self.types[t.index()];
             let seq = |s: &Option<Arc<Sent>>| s.as_ref().map_or(0, |s| s.seq);
             (seq(&state.acked), seq(&state.sent), state.awaiting_reply)
@@ -526,10 +531,13 @@ impl Ledger {
                     .is_some_and(|s| s.resources.contains_key(name));
             acked && pending_keeps
         };
-        routes
-            .values()
-            .flat_map(|r| r.clusters.iter())
-            .all(|c| holds(ResourceType::Cluster, c) && holds(ResourceType::Endpoint, c))
+        let clusters = &self.snapshot().get(ResourceType::Cluster).resources;
+        routes.values().flat_map(|r| r.clusters.iter()).all(|c| {
+            holds(ResourceType::Cluster, c)
+                && clusters
+                    .get(c)
+                    .is_none_or(|cluster| cluster.needs.iter().all(|(t, n)| holds(*t, n)))
+        })
     }
 }
 

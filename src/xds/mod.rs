@@ -42,22 +42,29 @@ pub mod sync;
 
 use std::fmt;
 
-/// The four resource types switchyard serves, in the order they are pushed: clusters
-/// before the endpoints that fill them, listeners before the routes they load, and every
-/// cluster before a route that names it (make-before-break).
+/// How many resource types there are (the length of per-type arrays).
+pub const COUNT: usize = 5;
+
+/// The five resource types switchyard serves, in the order they are pushed: clusters
+/// before the endpoints and secrets they need, listeners before the routes they load, and
+/// every cluster (with what it needs) before a route that names it (make-before-break).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ResourceType {
     Cluster,
     Endpoint,
+    /// SDS: a color's credential, CA or client certificate, read from the files the state
+    /// names. Never shown: see [`snapshot::Resource::shown_body`].
+    Secret,
     Listener,
     Route,
 }
 
 impl ResourceType {
     /// All types in push order.
-    pub const ALL: [ResourceType; 4] = [
+    pub const ALL: [ResourceType; COUNT] = [
         ResourceType::Cluster,
         ResourceType::Endpoint,
+        ResourceType::Secret,
         ResourceType::Listener,
         ResourceType::Route,
     ];
@@ -67,6 +74,9 @@ impl ResourceType {
             ResourceType::Cluster => "type.googleapis.com/envoy.config.cluster.v3.Cluster",
             ResourceType::Endpoint => {
                 "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+            }
+            ResourceType::Secret => {
+                "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
             }
             ResourceType::Listener => "type.googleapis.com/envoy.config.listener.v3.Listener",
             ResourceType::Route => "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
@@ -87,6 +97,7 @@ impl ResourceType {
         match self {
             ResourceType::Cluster => "clusters",
             ResourceType::Endpoint => "endpoints",
+            ResourceType::Secret => "secrets",
             ResourceType::Listener => "listeners",
             ResourceType::Route => "routes",
         }

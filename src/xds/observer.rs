@@ -84,9 +84,9 @@ pub struct StepReport<'a> {
     /// The state version of the snapshot the stream serves now.
     pub state_version: &'a str,
     /// Where the proxy stands on each type afterwards, by [`ResourceType::index`].
-    pub status: [SyncStatus; 4],
+    pub status: [SyncStatus; 5],
     /// Whether it subscribes to every resource of each type (a wildcard), by index.
-    pub wildcard: [bool; 4],
+    pub wildcard: [bool; 5],
 }
 
 /// Told what happens on every ADS stream.

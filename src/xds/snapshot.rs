@@ -6,12 +6,13 @@
 //! the responses encoded from it while it is served live beside it, in
 //! [`Published`](super::cache::Published).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use envoy_types::pb::google::protobuf::Any;
 
-use super::ResourceType;
+use super::{COUNT, ResourceType};
 use crate::hash::short_hash;
 
 /// Resources by name: one type's resources in a snapshot, or what one response carries.
@@ -27,9 +28,49 @@ pub struct Resource {
     /// Clusters this resource sends traffic to (routes only); used to hold a route back
     /// until a proxy has accepted every cluster it names.
     pub clusters: Vec<String>,
+    /// What a proxy must hold before this cluster can take traffic (clusters only): its
+    /// endpoints when they come over EDS, and the secrets it uses.
+    pub needs: Vec<(ResourceType, String)>,
 }
 
+/// What a secret's value shows as outside the xDS stream.
+pub const REDACTED: &str = "[redacted]";
+
 impl Resource {
+    /// The body as shown anywhere but the xDS stream (CSDS, `render`, `diff`,
+    /// `switchyard.v1`): the very body, except that a secret's value and private key are
+    /// [`REDACTED`]. The one place secrets are hidden.
+    pub fn shown_body(&self) -> Cow<'_, Any> {
+        use envoy_types::pb::envoy::config::core::v3::{DataSource, data_source};
+        use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{Secret, secret};
+        use prost::Message;
+        if self.body.type_url != ResourceType::Secret.type_url() {
+            return Cow::Borrowed(&self.body);
+        }
+        let redacted = || DataSource {
+            specifier: Some(data_source::Specifier::InlineString(REDACTED.to_owned())),
+            ..Default::default()
+        };
+        // A body that does not decode shows nothing of itself.
+        let mut shown = Secret::decode(self.body.value.as_slice()).unwrap_or_default();
+        shown.name.clone_from(&self.name);
+        match &mut shown.r#type {
+            Some(secret::Type::GenericSecret(g)) => {
+                g.secret = Some(redacted());
+                g.secrets.clear();
+            }
+            Some(secret::Type::TlsCertificate(c)) => {
+                c.private_key = Some(redacted());
+                c.password = None;
+            }
+            _ => {}
+        }
+        Cow::Owned(Any {
+            type_url: self.body.type_url.clone(),
+            value: shown.encode_to_vec(),
+        })
+    }
+
     /// Is this a resource to send? Not when it only stands for one a reconnecting proxy
     /// holds at a version this server does not have (delta's `initial_resource_versions`):
     /// then it has a name and a version but no body.
@@ -76,7 +117,7 @@ impl TypeSnapshot {
 pub struct Snapshot {
     /// Version of the desired state this snapshot was built from.
     pub state_version: String,
-    types: [TypeSnapshot; 4],
+    types: [TypeSnapshot; COUNT],
 }
 
 /// A snapshot whose resources do not hang together. Validation should make this
@@ -87,14 +128,20 @@ pub enum InconsistentSnapshot {
     UnknownCluster { route: String, cluster: String },
     #[error("endpoints `{0}` have no cluster of that name")]
     OrphanEndpoints(String),
-    #[error("cluster `{0}` has no endpoints")]
-    ClusterWithoutEndpoints(String),
+    #[error("cluster `{cluster}` needs {needed} `{name}`, which is not defined")]
+    MissingDependency {
+        cluster: String,
+        needed: ResourceType,
+        name: String,
+    },
+    #[error("secret `{0}` is used by no cluster")]
+    OrphanSecret(String),
     #[error("listener `{0}` has no route configuration of that name")]
     ListenerWithoutRoutes(String),
 }
 
 impl Snapshot {
-    pub fn new(state_version: String, types: [TypeSnapshot; 4]) -> Snapshot {
+    pub fn new(state_version: String, types: [TypeSnapshot; COUNT]) -> Snapshot {
         Snapshot {
             state_version,
             types,
@@ -129,8 +176,9 @@ impl Snapshot {
         &self.get(t).version
     }
 
-    /// Checks that every route names a defined cluster, every cluster has endpoints and
-    /// every listener its route configuration (go-control-plane's `Consistent()`).
+    /// Checks that every route names a defined cluster, every cluster has what it needs
+    /// (its endpoints, its secrets), every secret a cluster, and every listener its route
+    /// configuration (go-control-plane's `Consistent()`).
     pub fn check_consistent(&self) -> Result<(), InconsistentSnapshot> {
         let clusters = &self.get(ResourceType::Cluster).resources;
         let endpoints = &self.get(ResourceType::Endpoint).resources;
@@ -148,8 +196,31 @@ impl Snapshot {
         if let Some(orphan) = endpoints.keys().find(|e| !clusters.contains_key(*e)) {
             return Err(InconsistentSnapshot::OrphanEndpoints(orphan.clone()));
         }
-        if let Some(bare) = clusters.keys().find(|c| !endpoints.contains_key(*c)) {
-            return Err(InconsistentSnapshot::ClusterWithoutEndpoints(bare.clone()));
+        for cluster in clusters.values() {
+            for (t, name) in &cluster.needs {
+                if !self.get(*t).resources.contains_key(name) {
+                    return Err(InconsistentSnapshot::MissingDependency {
+                        cluster: cluster.name.clone(),
+                        needed: *t,
+                        name: name.clone(),
+                    });
+                }
+            }
+        }
+        let used = |s: &String| {
+            clusters.values().any(|c| {
+                c.needs
+                    .iter()
+                    .any(|(t, n)| *t == ResourceType::Secret && n == s)
+            })
+        };
+        if let Some(orphan) = self
+            .get(ResourceType::Secret)
+            .resources
+            .keys()
+            .find(|s| !used(s))
+        {
+            return Err(InconsistentSnapshot::OrphanSecret(orphan.clone()));
         }
         let listeners = &self.get(ResourceType::Listener).resources;
         if let Some(l) = listeners.keys().find(|l| !routes.contains_key(*l)) {

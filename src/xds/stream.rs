@@ -67,7 +67,7 @@ impl StreamCore {
     }
 
     /// [`Self::status`] of every type, by [`ResourceType::index`].
-    pub fn statuses(&self) -> [SyncStatus; 4] {
+    pub fn statuses(&self) -> [SyncStatus; 5] {
         self.ledger.statuses()
     }
 

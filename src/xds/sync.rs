@@ -81,7 +81,7 @@ mod tests {
             ProxyStatus::Synced
         );
         assert_eq!(
-            ProxyStatus::of(&[NotSubscribed; 4]),
+            ProxyStatus::of(&[NotSubscribed; 5]),
             ProxyStatus::Connecting
         );
     }

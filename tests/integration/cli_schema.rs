@@ -156,8 +156,8 @@ fn shape_errors() -> Vec<(&'static str, String, &'static str)> {
             "/services/0/blue/endpoints/0",
         ),
         (
-            "endpoint with a host name",
-            GOOD.replace("127.0.0.1:8081", "backend:8081"),
+            "endpoint with a host name and no port",
+            GOOD.replace("127.0.0.1:8081", "backend"),
             "/services/0/blue/endpoints/0",
         ),
         (

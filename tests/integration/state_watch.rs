@@ -24,7 +24,7 @@ services:
 pub(crate) fn start(path: &Path) -> (StateWatcher, mpsc::UnboundedReceiver<WatchEvent>) {
     let initial = std::fs::read(path).unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
-    let w = watch::spawn(path, &initial, Debounce::default(), tx).expect("watch starts");
+    let w = watch::spawn(path, &initial, None, Debounce::default(), tx).expect("watch starts");
     (w, rx)
 }
 
@@ -33,6 +33,7 @@ async fn next(rx: &mut mpsc::UnboundedReceiver<WatchEvent>) -> String {
     match tokio::time::timeout(Duration::from_secs(2), rx.recv()).await {
         Ok(Some(WatchEvent::Accepted { state, .. })) => state.services[0].active.to_string(),
         Ok(Some(WatchEvent::Rejected { error, .. })) => format!("rejected: {error}"),
+        Ok(Some(WatchEvent::FilesChanged { .. })) => "files changed".into(),
         Ok(None) => "closed".into(),
         Err(_) => "nothing".into(),
     }
@@ -222,7 +223,7 @@ async fn save_before_the_watch_starts_is_seen() {
     // Saved after the server loaded the file but before the watcher was set up.
     std::fs::write(&path, state("green")).unwrap();
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let _w = watch::spawn(&path, &initial, Debounce::default(), tx).unwrap();
+    let _w = watch::spawn(&path, &initial, None, Debounce::default(), tx).unwrap();
     assert_eq!(next(&mut rx).await, "green");
 }
 
@@ -255,7 +256,7 @@ async fn a_file_left_empty_is_rejected_after_the_longest_wait() {
         max_wait: Duration::from_millis(300),
         ..Debounce::default()
     };
-    let _w = watch::spawn(&path, &initial, debounce, tx).unwrap();
+    let _w = watch::spawn(&path, &initial, None, debounce, tx).unwrap();
     std::fs::write(&path, "").unwrap();
     let got = next(&mut rx).await;
     assert!(

@@ -20,6 +20,7 @@ async fn next(rx: &mut mpsc::UnboundedReceiver<WatchEvent>) -> String {
             format!("{} x{}", state.services[0].active, state.services.len())
         }
         Ok(Some(WatchEvent::Rejected { error, .. })) => format!("rejected: {error}"),
+        Ok(Some(WatchEvent::FilesChanged { .. })) => "files changed".into(),
         Ok(None) => "closed".into(),
         Err(_) => "nothing".into(),
     }

@@ -492,7 +492,7 @@ fn endpoints_for_every_cluster_are_the_snapshots_own_set_not_a_copy() {
 fn unknown_type_is_ignored() {
     let mut s = stream(STATE);
     let mut req = request(ResourceType::Cluster, "", "", &[]);
-    req.type_url = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret".into();
+    req.type_url = "type.googleapis.com/envoy.service.runtime.v3.Runtime".into();
     let step = s.on_request(req);
     assert!(step.responses.is_empty());
     assert!(matches!(step.events[..], [StreamEvent::UnknownType { .. }]));
@@ -618,7 +618,7 @@ fn a_rejected_version_sent_again_and_acknowledged_is_synced_not_rejected() {
 #[test]
 fn statuses_start_not_subscribed_and_a_subscription_waiting_for_its_reply_is_stale() {
     let mut s = stream(STATE);
-    assert_eq!(s.statuses(), [SyncStatus::NotSubscribed; 4]);
+    assert_eq!(s.statuses(), [SyncStatus::NotSubscribed; 5]);
     s.on_request(request(ResourceType::Cluster, "", "", &[]));
     assert_eq!(s.status(ResourceType::Cluster), SyncStatus::Stale);
     assert_eq!(s.status(ResourceType::Listener), SyncStatus::NotSubscribed);
