@@ -4,7 +4,31 @@
 //! Every request gets `200 OK`, a header `x-color: <color>` and the body
 //! `<color> <version>\n`, so a test can tell from any response which
 //! environment served it. It speaks HTTP/1.1 (with keep-alive) and HTTP/2
-//! with prior knowledge (h2c) on the same port.
+//! with prior knowledge (h2c) on the same port, or, started with
+//! [`Backend::start_tls`], the same over TLS (ALPN `h2` and `http/1.1`),
+//! recording the server name (SNI) each connection asked for.
+//!
+//! # Model APIs
+//! It also stands in for three model APIs, faithfully enough for their
+//! official clients (see [`model_api`] for the paths and shapes): Ollama
+//! (`/api/tags`, `/api/generate`, `/api/chat`, ...), Anthropic Messages
+//! (`POST /v1/messages`) and Gemini (`:generateContent` and
+//! `:streamGenerateContent` on the Gemini API and Vertex AI paths). Their
+//! answers' text is `"<color> <version>: <the last user message>"`
+//! ([`Backend::model_answer`]). A streamed answer comes in
+//! [`model_api::STREAM_CHUNKS`] pieces with a pause between them
+//! ([`Backend::set_stream_chunk_delay`]), and stays in flight until its last
+//! piece is written, so a test can hold one open across a config switch.
+//! `GET /api/tags` lists one model, [`model_api::DEFAULT_MODEL`] unless
+//! [`Backend::set_model_name`] says otherwise.
+//!
+//! # Credentials
+//! [`Backend::require_header`] makes every request but the control paths and
+//! `/healthz` need a header with one of some accepted values (an API key, as
+//! Envoy would inject it); one without it, or with another value, is answered
+//! `401` in its API's error shape (plain text elsewhere) and counted in
+//! [`Backend::rejected_requests`]. Calling it again replaces the accepted
+//! values (accept old and new during a key rotation, then only the new).
 //!
 //! The server runs on its own thread with its own Tokio runtime, so it works
 //! the same from sync and async tests and never competes with the code under
@@ -22,6 +46,7 @@
 //! | `POST /_backend/health?ok=false`  | `/healthz` answers `503` (`ok=true`: `200` again)        |
 //! | `POST /_backend/fail?share=0.3`   | 30 % of ordinary requests answer `500` (`0`: none, `1`: all) |
 //! | `POST /_backend/delay?ms=200`     | every response but the control paths' waits 200 ms      |
+//! | `POST /_backend/stream?ms=100`    | a streamed model answer pauses 100 ms between its pieces |
 //!
 //! Every control request answers `200` with the same JSON as `GET /_backend`
 //! (or `400`/`404`/`405` saying what is wrong), is never delayed or failed and
@@ -34,12 +59,13 @@
 //! `<color> <version> failing` or `<color> <version> unhealthy`.
 //!
 //! # What it has seen
-//! The backend counts requests ([`Backend::requests`]), requests in flight,
-//! failed ones, and mirrored ones ([`Backend::shadow_requests`]): Envoy's
+//! The backend counts requests ([`Backend::requests`]), requests in flight
+//! (a streamed answer until its last piece), failed ones, ones rejected for
+//! their credential, and mirrored ones ([`Backend::shadow_requests`]): Envoy's
 //! request mirroring appends `-shadow` to the host (before any port), so a
 //! request whose host ends in `-shadow` is a shadow. The last
-//! [`RECENT_REQUESTS`] requests are kept with their headers
-//! ([`Backend::recent_requests`]).
+//! [`RECENT_REQUESTS`] requests are kept with their headers and, over TLS,
+//! the SNI ([`Backend::recent_requests`]).
 //!
 //! Also used by `examples/backend.rs` through `#[path]`.
 #![allow(dead_code)]
@@ -47,19 +73,31 @@
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::oneshot;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+#[path = "model_api.rs"]
+pub mod model_api;
+
+use model_api::{Answering, Reply, Route};
 
 /// The path that answers `503` while the backend is unhealthy.
 pub const HEALTH_PATH: &str = "/healthz";
@@ -73,11 +111,22 @@ pub const RECENT_REQUESTS: usize = 64;
 /// What Envoy's request mirroring appends to the host of a mirrored request.
 pub const SHADOW_SUFFIX: &str = "-shadow";
 
+/// The largest request body a model request may have.
+const MAX_BODY: usize = 1 << 20;
+
+/// How long a client has to finish its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A response body: whole, or a streamed model answer written piece by piece.
+type Body = UnsyncBoxBody<Bytes, Infallible>;
+
 /// A running HTTP backend; stopped on drop.
 pub struct Backend {
     addr: SocketAddr,
     color: String,
     version: String,
+    /// Whether it serves TLS.
+    tls: bool,
     /// Settings and counters, shared with the connection tasks.
     shared: Arc<Shared>,
     /// Dropping (or sending on) it ends the accept loop.
@@ -95,6 +144,9 @@ pub struct SeenRequest {
     pub host: String,
     /// Every header in arrival order, names lowercase, values lossily decoded.
     pub headers: Vec<(String, String)>,
+    /// The server name the client asked for in its TLS handshake (`None` over
+    /// plain TCP, or if it sent none).
+    pub sni: Option<String>,
 }
 
 impl SeenRequest {
@@ -122,6 +174,38 @@ impl Backend {
     /// Starts a backend on `addr` (port 0 picks a free port). Fails only if
     /// the address cannot be bound.
     pub fn start_on(addr: SocketAddr, color: &str, version: &str) -> std::io::Result<Backend> {
+        Backend::launch(addr, color, version, None)
+    }
+
+    /// Starts an HTTPS backend on `127.0.0.1` with an ephemeral port, with the
+    /// certificate chain and private key in these PEM files (e.g. from
+    /// `tls::Pki::issue`).
+    pub fn start_tls(color: &str, version: &str, cert_pem: &Path, key_pem: &Path) -> Backend {
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        Backend::start_tls_on(addr, color, version, cert_pem, key_pem)
+            .unwrap_or_else(|e| panic!("start a TLS backend on 127.0.0.1:0: {e}"))
+    }
+
+    /// Starts an HTTPS backend on `addr`: HTTP/2 and HTTP/1.1 over TLS (ALPN
+    /// `h2`, `http/1.1`). Fails if the files do not make a server identity or
+    /// the address cannot be bound.
+    pub fn start_tls_on(
+        addr: SocketAddr,
+        color: &str,
+        version: &str,
+        cert_pem: &Path,
+        key_pem: &Path,
+    ) -> std::io::Result<Backend> {
+        let acceptor = tls_acceptor(cert_pem, key_pem)?;
+        Backend::launch(addr, color, version, Some(acceptor))
+    }
+
+    fn launch(
+        addr: SocketAddr,
+        color: &str,
+        version: &str,
+        tls: Option<TlsAcceptor>,
+    ) -> std::io::Result<Backend> {
         // Bind here, synchronously, so the caller gets bind errors and the
         // real address before this returns.
         let listener = TcpListener::bind(addr)?;
@@ -132,16 +216,19 @@ impl Backend {
         let responder = Arc::new(Responder {
             color: color.to_owned(),
             version: version.to_owned(),
+            speaker: format!("{color} {version}"),
             body: Bytes::from(format!("{color} {version}\n")),
             shared: shared.clone(),
         });
+        let is_tls = tls.is_some();
         let thread = std::thread::Builder::new()
             .name(format!("backend-{color}-{}", addr.port()))
-            .spawn(move || serve(listener, responder, shutdown_rx))?;
+            .spawn(move || serve(listener, tls, responder, shutdown_rx))?;
         Ok(Backend {
             addr,
             color: color.to_owned(),
             version: version.to_owned(),
+            tls: is_tls,
             shared,
             shutdown: Some(shutdown),
             thread: Some(thread),
@@ -163,9 +250,21 @@ impl Backend {
         &self.version
     }
 
-    /// The exact body every successful response carries: `"<color> <version>\n"`.
+    /// Whether it serves HTTPS ([`Backend::start_tls`]).
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// The exact body every successful plain response carries: `"<color> <version>\n"`.
     pub fn body(&self) -> String {
         format!("{} {}\n", self.color, self.version)
+    }
+
+    /// The exact text of a model answer to `message` (the last user message):
+    /// `"<color> <version>: <message>"`, the message cut to
+    /// [`model_api::ECHO_CHARS`] characters.
+    pub fn model_answer(&self, message: &str) -> String {
+        model_api::answer_text(&format!("{} {}", self.color, self.version), message)
     }
 
     /// Number of requests received so far, `/healthz` and shadows included,
@@ -184,7 +283,14 @@ impl Backend {
         self.shared.failed_requests.load(Ordering::Relaxed)
     }
 
-    /// Number of requests received and not yet answered (see [`Backend::set_delay`]).
+    /// Number of requests answered `401` for lacking the required header or
+    /// value ([`Backend::require_header`]).
+    pub fn rejected_requests(&self) -> u64 {
+        self.shared.rejected_requests.load(Ordering::Relaxed)
+    }
+
+    /// Number of requests received and not yet answered (see [`Backend::set_delay`]);
+    /// a streamed model answer counts until its last piece is written.
     pub fn in_flight(&self) -> u64 {
         self.shared.in_flight.load(Ordering::Relaxed)
     }
@@ -218,8 +324,94 @@ impl Backend {
 
     /// Every response but the control paths' waits `delay` first.
     pub fn set_delay(&self, delay: Duration) {
-        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
-        self.shared.delay_ms.store(ms, Ordering::Relaxed);
+        self.shared.delay_ms.store(millis(delay), Ordering::Relaxed);
+    }
+
+    /// A streamed model answer waits `pause` between two of its pieces (none
+    /// at first).
+    pub fn set_stream_chunk_delay(&self, pause: Duration) {
+        let ms = millis(pause);
+        self.shared
+            .stream_chunk_delay_ms
+            .store(ms, Ordering::Relaxed);
+    }
+
+    /// From now on every request but the control paths and `/healthz` needs
+    /// header `name` with one of `accepted_values`, else it is answered `401`.
+    /// Replaces what an earlier call required: during a key rotation, accept
+    /// the old and the new value, then only the new one.
+    pub fn require_header(&self, name: &str, accepted_values: &[&str]) {
+        *self.shared.credential() = Some(Credential {
+            name: name.to_ascii_lowercase(),
+            accepted: accepted_values.iter().map(|v| (*v).to_owned()).collect(),
+        });
+    }
+
+    /// Requests no longer need a header (the default).
+    pub fn stop_requiring_header(&self) {
+        *self.shared.credential() = None;
+    }
+
+    /// The model `GET /api/tags` lists and `POST /api/show` describes
+    /// (default [`model_api::DEFAULT_MODEL`]).
+    pub fn set_model_name(&self, name: &str) {
+        *self.shared.model() = name.to_owned();
+    }
+
+    pub fn model_name(&self) -> String {
+        self.shared.model().clone()
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The rustls acceptor for a certificate chain and key in PEM files, with
+/// ALPN `h2` and `http/1.1` (ring provider).
+fn tls_acceptor(cert_pem: &Path, key_pem: &Path) -> std::io::Result<TlsAcceptor> {
+    use std::io::{Error, ErrorKind};
+    let bad = |path: &Path, e: &dyn std::fmt::Display| {
+        Error::new(ErrorKind::InvalidInput, format!("{}: {e}", path.display()))
+    };
+    let certs = CertificateDer::pem_file_iter(cert_pem)
+        .map_err(|e| bad(cert_pem, &e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(cert_pem, &e))?;
+    if certs.is_empty() {
+        return Err(bad(cert_pem, &"no PEM certificate in it"));
+    }
+    let key = PrivateKeyDer::from_pem_file(key_pem).map_err(|e| bad(key_pem, &e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("bug: ring supports the default TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| bad(cert_pem, &e))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The header [`Backend::require_header`] asks for.
+#[derive(Clone, Debug)]
+struct Credential {
+    /// Lowercase.
+    name: String,
+    accepted: Vec<String>,
+}
+
+impl Credential {
+    /// Why `request` is refused, if it is.
+    fn refusal(&self, seen: &SeenRequest) -> Option<String> {
+        match seen.header(&self.name) {
+            None => Some(format!("unauthorized: missing header {}", self.name)),
+            Some(value) if !self.accepted.iter().any(|a| a == value) => Some(format!(
+                "unauthorized: header {} has a value not accepted",
+                self.name
+            )),
+            Some(_) => None,
+        }
     }
 }
 
@@ -287,13 +479,20 @@ struct Shared {
     /// decides which of them fail.
     since_fail_set: AtomicU64,
     delay_ms: AtomicU64,
+    stream_chunk_delay_ms: AtomicU64,
     requests: AtomicU64,
     shadow_requests: AtomicU64,
     failed_requests: AtomicU64,
+    rejected_requests: AtomicU64,
     in_flight: AtomicU64,
     /// The last [`RECENT_REQUESTS`] requests. A mutex, held only to push or
     /// copy (never across an await): a ring of strings cannot be atomic.
     recent: Mutex<VecDeque<SeenRequest>>,
+    /// The header requests must carry, if any. A mutex for the same reason,
+    /// held only to replace or check it.
+    credential: Mutex<Option<Credential>>,
+    /// The model `/api/tags` lists; a mutex, held only to copy or replace it.
+    model: Mutex<String>,
 }
 
 impl Default for Shared {
@@ -303,11 +502,15 @@ impl Default for Shared {
             fail_ppm: AtomicU32::new(0),
             since_fail_set: AtomicU64::new(0),
             delay_ms: AtomicU64::new(0),
+            stream_chunk_delay_ms: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             shadow_requests: AtomicU64::new(0),
             failed_requests: AtomicU64::new(0),
+            rejected_requests: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             recent: Mutex::new(VecDeque::with_capacity(RECENT_REQUESTS)),
+            credential: Mutex::new(None),
+            model: Mutex::new(model_api::DEFAULT_MODEL.to_owned()),
         }
     }
 }
@@ -316,6 +519,21 @@ impl Shared {
     fn recent(&self) -> std::sync::MutexGuard<'_, VecDeque<SeenRequest>> {
         // A panic while holding it cannot leave the ring half-written.
         self.recent.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn credential(&self) -> std::sync::MutexGuard<'_, Option<Credential>> {
+        self.credential.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn model(&self) -> std::sync::MutexGuard<'_, String> {
+        self.model.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Why `seen` is refused for its credential, if it is (and counts it).
+    fn refusal(&self, seen: &SeenRequest) -> Option<String> {
+        let refusal = self.credential().as_ref()?.refusal(seen)?;
+        self.rejected_requests.fetch_add(1, Ordering::Relaxed);
+        Some(refusal)
     }
 
     fn record(&self, seen: SeenRequest) {
@@ -349,15 +567,24 @@ impl Shared {
         fails
     }
 
-    /// What `GET /_backend` answers.
+    /// What `GET /_backend` answers. The required header shows its name and
+    /// how many values are accepted, never the values.
     fn to_json(&self) -> String {
+        let require_header = self
+            .credential()
+            .as_ref()
+            .map(|c| serde_json::json!({ "name": c.name, "accepted_values": c.accepted.len() }));
         serde_json::json!({
             "healthy": self.healthy.load(Ordering::Relaxed),
             "fail_share": self.fail_share().as_f64(),
             "delay_ms": self.delay_ms.load(Ordering::Relaxed),
+            "stream_chunk_delay_ms": self.stream_chunk_delay_ms.load(Ordering::Relaxed),
+            "model": *self.model(),
+            "require_header": require_header,
             "requests": self.requests.load(Ordering::Relaxed),
             "shadow_requests": self.shadow_requests.load(Ordering::Relaxed),
             "failed_requests": self.failed_requests.load(Ordering::Relaxed),
+            "rejected_requests": self.rejected_requests.load(Ordering::Relaxed),
             "in_flight": self.in_flight.load(Ordering::Relaxed),
         })
         .to_string()
@@ -365,19 +592,20 @@ impl Shared {
     }
 }
 
-/// Decrements the in-flight count when a response is done (or its task dropped).
-struct InFlight<'a>(&'a AtomicU64);
+/// Decrements the in-flight count when a response is done (or its task
+/// dropped); a streamed answer's body holds it until its last piece.
+struct InFlight(Arc<Shared>);
 
-impl<'a> InFlight<'a> {
-    fn enter(count: &'a AtomicU64) -> Self {
-        count.fetch_add(1, Ordering::Relaxed);
-        InFlight(count)
+impl InFlight {
+    fn enter(shared: &Arc<Shared>) -> Self {
+        shared.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(shared.clone())
     }
 }
 
-impl Drop for InFlight<'_> {
+impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -386,39 +614,93 @@ impl Drop for InFlight<'_> {
 struct Responder {
     color: String,
     version: String,
+    /// `"<color> <version>"`, what model answers and errors start with.
+    speaker: String,
     /// Encoded once; cloning `Bytes` is a reference-count bump.
     body: Bytes,
     shared: Arc<Shared>,
 }
 
 impl Responder {
-    async fn respond(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    /// Answers `request`, which came over a connection whose TLS handshake
+    /// asked for server name `sni`.
+    async fn respond(&self, request: Request<Incoming>, sni: Option<&str>) -> Response<Body> {
         let path = request.uri().path();
         if path == CONTROL_PATH || path.starts_with("/_backend/") {
             return self.control(request.method(), path, request.uri().query());
         }
         let is_health = path == HEALTH_PATH;
-        self.shared.record(SeenRequest::of(&request));
-        let _in_flight = InFlight::enter(&self.shared.in_flight);
+        let route = if is_health {
+            Route::Plain
+        } else {
+            Route::of(path, request.uri().query())
+        };
+        let api = route.api();
+        let seen = SeenRequest::of(&request, sni);
+        let refusal = if is_health {
+            None
+        } else {
+            self.shared.refusal(&seen)
+        };
+        self.shared.record(seen);
+        let in_flight = InFlight::enter(&self.shared);
         let delay = self.shared.delay_ms.load(Ordering::Relaxed);
         if delay > 0 {
             tokio::time::sleep(Duration::from_millis(delay)).await;
         }
-        if is_health {
+        let error = |status, message: &str| api.error(&self.speaker, status, message);
+        let reply = if let Some(refusal) = refusal {
+            error(StatusCode::UNAUTHORIZED, &refusal)
+        } else if is_health {
             if self.shared.healthy.load(Ordering::Relaxed) {
-                self.answer(StatusCode::OK, self.body.clone())
-            } else {
-                self.answer(StatusCode::SERVICE_UNAVAILABLE, self.tagged("unhealthy"))
+                return self.answer(StatusCode::OK, self.body.clone());
             }
+            error(StatusCode::SERVICE_UNAVAILABLE, "unhealthy")
         } else if self.shared.next_fails() {
-            self.answer(StatusCode::INTERNAL_SERVER_ERROR, self.tagged("failing"))
+            error(StatusCode::INTERNAL_SERVER_ERROR, "failing")
+        } else if route == Route::Plain {
+            return self.answer(StatusCode::OK, self.body.clone());
         } else {
-            self.answer(StatusCode::OK, self.body.clone())
-        }
+            let (parts, body) = request.into_parts();
+            let model = self.shared.model().clone();
+            match Limited::new(body, MAX_BODY).collect().await {
+                Ok(body) => Answering {
+                    speaker: &self.speaker,
+                    model: &model,
+                    id: self.shared.requests.load(Ordering::Relaxed),
+                }
+                .answer(&route, &parts.method, &parts.headers, &body.to_bytes()),
+                Err(e) => error(StatusCode::BAD_REQUEST, &format!("unreadable body: {e}")),
+            }
+        };
+        self.paced(reply, in_flight)
+    }
+
+    /// `reply`'s pieces, with the stream pause between two of them; the
+    /// request stays in flight until the last is written.
+    fn paced(&self, reply: Reply, in_flight: InFlight) -> Response<Body> {
+        let pause =
+            Duration::from_millis(self.shared.stream_chunk_delay_ms.load(Ordering::Relaxed));
+        let frames = futures::stream::unfold(
+            (reply.pieces.into_iter(), true, in_flight),
+            move |(mut pieces, first, in_flight)| async move {
+                let piece = pieces.next()?;
+                if !first && !pause.is_zero() {
+                    tokio::time::sleep(pause).await;
+                }
+                Some((Ok(Frame::data(piece)), (pieces, false, in_flight)))
+            },
+        );
+        Response::builder()
+            .status(reply.status)
+            .header("x-color", &self.color)
+            .header("content-type", reply.content_type)
+            .body(StreamBody::new(frames).boxed_unsync())
+            .expect("static response parts are valid")
     }
 
     /// The control paths (see the module docs).
-    fn control(&self, method: &Method, path: &str, query: Option<&str>) -> Response<Full<Bytes>> {
+    fn control(&self, method: &Method, path: &str, query: Option<&str>) -> Response<Body> {
         let action = path.strip_prefix(CONTROL_PATH).unwrap_or(path);
         let applied = match (method, action) {
             (&Method::GET, "" | "/") => Ok(()),
@@ -439,7 +721,16 @@ impl Responder {
                 self.shared.delay_ms.store(ms, Ordering::Relaxed);
                 Ok(())
             }),
-            (_, "" | "/" | "/health" | "/fail" | "/delay") => {
+            (&Method::POST, "/stream") => query_param(query, "ms").and_then(|ms| {
+                let ms: u64 = ms
+                    .parse()
+                    .map_err(|_| format!("ms must be a whole number, not {ms:?}"))?;
+                self.shared
+                    .stream_chunk_delay_ms
+                    .store(ms, Ordering::Relaxed);
+                Ok(())
+            }),
+            (_, "" | "/" | "/health" | "/fail" | "/delay" | "/stream") => {
                 return self.answer(
                     StatusCode::METHOD_NOT_ALLOWED,
                     Bytes::from(format!("{method} is not allowed on {path}\n")),
@@ -449,7 +740,7 @@ impl Responder {
                 return self.answer(
                     StatusCode::NOT_FOUND,
                     Bytes::from(format!(
-                        "no control path {path}; try GET {CONTROL_PATH}, POST {CONTROL_PATH}/health?ok=false, /fail?share=0.3, /delay?ms=200\n"
+                        "no control path {path}; try GET {CONTROL_PATH}, POST {CONTROL_PATH}/health?ok=false, /fail?share=0.3, /delay?ms=200, /stream?ms=100\n"
                     )),
                 );
             }
@@ -460,23 +751,18 @@ impl Responder {
         }
     }
 
-    /// `"<color> <version> <tag>\n"`.
-    fn tagged(&self, tag: &str) -> Bytes {
-        Bytes::from(format!("{} {} {tag}\n", self.color, self.version))
-    }
-
-    fn answer(&self, status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
+    fn answer(&self, status: StatusCode, body: Bytes) -> Response<Body> {
         Response::builder()
             .status(status)
             .header("x-color", &self.color)
             .header("content-type", "text/plain")
-            .body(Full::new(body))
+            .body(Full::new(body).boxed_unsync())
             .expect("static response parts are valid")
     }
 }
 
 impl SeenRequest {
-    fn of(request: &Request<Incoming>) -> SeenRequest {
+    fn of(request: &Request<Incoming>, sni: Option<&str>) -> SeenRequest {
         let headers: Vec<(String, String)> = request
             .headers()
             .iter()
@@ -499,6 +785,7 @@ impl SeenRequest {
                 .map_or_else(|| "/".to_owned(), |p| p.to_string()),
             host,
             headers,
+            sni: sni.map(str::to_owned),
         }
     }
 }
@@ -523,7 +810,12 @@ fn query_param<'q>(query: Option<&'q str>, name: &str) -> Result<&'q str, String
 
 /// The server thread: accepts until `shutdown` fires (or its sender is
 /// dropped), then drops the runtime, which aborts open connections.
-fn serve(listener: TcpListener, responder: Arc<Responder>, shutdown: oneshot::Receiver<()>) {
+fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    responder: Arc<Responder>,
+    shutdown: oneshot::Receiver<()>,
+) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("backend-worker")
@@ -546,15 +838,19 @@ fn serve(listener: TcpListener, responder: Arc<Responder>, shutdown: oneshot::Re
                 };
                 let _ = stream.set_nodelay(true);
                 let responder = responder.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    let service = service_fn(move |request: Request<Incoming>| {
-                        let responder = responder.clone();
-                        async move { Ok::<_, Infallible>(responder.respond(request).await) }
-                    });
-                    // Errors here are per connection (client went away, ...).
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let Some(tls) = tls else {
+                        return serve_connection(stream, responder, None).await;
+                    };
+                    // A failed or stalled handshake ends only this connection.
+                    let Ok(Ok(stream)) =
+                        tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)).await
+                    else {
+                        return;
+                    };
+                    let sni: Option<Arc<str>> = stream.get_ref().1.server_name().map(Arc::from);
+                    serve_connection(stream, responder, sni).await;
                 });
             }
         };
@@ -563,4 +859,21 @@ fn serve(listener: TcpListener, responder: Arc<Responder>, shutdown: oneshot::Re
             () = accept_loop => {}
         }
     });
+}
+
+/// Serves HTTP/1.1 or HTTP/2 (whichever the client speaks) on one connection,
+/// plain or TLS, whose handshake asked for server name `sni`.
+async fn serve_connection<Io>(io: Io, responder: Arc<Responder>, sni: Option<Arc<str>>)
+where
+    Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |request: Request<Incoming>| {
+        let responder = responder.clone();
+        let sni = sni.clone();
+        async move { Ok::<_, Infallible>(responder.respond(request, sni.as_deref()).await) }
+    });
+    // Errors here are per connection (client went away, ...).
+    let _ = auto::Builder::new(TokioExecutor::new())
+        .serve_connection(TokioIo::new(io), service)
+        .await;
 }

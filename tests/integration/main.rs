@@ -11,6 +11,7 @@ mod common;
 
 mod architecture;
 mod audit_and_metrics;
+mod backend_models;
 mod bake_and_rollback;
 mod cli;
 mod cli_diff;
