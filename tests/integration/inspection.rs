@@ -93,8 +93,8 @@ async fn readme_grpcurl_commands_work_against_a_live_server() {
     assert_eq!(proxy["nodeId"], "envoy-1");
     assert_eq!(proxy["protocol"], "sotw");
     assert_eq!(proxy["synced"], true);
-    assert_eq!(proxy["types"][3]["type"], "routes");
-    assert_eq!(proxy["types"][3]["status"], "SYNCED");
+    assert_eq!(proxy["types"][4]["type"], "routes");
+    assert_eq!(proxy["types"][4]["status"], "SYNCED");
 
     // CSDS lists the real Envoy with its acknowledged versions.
     let csds: Value = serde_json::from_str(&run(&find("/FetchClientStatus"), &xds)).unwrap();

@@ -40,5 +40,6 @@ mod schema_guard;
 mod state_watch;
 mod state_watch_hostile;
 mod tls;
+mod upstream_tls;
 mod walkthrough;
 mod zero_downtime;
