@@ -37,6 +37,7 @@ mod proxy_rejection;
 mod replicas;
 mod sample_backend;
 mod schema_guard;
+mod secret_redaction;
 mod state_watch;
 mod state_watch_hostile;
 mod tls;
