@@ -1130,4 +1130,175 @@ services:
         };
         assert!(a.request_mirror_policies.is_empty());
     }
+
+    /// `STATE` with blue reached as `blue` says (its endpoints line replaced).
+    fn with_blue(blue: &str) -> String {
+        STATE.replace(
+            "      endpoints: [\"127.0.0.1:8081\", \"127.0.0.1:8083\"]\n",
+            &format!("{blue}\n"),
+        )
+    }
+
+    #[test]
+    fn a_color_of_names_is_a_dns_cluster_carrying_them_with_no_endpoints_over_eds() {
+        let s = snapshot(&with_blue(
+            "      endpoints: [\"models.internal:8081\"]\n      dns: logical",
+        ));
+        let c: Cluster = decode(&s, ResourceType::Cluster, "summarizer-blue");
+        assert_eq!(
+            c.cluster_discovery_type,
+            Some(cluster::ClusterDiscoveryType::Type(
+                cluster::DiscoveryType::LogicalDns as i32
+            ))
+        );
+        assert_eq!(
+            c.dns_lookup_family,
+            cluster::DnsLookupFamily::V4Preferred as i32
+        );
+        let endpoints = &c.load_assignment.unwrap().endpoints[0].lb_endpoints;
+        let Some(lb_endpoint::HostIdentifier::Endpoint(e)) = &endpoints[0].host_identifier else {
+            panic!("no endpoint")
+        };
+        let Some(address::Address::SocketAddress(sa)) = &e.address.as_ref().unwrap().address else {
+            panic!("not a socket address")
+        };
+        assert_eq!(sa.address, "models.internal");
+        let eds = &s.get(ResourceType::Endpoint).resources;
+        assert!(!eds.contains_key("summarizer-blue"));
+        assert!(eds.contains_key("summarizer-green"));
+        // What a route waits for: green's endpoints, nothing for blue.
+        let needs = |name: &str| s.get(ResourceType::Cluster).resources[name].needs.clone();
+        assert!(needs("summarizer-blue").is_empty());
+        assert_eq!(
+            needs("summarizer-green"),
+            [(ResourceType::Endpoint, "summarizer-green".to_owned())]
+        );
+    }
+
+    #[test]
+    fn tls_checks_the_sni_against_the_ca_and_a_credential_is_an_sds_secret_injected_upstream() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("key"), "sk-123\n").unwrap();
+        std::fs::write(dir.path().join("ca.pem"), "PEM").unwrap();
+        let state = state::parse_str(&with_blue(
+            "      endpoints: [\"api.example.com:443\"]\n      tls: {ca: ca.pem}\n      \
+             credential: {file: key, header: authorization, prefix: \"Bearer \"}",
+        ))
+        .unwrap();
+        let files = Files::read(&state, dir.path()).unwrap();
+        let s = translate_with(&state, &files).unwrap();
+        let c: Cluster = decode(&s, ResourceType::Cluster, "summarizer-blue");
+        let Some(transport_socket::ConfigType::TypedConfig(any)) =
+            c.transport_socket.unwrap().config_type
+        else {
+            panic!("no TLS")
+        };
+        let tls = UpstreamTlsContext::decode(any.value.as_slice()).unwrap();
+        assert_eq!(tls.sni, "api.example.com");
+        let Some(common_tls_context::ValidationContextType::CombinedValidationContext(v)) =
+            tls.common_tls_context.unwrap().validation_context_type
+        else {
+            panic!("not a combined validation context")
+        };
+        assert_eq!(
+            v.validation_context_sds_secret_config.unwrap().name,
+            "summarizer-blue-ca"
+        );
+        let san = &v
+            .default_validation_context
+            .unwrap()
+            .match_typed_subject_alt_names[0];
+        assert_eq!(
+            san.matcher.as_ref().unwrap().match_pattern,
+            Some(string_matcher::MatchPattern::Exact(
+                "api.example.com".into()
+            ))
+        );
+        let options = &c.typed_extension_protocol_options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"];
+        let options = HttpProtocolOptions::decode(options.value.as_slice()).unwrap();
+        let names: Vec<&str> = options
+            .http_filters
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "envoy.filters.http.credential_injector",
+                "envoy.filters.http.upstream_codec"
+            ]
+        );
+        let secret: Secret = decode(&s, ResourceType::Secret, "summarizer-blue-credential");
+        let Some(secret::Type::GenericSecret(g)) = secret.r#type else {
+            panic!("not a generic secret")
+        };
+        assert_eq!(
+            g.secret.unwrap().specifier,
+            Some(data_source::Specifier::InlineBytes(
+                b"Bearer sk-123".to_vec()
+            ))
+        );
+        // Shown anywhere else, it is redacted.
+        let shown =
+            s.get(ResourceType::Secret).resources["summarizer-blue-credential"].shown_body();
+        let shown = Secret::decode(shown.value.as_slice()).unwrap();
+        let Some(secret::Type::GenericSecret(g)) = shown.r#type else {
+            panic!("not a generic secret")
+        };
+        assert_eq!(
+            g.secret.unwrap().specifier,
+            Some(data_source::Specifier::InlineString("[redacted]".into()))
+        );
+        // A rotation changes the secret's version and the state's, nothing else.
+        std::fs::write(dir.path().join("key"), "sk-456").unwrap();
+        let rotated = translate_with(&state, &Files::read(&state, dir.path()).unwrap()).unwrap();
+        assert_eq!(changed_types(&s, &rotated), [ResourceType::Secret]);
+        assert_ne!(s.state_version, rotated.state_version);
+    }
+
+    #[test]
+    fn a_path_prefix_splits_the_default_route_per_color_by_runtime_fraction() {
+        let s = snapshot(&with_blue(
+            "      endpoints: [\"127.0.0.1:8081\"]\n      path_prefix: /v1/x\n      host_rewrite: api.example.com",
+        ));
+        let rc: RouteConfiguration = decode(&s, ResourceType::Route, "public");
+        let routes = &rc.virtual_hosts[0].routes;
+        let names: Vec<&str> = routes.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "preview-blue",
+                "preview-green",
+                "default-blue",
+                "default-green"
+            ]
+        );
+        let fraction = |r: &Route| {
+            r.r#match
+                .as_ref()
+                .unwrap()
+                .runtime_fraction
+                .as_ref()
+                .map(|f| f.default_value.unwrap().numerator)
+        };
+        assert_eq!(fraction(&routes[2]), Some(100));
+        assert_eq!(fraction(&routes[3]), None);
+        let Some(route::Action::Route(blue)) = &routes[2].action else {
+            panic!("not a route")
+        };
+        assert_eq!(blue.prefix_rewrite, "/v1/x/");
+        assert_eq!(
+            blue.host_rewrite_specifier,
+            Some(route_action::HostRewriteSpecifier::HostRewriteLiteral(
+                "api.example.com".into()
+            ))
+        );
+        // A switch moves blue's share to 0 in the same one route configuration.
+        let green = snapshot(
+            &with_blue("      endpoints: [\"127.0.0.1:8081\"]\n      path_prefix: /v1/x")
+                .replace("active: blue", "active: green"),
+        );
+        let rc: RouteConfiguration = decode(&green, ResourceType::Route, "public");
+        assert_eq!(fraction(&rc.virtual_hosts[0].routes[2]), Some(0));
+    }
 }

@@ -106,13 +106,20 @@ async fn a_credential_is_never_logged_rendered_diffed_or_shown_only_sent_to_envo
     std::fs::write(&path, state(port, blue.addr(), green.addr(), "key")).unwrap();
     std::fs::write(
         dir.path().join("other.yaml"),
-        state(port, blue.addr(), green.addr(), "other-key").replace("active: blue", "active: green"),
+        state(port, blue.addr(), green.addr(), "other-key")
+            .replace("active: blue", "active: green"),
     )
     .unwrap();
     let log = dir.path().join("serve.log");
     let audit = dir.path().join("audit.jsonl");
     let mut child = Command::new(env!("CARGO_BIN_EXE_switchyard"))
-        .args(["serve", "--admin-addr", "127.0.0.1:0", "--xds-addr", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--admin-addr",
+            "127.0.0.1:0",
+            "--xds-addr",
+            "127.0.0.1:0",
+        ])
         .arg("--state")
         .arg(&path)
         .arg("--audit-log")
@@ -125,7 +132,9 @@ async fn a_credential_is_never_logged_rendered_diffed_or_shown_only_sent_to_envo
         .expect("start switchyard");
     let mut line = String::new();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    stdout.read_line(&mut line).expect("read switchyard's stdout");
+    stdout
+        .read_line(&mut line)
+        .expect("read switchyard's stdout");
     let _serve = Serve(child);
     let addr = |key: &str| -> SocketAddr {
         line.split_whitespace()
@@ -165,7 +174,13 @@ async fn a_credential_is_never_logged_rendered_diffed_or_shown_only_sent_to_envo
     assert!(shown.contains("[redacted]"), "{shown}");
     assert!(shown.contains("its content changes"), "{shown}");
     for secret in [FIRST, SECOND] {
-        let at = shown.find(secret).map(|i| &shown[i.saturating_sub(300)..i + 50]);
-        assert!(at.is_none(), "{secret} shown: ...{}...", at.unwrap_or_default());
+        let at = shown
+            .find(secret)
+            .map(|i| &shown[i.saturating_sub(300)..i + 50]);
+        assert!(
+            at.is_none(),
+            "{secret} shown: ...{}...",
+            at.unwrap_or_default()
+        );
     }
 }

@@ -69,14 +69,16 @@ async fn tls_by_dns_name_with_sni_a_checked_ca_and_a_key_that_rotates_under_load
     let port = free_port();
     let text = state(port, blue.addr().port(), &pki.ca_path(), &key, green.addr());
     let cp = ControlPlane::start(&text).await;
-    let envoy = Envoy::builder("envoy-1", cp.xds_addr()).xds(xds).start().await;
+    let envoy = Envoy::builder("envoy-1", cp.xds_addr())
+        .xds(xds)
+        .start()
+        .await;
     let listener = SocketAddr::from(([127, 0, 0, 1], port));
 
     // Through Envoy: TLS to `localhost`, the SNI and Host said, the key added.
     assert_eventually!(
         Duration::from_secs(10),
-        http::get(listener, "/v1/ask", "models.example").await
-            == Ok((200, "blue v1\n".to_owned())),
+        http::get(listener, "/v1/ask", "models.example").await == Ok((200, "blue v1\n".to_owned())),
         "envoy log: {}",
         envoy.log_tail()
     );
@@ -131,6 +133,8 @@ async fn tls_by_dns_name_with_sni_a_checked_ca_and_a_key_that_rotates_under_load
             .await
             .is_ok_and(|(code, _)| code == 503)
     );
-    let failed = envoy.stat("cluster.models-blue.ssl.fail_verify_error").await;
+    let failed = envoy
+        .stat("cluster.models-blue.ssl.fail_verify_error")
+        .await;
     assert!(failed.is_some_and(|n| n > 0), "{failed:?}");
 }

@@ -456,3 +456,156 @@ fn endpoint_address_problem(addr: SocketAddr) -> Option<String> {
             .to_owned()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::state::parse::parse_str;
+    use crate::state::{DnsDiscovery, Endpoint};
+
+    const GOOD: &str = include_str!("../../../tests/fixtures/one_service.yaml");
+
+    /// The fixture with blue's endpoints and extra keys replaced by `blue`.
+    fn with_blue(blue: &str) -> String {
+        GOOD.replace(
+            "      endpoints: [\"127.0.0.1:8081\"]\n",
+            &format!("{blue}\n"),
+        )
+    }
+
+    /// The one problem of `blue`'s state, as `LINE:COLUMN: message`.
+    fn problem(blue: &str) -> String {
+        let problems = parse_str(&with_blue(blue)).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        let p = &problems[0];
+        format!("{}:{}: {}", p.line, p.column, p.message)
+    }
+
+    #[test]
+    fn names_make_a_strict_dns_color_and_logical_takes_one_endpoint() {
+        let s = parse_str(&with_blue(
+            "      endpoints: [\"Models.Internal:8081\", \"models-2.internal:8081\"]",
+        ))
+        .unwrap();
+        let blue = &s.services[0].blue;
+        assert_eq!(blue.dns, Some(DnsDiscovery::Strict));
+        assert_eq!(
+            blue.endpoints[0],
+            Endpoint::Name {
+                host: "models.internal".into(),
+                port: 8081
+            }
+        );
+        assert_eq!(s.services[0].green.dns, None);
+        assert_eq!(
+            problem("      endpoints: [\"a.internal:1\", \"b.internal:1\"]\n      dns: logical"),
+            "11:12: dns `logical` takes exactly one endpoint (blue lists 2); use `strict` for several"
+        );
+        assert_eq!(
+            problem("      endpoints: [\"127.0.0.1:8081\"]\n      dns: strict"),
+            "11:12: blue has `dns:` but its endpoints are addresses, not DNS names"
+        );
+    }
+
+    #[test]
+    fn addresses_and_names_do_not_mix_and_a_bad_name_says_why() {
+        assert_eq!(
+            problem("      endpoints: [\"127.0.0.1:8081\", \"models.internal:8081\"]"),
+            "10:37: endpoint `models.internal:8081`: a color's endpoints are all addresses or \
+             all DNS names (`127.0.0.1:8081` is the first)"
+        );
+        assert!(
+            problem("      endpoints: [\"bad_name.internal:80\"]").contains("is not a DNS name")
+        );
+        assert!(problem("      endpoints: [\"300.1.1.1:80\"]").contains("not a DNS name or an IP"));
+        assert!(problem("      endpoints: [\"models.internal\"]").contains("NAME:PORT"));
+    }
+
+    #[test]
+    fn tls_to_an_address_needs_a_server_name_and_to_a_name_defaults_to_it() {
+        assert_eq!(
+            problem("      endpoints: [\"127.0.0.1:8443\"]\n      tls: {}"),
+            "11:12: TLS to an IP address needs a server name: set `sni:` under blue's `tls:` \
+             to the name in the backends' certificate"
+        );
+        let s = parse_str(&with_blue(
+            "      endpoints: [\"api.example.com:443\"]\n      tls: {ca: ca.pem}",
+        ))
+        .unwrap();
+        let tls = s.services[0].blue.tls.as_ref().unwrap();
+        assert_eq!(tls.sni, "api.example.com");
+        assert_eq!(
+            tls.ca.as_ref().unwrap().path,
+            std::path::Path::new("ca.pem")
+        );
+        assert_eq!(tls.ca.as_ref().unwrap().at, (11, 17));
+        let s = parse_str(&with_blue(
+            "      endpoints: [\"127.0.0.1:8443\"]\n      tls: {sni: backend.internal}",
+        ))
+        .unwrap();
+        assert_eq!(
+            s.services[0].blue.tls.as_ref().unwrap().sni,
+            "backend.internal"
+        );
+    }
+
+    #[test]
+    fn a_credential_defaults_to_authorization_and_refuses_reserved_headers() {
+        let s = parse_str(&with_blue(
+            "      endpoints: [\"127.0.0.1:8081\"]\n      credential: {file: token, prefix: \"Bearer \"}",
+        ))
+        .unwrap();
+        let c = s.services[0].blue.credential.as_ref().unwrap();
+        assert_eq!(
+            (c.header.as_str(), c.prefix.as_str()),
+            ("authorization", "Bearer ")
+        );
+        assert_eq!(
+            problem(
+                "      endpoints: [\"127.0.0.1:8081\"]\n      credential: {file: k, header: Host}"
+            ),
+            "11:37: credential header `host` is not one a credential can go in"
+        );
+        assert!(
+            problem("      endpoints: [\"127.0.0.1:8081\"]\n      credential: {file: \" \"}")
+                .contains("credential file must name a file")
+        );
+    }
+
+    #[test]
+    fn rewrites_are_checked_and_kept_without_a_trailing_slash() {
+        let s = parse_str(&with_blue(
+            "      endpoints: [\"127.0.0.1:8081\"]\n      host_rewrite: API.example.com\n      path_prefix: /v1/x/",
+        ))
+        .unwrap();
+        let blue = &s.services[0].blue;
+        assert_eq!(blue.host_rewrite.as_deref(), Some("api.example.com"));
+        assert_eq!(blue.path_prefix.as_deref(), Some("/v1/x"));
+        assert!(
+            problem("      endpoints: [\"127.0.0.1:8081\"]\n      path_prefix: v1?x")
+                .contains("must be an absolute path")
+        );
+        assert!(
+            problem("      endpoints: [\"127.0.0.1:8081\"]\n      host_rewrite: \"a b\"")
+                .contains("is not a host name")
+        );
+    }
+
+    #[test]
+    fn shadow_with_rewrites_and_probes_of_tls_colors_are_refused() {
+        let shadowed =
+            with_blue("      endpoints: [\"127.0.0.1:8081\"]\n      host_rewrite: api.example.com")
+                + "    shadow: {percent: 10}\n";
+        let problems = parse_str(&shadowed).unwrap_err();
+        assert!(
+            problems[0].message.contains("`shadow:` cannot be used"),
+            "{problems:?}"
+        );
+        let gated = with_blue("      endpoints: [\"api.example.com:443\"]\n      tls: {}")
+            + "    gate: {path: /healthz}\n";
+        let problems = parse_str(&gated).unwrap_err();
+        assert!(
+            problems[0].message.contains("probes reach plain IP:PORT"),
+            "{problems:?}"
+        );
+    }
+}
