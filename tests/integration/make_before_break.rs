@@ -11,11 +11,28 @@ use crate::common::control_plane::BlueGreen;
 use crate::common::envoy::Xds;
 use crate::common::load::{Load, Protocol};
 
-crate::both_protocols!(adding_and_removing_a_service_under_load_never_routes_to_a_missing_cluster);
+crate::both_protocols!(
+    adding_and_removing_a_service_under_load_never_routes_to_a_missing_cluster,
+    adding_and_removing_a_service_named_by_dns_under_load_never_routes_to_a_missing_cluster,
+);
 
 const TOGGLES: usize = 30;
 
 async fn adding_and_removing_a_service_under_load_never_routes_to_a_missing_cluster(xds: Xds) {
+    add_and_remove_under_load(xds, |b| b.addr().to_string()).await;
+}
+
+/// The same with the added service's endpoints as DNS names (`localhost:PORT`): clusters
+/// that carry their endpoints and that Envoy resolves itself.
+async fn adding_and_removing_a_service_named_by_dns_under_load_never_routes_to_a_missing_cluster(
+    xds: Xds,
+) {
+    add_and_remove_under_load(xds, |b| format!("localhost:{}", b.addr().port())).await;
+}
+
+/// A service added and removed 30 times while its domain takes traffic, its endpoints
+/// written by `endpoint`.
+async fn add_and_remove_under_load(xds: Xds, endpoint: impl Fn(&Backend) -> String) {
     let scene = BlueGreen::start().await;
     let cp = &scene.cp;
     let envoy = scene.envoy_speaking("mbb-1", xds).await;
@@ -31,8 +48,8 @@ async fn adding_and_removing_a_service_under_load_never_routes_to_a_missing_clus
     active: green
 ",
         scene.state("blue"),
-        extra_blue.addr(),
-        extra_green.addr()
+        endpoint(&extra_blue),
+        endpoint(&extra_green)
     );
     let without_extra = scene.state("blue");
 
