@@ -7,9 +7,8 @@
 //! is awaited (one response per type in flight). From them it decides what is due, in push
 //! order, with make-before-break: a route configuration is held until the proxy has
 //! acknowledged every cluster it names and what each needs (its endpoints over EDS, its
-//! secrets), and a cluster that a route the
-//! proxy holds (or is being sent) still names is kept until routes that no longer name it
-//! are acknowledged. And it says where the proxy stands on each type
+//! secrets), and a cluster that a route the proxy holds (or is being sent) still names is
+//! kept until routes that no longer name it are acknowledged. And it says where the proxy stands on each type
 //! ([`Ledger::status`]): the one place that status is worked out.
 
 use std::collections::BTreeSet;
