@@ -29,6 +29,7 @@ mod limits_xds;
 mod load_reports;
 mod make_before_break;
 mod mixed_fleet;
+mod model_clients;
 mod model_clients_install;
 mod preview_and_shadow;
 mod probe;
