@@ -30,6 +30,7 @@ mod load_reports;
 mod make_before_break;
 mod mixed_fleet;
 mod model_clients_install;
+mod model_examples;
 mod preview_and_shadow;
 mod probe;
 mod properties;
