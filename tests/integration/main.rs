@@ -31,6 +31,7 @@ mod make_before_break;
 mod mixed_fleet;
 mod model_clients;
 mod model_clients_install;
+mod model_examples;
 mod preview_and_shadow;
 mod probe;
 mod properties;
