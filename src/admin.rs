@@ -155,6 +155,19 @@ async fn readyz(State(s): State<AdminState>) -> Response {
                     humantime::format_rfc3339_millis(u.since),
                 ));
             }
+            for u in s
+                .board
+                .file_health()
+                .map(|h| h.named_unreadable)
+                .unwrap_or_default()
+            {
+                body.push_str(&format!(
+                    "warning: cannot read {}: {} (since {}); the proxies keep its last content\n",
+                    u.path.display(),
+                    u.error,
+                    humantime::format_rfc3339_millis(u.since),
+                ));
+            }
             (StatusCode::OK, body).into_response()
         }
         None => (
@@ -167,6 +180,8 @@ async fn readyz(State(s): State<AdminState>) -> Response {
 
 async fn metrics(State(s): State<AdminState>) -> Response {
     if let Some(h) = s.board.file_health() {
+        s.metrics
+            .set_named_files_unreadable(h.named_unreadable.len());
         s.metrics
             .set_state_file_unreadable(h.unreadable.map(|u| u.error.label()));
     }
@@ -227,6 +242,13 @@ async fn status(State(s): State<AdminState>) -> Json<Value> {
             "error": u.map(|u| u.error.to_string()),
             "reason": u.map(|u| u.error.label()),
             "since": u.map(|u| humantime::format_rfc3339_millis(u.since).to_string()),
+            // The files the state names that cannot be read now (their last content is
+            // still served).
+            "files_unreadable": h.named_unreadable.iter().map(|u| json!({
+                "path": u.path,
+                "error": u.error,
+                "since": humantime::format_rfc3339_millis(u.since).to_string(),
+            })).collect::<Vec<_>>(),
         })
     });
     let load = s

@@ -83,6 +83,15 @@ pub enum Event {
         /// The state that stays in force.
         active_version: Option<String>,
     },
+    /// A file the state in force names changed (a credential rotated, a CA renewed): the
+    /// same state is pushed at a new version. The files' paths, never their content.
+    StateFilesChanged {
+        #[serde(serialize_with = "rfc3339")]
+        at: SystemTime,
+        version: String,
+        previous_version: String,
+        paths: Vec<String>,
+    },
     /// A new state is being pushed to the connected proxies.
     SwitchStarted {
         #[serde(serialize_with = "rfc3339")]

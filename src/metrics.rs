@@ -68,6 +68,7 @@ pub struct Metrics {
     convergence: Histogram,
     file_readable: Gauge,
     file_unreadable: Family<ReasonLabel, Gauge>,
+    named_files_unreadable: Gauge,
     audit_records_dropped: Counter,
     load_streams: Gauge,
     load_reports: Counter,
@@ -158,6 +159,12 @@ impl Metrics {
             "1 if the watcher can read the state file, 0 if not (the last good state stays in force)",
             file_readable.clone(),
         );
+        let named_files_unreadable = Gauge::default();
+        registry.register(
+            "state_named_files_unreadable",
+            "How many files the state in force names (credentials, CAs, client certificates) cannot be read now; the proxies keep their last content and a rotation waits",
+            named_files_unreadable.clone(),
+        );
         let file_unreadable = Family::<ReasonLabel, Gauge>::default();
         registry.register(
             "state_file_unreadable",
@@ -211,6 +218,7 @@ impl Metrics {
             rollout_decisions,
             file_readable,
             file_unreadable,
+            named_files_unreadable,
             audit_records_dropped,
             load_streams,
             load_reports,
@@ -335,6 +343,12 @@ impl Metrics {
                 })
                 .set(n);
         }
+    }
+
+    /// Sets how many files the state names cannot be read now. Computed when scraped.
+    pub fn set_named_files_unreadable(&self, n: usize) {
+        self.named_files_unreadable
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// Sets whether the state file can be read: `None` if it can, else why not (a

@@ -324,23 +324,7 @@ impl Pipeline {
                 content_hash,
                 seen_at,
             } => self.accept(state, files, content_hash, seen_at, file),
-            WatchEvent::FilesChanged { files } => {
-                let previous = std::mem::replace(&mut self.files, files);
-                let state = self.current.0.clone();
-                let content_hash = self.desired.1.clone();
-                match self.publish(
-                    state,
-                    content_hash,
-                    Instant::now(),
-                    None::<fn() -> FileInfo>,
-                ) {
-                    Ok(version) => Outcome::Published { version },
-                    Err(()) => {
-                        self.files = previous;
-                        Outcome::InternalError
-                    }
-                }
-            }
+            WatchEvent::FilesChanged { files, changed } => self.files_changed(files, &changed),
             WatchEvent::Rejected {
                 error,
                 content_hash,
@@ -350,6 +334,31 @@ impl Pipeline {
                 }
                 self.reject(&error, content_hash, file());
                 Outcome::Rejected
+            }
+        }
+    }
+
+    /// Publishes the state in force again with the new content of the files it names,
+    /// and says which changed.
+    fn files_changed(&mut self, files: Arc<Files>, changed: &[std::path::PathBuf]) -> Outcome {
+        let previous = std::mem::replace(&mut self.files, files);
+        let previous_version = self.current.1.clone();
+        let state = self.current.0.clone();
+        let content_hash = self.desired.1.clone();
+        let no_file = None::<fn() -> FileInfo>;
+        match self.publish(state, content_hash, Instant::now(), no_file) {
+            Ok(version) => {
+                self.reports.events.emit(Event::StateFilesChanged {
+                    at: SystemTime::now(),
+                    version: version.clone(),
+                    previous_version,
+                    paths: changed.iter().map(|p| p.display().to_string()).collect(),
+                });
+                Outcome::Published { version }
+            }
+            Err(()) => {
+                self.files = previous;
+                Outcome::InternalError
             }
         }
     }
@@ -655,6 +664,66 @@ mod tests {
             path: "/etc/switchyard/state.yaml".into(),
             ..FileInfo::default()
         }
+    }
+
+    #[tokio::test]
+    async fn a_changed_credential_file_publishes_the_same_state_at_a_new_version_and_says_which_file()
+     {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key");
+        std::fs::write(&key, "one").unwrap();
+        let text = BLUE.replace(
+            "      endpoints: [\"127.0.0.1:8081\"]\n",
+            "      endpoints: [\"127.0.0.1:8081\"]\n      credential: {file: key}\n",
+        );
+        let (mut p, cache, r) = start_with(&text, translate_with);
+        let state = p.desired.0.clone();
+        p.apply(
+            WatchEvent::Accepted {
+                state: state.clone(),
+                files: Arc::new(Files::read(&state, dir.path()).unwrap()),
+                content_hash: "hash0".into(),
+                seen_at: Instant::now(),
+            },
+            file,
+        );
+        let before = cache.current().snapshot().state_version.clone();
+        let mut events = r.events.subscribe();
+        std::fs::write(&key, "two").unwrap();
+        let (files, errors) = p.files.reread(&state);
+        assert!(errors.is_empty());
+        let changed = files.changed_from(&p.files);
+        assert_eq!(changed, [key.clone()]);
+        let outcome = p.apply(
+            WatchEvent::FilesChanged {
+                files: Arc::new(files),
+                changed,
+            },
+            file,
+        );
+        let after = cache.current().snapshot().state_version.clone();
+        assert_eq!(
+            outcome,
+            Outcome::Published {
+                version: after.clone()
+            }
+        );
+        assert_ne!(before, after);
+        let Event::SwitchStarted { types, .. } = &*events.recv().await.unwrap() else {
+            panic!("not switch_started")
+        };
+        assert_eq!(types, &["secrets"]);
+        let Event::StateFilesChanged {
+            version,
+            previous_version,
+            paths,
+            ..
+        } = &*events.recv().await.unwrap()
+        else {
+            panic!("not state_files_changed")
+        };
+        assert_eq!((version, previous_version), (&after, &before));
+        assert_eq!(paths, &[key.display().to_string()]);
     }
 
     #[tokio::test]

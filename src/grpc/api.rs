@@ -237,6 +237,19 @@ pub fn event(e: &Event) -> pb::Event {
                 active_version: active_version.clone().unwrap_or_default(),
             }),
         ),
+        Event::StateFilesChanged {
+            at,
+            version,
+            previous_version,
+            paths,
+        } => (
+            at,
+            Kind::FilesChanged(pb::FilesChanged {
+                version: version.clone(),
+                previous_version: previous_version.clone(),
+                paths: paths.clone(),
+            }),
+        ),
         Event::SwitchStarted {
             at,
             version,

@@ -130,6 +130,16 @@ impl Files {
         (next, errors)
     }
 
+    /// The files (resolved paths) whose content differs from `before`'s, or that it has
+    /// not read.
+    pub fn changed_from(&self, before: &Files) -> Vec<PathBuf> {
+        self.read
+            .iter()
+            .filter(|(path, content)| before.read.get(*path) != Some(*content))
+            .map(|(path, _)| self.resolve(path))
+            .collect()
+    }
+
     /// The content of `file`, if it was read.
     pub fn get(&self, file: &FileRef) -> Option<&Content> {
         self.read.get(&file.path)

@@ -86,7 +86,11 @@ pub enum WatchEvent {
     },
     /// A file the state in force names changed (a credential rotated): the same state,
     /// with these contents.
-    FilesChanged { files: Arc<Files> },
+    FilesChanged {
+        files: Arc<Files>,
+        /// The files that changed.
+        changed: Vec<PathBuf>,
+    },
 }
 
 /// Whether the watcher can read the state file.
@@ -96,6 +100,18 @@ pub struct FileHealth {
     pub path: PathBuf,
     /// Why the file cannot be read now, if it cannot.
     pub unreadable: Option<Unreadable>,
+    /// The files the state in force names (credentials, CAs, certificates) that cannot be
+    /// read now: the proxies keep their last content, and a rotation waits.
+    pub named_unreadable: Vec<NamedUnreadable>,
+}
+
+/// A file the state names that cannot be read now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedUnreadable {
+    pub path: PathBuf,
+    pub error: String,
+    /// Since when (the reason may have changed since).
+    pub since: SystemTime,
 }
 
 /// The state file cannot be read: the last good state stays in force, and no save is
@@ -174,6 +190,7 @@ pub fn spawn(
     let (health_tx, health) = watch::channel(FileHealth {
         path: path.clone(),
         unreadable: None,
+        named_unreadable: Vec::new(),
     });
     // A save between the initial load and the watch being set up sends no event we can
     // see: look once the watch is in place (after `quiet`, in case that save is still
@@ -492,6 +509,7 @@ impl Loop {
                 let files = Arc::new(files);
                 self.named = Some((state.clone(), files.clone()));
                 self.file_errors.clear();
+                self.named_unreadable(&[]);
                 return WatchEvent::Accepted {
                     state,
                     files,
@@ -548,19 +566,52 @@ impl Loop {
             for (path, why) in &errors {
                 warn!(path = %path.display(), error = %why, "cannot read a file the state names; keeping its last content");
             }
+            self.named_unreadable(&errors);
             self.file_errors = errors;
         }
         if next == *files {
             return true;
         }
-        info!("a file the state names changed; serving its new content");
+        let changed = next.changed_from(&files);
+        for path in &changed {
+            info!(path = %path.display(), "a file the state names changed; serving its new content");
+        }
         let next = Arc::new(next);
         if let Some(named) = &mut self.named {
             named.1 = next.clone();
         }
         self.events
-            .send(WatchEvent::FilesChanged { files: next })
+            .send(WatchEvent::FilesChanged {
+                files: next,
+                changed,
+            })
             .is_ok()
+    }
+
+    /// Tells the health which named files cannot be read now (`errors`), keeping when each
+    /// stopped being readable.
+    fn named_unreadable(&self, errors: &[(PathBuf, String)]) {
+        self.health.send_if_modified(|h| {
+            let next: Vec<NamedUnreadable> = errors
+                .iter()
+                .map(|(path, error)| NamedUnreadable {
+                    path: path.clone(),
+                    error: error.clone(),
+                    since: h
+                        .named_unreadable
+                        .iter()
+                        .find(|u| u.path == *path)
+                        .map_or_else(SystemTime::now, |u| u.since),
+                })
+                .collect();
+            let changed = next.len() != h.named_unreadable.len()
+                || next
+                    .iter()
+                    .zip(&h.named_unreadable)
+                    .any(|(a, b)| a.path != b.path || a.error != b.error);
+            h.named_unreadable = next;
+            changed
+        });
     }
 
     fn unreadable(&self, error: ReadError) {

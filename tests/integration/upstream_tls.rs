@@ -1,8 +1,9 @@
 //! A color reached by DNS name over TLS, with a credential from a file: a real Envoy
 //! resolves `localhost`, sends the SNI, checks the backend's certificate against the CA the
 //! state names, and adds the API key that switchyard serves over SDS; replacing the key
-//! file rotates the key under load without a failed request, and a CA that did not sign
-//! the backend's certificate stops traffic to it (so the check is real).
+//! file rotates the key under load without a failed request; a key file gone keeps the last
+//! key in force and is reported; and a CA that did not sign the backend's certificate stops
+//! traffic to it (so the check is real).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -112,6 +113,29 @@ async fn tls_by_dns_name_with_sni_a_checked_ca_and_a_key_that_rotates_under_load
         "synced",
         "{}",
         cp.status().await
+    );
+
+    // The key file gone: the proxies keep the last key, and switchyard says so.
+    std::fs::remove_file(&key).unwrap();
+    assert_eventually!(
+        Duration::from_secs(5),
+        cp.status().await["watch"]["files_unreadable"][0]["path"] == key.display().to_string()
+    );
+    let (_, ready) = cp.admin_get("/readyz").await;
+    assert!(ready.contains("the proxies keep its last content"), "{ready}");
+    assert_eq!(
+        cp.counter("switchyard_state_named_files_unreadable").await,
+        1
+    );
+    assert_eq!(
+        http::get(listener, "/v1/ask", "models.example").await,
+        Ok((200, "blue v1\n".to_owned()))
+    );
+    assert_eq!(last_key(&blue).as_deref(), Some("key-two"));
+    std::fs::write(&key, "key-two\n").unwrap();
+    assert_eventually!(
+        Duration::from_secs(5),
+        cp.status().await["watch"]["files_unreadable"] == serde_json::json!([])
     );
 
     // A CA that did not sign the backend's certificate: the handshake fails, so traffic to
