@@ -470,6 +470,19 @@ fn validate(files: &[PathBuf]) -> ExitCode {
                 for line in cli::guard::warning_lines(file, None, &s, &versions) {
                     eprintln!("{line}");
                 }
+                // The files it names are read by `serve`, maybe on another machine: one
+                // that cannot be read here is a warning, not an error.
+                if let Err(problems) = Files::read(&s, &base_dir(file)) {
+                    for p in problems {
+                        eprintln!(
+                            "{}:{}:{}: warning: {} (serve rejects the state until it can read it)",
+                            file.display(),
+                            p.line,
+                            p.column,
+                            p.message
+                        );
+                    }
+                }
             }
             Err(e) => {
                 for line in e.lines() {

@@ -94,6 +94,7 @@ impl Files {
         if problems.is_empty() {
             Ok(files)
         } else {
+            problems.sort_by_key(|p| (p.line, p.column));
             Err(problems)
         }
     }
@@ -156,7 +157,7 @@ impl Files {
 
     fn read_one(&self, path: &Path, kind: Kind) -> Result<Content, String> {
         let bytes = super::read::read_limited(&self.resolve(path), MAX_FILE_BYTES)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| format!("cannot be read: {e}"))?;
         let bytes = match kind {
             Kind::Credential => trim(&bytes).to_vec(),
             Kind::Pem => bytes,

@@ -1,7 +1,7 @@
 //! The model examples as shipped: the state-file snippets in `examples/models/` are valid
-//! (`switchyard validate`, which checks them without reading the credential and
-//! certificate files they name, and the schema editors use), a snippet with a typical mistake is refused with the
-//! message that says what to fix, and `cargo run --example models` (a LangChain app across
+//! (`switchyard validate`, for which a credential or certificate file it cannot read is a
+//! warning, and the schema editors use), a snippet with a typical mistake is refused with
+//! the message that says what to fix, and `cargo run --example models` (a LangChain app across
 //! a switch and a rollback, through a real Envoy) sees every step it should.
 
 use std::path::Path;
@@ -67,6 +67,26 @@ fn vertex_snippet_is_valid() {
 #[test]
 fn anthropic_snippet_is_valid() {
     assert_valid("anthropic.yaml");
+}
+
+#[test]
+fn a_credential_file_validate_cannot_read_is_a_warning_at_its_line_not_an_error() {
+    let file = snippet("anthropic.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let line = text
+        .lines()
+        .position(|l| l.trim_start().starts_with("file: secrets/anthropic-key"))
+        .expect("anthropic.yaml names secrets/anthropic-key")
+        + 1;
+    let out = validate(&file);
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let expected = format!(
+        "{}:{line}:15: warning: file `secrets/anthropic-key` cannot be read: no file at this \
+         path (serve rejects the state until it can read it)",
+        file.display()
+    );
+    assert!(stderr.lines().any(|l| l == expected), "{stderr}");
 }
 
 #[test]

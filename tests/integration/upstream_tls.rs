@@ -122,7 +122,10 @@ async fn tls_by_dns_name_with_sni_a_checked_ca_and_a_key_that_rotates_under_load
         cp.status().await["watch"]["files_unreadable"][0]["path"] == key.display().to_string()
     );
     let (_, ready) = cp.admin_get("/readyz").await;
-    assert!(ready.contains("the proxies keep its last content"), "{ready}");
+    assert!(
+        ready.contains("the proxies keep its last content"),
+        "{ready}"
+    );
     assert_eq!(
         cp.counter("switchyard_state_named_files_unreadable").await,
         1
