@@ -693,7 +693,7 @@ mod tests {
         let (files, errors) = p.files.reread(&state);
         assert!(errors.is_empty());
         let changed = files.changed_from(&p.files);
-        assert_eq!(changed, [key.clone()]);
+        assert_eq!(changed, std::slice::from_ref(&key));
         let outcome = p.apply(
             WatchEvent::FilesChanged {
                 files: Arc::new(files),
