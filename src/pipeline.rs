@@ -676,8 +676,8 @@ mod tests {
             "      endpoints: [\"127.0.0.1:8081\"]\n",
             "      endpoints: [\"127.0.0.1:8081\"]\n      credential: {file: key}\n",
         );
-        let (mut p, cache, r) = start_with(&text, translate_with);
-        let state = p.desired.0.clone();
+        let (mut p, cache, r) = start_with(BLUE, translate_with);
+        let state = Arc::new(parse_str(&text).unwrap());
         p.apply(
             WatchEvent::Accepted {
                 state: state.clone(),

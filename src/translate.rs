@@ -95,8 +95,7 @@ pub fn preview_listener_name(service: &str) -> String {
     format!("{service}-preview")
 }
 
-/// Builds the consistency-checked snapshot for `state`, which names no file (or whose
-/// files may stand empty: every secret is then sent empty).
+/// Builds the consistency-checked snapshot for `state`, which names no file.
 pub fn translate(state: &DesiredState) -> Result<Snapshot, InconsistentSnapshot> {
     translate_with(state, &Files::default())
 }
@@ -403,8 +402,8 @@ fn injecting_protocol_options(secret: &str, header: &str) -> HttpProtocolOptions
 }
 
 /// The secrets of `color`: its credential (with its prefix), CA and client certificate,
-/// from `files` (empty where a file was not read). Each one's version is the hash of its
-/// content's digest, never of the content.
+/// from `files` (every one read: [`translate_with`] checks). Each one's version is the hash
+/// of its content's digest, never of the content.
 fn color_secrets(service: &Service, color: Color, files: &Files) -> Vec<Resource> {
     let cluster = service.cluster_name(color);
     let spec = service.color(color);
@@ -1254,6 +1253,18 @@ services:
         let rotated = translate_with(&state, &Files::read(&state, dir.path()).unwrap()).unwrap();
         assert_eq!(changed_types(&s, &rotated), [ResourceType::Secret]);
         assert_ne!(s.state_version, rotated.state_version);
+    }
+
+    #[test]
+    fn a_secret_is_never_sent_empty_a_file_not_read_is_an_error() {
+        let state = state::parse_str(&with_blue(
+            "      endpoints: [\"127.0.0.1:8081\"]\n      credential: {file: key}",
+        ))
+        .unwrap();
+        assert_eq!(
+            translate_with(&state, &Files::default()),
+            Err(InconsistentSnapshot::UnreadFile("key".into()))
+        );
     }
 
     #[test]

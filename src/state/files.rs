@@ -194,11 +194,13 @@ fn named(state: &DesiredState) -> impl Iterator<Item = (&FileRef, Kind)> {
         .flat_map(|s| [&s.blue, &s.green])
         .flat_map(|c| {
             let credential = c.credential.as_ref().map(|c| (&c.file, Kind::Credential));
-            let pem = c.files().filter(move |f| {
-                c.credential
-                    .as_ref()
-                    .is_none_or(|cred| !std::ptr::eq(&cred.file, *f))
-            });
+            let tls = c.tls.as_ref();
+            let cert = tls.and_then(|t| t.client_certificate.as_ref());
+            let pem = tls
+                .and_then(|t| t.ca.as_ref())
+                .into_iter()
+                .chain(cert.map(|c| &c.cert))
+                .chain(cert.map(|c| &c.key));
             credential.into_iter().chain(pem.map(|f| (f, Kind::Pem)))
         })
 }

@@ -136,6 +136,8 @@ pub enum InconsistentSnapshot {
     },
     #[error("secret `{0}` is used by no cluster")]
     OrphanSecret(String),
+    #[error("the file `{}` the state names was not read", .0.display())]
+    UnreadFile(std::path::PathBuf),
     #[error("listener `{0}` has no route configuration of that name")]
     ListenerWithoutRoutes(String),
 }
