@@ -108,6 +108,14 @@ pub fn translate_with(
     state: &DesiredState,
     files: &Files,
 ) -> Result<Snapshot, InconsistentSnapshot> {
+    // A secret is never sent empty: every file must have been read.
+    let named = state.services.iter().flat_map(|s| [&s.blue, &s.green]);
+    if let Some(unread) = named
+        .flat_map(|c| c.files())
+        .find(|f| files.get(f).is_none())
+    {
+        return Err(InconsistentSnapshot::UnreadFile(unread.path.clone()));
+    }
     let mut clusters = Vec::new();
     let mut endpoints = Vec::new();
     let mut secrets = Vec::new();
