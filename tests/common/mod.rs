@@ -114,3 +114,29 @@ macro_rules! assert_eventually {
         }
     }};
 }
+
+/// Runs example `name` as `cargo test` built it (from the crate's root) and returns its
+/// stdout; fails with its stdout and stderr if it did not succeed.
+pub fn run_built_example(name: &str) -> String {
+    // target/<profile>/deps/integration-HASH -> target/<profile>/examples/<name>
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    let example = profile_dir.join("examples").join(name);
+    assert!(
+        example.exists(),
+        "{} is missing: `cargo test` builds the examples",
+        example.display()
+    );
+    let out = std::process::Command::new(&example)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap_or_else(|e| panic!("run the {name} example: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "the {name} example failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}

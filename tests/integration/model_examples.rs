@@ -148,26 +148,7 @@ fn tls_to_an_ip_address_without_sni_is_refused_with_what_to_set() {
 /// five pieces 1 s apart, Envoy's start. Needs the example built, as `cargo test` does.
 #[test]
 fn the_models_example_moves_a_langchain_app_to_v2_and_back() {
-    // target/<profile>/deps/integration-HASH -> target/<profile>/examples/models
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let example = profile_dir.join("examples").join("models");
-    assert!(
-        example.exists(),
-        "{} is missing: `cargo test` builds the examples",
-        example.display()
-    );
-    let out = Command::new(&example)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run the models example");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "the models example failed ({}):\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = crate::common::run_built_example("models");
     let answers: Vec<&str> = stdout
         .lines()
         .filter_map(|l| {
