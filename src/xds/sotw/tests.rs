@@ -709,3 +709,46 @@ fn a_huge_nack_message_is_kept_cut_to_a_bound() {
         [StreamEvent::RepeatedNack { .. }]
     ));
 }
+
+#[test]
+fn routes_wait_for_the_secrets_a_cluster_needs_and_a_dns_cluster_needs_no_endpoints() {
+    use crate::state::files::Files;
+    use crate::translate::translate_with;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("key"), "k").unwrap();
+    // Blue is a DNS cluster with a credential; green is a plain EDS cluster.
+    let text = STATE.replace(
+        "blue: { endpoints: [\"127.0.0.1:8081\"] }",
+        "blue: { endpoints: [\"models.internal:8081\"], credential: {file: key} }",
+    );
+    let state = parse_str(&text).unwrap();
+    let files = Files::read(&state, dir.path()).unwrap();
+    let snapshot = translate_with(&state, &files).unwrap();
+    let mut s = SotwStream::new(Arc::new(Published::new(snapshot)), "test");
+    let cds = s.on_request(request(ResourceType::Cluster, "", "", &[]));
+    s.on_request(ack(&cds.responses[0], &[]));
+    // Envoy asks for green's endpoints (blue has none over EDS) and blue's secret.
+    let eds = s.on_request(request(
+        ResourceType::Endpoint,
+        "",
+        "",
+        &["summarizer-green"],
+    ));
+    s.on_request(ack(&eds.responses[0], &["summarizer-green"]));
+    let secret = ["summarizer-blue-credential"];
+    let sds = s.on_request(request(ResourceType::Secret, "", "", &secret));
+    assert_eq!(types(&sds), [ResourceType::Secret]);
+    let lds = s.on_request(request(ResourceType::Listener, "", "", &[]));
+    s.on_request(ack(&lds.responses[0], &[]));
+    // The secret is not acknowledged yet: the routes wait.
+    let rds = s.on_request(request(ResourceType::Route, "", "", &["public"]));
+    assert!(rds.responses.is_empty(), "routes before the secret is held");
+    let step = s.on_request(ack(&sds.responses[0], &secret));
+    assert_eq!(types(&step), [ResourceType::Route]);
+    s.on_request(ack(&step.responses[0], &["public"]));
+    assert_eq!(
+        s.statuses(),
+        [SyncStatus::Synced; 5],
+        "every type, secrets too"
+    );
+}
