@@ -533,10 +533,17 @@ impl Ledger {
         };
         let clusters = &self.snapshot().get(ResourceType::Cluster).resources;
         routes.values().flat_map(|r| r.clusters.iter()).all(|c| {
+            // What the cluster needs: as in force, else as last sent (a route kept from an
+            // earlier snapshot can name a cluster this one lacks), else its endpoints.
+            let cluster = clusters
+                .get(c)
+                .cloned()
+                .or_else(|| self.previously_sent(ResourceType::Cluster, c));
             holds(ResourceType::Cluster, c)
-                && clusters
-                    .get(c)
-                    .is_none_or(|cluster| cluster.needs.iter().all(|(t, n)| holds(*t, n)))
+                && match cluster {
+                    Some(cluster) => cluster.needs.iter().all(|(t, n)| holds(*t, n)),
+                    None => holds(ResourceType::Endpoint, c),
+                }
         })
     }
 }
