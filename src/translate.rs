@@ -35,10 +35,13 @@
 //! The state given here is the one in force: its `active` is what the rollout decided
 //! (`crate::rollout`), which may differ from the file's.
 
-use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
+use envoy_types::pb::envoy::config::cluster::v3::{
+    CircuitBreakers, Cluster, circuit_breakers, cluster,
+};
 use envoy_types::pb::envoy::config::common::mutation_rules::v3::{HeaderMutation, header_mutation};
 use envoy_types::pb::envoy::config::core::v3::{
-    Address, DataSource, TransportSocket, TypedExtensionConfig, data_source, transport_socket,
+    Address, DataSource, HealthCheck, Locality, TransportSocket, TypedExtensionConfig, data_source,
+    health_check, transport_socket,
 };
 use envoy_types::pb::envoy::config::core::v3::{
     AggregatedConfigSource, ApiVersion, ConfigSource, SocketAddress, address, config_source,
@@ -56,6 +59,7 @@ use envoy_types::pb::envoy::config::route::v3::{
     WeightedCluster, header_matcher, route, route_action, route_match, weighted_cluster,
     weighted_cluster::ClusterWeight,
 };
+use envoy_types::pb::envoy::config::route::v3::{RetryPolicy, retry_policy as route_retry};
 use envoy_types::pb::envoy::extensions::filters::http::credential_injector::v3::CredentialInjector;
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::http::upstream_codec::v3::UpstreamCodec;
@@ -63,6 +67,8 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
     HttpConnectionManager, HttpFilter, Rds, http_connection_manager, http_filter,
 };
 use envoy_types::pb::envoy::extensions::http::injected_credentials::generic::v3::Generic;
+use envoy_types::pb::envoy::extensions::retry::host::previous_hosts::v3::PreviousHostsPredicate;
+use envoy_types::pb::envoy::extensions::retry::priority::previous_priorities::v3::PreviousPrioritiesConfig;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     CertificateValidationContext, CommonTlsContext, GenericSecret, SdsSecretConfig, Secret,
     SubjectAltNameMatcher, TlsCertificate, UpstreamTlsContext, common_tls_context, secret,
@@ -72,6 +78,7 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
     HttpProtocolOptions, http_protocol_options,
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher};
+use envoy_types::pb::envoy::r#type::v3::Percent;
 use envoy_types::pb::envoy::r#type::v3::{FractionalPercent, fractional_percent};
 use envoy_types::pb::google::protobuf::{Any, Duration, UInt32Value};
 use prost::Name;
@@ -217,9 +224,18 @@ fn host_port(host: String, port: u16) -> Address {
 struct ClusterInput<'a> {
     /// The endpoints, when the cluster carries them (DNS).
     endpoints: Option<&'a [crate::state::Endpoint]>,
+    /// Their localities, likewise.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    localities: &'a [crate::state::LocalityGroup],
     dns: Option<DnsDiscovery>,
     tls: Option<&'a crate::state::UpstreamTls>,
     credential_header: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outlier_detection: Option<&'a crate::state::OutlierDetection>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health_check: Option<&'a crate::state::HealthCheck>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retries: Option<u32>,
 }
 
 fn cluster(service: &Service, color: Color, secrets: &[Resource]) -> Resource {
@@ -259,6 +275,11 @@ fn cluster(service: &Service, color: Color, secrets: &[Resource]) -> Resource {
     if let Some(tls) = &spec.tls {
         c.transport_socket = Some(upstream_tls(&name, tls));
     }
+    c.outlier_detection = spec.outlier_detection.as_ref().map(outlier_detection);
+    if let Some(retries) = service.retries {
+        c.circuit_breakers = Some(retry_budget(retries));
+    }
+    c.health_checks = spec.health_check.iter().map(health_check).collect();
     if let Some(credential) = &spec.credential {
         c.typed_extension_protocol_options.insert(
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_owned(),
@@ -273,16 +294,29 @@ fn cluster(service: &Service, color: Color, secrets: &[Resource]) -> Resource {
             .iter()
             .map(|s| (ResourceType::Secret, s.name.clone())),
     );
-    let plain = spec.dns.is_none() && spec.tls.is_none() && spec.credential.is_none();
+    let plain = spec.dns.is_none()
+        && spec.tls.is_none()
+        && spec.credential.is_none()
+        && spec.outlier_detection.is_none()
+        && spec.health_check.is_none()
+        && service.retries.is_none();
     let mut r = if plain {
         // A plain cluster depends only on its name: its endpoints come separately.
         resource(name, &(), &c, Vec::new())
     } else {
         let input = ClusterInput {
             endpoints: spec.by_name().then_some(spec.endpoints.as_slice()),
+            localities: if spec.by_name() {
+                spec.localities.as_slice()
+            } else {
+                &[]
+            },
             dns: spec.dns,
             tls: spec.tls.as_ref(),
             credential_header: spec.credential.as_ref().map(|c| c.header.as_str()),
+            outlier_detection: spec.outlier_detection.as_ref(),
+            health_check: spec.health_check.as_ref(),
+            retries: service.retries,
         };
         resource(name, &input, &c, Vec::new())
     };
@@ -489,22 +523,135 @@ fn load_assignment(service: &Service, color: Color) -> Resource {
 /// The endpoints of `spec` as a ClusterLoadAssignment for cluster `name` (sent over EDS,
 /// or carried in a DNS cluster).
 fn assignment(name: &str, spec: &ColorSpec) -> ClusterLoadAssignment {
+    let lb_endpoints = |endpoints: &[crate::state::Endpoint]| -> Vec<LbEndpoint> {
+        endpoints
+            .iter()
+            .map(|ep| LbEndpoint {
+                host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+                    address: Some(host_port(ep.host(), ep.port())),
+                    ..Default::default()
+                })),
+                ..Default::default()
+            })
+            .collect()
+    };
+    let endpoints = if spec.localities.is_empty() {
+        vec![LocalityLbEndpoints {
+            lb_endpoints: lb_endpoints(&spec.endpoints),
+            ..Default::default()
+        }]
+    } else {
+        spec.localities
+            .iter()
+            .map(|g| LocalityLbEndpoints {
+                locality: Some(Locality {
+                    region: g.region.clone(),
+                    zone: g.zone.clone(),
+                    sub_zone: g.sub_zone.clone(),
+                }),
+                lb_endpoints: lb_endpoints(&g.endpoints),
+                priority: g.priority,
+                ..Default::default()
+            })
+            .collect()
+    };
     ClusterLoadAssignment {
         cluster_name: name.to_owned(),
-        endpoints: vec![LocalityLbEndpoints {
-            lb_endpoints: spec
-                .endpoints
-                .iter()
-                .map(|ep| LbEndpoint {
-                    host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
-                        address: Some(host_port(ep.host(), ep.port())),
-                        ..Default::default()
-                    })),
-                    ..Default::default()
-                })
-                .collect(),
+        endpoints,
+        ..Default::default()
+    }
+}
+
+/// Envoy's outlier detection for a color.
+fn outlier_detection(
+    o: &crate::state::OutlierDetection,
+) -> envoy_types::pb::envoy::config::cluster::v3::OutlierDetection {
+    envoy_types::pb::envoy::config::cluster::v3::OutlierDetection {
+        consecutive_5xx: Some(UInt32Value {
+            value: o.consecutive_5xx,
+        }),
+        interval: Some(duration(o.interval)),
+        base_ejection_time: Some(duration(o.base_ejection_time)),
+        max_ejection_percent: Some(UInt32Value {
+            value: o.max_ejection_percent,
+        }),
+        ..Default::default()
+    }
+}
+
+/// Envoy's active HTTP health check for a color. Every backend is checked every
+/// `interval`, those that take no traffic too (Envoy's default checks them once a minute):
+/// a standby priority must be known healthy before the traffic needs it.
+fn health_check(h: &crate::state::HealthCheck) -> HealthCheck {
+    HealthCheck {
+        timeout: Some(duration(h.timeout)),
+        interval: Some(duration(h.interval)),
+        no_traffic_interval: Some(duration(h.interval)),
+        unhealthy_threshold: Some(UInt32Value {
+            value: h.unhealthy_threshold,
+        }),
+        healthy_threshold: Some(UInt32Value {
+            value: h.healthy_threshold,
+        }),
+        health_checker: Some(health_check::HealthChecker::HttpHealthCheck(
+            health_check::HttpHealthCheck {
+                path: h.path.clone(),
+                ..Default::default()
+            },
+        )),
+        ..Default::default()
+    }
+}
+
+fn duration(d: std::time::Duration) -> Duration {
+    Duration {
+        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
+    }
+}
+
+/// How many retries may be outstanding at once on a cluster of a service with `retries`:
+/// Envoy's default is 3 (a circuit breaker), fewer than the requests that fail together
+/// when a locality goes down under load; a budget of 20 % of the requests in flight, and at
+/// least 10 retries at once times `retries`, lets every one of them be retried.
+fn retry_budget(retries: u32) -> CircuitBreakers {
+    CircuitBreakers {
+        thresholds: vec![circuit_breakers::Thresholds {
+            retry_budget: Some(circuit_breakers::thresholds::RetryBudget {
+                budget_percent: Some(Percent { value: 20.0 }),
+                min_retry_concurrency: Some(UInt32Value {
+                    value: 10 * retries,
+                }),
+                ..Default::default()
+            }),
             ..Default::default()
         }],
+        ..Default::default()
+    }
+}
+
+/// Up to `retries` retries of a request that failed (5xx, reset, refused, connect
+/// failure), each on a host not tried yet and, once a priority has failed twice, on the next
+/// priority.
+fn retry_policy(retries: u32) -> RetryPolicy {
+    RetryPolicy {
+        retry_on: "5xx,reset,connect-failure,refused-stream".to_owned(),
+        num_retries: Some(UInt32Value { value: retries }),
+        retry_host_predicate: vec![route_retry::RetryHostPredicate {
+            name: "envoy.retry_host_predicates.previous_hosts".to_owned(),
+            config_type: Some(route_retry::retry_host_predicate::ConfigType::TypedConfig(
+                any(&PreviousHostsPredicate::default()),
+            )),
+        }],
+        host_selection_retry_max_attempts: 3,
+        retry_priority: Some(route_retry::RetryPriority {
+            name: "envoy.retry_priorities.previous_priorities".to_owned(),
+            config_type: Some(route_retry::retry_priority::ConfigType::TypedConfig(any(
+                &PreviousPrioritiesConfig {
+                    update_frequency: 2,
+                },
+            ))),
+        }),
         ..Default::default()
     }
 }
@@ -562,6 +709,8 @@ struct VirtualHostInput<'a> {
     /// Each color's host and path rewrites, when any is set.
     #[serde(skip_serializing_if = "Option::is_none")]
     rewrites: Option<[(Option<&'a str>, Option<&'a str>); 2]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retries: Option<u32>,
 }
 
 /// How a route to one color's cluster rewrites the request for it.
@@ -690,6 +839,7 @@ fn route_configuration(state: &DesiredState, listener: &str) -> Resource {
                 .iter()
                 .any(|(h, p)| h.is_some() || p.is_some())
                 .then_some(rewrites),
+            retries: service.retries,
         });
         let cluster_weights: Vec<ClusterWeight> = weights
             .iter()
@@ -743,6 +893,13 @@ fn route_configuration(state: &DesiredState, listener: &str) -> Resource {
                 })),
                 ..Default::default()
             });
+        }
+        if let Some(retries) = service.retries {
+            for route in &mut routes {
+                if let Some(route::Action::Route(action)) = &mut route.action {
+                    action.retry_policy = Some(retry_policy(retries));
+                }
+            }
         }
         virtual_hosts.push(VirtualHost {
             name: service.name.clone(),
@@ -1261,6 +1418,64 @@ services:
         let rotated = translate_with(&state, &Files::read(&state, dir.path()).unwrap()).unwrap();
         assert_eq!(changed_types(&s, &rotated), [ResourceType::Secret]);
         assert_ne!(s.state_version, rotated.state_version);
+    }
+
+    #[test]
+    fn localities_become_eds_localities_with_priorities_and_failover_settings_reach_envoy() {
+        let text = with_blue(
+            "      localities:\n        - {region: r1, zone: a, endpoints: [\"127.0.0.1:8081\"]}\n        - {region: r2, priority: 1, endpoints: [\"127.0.0.1:8083\"]}\n      outlier_detection: {consecutive_5xx: 2}\n      health_check: {interval: 500ms}",
+        )
+        .replace("    active: blue\n", "    active: blue\n    retries: 2\n");
+        let s = snapshot(&text);
+        let cla: ClusterLoadAssignment = decode(&s, ResourceType::Endpoint, "summarizer-blue");
+        let places: Vec<(String, String, u32, usize)> = cla
+            .endpoints
+            .iter()
+            .map(|l| {
+                let at = l.locality.as_ref().unwrap();
+                (
+                    at.region.clone(),
+                    at.zone.clone(),
+                    l.priority,
+                    l.lb_endpoints.len(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            places,
+            [
+                ("r1".into(), "a".into(), 0, 1),
+                ("r2".into(), String::new(), 1, 1)
+            ]
+        );
+        let c: Cluster = decode(&s, ResourceType::Cluster, "summarizer-blue");
+        let o = c.outlier_detection.unwrap();
+        assert_eq!(o.consecutive_5xx.unwrap().value, 2);
+        assert_eq!(o.max_ejection_percent.unwrap().value, 100);
+        let h = &c.health_checks[0];
+        assert_eq!(
+            h.interval, h.no_traffic_interval,
+            "standby hosts are checked too"
+        );
+        let budget = c.circuit_breakers.unwrap().thresholds[0]
+            .retry_budget
+            .unwrap();
+        assert_eq!(budget.min_retry_concurrency.unwrap().value, 20);
+        let rc: RouteConfiguration = decode(&s, ResourceType::Route, "public");
+        for r in &rc.virtual_hosts[0].routes {
+            let Some(route::Action::Route(a)) = &r.action else {
+                panic!("not a route")
+            };
+            let retry = a.retry_policy.as_ref().unwrap();
+            assert_eq!(retry.num_retries.unwrap().value, 2);
+            assert_eq!(
+                retry.retry_priority.as_ref().unwrap().name,
+                "envoy.retry_priorities.previous_priorities"
+            );
+        }
+        // Without them, nothing changes: the pinned versions hold (see above).
+        let plain: Cluster = decode(&snapshot(STATE), ResourceType::Cluster, "summarizer-blue");
+        assert!(plain.outlier_detection.is_none() && plain.circuit_breakers.is_none());
     }
 
     #[test]

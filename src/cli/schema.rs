@@ -72,7 +72,7 @@ fn color(color: &str) -> Value {
         "description": format!(
             "The {color} environment of this service: its backends. It takes all the traffic when `active: {color}`, none otherwise."
         ),
-        "required": ["endpoints"],
+        "oneOf": [{"required": ["endpoints"]}, {"required": ["localities"]}],
         "additionalProperties": false,
         "properties": {
             "endpoints": {
@@ -94,6 +94,9 @@ fn color(color: &str) -> Value {
     });
     v["properties"]["schemas"] = workflow::color_schemas(color);
     for (key, schema) in upstream::color_keys(color) {
+        v["properties"][key] = schema;
+    }
+    for (key, schema) in upstream::failover_keys(color, &v["properties"]["endpoints"]) {
         v["properties"][key] = schema;
     }
     v
@@ -193,6 +196,15 @@ pub fn schema() -> Value {
         .as_object_mut()
         .expect("bug: a JSON object");
     service.extend(workflow::service_properties());
+    service.insert(
+        "retries".to_owned(),
+        json!({
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 5,
+            "description": "How many times Envoy retries a request that failed (5xx, reset, refused, connect failure), each time on a backend not tried yet and, after two tries in one priority, on the next priority. The clusters get a retry budget (20 % of requests in flight, at least 10 retries at once per retry allowed) instead of Envoy's default of 3 concurrent retries. Default: no retries."
+        }),
+    );
     v
 }
 

@@ -22,7 +22,8 @@ use std::sync::Arc;
 
 pub use model::{
     ClientCertificate, Color, ColorSpec, Credential, DesiredState, DnsDiscovery, Endpoint, FileRef,
-    Listener, Problem, SYSTEM_CA_BUNDLE, Service, StateError, UpstreamTls,
+    HealthCheck, Listener, LocalityGroup, OutlierDetection, Problem, SYSTEM_CA_BUNDLE, Service,
+    StateError, UpstreamTls,
 };
 pub use parse::{parse_bytes, parse_str};
 pub use workflow::{

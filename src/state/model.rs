@@ -58,6 +58,10 @@ pub struct Service {
     /// The `databases:` entry whose schema version this service's colors must support.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database: Option<String>,
+    /// How many times Envoy retries a request that failed (5xx, reset, refused), each time
+    /// on another backend and, when the color has several priorities, on the next one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
 }
 
 /// The backends of one color, and how Envoy reaches them. Every key after `endpoints` is
@@ -81,6 +85,16 @@ pub struct ColorSpec {
     /// A header Envoy adds to every request to this color, its value read from a file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub credential: Option<Credential>,
+    /// The endpoints by locality, with their failover priority (`localities:`); empty
+    /// when the file lists plain `endpoints:`. `endpoints` holds all of them either way.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub localities: Vec<LocalityGroup>,
+    /// Envoy ejects a backend that keeps failing (passive health checking).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outlier_detection: Option<OutlierDetection>,
+    /// Envoy probes every backend (active health checking).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
     /// The database schema versions this color can run against (with `database:`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub schemas: Vec<String>,
@@ -96,6 +110,9 @@ impl ColorSpec {
             host_rewrite: None,
             path_prefix: None,
             credential: None,
+            localities: Vec::new(),
+            outlier_detection: None,
+            health_check: None,
             schemas: Vec::new(),
         }
     }
@@ -169,6 +186,46 @@ impl Serialize for Endpoint {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
     }
+}
+
+/// Some of a color's endpoints, where they are and when they take traffic: Envoy sends a
+/// color's requests to its priority 0 endpoints, and to priority 1 only as far as those are
+/// unhealthy (ejected or failing their health checks), and so on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LocalityGroup {
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub region: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub zone: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub sub_zone: String,
+    pub priority: u32,
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// Envoy's outlier detection on a color: a backend that answers `consecutive_5xx` errors
+/// in a row is ejected for `base_ejection_time` (longer each time), checked every
+/// `interval`; at most `max_ejection_percent` of the backends at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutlierDetection {
+    pub consecutive_5xx: u32,
+    #[serde(serialize_with = "super::workflow::humane")]
+    pub interval: std::time::Duration,
+    #[serde(serialize_with = "super::workflow::humane")]
+    pub base_ejection_time: std::time::Duration,
+    pub max_ejection_percent: u32,
+}
+
+/// Envoy's active HTTP health check of each backend of a color.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HealthCheck {
+    pub path: String,
+    #[serde(serialize_with = "super::workflow::humane")]
+    pub interval: std::time::Duration,
+    #[serde(serialize_with = "super::workflow::humane")]
+    pub timeout: std::time::Duration,
+    pub unhealthy_threshold: u32,
+    pub healthy_threshold: u32,
 }
 
 /// How Envoy turns a color's DNS names into addresses.

@@ -15,10 +15,12 @@ use super::limits::{MAX_LISTENERS, MAX_SERVICES};
 use super::model::{Color, ColorSpec, DesiredState, Listener, Problem, Service};
 use super::yaml;
 
+mod locality;
 mod problems;
 mod upstream;
 mod workflow;
 
+use locality::{RawHealthCheck, RawLocality, RawOutlierDetection};
 use problems::{Problems, check_name};
 use upstream::{RawCredential, RawTls, ipv4_mapped, is_ipv6_link_local};
 
@@ -57,12 +59,16 @@ struct RawService {
     gate: Option<Spanned<RawGate>>,
     bake: Option<Spanned<RawBake>>,
     database: Option<Spanned<String>>,
+    retries: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawColor {
-    endpoints: Spanned<Vec<Spanned<String>>>,
+    endpoints: Option<Spanned<Vec<Spanned<String>>>>,
+    localities: Option<Spanned<Vec<Spanned<RawLocality>>>>,
+    outlier_detection: Option<Spanned<RawOutlierDetection>>,
+    health_check: Option<Spanned<RawHealthCheck>>,
     dns: Option<Spanned<String>>,
     tls: Option<Spanned<RawTls>>,
     host_rewrite: Option<Spanned<String>>,
@@ -235,6 +241,7 @@ fn validate(raw: RawState) -> Result<DesiredState, Vec<Problem>> {
             }
         }
         let attempt = workflow::attempt(&mut problems, s.attempt);
+        let retries = locality::retries(&mut problems, s.retries);
         let shadow = workflow::shadow(&mut problems, s.shadow);
         let gate = workflow::gate(&mut problems, s.gate);
         let bake = workflow::bake(&mut problems, s.bake);
@@ -270,6 +277,7 @@ fn validate(raw: RawState) -> Result<DesiredState, Vec<Problem>> {
                 gate,
                 bake,
                 database,
+                retries,
             });
         }
     }
@@ -436,7 +444,29 @@ fn validate_color(
         c.path_prefix.is_some(),
         c.credential.is_some(),
     );
-    let endpoints = upstream::endpoints(problems, color, c.endpoints);
+    let (localities, endpoints) = match (c.endpoints, c.localities) {
+        (Some(endpoints), None) => (Vec::new(), upstream::endpoints(problems, color, endpoints)),
+        (None, Some(localities)) => match locality::localities(problems, color, localities) {
+            Some((groups, all)) => (groups, Some(all)),
+            None => (Vec::new(), None),
+        },
+        (Some(_), Some(l)) => {
+            problems.at(
+                l.referenced,
+                format!("{color} lists `endpoints` and `localities`: give one (`localities` hold their own endpoints)"),
+            );
+            (Vec::new(), None)
+        }
+        (None, None) => {
+            problems.at(
+                at,
+                format!("{color} needs `endpoints` (or `localities`, endpoints by where they are)"),
+            );
+            (Vec::new(), None)
+        }
+    };
+    let outlier_detection = locality::outlier_detection(problems, c.outlier_detection);
+    let health_check = locality::health_check(problems, c.health_check);
     let dns = upstream::dns(problems, color, c.dns, endpoints.as_deref());
     let tls = upstream::tls(problems, color, c.tls, endpoints.as_deref());
     let host_rewrite = upstream::host_rewrite(problems, c.host_rewrite);
@@ -459,6 +489,9 @@ fn validate_color(
         host_rewrite,
         path_prefix,
         credential,
+        localities,
+        outlier_detection,
+        health_check,
         schemas,
     })
 }

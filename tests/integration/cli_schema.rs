@@ -99,6 +99,11 @@ fn good_files() -> Vec<String> {
                 .replace("\"127.0.0.1:8081\"]", "\"127.0.0.1:8081\"]\n      schemas: [41, \"42\"]")
                 .replace("\"127.0.0.1:8082\"]", "\"127.0.0.1:8082\"]\n      schemas: [42]")
         ),
+        GOOD.replace(
+            "      endpoints: [\"127.0.0.1:8081\"]\n",
+            "      localities:\n        - {region: eu, zone: eu-a, endpoints: [\"127.0.0.1:8081\"]}\n        - {sub_zone: rack-2, priority: 1, endpoints: [\"127.0.0.1:8083\"]}\n      outlier_detection: {consecutive_5xx: 2, interval: 1s}\n      health_check: {path: /ready, interval: 500ms, healthy_threshold: 1}\n",
+        )
+        .replace("    active: blue\n", "    active: blue\n    retries: 2\n"),
     ]
 }
 

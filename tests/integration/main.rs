@@ -27,6 +27,7 @@ mod limits_admin;
 mod limits_watch_events;
 mod limits_xds;
 mod load_reports;
+mod locality_failover;
 mod make_before_break;
 mod mixed_fleet;
 mod model_clients;

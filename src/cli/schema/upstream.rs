@@ -88,3 +88,80 @@ pub fn color_keys(color: &str) -> Vec<(&'static str, Value)> {
         ),
     ]
 }
+
+/// A duration key's schema.
+fn duration(description: &str, default: &str) -> Value {
+    json!({
+        "type": "string",
+        "description": format!("{description} A duration such as 500ms or 2s. Default {default}."),
+        "default": default
+    })
+}
+
+fn count(description: &str, min: u32, max: u32, default: u32) -> Value {
+    json!({
+        "type": "integer",
+        "minimum": min,
+        "maximum": max,
+        "default": default,
+        "description": description
+    })
+}
+
+/// Where color `color`'s backends are and how Envoy fails over between them, by key;
+/// `endpoints` is the schema of an endpoint list.
+pub fn failover_keys(color: &str, endpoints: &Value) -> Vec<(&'static str, Value)> {
+    let place = |what: &str| json!({"type": "string", "description": format!("The {what} of these endpoints (Envoy's locality).")});
+    vec![
+        (
+            "localities",
+            json!({
+                "type": "array",
+                "minItems": 1,
+                "description": format!("The {color} backends by where they are, instead of `endpoints`: each entry a region, zone and/or sub-zone with its endpoints and a priority. Envoy sends the color's requests to priority 0, and to priority 1 only as far as priority 0's backends are unhealthy (ejected by outlier detection or failing health checks), and so on: same zone first, or on-premises first and cloud second."),
+                "items": {
+                    "type": "object",
+                    "description": "One locality: where its endpoints are, and their priority.",
+                    "additionalProperties": false,
+                    "required": ["endpoints"],
+                    "properties": {
+                        "region": place("region"),
+                        "zone": place("zone"),
+                        "sub_zone": place("sub-zone"),
+                        "priority": count("0 (the default) takes the traffic first; priorities go from 0 up with no gap.", 0, 9, 0),
+                        "endpoints": endpoints.clone()
+                    }
+                }
+            }),
+        ),
+        (
+            "outlier_detection",
+            json!({
+                "type": "object",
+                "additionalProperties": false,
+                "description": format!("Envoy ejects a {color} backend that keeps failing (`outlier_detection: {{}}` for the defaults), so traffic moves to the others, or the next priority, without a control-plane round trip."),
+                "properties": {
+                    "consecutive_5xx": count("Errors in a row that eject a backend.", 1, 1000, 3),
+                    "interval": duration("How often ejections are reviewed.", "1s"),
+                    "base_ejection_time": duration("How long a first ejection lasts (longer each time).", "30s"),
+                    "max_ejection_percent": count("At most this percent of the backends ejected at once.", 1, 100, 100)
+                }
+            }),
+        ),
+        (
+            "health_check",
+            json!({
+                "type": "object",
+                "additionalProperties": false,
+                "description": format!("Envoy checks every {color} backend itself with an HTTP GET, those that take no traffic too, and sends traffic only to healthy ones."),
+                "properties": {
+                    "path": {"type": "string", "default": "/healthz", "description": "The path checked; a 200 passes."},
+                    "interval": duration("Time between checks of one backend.", "1s"),
+                    "timeout": duration("How long a check may take.", "1s"),
+                    "unhealthy_threshold": count("Failed checks in a row that make a backend unhealthy.", 1, 100, 2),
+                    "healthy_threshold": count("Passed checks in a row that make it healthy again.", 1, 100, 2)
+                }
+            }),
+        ),
+    ]
+}

@@ -112,7 +112,7 @@ const MAX_DURATION: Duration = Duration::from_secs(86_400);
 /// Longest `attempt` value, schema version, probe path or header name.
 const MAX_TEXT: usize = 256;
 
-fn duration(
+pub(super) fn duration(
     problems: &mut Problems,
     key: &str,
     raw: Option<Spanned<Scalar>>,
@@ -150,7 +150,7 @@ fn duration(
     }
 }
 
-fn int_in(
+pub(super) fn int_in(
     problems: &mut Problems,
     key: &str,
     raw: Option<Spanned<i64>>,
@@ -175,7 +175,7 @@ fn int_in(
     }
 }
 
-fn probe_path(problems: &mut Problems, raw: Option<Spanned<String>>) -> String {
+pub(super) fn probe_path(problems: &mut Problems, raw: Option<Spanned<String>>) -> String {
     let Some(raw) = raw else {
         return probe_defaults::PATH.to_owned();
     };
