@@ -2,11 +2,15 @@
 //! file flips blue <-> green 100 times at random gaps of 10-200 ms (some faster than the
 //! debounce). Not one request may fail, and after the last flip every request reaches the
 //! final color within 1 s. Every Envoy reports its load (LRS); one run also gates and bakes
-//! every switch. Every scenario runs against Envoys speaking each ADS variant (SotW and
+//! every switch, one has each color in two localities with failover on (outlier detection,
+//! health checks, retries). Every scenario runs against Envoys speaking each ADS variant (SotW and
 //! delta).
 
 use std::time::Duration;
 
+use std::net::SocketAddr;
+
+use crate::common::backend::Backend;
 use crate::common::control_plane::BlueGreen;
 use crate::common::envoy::Xds;
 use crate::common::load::{Load, Protocol, Report};
@@ -16,6 +20,7 @@ crate::both_protocols!(
     hundred_flips_under_http2_load_drop_nothing,
     hundred_flips_through_five_envoys_drop_nothing,
     hundred_gated_and_baked_flips_drop_nothing,
+    hundred_flips_between_colors_in_two_localities_with_failover_on_drop_nothing,
 );
 
 const FLIPS: usize = 100;
@@ -43,13 +48,26 @@ async fn flip_under_load(
     seed: u64,
     keys: &str,
 ) -> (Report, String) {
+    flip_edited_under_load(xds, protocol, envoys, seed, keys, |_, state| state).await
+}
+
+/// [`flip_under_load`], each saved state passed through `edit` (given the scene) first.
+async fn flip_edited_under_load(
+    xds: Xds,
+    protocol: Protocol,
+    envoys: usize,
+    seed: u64,
+    keys: &str,
+    edit: impl Fn(&BlueGreen, String) -> String,
+) -> (Report, String) {
     let scene = BlueGreen::start().await;
     let (cp, listener) = (&scene.cp, scene.listener);
     let state = |active: &str| {
-        scene.state(active).replace(
+        let state = scene.state(active).replace(
             &format!("    active: {active}\n"),
             &format!("    active: {active}\n{keys}"),
-        )
+        );
+        edit(&scene, state)
     };
     cp.save_by_rename(&state("blue"));
     // Envoy binds listeners with SO_REUSEPORT: every proxy binds the same port and the
@@ -132,5 +150,40 @@ async fn hundred_gated_and_baked_flips_drop_nothing(xds: Xds) {
     // against the load reports; a flip back while the gate waits cancels the switch.
     let keys = "    gate:\n      interval: 100ms\n      successes: 1\n    bake:\n      window: 1m\n      max_error_ratio: 0.01\n      min_requests: 10\n";
     let (report, _) = flip_under_load(xds, Protocol::Http1, 2, 0x5eed_0006, keys).await;
+    assert_nothing_dropped(&report);
+}
+
+async fn hundred_flips_between_colors_in_two_localities_with_failover_on_drop_nothing(xds: Xds) {
+    // Each color: its backend in zone A (priority 0) and a standby in zone B (priority 1),
+    // with outlier detection, active health checks and retries on.
+    let standby_blue = Backend::start("blue", "v1");
+    let standby_green = Backend::start("green", "v2");
+    let localities = |primary: SocketAddr, standby: SocketAddr| {
+        format!(
+            "      localities:\n        - {{region: r, zone: a, endpoints: [\"{primary}\"]}}\n        - {{region: r, zone: b, priority: 1, endpoints: [\"{standby}\"]}}\n      outlier_detection: {{}}\n      health_check: {{interval: 500ms}}\n"
+        )
+    };
+    let edit = |scene: &BlueGreen, state: String| {
+        let edited = state
+            .replace(
+                &format!("      endpoints: [\"{}\"]\n", scene.blue.addr()),
+                &localities(scene.blue.addr(), standby_blue.addr()),
+            )
+            .replace(
+                &format!("      endpoints: [\"{}\"]\n", scene.green.addr()),
+                &localities(scene.green.addr(), standby_green.addr()),
+            );
+        assert_eq!(edited.matches("localities:").count(), 2, "{edited}");
+        edited
+    };
+    let (report, _) = flip_edited_under_load(
+        xds,
+        Protocol::Http1,
+        1,
+        0x5eed_0007,
+        "    retries: 2\n",
+        edit,
+    )
+    .await;
     assert_nothing_dropped(&report);
 }
