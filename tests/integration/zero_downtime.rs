@@ -3,8 +3,8 @@
 //! debounce). Not one request may fail, and after the last flip every request reaches the
 //! final color within 1 s. Every Envoy reports its load (LRS); one run also gates and bakes
 //! every switch, one has each color in two localities with failover on (outlier detection,
-//! health checks, retries). Every scenario runs against Envoys speaking each ADS variant (SotW and
-//! delta).
+//! health checks, retries). Every scenario runs against Envoys speaking each ADS variant
+//! (SotW and delta).
 
 use std::time::Duration;
 
