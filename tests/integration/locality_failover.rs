@@ -26,39 +26,17 @@ async fn a_zone_whose_backends_fail_under_load_hands_its_traffic_to_the_next_pri
     let a1 = Backend::start("blue", "v1");
     let a2 = Backend::start("blue", "v1");
     let b1 = Backend::start("blue", "v1");
-    let green = Backend::start("green", "v2");
-    let port = free_port();
-    let state = format!(
-        "listeners: [{{name: public, address: 127.0.0.1, port: {port}}}]
-services:
-  - name: models
-    listener: public
-    retries: 2
-    blue:
-      localities:
+    let blue = format!(
+        "      localities:
         - {{region: eu-west1, zone: eu-west1-a, priority: 0, endpoints: [\"{}\", \"{}\"]}}
         - {{region: eu-west1, zone: eu-west1-b, priority: 1, endpoints: [\"{}\"]}}
       outlier_detection: {{consecutive_5xx: 2}}
-    green:
-      endpoints: [\"{}\"]
-    active: blue
 ",
         a1.addr(),
         a2.addr(),
-        b1.addr(),
-        green.addr()
+        b1.addr()
     );
-    let cp = ControlPlane::start(&state).await;
-    let envoy = Envoy::builder("envoy-1", cp.xds_addr())
-        .xds(xds)
-        .start()
-        .await;
-    let listener = SocketAddr::from(([127, 0, 0, 1], port));
-    assert_eventually!(
-        Duration::from_secs(10),
-        http::get(listener, "/", "models.example").await == Ok((200, "blue v1\n".to_owned()))
-    );
-
+    let (_cp, envoy, listener, _green) = serve(xds, &blue, "    retries: 2\n", "/").await;
     let load = Load::start(listener, "models.example", "/", Protocol::Http1, 4).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     // Priority 0 takes everything while it is healthy.
@@ -103,37 +81,17 @@ async fn a_zone_failing_its_health_checks_hands_its_traffic_to_the_next_priority
 ) {
     let a1 = Backend::start("blue", "v1");
     let b1 = Backend::start("blue", "v1");
-    let green = Backend::start("green", "v2");
-    let port = free_port();
-    let state = format!(
-        "listeners: [{{name: public, address: 127.0.0.1, port: {port}}}]
-services:
-  - name: models
-    listener: public
-    blue:
-      localities:
+    let blue = format!(
+        "      localities:
         - {{zone: on-premises, priority: 0, endpoints: [\"{}\"]}}
         - {{region: cloud, priority: 1, endpoints: [\"{}\"]}}
       health_check: {{path: /healthz, interval: 200ms, unhealthy_threshold: 1, healthy_threshold: 1}}
-    green:
-      endpoints: [\"{}\"]
-    active: blue
 ",
         a1.addr(),
-        b1.addr(),
-        green.addr()
+        b1.addr()
     );
-    let cp = ControlPlane::start(&state).await;
-    let envoy = Envoy::builder("envoy-1", cp.xds_addr())
-        .xds(xds)
-        .start()
-        .await;
-    let listener = SocketAddr::from(([127, 0, 0, 1], port));
-    assert_eventually!(
-        Duration::from_secs(10),
-        http::get(listener, PATH, "models.example").await == Ok((200, "blue v1\n".to_owned()))
-            && served(&a1) > 0
-    );
+    let (_cp, envoy, listener, _green) = serve(xds, &blue, "", PATH).await;
+    assert_eventually!(Duration::from_secs(5), served(&a1) > 0);
     let load = Load::start(listener, "models.example", PATH, Protocol::Http1, 2).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
@@ -163,6 +121,42 @@ services:
         let _ = http::get(listener, PATH, "models.example").await;
         a1.recent_requests().last().is_some_and(|r| r.path == PATH)
     });
+}
+
+/// Serves one service `models` whose blue is `blue` (its keys, indented) with
+/// `service_keys`, and green a plain backend, to an Envoy speaking `xds`; returns once blue
+/// answers `path` through it.
+async fn serve(
+    xds: Xds,
+    blue: &str,
+    service_keys: &str,
+    path: &str,
+) -> (ControlPlane, Envoy, SocketAddr, Backend) {
+    let green = Backend::start("green", "v2");
+    let port = free_port();
+    let state = format!(
+        "listeners: [{{name: public, address: 127.0.0.1, port: {port}}}]
+services:
+  - name: models
+    listener: public
+{service_keys}    blue:
+{blue}    green:
+      endpoints: [\"{}\"]
+    active: blue
+",
+        green.addr()
+    );
+    let cp = ControlPlane::start(&state).await;
+    let envoy = Envoy::builder("envoy-1", cp.xds_addr())
+        .xds(xds)
+        .start()
+        .await;
+    let listener = SocketAddr::from(([127, 0, 0, 1], port));
+    assert_eventually!(
+        Duration::from_secs(10),
+        http::get(listener, path, "models.example").await == Ok((200, "blue v1\n".to_owned()))
+    );
+    (cp, envoy, listener, green)
 }
 
 /// The path the traffic asks for (Envoy's health checks ask for `/healthz`).
