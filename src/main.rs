@@ -81,7 +81,9 @@ enum Command {
     /// The file is read at startup (a missing or invalid file is an error) and watched:
     /// every save is validated and, when good, pushed to every connected Envoy. A bad
     /// save is rejected with FILE:LINE:COLUMN messages (in the log and in GET /status) and
-    /// every proxy keeps the last good config.
+    /// every proxy keeps the last good config. The files the state names (credentials,
+    /// CAs, client certificates; relative to the state file's directory) are read with it,
+    /// served over SDS and read again every second: replacing one rotates it.
     Serve {
         /// The desired-state YAML file.
         #[arg(long, value_name = "PATH", env = "SWITCHYARD_STATE")]
@@ -221,14 +223,17 @@ enum Command {
     /// A valid file with `databases:` has their current schema versions read (as `serve`
     /// reads them) and gets warnings on stderr, exit code unchanged: a switch that would
     /// be held because the color does not list the current version, a color that could
-    /// not take the traffic back, colors that share no version.
+    /// not take the traffic back, colors that share no version. A credential, CA or
+    /// certificate file the state names that cannot be read here is a warning too (serve
+    /// must be able to read it).
     Validate {
         /// The desired-state YAML file(s).
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
     /// Print the Envoy resources a state file becomes, as JSON with Envoy's own field
-    /// names (the form of Envoy's /config_dump), in push order.
+    /// names (the form of Envoy's /config_dump), in push order. Secrets show as
+    /// `[redacted]`.
     Render {
         /// The desired-state YAML file.
         #[arg(value_name = "FILE")]
@@ -279,9 +284,10 @@ enum Command {
     ///
     /// First the change in the state's terms (color switches, listeners and services
     /// added or removed, endpoints and domains changed); then, per resource type in push
-    /// order (clusters, endpoints, listeners, routes), every resource added (+), removed
-    /// (-) or changed (~), a changed one with a line diff of its JSON as `switchyard
-    /// render` prints it; then a one-line summary.
+    /// order (clusters, endpoints, secrets, listeners, routes), every resource added (+),
+    /// removed (-) or changed (~), a changed one with a line diff of its JSON as
+    /// `switchyard render` prints it (a secret whose content changes says so, and shows
+    /// nothing of it); then a one-line summary.
     ///
     /// Exits 0 when Envoy would see no change and 1 when it would (like diff(1)); 65 or
     /// 66 when a file is invalid or unreadable (66 when one is unreadable, whichever),

@@ -1,7 +1,7 @@
 //! `switchyard diff OLD NEW`: what replacing one state file by another would change for
 //! Envoy. Both states are translated exactly as `serve` would; the resulting resources are
-//! compared by type in push order (clusters, endpoints, listeners, routes), each changed
-//! one shown as a line diff of its JSON (Envoy's field names, as `switchyard render` and
+//! compared by type in push order (clusters, endpoints, secrets, listeners, routes), each
+//! changed one shown as a line diff of its JSON (Envoy's field names, as `switchyard render` and
 //! Envoy's `/config_dump` print it). Above that, the change in the state's own terms:
 //! color switches, services and listeners added or removed, endpoints and domains moved.
 
