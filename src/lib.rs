@@ -50,6 +50,7 @@ pub mod audit;
 pub mod cli;
 pub mod convergence;
 pub mod events;
+pub mod fleet;
 pub mod grpc;
 pub mod hash;
 pub mod identity;

@@ -67,6 +67,9 @@ pub struct Pipeline {
     /// The state in force and its version (hashing a large state is not free: once is
     /// enough).
     current: (Arc<DesiredState>, String),
+    /// The switches on their way through their waves, as published: the proxies of the
+    /// waves they have not reached get a variant of the state in force.
+    rolling: Vec<crate::fleet::Rolling>,
     /// The last good state file's state, and its content hash.
     desired: (Arc<DesiredState>, String),
     /// The content of the files it names (credentials, CAs, client certificates).
@@ -124,6 +127,7 @@ impl Pipeline {
             reports,
             translate,
             current: (state, version),
+            rolling: Vec::new(),
             desired: (desired, content_hash),
             files,
             tracks,
@@ -176,7 +180,7 @@ impl Pipeline {
             return None;
         }
         let state = self.tracks.apply_guarded(&desired, &*self.observe);
-        if *state == *self.current.0 {
+        if self.in_force(&state) {
             return None;
         }
         info!("the schema guard changed what the idle colors may get (shadow, preview)");
@@ -199,7 +203,7 @@ impl Pipeline {
         now: Instant,
     ) -> Option<Outcome> {
         let state = self.tracks.apply_guarded(&self.desired.0, &*self.observe);
-        let outcome = if *state == *self.current.0 {
+        let outcome = if self.in_force(&state) {
             None
         } else {
             let hash = self.desired.1.clone();
@@ -218,6 +222,11 @@ impl Pipeline {
         self.report_rollout();
         self.emit_decisions(&decisions);
         outcome
+    }
+
+    /// Is `state`, with the tracks' waves, what the proxies are given already?
+    fn in_force(&self, state: &DesiredState) -> bool {
+        *state == *self.current.0 && self.tracks.rolling() == self.rolling
     }
 
     fn emit_decisions(&self, decisions: &[Decision]) {
@@ -424,9 +433,20 @@ impl Pipeline {
         let version = snapshot.state_version.clone();
         let before = self.writer.current();
         let types = crate::translate::changed_types(before.snapshot(), &snapshot);
+        let rolling = self.tracks.rolling();
+        let variants = crate::fleet::FleetVariants::new(
+            &rolling,
+            state.clone(),
+            self.files.clone(),
+            self.translate,
+        );
         // The rollout is registered before any proxy can reach it.
         r.convergence.started(version.clone(), seen_at);
-        self.writer.publish(snapshot);
+        self.writer.publish_with(
+            snapshot,
+            variants.map(|v| v as Arc<dyn crate::xds::cache::Variants>),
+        );
+        self.rolling = rolling;
         // Everything below reports the switch; proxies are already getting it.
         let (previous, previous_version) = &self.current;
         let changed = changes(Some(previous), &state);

@@ -282,6 +282,13 @@ impl ProxyRegistry {
         all
     }
 
+    /// Calls `f` with each connected proxy's record (none copied).
+    pub fn each(&self, mut f: impl FnMut(&ProxyRecord)) {
+        for p in self.proxies.iter() {
+            f(&p);
+        }
+    }
+
     /// Is every connected proxy synced at state `version`, or still connecting (it holds
     /// nothing, and will be sent the state in force when it asks)? Returns how many
     /// proxies that is (0 with none connected), or `None` when one is not.

@@ -285,8 +285,9 @@ impl Server {
             reports.clone(),
             translate_with,
             tracks,
-            Controller::new(Some(Arc::new(load.clone())), config.load_report_interval),
+            controller.clone(),
         )?;
+        controller.watch_fleet(reports.registry.clone(), cache.clone());
         let mut pipeline = pipeline;
         if let Some(path) = &config.decisions {
             pipeline.keep_decisions(path.clone());

@@ -22,7 +22,9 @@ use super::source;
 use super::tracks::{Observe, Tracks};
 use super::view::{ColorTraffic, DatabaseStatus, Details, EndpointProblem, GateView};
 use crate::load::board::LoadBoard;
+use crate::proxies::ProxyRegistry;
 use crate::state::{Color, Database, DesiredState, Probe, Service};
+use crate::xds::cache::SnapshotCache;
 
 /// Where the fleet's traffic per cluster comes from (the load reports).
 pub trait TrafficSource: Send + Sync + std::fmt::Debug {
@@ -111,6 +113,8 @@ pub struct Controller {
     /// window from the switch covers the part of its bucket before it.
     baselines: Mutex<HashMap<(String, Color, Instant), Traffic>>,
     _drain: JoinHandle<()>,
+    /// The proxies and what they are served: where a rollout's waves stand.
+    fleet: std::sync::OnceLock<(ProxyRegistry, SnapshotCache)>,
 }
 
 impl Controller {
@@ -145,7 +149,21 @@ impl Controller {
             report_interval,
             baselines: Mutex::default(),
             _drain: drain,
+            fleet: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Judges the waves of rollouts from the proxies in `registry` and what `cache` serves
+    /// them (once; without it every wave counts as synced).
+    pub fn watch_fleet(&self, registry: ProxyRegistry, cache: SnapshotCache) {
+        let _ = self.fleet.set((registry, cache));
+    }
+
+    /// Each wave of `s`'s rollout: its proxies and how many hold what they are owed.
+    pub fn census(&self, s: &Service) -> Option<Vec<crate::fleet::WaveCensus>> {
+        let (registry, cache) = self.fleet.get()?;
+        let waves = crate::fleet::Waves::new(s.rollout.as_ref()?);
+        Some(crate::fleet::census(registry, &cache.current(), &waves))
     }
 
     /// Starts from `versions` (read before serving), until the sources' first reads.
@@ -342,6 +360,15 @@ fn wanted_probes(
 }
 
 impl Observe for Controller {
+    fn waves_synced(&self, s: &Service, progress: &super::tracks::WaveProgress) -> bool {
+        self.census(s).is_none_or(|census| {
+            census
+                .iter()
+                .take(progress.reached + 1)
+                .all(crate::fleet::WaveCensus::settled)
+        })
+    }
+
     fn observe(&self, s: &Service, track: &Track, now: Instant) -> Observed {
         let gate_passed = matches!(
             self.gate_verdict(s, track, now),
@@ -451,7 +478,11 @@ impl Observe for Controller {
                 .collect(),
             None => Vec::new(),
         };
-        Details { gate, traffic }
+        Details {
+            gate,
+            traffic,
+            census: self.census(s),
+        }
     }
 }
 

@@ -128,6 +128,12 @@ pub enum Transition {
     BakeFailed {
         color: Color,
     },
+    /// A switch reached wave `wave` (from 1) of `of`: its proxies get `color` now.
+    WaveReached {
+        color: Color,
+        wave: usize,
+        of: usize,
+    },
 }
 
 impl Transition {
@@ -142,6 +148,7 @@ impl Transition {
             Transition::Held { .. } => "held",
             Transition::BakePassed { .. } => "bake_passed",
             Transition::BakeFailed { .. } => "bake_failed",
+            Transition::WaveReached { .. } => "wave_reached",
         }
     }
 
@@ -167,6 +174,12 @@ impl Transition {
             Transition::Held { why, .. } => Some(why.clone()),
             Transition::GaveUp { to } => {
                 Some(format!("the gate of {to} did not pass before its deadline"))
+            }
+            Transition::WaveReached { color, wave, of } if wave == of => Some(format!(
+                "wave {wave} of {of} has {color}: the rollout reached every proxy"
+            )),
+            Transition::WaveReached { color, wave, of } => {
+                Some(format!("wave {wave} of {of} has {color}"))
             }
             _ => None,
         }
@@ -262,6 +275,27 @@ pub fn decide(
         }
     }
     switch(service, track.in_force, now)
+}
+
+/// Traffic goes back to the other color because `reason` tripped elsewhere (another
+/// member of the release group rolled back); stands like any rollback.
+pub fn roll_back(service: &Service, track: &Track, reason: Trip) -> (Track, Transition) {
+    let to = track.in_force.other();
+    (
+        Track {
+            in_force: to,
+            phase: Phase::RolledBack {
+                from: track.in_force,
+                attempt: service.attempt.clone(),
+                reason: reason.clone(),
+            },
+        },
+        Transition::RolledBack {
+            from: track.in_force,
+            to,
+            reason,
+        },
+    )
 }
 
 /// Traffic moves to the file's color; a bake starts when one is configured.

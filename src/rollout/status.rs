@@ -17,7 +17,8 @@ pub struct ServiceRollout {
     pub wanted: Color,
     /// The color proxies are given.
     pub in_force: Color,
-    /// `steady`, `gating`, `gave_up`, `baking`, `rolled_back` or `held`.
+    /// `steady`, `gating`, `gave_up`, `baking`, `rolled_back`, `held`, or `rolling` (on
+    /// its way through its waves, without a bake).
     pub phase: &'static str,
     /// Why what is in force differs from the file, or why a rollback was refused.
     pub reason: Option<String>,
@@ -28,8 +29,42 @@ pub struct ServiceRollout {
     /// What tripped the rollback (phase `rolled_back`).
     pub trip: Option<Trip>,
     pub attempt: Option<String>,
+    /// The release group the service moves with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Its waves, with a `rollout:`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutView>,
     #[serde(flatten)]
     pub details: Details,
+}
+
+/// A service's rollout wave by wave.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RolloutView {
+    #[serde(serialize_with = "crate::state::workflow::humane")]
+    pub soak: std::time::Duration,
+    /// How many waves have the color in force (all of them once a switch is through).
+    pub reached: usize,
+    /// A switch is on its way through the waves.
+    pub rolling: bool,
+    pub waves: Vec<WaveView>,
+}
+
+/// One wave.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WaveView {
+    /// From 1.
+    pub wave: usize,
+    /// Which proxies it holds (`zone=a, cluster=edge`).
+    pub selector: String,
+    /// The color its proxies get.
+    pub color: Color,
+    pub proxies: usize,
+    /// Synced at what they are owed now.
+    pub synced: usize,
+    /// Subscribed to nothing yet.
+    pub connecting: usize,
 }
 
 /// A service's phase name.
@@ -48,6 +83,8 @@ pub fn phase_name(phase: &Phase) -> &'static str {
 /// steady.
 fn listed(s: &Service, t: &Track) -> bool {
     s.gate.is_some()
+        || s.rollout.is_some()
+        || s.group.is_some()
         || s.bake.is_some()
         || s.shadow.is_some()
         || s.database.is_some()
@@ -68,7 +105,26 @@ pub fn of(
         .iter()
         .filter_map(|s| {
             let t = tracks.get(&s.name)?;
-            listed(s, t).then(|| one(s, t, details(s, t), now))
+            listed(s, t).then(|| {
+                let mut one = one(s, t, details(s, t), now);
+                one.rollout = rollout_view(s, t, tracks, one.details.census.take());
+                if let Some(r) = one.rollout.as_ref().filter(|r| r.rolling) {
+                    let of = r.waves.len();
+                    if one.phase == "steady" {
+                        one.phase = "rolling";
+                    }
+                    one.reason.get_or_insert_with(|| {
+                        format!(
+                            "wave {} of {of} has {}; the next gets it once every proxy so far \
+                             holds it and it soaked {}",
+                            r.reached,
+                            t.in_force,
+                            humantime::format_duration(r.soak)
+                        )
+                    });
+                }
+                one
+            })
         })
         .collect();
     out.sort_by(|a, b| a.service.cmp(&b.service));
@@ -134,6 +190,48 @@ fn one(s: &Service, t: &Track, details: Details, now: Instant) -> ServiceRollout
         left_seconds,
         trip,
         attempt: s.attempt.clone(),
+        group: s.group.clone(),
+        rollout: None,
         details,
     }
+}
+
+/// Wave by wave: which color each has, and its proxies (`census`, when known).
+fn rollout_view(
+    s: &Service,
+    t: &Track,
+    tracks: &Tracks,
+    census: Option<Vec<crate::fleet::WaveCensus>>,
+) -> Option<RolloutView> {
+    let rollout = s.rollout.as_ref()?;
+    let progress = tracks.wave_progress(&s.name);
+    let reached = progress.map_or(rollout.waves.len(), |p| p.reached + 1);
+    let waves = rollout
+        .waves
+        .iter()
+        .enumerate()
+        .map(|(i, selector)| {
+            let count = census
+                .as_ref()
+                .and_then(|c| c.get(i).copied())
+                .unwrap_or_default();
+            WaveView {
+                wave: i + 1,
+                selector: selector.to_string(),
+                color: match progress {
+                    Some(p) if i > p.reached => p.from,
+                    _ => t.in_force,
+                },
+                proxies: count.proxies,
+                synced: count.synced,
+                connecting: count.connecting,
+            }
+        })
+        .collect();
+    Some(RolloutView {
+        soak: rollout.soak,
+        reached,
+        rolling: progress.is_some(),
+        waves,
+    })
 }

@@ -1,13 +1,25 @@
 //! Every service's [`Track`]: the rollout of a whole state, stepped by the pipeline when a
 //! file is accepted and on each tick of the controller. Only services with something to
-//! decide (a switch the file asks for that is not in force yet, or a bake) are stepped.
+//! decide (a switch the file asks for that is not in force yet, a bake, a rollout between
+//! waves) are stepped.
+//!
+//! Two things span more than one service's decision, and are worked out here:
+//! - **Waves** (`rollout:`): a switch reaches the first wave; the next gets it once every
+//!   proxy of the waves so far acknowledged it and it soaked for `soak` (with a bake that
+//!   has not tripped: the bake goes on until the last wave has soaked). A tripped bake
+//!   rolls every wave back at once, and so does the operator setting `active` back.
+//! - **Release groups** (`group:`): members switch in the same step or not at all (one
+//!   waiting for its gate holds the others), advance through their waves together, and
+//!   when one rolls back, those that moved with it roll back too.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::decide::{self, Observed, Phase, Track, Transition};
+use crate::fleet::Rolling;
 use crate::state::{Color, DesiredState, Service};
 
 /// What the controller observed, handed to [`Tracks::step`] one service at a time.
@@ -33,6 +45,23 @@ pub trait Observe: std::fmt::Debug {
     fn details(&self, _service: &Service, _track: &Track) -> super::view::Details {
         super::view::Details::default()
     }
+
+    /// Whether every connected proxy of `service`'s waves up to `progress.reached` holds
+    /// the configuration it is owed (still connecting counts: it will get it).
+    fn waves_synced(&self, _service: &Service, _progress: &WaveProgress) -> bool {
+        true
+    }
+}
+
+/// A switch on its way through a rollout's waves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaveProgress {
+    /// The color the waves not reached yet keep.
+    pub from: Color,
+    /// The last wave that has the switch (from 0).
+    pub reached: usize,
+    /// When it got it.
+    pub since: Instant,
 }
 
 /// Observes nothing: every color may run, no gate has passed, nothing trips. For a
@@ -57,6 +86,10 @@ pub struct Tracks {
     /// Services of the state last started or stepped with something to decide: a tick
     /// asks this, not every service, whether there is anything to do.
     pending: usize,
+    /// Switches on their way through their waves, by service.
+    waves: HashMap<String, WaveProgress>,
+    /// Per release group: the members that switched together last, to roll back together.
+    moved: HashMap<String, Vec<String>>,
 }
 
 /// A transition of one service.
@@ -101,7 +134,10 @@ impl Tracks {
             };
             tracks.insert(s.name.clone(), track);
         }
-        let mut tracks = Tracks { tracks, pending: 0 };
+        let mut tracks = Tracks {
+            tracks,
+            ..Tracks::default()
+        };
         tracks.pending = state
             .services
             .iter()
@@ -130,6 +166,7 @@ impl Tracks {
     fn needs_step(&self, s: &Service) -> bool {
         match self.tracks.get(&s.name) {
             None => true,
+            Some(_) if self.waves.contains_key(&s.name) => true,
             Some(t) => match &t.phase {
                 Phase::RolledBack { .. } | Phase::GaveUp { .. } => !still_applies(s, t),
                 Phase::Steady => t.in_force != s.active,
@@ -156,8 +193,16 @@ impl Tracks {
                 state.services.iter().map(|s| s.name.as_str()).collect();
             self.tracks.retain(|name, _| keep.contains(name.as_str()));
         }
-        let mut decisions = Vec::new();
-        self.pending = 0;
+        self.waves
+            .retain(|name, _| state.service(name).is_some_and(|s| s.rollout.is_some()));
+        // While waves roll out, the bake goes on (it judges every wave).
+        for name in self.waves.keys() {
+            if let (Some(s), Some(t)) = (state.service(name), self.tracks.get_mut(name)) {
+                extend_bake(t, s, now);
+            }
+        }
+        // Each service's own decision first, then what spans services.
+        let mut stepped: Vec<(&Service, Track, Option<Transition>)> = Vec::new();
         for s in &state.services {
             if !self.needs_step(s) {
                 continue;
@@ -169,18 +214,230 @@ impl Tracks {
                 Some(track) => {
                     let seen = observe.observe(s, track, now);
                     let (next, transition) = decide::decide(s, track, &seen, now);
-                    self.tracks.insert(s.name.clone(), next);
-                    if let Some(transition) = transition {
-                        decisions.push(Decision {
-                            service: s.name.clone(),
-                            transition,
-                        });
-                    }
+                    stepped.push((s, next, transition));
                 }
             }
-            self.pending += usize::from(self.needs_step(s));
         }
+        self.hold_groups(state, &mut stepped, now);
+        let mut decisions = Vec::new();
+        for (s, next, transition) in stepped {
+            self.tracks.insert(s.name.clone(), next);
+            if let Some(transition) = transition {
+                decisions.push(Decision {
+                    service: s.name.clone(),
+                    transition,
+                });
+            }
+        }
+        self.follow_waves(state, &mut decisions, now);
+        self.roll_back_groups(state, &mut decisions);
+        self.advance_waves(state, observe, &mut decisions, now);
+        self.pending = state.services.iter().filter(|s| self.needs_step(s)).count();
         decisions
+    }
+
+    /// A release group switches in one step or not at all: while a member that asks for
+    /// a switch cannot make it yet (its gate, the schema guard), the members that could
+    /// wait with it, as if gated.
+    fn hold_groups(
+        &self,
+        state: &DesiredState,
+        stepped: &mut [(&Service, Track, Option<Transition>)],
+        now: Instant,
+    ) {
+        let switching = |s: &Service| {
+            self.tracks
+                .get(&s.name)
+                .is_some_and(|t| t.in_force != s.active && still_asks(s, t))
+        };
+        let mut blocked: Vec<&str> = Vec::new();
+        for s in &state.services {
+            let Some(group) = &s.group else { continue };
+            if !switching(s) {
+                continue;
+            }
+            let switched = stepped
+                .iter()
+                .any(|(t, next, _)| t.name == s.name && next.in_force == s.active);
+            if !switched {
+                blocked.push(group);
+            }
+        }
+        if blocked.is_empty() {
+            return;
+        }
+        for (s, next, transition) in stepped.iter_mut() {
+            let held = s.group.as_deref().is_some_and(|g| blocked.contains(&g));
+            if !held || !matches!(transition, Some(Transition::Switched { .. })) {
+                continue;
+            }
+            let before = &self.tracks[&s.name];
+            let since = match before.phase {
+                Phase::Gating { since, .. } => since,
+                _ => now,
+            };
+            *next = Track {
+                in_force: before.in_force,
+                phase: Phase::Gating {
+                    to: s.active,
+                    since,
+                },
+            };
+            *transition = None;
+        }
+    }
+
+    /// Starts, or ends, the waves of each switch just made; remembers which members of a
+    /// release group moved together.
+    fn follow_waves(&mut self, state: &DesiredState, decisions: &mut [Decision], now: Instant) {
+        let mut moved: HashMap<String, Vec<String>> = HashMap::new();
+        for d in decisions.iter() {
+            let Some(s) = state.service(&d.service) else {
+                continue;
+            };
+            match &d.transition {
+                Transition::Switched { from, to } => {
+                    if let Some(group) = &s.group {
+                        moved.entry(group.clone()).or_default().push(s.name.clone());
+                    }
+                    let rolling_back = self.waves.get(&s.name).is_some_and(|w| w.from == *to);
+                    if rolling_back || s.rollout.is_none() {
+                        // Back to the color the waves not reached still have: everywhere
+                        // at once.
+                        self.waves.remove(&s.name);
+                    } else {
+                        self.waves.insert(
+                            s.name.clone(),
+                            WaveProgress {
+                                from: *from,
+                                reached: 0,
+                                since: now,
+                            },
+                        );
+                    }
+                }
+                Transition::RolledBack { .. } => {
+                    self.waves.remove(&s.name);
+                }
+                _ => {}
+            }
+        }
+        self.moved.extend(moved);
+    }
+
+    /// When a member of a release group rolls back, the members that moved with it and
+    /// still have the color it moved to roll back too, for the same reason.
+    fn roll_back_groups(&mut self, state: &DesiredState, decisions: &mut Vec<Decision>) {
+        let mut more = Vec::new();
+        for d in decisions.iter() {
+            let Transition::RolledBack { reason, .. } = &d.transition else {
+                continue;
+            };
+            let Some(group) = state.service(&d.service).and_then(|s| s.group.as_ref()) else {
+                continue;
+            };
+            for member in self.moved.get(group).into_iter().flatten() {
+                let Some(s) = state.service(member) else {
+                    continue;
+                };
+                let rolled = decisions.iter().chain(&more).any(|d: &Decision| {
+                    d.service == *member && matches!(d.transition, Transition::RolledBack { .. })
+                });
+                let Some(track) = self.tracks.get(member) else {
+                    continue;
+                };
+                if rolled || track.in_force != s.active {
+                    continue;
+                }
+                let (next, transition) = decide::roll_back(s, track, reason.clone());
+                self.tracks.insert(member.clone(), next);
+                self.waves.remove(member);
+                more.push(Decision {
+                    service: member.clone(),
+                    transition,
+                });
+            }
+        }
+        decisions.extend(more);
+    }
+
+    /// Moves each rollout on to its next wave once every proxy of the waves so far holds
+    /// the switch and it soaked; a release group's members move on together.
+    fn advance_waves(
+        &mut self,
+        state: &DesiredState,
+        observe: &dyn Observe,
+        decisions: &mut Vec<Decision>,
+        now: Instant,
+    ) {
+        let ready = |s: &Service, w: &WaveProgress| {
+            let soak = s.rollout.as_ref().map_or(Duration::ZERO, |r| r.soak);
+            now.saturating_duration_since(w.since) >= soak && observe.waves_synced(s, w)
+        };
+        let mut go: Vec<String> = Vec::new();
+        for s in &state.services {
+            let Some(w) = self.waves.get(&s.name) else {
+                continue;
+            };
+            let members_ready = match &s.group {
+                None => ready(s, w),
+                Some(g) => state
+                    .services
+                    .iter()
+                    .filter(|m| m.group.as_ref() == Some(g))
+                    .all(|m| self.waves.get(&m.name).is_none_or(|mw| ready(m, mw))),
+            };
+            if members_ready {
+                go.push(s.name.clone());
+            }
+        }
+        for name in go {
+            let Some(s) = state.service(&name) else {
+                continue;
+            };
+            let last = s.rollout.as_ref().map_or(0, |r| r.last());
+            let w = self
+                .waves
+                .get_mut(&name)
+                .expect("bug: a rolling service lost its waves");
+            w.reached += 1;
+            w.since = now;
+            let wave = w.reached;
+            if wave >= last {
+                self.waves.remove(&name);
+            }
+            if let Some(track) = self.tracks.get_mut(&name) {
+                extend_bake(track, s, now);
+            }
+            decisions.push(Decision {
+                service: name,
+                transition: Transition::WaveReached {
+                    color: s.active,
+                    wave: wave + 1,
+                    of: last + 1,
+                },
+            });
+        }
+    }
+
+    /// The switches on their way through their waves, for the snapshot variants.
+    pub fn rolling(&self) -> Vec<Rolling> {
+        let mut rolling: Vec<Rolling> = self
+            .waves
+            .iter()
+            .map(|(name, w)| Rolling {
+                services: vec![name.clone()],
+                from: w.from,
+                reached: w.reached,
+            })
+            .collect();
+        rolling.sort_by(|a, b| a.services.cmp(&b.services));
+        rolling
+    }
+
+    /// Where `service`'s switch is in its waves, while it is on its way.
+    pub fn wave_progress(&self, service: &str) -> Option<&WaveProgress> {
+        self.waves.get(service)
     }
 
     /// The color in force for `service`.
@@ -229,6 +486,24 @@ impl Tracks {
             s.active = self.in_force(s);
         }
         Arc::new(in_force)
+    }
+}
+
+/// Does the file still ask for a switch the track has not made (not one a rollback or a
+/// given-up gate for the same `attempt` stands against)?
+fn still_asks(s: &Service, t: &Track) -> bool {
+    match &t.phase {
+        Phase::RolledBack { .. } | Phase::GaveUp { .. } => !still_applies(s, t),
+        _ => true,
+    }
+}
+
+/// While waves roll out the bake goes on: reaching a wave keeps it watching for at least
+/// that wave's soak.
+fn extend_bake(track: &mut Track, s: &Service, now: Instant) {
+    let soak = s.rollout.as_ref().map_or(Duration::ZERO, |r| r.soak);
+    if let Phase::Baking { until, .. } = &mut track.phase {
+        *until = (*until).max(now + soak);
     }
 }
 

@@ -12,6 +12,9 @@ pub struct Details {
     pub gate: Option<GateView>,
     /// Each color's traffic across the fleet from the load reports (blue, then green).
     pub traffic: Vec<ColorTraffic>,
+    /// Each wave's proxies, with a `rollout:` (shown in [`super::status::RolloutView`]).
+    #[serde(skip)]
+    pub census: Option<Vec<crate::fleet::WaveCensus>>,
 }
 
 /// A gate's progress.

@@ -8,6 +8,7 @@
 pub mod changes;
 mod debounce;
 pub mod files;
+pub mod fleet;
 pub mod limits;
 mod lookups;
 mod model;
@@ -20,6 +21,7 @@ mod yaml;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use fleet::{Rollout, Selector};
 pub use model::{
     ClientCertificate, Color, ColorSpec, Credential, DesiredState, DnsDiscovery, Endpoint, FileRef,
     HealthCheck, Listener, LocalityGroup, OutlierDetection, Problem, SYSTEM_CA_BUNDLE, Service,

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::fleet::Rollout;
 use super::workflow::{Bake, Database, Gate, Preview, Shadow};
 use crate::hash::short_hash;
 
@@ -62,6 +63,12 @@ pub struct Service {
     /// on another backend and, when the color has several priorities, on the next one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retries: Option<u32>,
+    /// The switch reaches the proxies wave by wave (`rollout:`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
+    /// The release group: services of one group switch together and roll back together.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 /// The backends of one color, and how Envoy reaches them. Every key after `endpoints` is

@@ -15,6 +15,7 @@ use super::limits::{MAX_LISTENERS, MAX_SERVICES};
 use super::model::{Color, ColorSpec, DesiredState, Listener, Problem, Service};
 use super::yaml;
 
+mod fleet;
 mod locality;
 mod problems;
 mod upstream;
@@ -60,6 +61,8 @@ struct RawService {
     bake: Option<Spanned<RawBake>>,
     database: Option<Spanned<String>>,
     retries: Option<Spanned<i64>>,
+    rollout: Option<Spanned<fleet::RawRollout>>,
+    group: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -172,6 +175,7 @@ fn validate(raw: RawState) -> Result<DesiredState, Vec<Problem>> {
         .map(|(addr, name)| (*addr, format!("listener `{name}`")))
         .collect();
     let mut services = Vec::new();
+    let mut service_locations = Vec::new();
     let mut service_names: HashMap<String, Location> = HashMap::new();
     // (listener, domain) -> service, because Envoy rejects a RouteConfiguration in which
     // two virtual hosts claim the same domain.
@@ -245,6 +249,8 @@ fn validate(raw: RawState) -> Result<DesiredState, Vec<Problem>> {
         let shadow = workflow::shadow(&mut problems, s.shadow);
         let gate = workflow::gate(&mut problems, s.gate);
         let bake = workflow::bake(&mut problems, s.bake);
+        let rollout = fleet::rollout(&mut problems, s.rollout);
+        let group = fleet::group(&mut problems, s.group);
         let active = match s.active.value.as_str() {
             "blue" => Some(Color::Blue),
             "green" => Some(Color::Green),
@@ -278,10 +284,14 @@ fn validate(raw: RawState) -> Result<DesiredState, Vec<Problem>> {
                 bake,
                 database,
                 retries,
+                rollout,
+                group,
             });
+            service_locations.push(service_at);
         }
     }
 
+    fleet::check_groups(&mut problems, &services, &service_locations);
     if problems.0.is_empty() {
         Ok(DesiredState {
             listeners,

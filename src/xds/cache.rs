@@ -5,11 +5,19 @@
 //! coalesced for free), publishing never waits for slow streams, and a reader clones an
 //! `Arc`, never the resources. Snapshots are built and consistency-checked before they are
 //! published, so a reader never sees a half-written one.
+//!
+//! Not every proxy need get the same snapshot: while a switch rolls out wave by wave, the
+//! proxies of the waves it has not reached yet get a variant of it. What decides a proxy's
+//! variant, and builds one, is the application's ([`Variants`]); a variant is built once,
+//! when the first proxy that needs it asks, and shared by every stream of the same key, so
+//! 10,000 proxies in three waves cost three snapshots, not 10,000.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use dashmap::DashMap;
+use envoy_types::pb::envoy::config::core::v3::Node;
 use tokio::sync::watch;
 
 use super::ResourceType;
@@ -18,7 +26,6 @@ use super::snapshot::{Resource, ResourceSet, Snapshot};
 
 /// A snapshot as it is served: its resources, and the responses streams have encoded from
 /// them so far.
-#[derive(Debug)]
 pub struct Published {
     snapshot: Snapshot,
     /// Encoded responses by [`response_key`]: every stream sending the same content shares
@@ -26,14 +33,72 @@ pub struct Published {
     /// publish, and the first encodes while the others of its shard wait for it instead of
     /// encoding again. Gone with the snapshot.
     responses: DashMap<u64, Bytes>,
+    /// Where some proxies get another snapshot than this one; `None`: every proxy gets it.
+    variants: Option<Arc<dyn Variants>>,
+    /// The variants built so far, by key; each built once, by the first stream that asks.
+    built: Mutex<HashMap<Vec<u8>, Arc<Built>>>,
+}
+
+/// A variant, once built.
+type Built = OnceLock<Arc<Published>>;
+
+/// What makes some proxies get a variant of the published snapshot (a rollout between
+/// waves): which variant a node gets, and how one is built.
+pub trait Variants: Send + Sync + std::fmt::Debug {
+    /// The key of the variant `node` gets; `None` for the published snapshot itself.
+    fn key(&self, node: &Node) -> Option<Vec<u8>>;
+    /// The variant of `key`; `None` when it cannot be built (a bug, logged by the
+    /// implementation): then the proxy gets the published snapshot.
+    fn build(&self, key: &[u8]) -> Option<Snapshot>;
 }
 
 impl Published {
     pub fn new(snapshot: Snapshot) -> Published {
+        Published::with_variants(snapshot, None)
+    }
+
+    /// A snapshot whose proxies may get a variant of it (see [`Variants`]).
+    pub fn with_variants(snapshot: Snapshot, variants: Option<Arc<dyn Variants>>) -> Published {
         Published {
             snapshot,
             responses: DashMap::new(),
+            variants,
+            built: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// What the proxy of `node` is served: this snapshot, or its variant for the node.
+    /// Before a stream knows its node (`None`), this snapshot.
+    pub fn for_node(self: &Arc<Self>, node: Option<&Node>) -> Arc<Published> {
+        let (Some(variants), Some(node)) = (&self.variants, node) else {
+            return self.clone();
+        };
+        let Some(key) = variants.key(node) else {
+            return self.clone();
+        };
+        let cell = self
+            .built
+            .lock()
+            .expect("bug: variant map lock poisoned")
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        cell.get_or_init(|| match variants.build(&key) {
+            Some(mut snapshot) => {
+                snapshot.share_unchanged(&self.snapshot);
+                Arc::new(Published::new(snapshot))
+            }
+            None => self.clone(),
+        })
+        .clone()
+    }
+
+    /// How many variants of this snapshot were built (proxies were served).
+    pub fn variants_built(&self) -> usize {
+        self.built
+            .lock()
+            .expect("bug: variant map lock poisoned")
+            .len()
     }
 
     /// The resources.
@@ -75,6 +140,15 @@ impl Published {
     }
 }
 
+impl std::fmt::Debug for Published {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Published")
+            .field("snapshot", &self.snapshot)
+            .field("variants", &self.variants)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Cheap, cloneable read handle.
 #[derive(Clone, Debug)]
 pub struct SnapshotCache {
@@ -109,9 +183,15 @@ impl SnapshotCache {
 
 impl SnapshotWriter {
     /// Publishes `snapshot` to every stream. It must already be consistency-checked.
-    pub fn publish(&self, mut snapshot: Snapshot) {
+    pub fn publish(&self, snapshot: Snapshot) {
+        self.publish_with(snapshot, None);
+    }
+
+    /// Publishes `snapshot`, of which the proxies `variants` picks get a variant.
+    pub fn publish_with(&self, mut snapshot: Snapshot, variants: Option<Arc<dyn Variants>>) {
         snapshot.share_unchanged(self.tx.borrow().snapshot());
-        self.tx.send_replace(Arc::new(Published::new(snapshot)));
+        self.tx
+            .send_replace(Arc::new(Published::with_variants(snapshot, variants)));
     }
 
     /// The snapshot in force now.

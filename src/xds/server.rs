@@ -306,7 +306,9 @@ impl<S: AdsStream> Driver<S> {
                             return Some(Err(status));
                         }
                         self.bucket.take(std::time::Instant::now());
-                        self.stream.on_request(req)
+                        let before = self.serve_variant(&req);
+                        let step = self.stream.on_request(req);
+                        before.then(step)
                     }
                     Ok(None) => {
                         debug!("proxy closed the stream");
@@ -324,12 +326,33 @@ impl<S: AdsStream> Driver<S> {
                     if changed.is_err() {
                         return None; // the server is shutting down
                     }
-                    let snapshot = self.snapshots.borrow_and_update().clone();
-                    self.stream.on_snapshot(snapshot)
+                    let published = self.snapshots.borrow_and_update().clone();
+                    let node = self.stream.node().map(|n| &**n);
+                    self.stream.on_snapshot(published.for_node(node))
                 }
             };
             self.after(step);
         }
+    }
+
+    /// On the first request that names the proxy (before it subscribes to anything): the
+    /// stream serves the snapshot this proxy gets, which may be a variant of the one
+    /// published (a rollout between waves). A node is kept once, so this is once a stream.
+    /// Returns what that took (nothing, unless the stream subscribed before it said who
+    /// it is).
+    fn serve_variant(&mut self, req: &S::Request) -> Step {
+        if self.stream.node().is_some() {
+            return Step::default();
+        }
+        let Some(node) = S::request_node(req) else {
+            return Step::default();
+        };
+        let published = self.snapshots.borrow().clone();
+        let variant = published.for_node(Some(node));
+        if Arc::ptr_eq(&variant, &published) {
+            return Step::default();
+        }
+        self.stream.on_snapshot(variant)
     }
 
     /// Checks a request against the stream's bounds (and, the first time, the authorizer);

@@ -46,6 +46,18 @@ pub struct Step {
     pub events: Vec<StreamEvent>,
 }
 
+impl Step {
+    /// This step, then `next`: both steps' responses and events, in that order.
+    pub fn then(mut self, next: Step) -> Step {
+        if self.responses.is_empty() && self.events.is_empty() {
+            return next;
+        }
+        self.responses.extend(next.responses);
+        self.events.extend(next.events);
+        self
+    }
+}
+
 /// The state of one SotW ADS stream: its [`StreamCore`] (which it dereferences to) and
 /// nothing else, its framing being whole sets.
 #[derive(Debug)]

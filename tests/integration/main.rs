@@ -46,4 +46,5 @@ mod state_watch_hostile;
 mod tls;
 mod upstream_tls;
 mod walkthrough;
+mod waves;
 mod zero_downtime;

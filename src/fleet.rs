@@ -1,0 +1,320 @@
+//! Which proxy is in which wave of a rollout, and the snapshot variants that hold a switch
+//! back from the waves it has not reached yet.
+//!
+//! A rolling unit is one service with a `rollout:` whose switch is on its way through the
+//! waves, or a release group of them (they share the rollout, so they move together). Its
+//! waves are matched against each proxy's node once per stream and snapshot; the proxy
+//! gets the published snapshot when every unit has reached its wave, else the variant in
+//! which the units it has not reached keep their previous color. The variant key is one
+//! byte per unit (reached or not), so the number of snapshots is bounded by the
+//! combinations of reached units the connected proxies fall into: one unit rolling, two
+//! snapshots, however many proxies and waves.
+
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::config::core::v3::Node;
+use globset::{Glob, GlobMatcher};
+use tracing::error;
+
+use crate::proxies::ProxyRegistry;
+use crate::state::files::Files;
+use crate::state::{Color, DesiredState, Rollout, Selector};
+use crate::xds::cache::{Published, Variants};
+use crate::xds::snapshot::{InconsistentSnapshot, Snapshot};
+use crate::xds::sync::ProxyStatus;
+
+/// A selector ready to match nodes (its glob compiled once).
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    selector: Selector,
+    node: Option<GlobMatcher>,
+}
+
+impl Matcher {
+    pub fn new(selector: &Selector) -> Matcher {
+        Matcher {
+            selector: selector.clone(),
+            // Validation compiled it already; a glob that does not compile matches nothing.
+            node: selector.node.as_deref().map(|g| {
+                Glob::new(g)
+                    .unwrap_or_else(|_| Glob::new("[]").expect("bug: the empty class glob"))
+                    .compile_matcher()
+            }),
+        }
+    }
+
+    /// Does `node` carry everything the selector asks?
+    pub fn matches(&self, node: &Node) -> bool {
+        let s = &self.selector;
+        let locality = node.locality.as_ref();
+        let field = |want: &Option<String>, have: Option<&str>| {
+            want.as_deref().is_none_or(|w| have == Some(w))
+        };
+        field(&s.cluster, Some(node.cluster.as_str()))
+            && self.node.as_ref().is_none_or(|g| g.is_match(&node.id))
+            && field(&s.region, locality.map(|l| l.region.as_str()))
+            && field(&s.zone, locality.map(|l| l.zone.as_str()))
+            && field(&s.sub_zone, locality.map(|l| l.sub_zone.as_str()))
+            && s.metadata
+                .iter()
+                .all(|(k, v)| metadata_string(node, k) == Some(v))
+    }
+}
+
+/// A string field of the node's metadata (a number is compared as its text).
+fn metadata_string<'a>(node: &'a Node, key: &str) -> Option<&'a String> {
+    use envoy_types::pb::google::protobuf::value::Kind;
+    match node.metadata.as_ref()?.fields.get(key)?.kind.as_ref()? {
+        Kind::StringValue(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// A rollout's waves, ready to place proxies.
+#[derive(Debug, Clone)]
+pub struct Waves {
+    matchers: Vec<Matcher>,
+}
+
+impl Waves {
+    pub fn new(rollout: &Rollout) -> Waves {
+        Waves {
+            matchers: rollout.waves.iter().map(Matcher::new).collect(),
+        }
+    }
+
+    /// The wave `node` is in (from 0): the first whose selector it matches, else the last.
+    pub fn wave_of(&self, node: &Node) -> usize {
+        self.matchers
+            .iter()
+            .position(|m| m.matches(node))
+            .unwrap_or(self.matchers.len().saturating_sub(1))
+    }
+}
+
+/// The proxies of one wave, and where they stand.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct WaveCensus {
+    pub proxies: usize,
+    /// Synced at the state they are owed now.
+    pub synced: usize,
+    /// Subscribed to nothing yet: they hold nothing to wait for.
+    pub connecting: usize,
+}
+
+impl WaveCensus {
+    /// Every proxy holds what it is owed, or holds nothing yet.
+    pub fn settled(&self) -> bool {
+        self.synced + self.connecting == self.proxies
+    }
+}
+
+/// Each wave's proxies, and how many hold the snapshot (or variant) `published` owes
+/// them.
+pub fn census(
+    registry: &ProxyRegistry,
+    published: &Arc<Published>,
+    waves: &Waves,
+) -> Vec<WaveCensus> {
+    let mut census = vec![WaveCensus::default(); waves.matchers.len().max(1)];
+    registry.each(|p| {
+        let Some(node) = p.node.as_deref() else {
+            let last = census.last_mut().expect("at least one wave");
+            last.proxies += 1;
+            last.connecting += 1;
+            return;
+        };
+        let wave = &mut census[waves.wave_of(node)];
+        wave.proxies += 1;
+        match p.status {
+            ProxyStatus::Connecting => wave.connecting += 1,
+            ProxyStatus::Synced
+                if p.state_version == published.for_node(Some(node)).snapshot().state_version =>
+            {
+                wave.synced += 1
+            }
+            _ => {}
+        }
+    });
+    census
+}
+
+/// One service (or release group) whose switch is on its way through its waves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rolling {
+    /// The services that move (one, or a release group's members).
+    pub services: Vec<String>,
+    /// The color the waves not reached yet keep.
+    pub from: Color,
+    /// The last wave that has the switch (from 0).
+    pub reached: usize,
+}
+
+/// The variants of a published state while some units roll out (see the module docs).
+pub struct FleetVariants {
+    units: Vec<(Rolling, Waves)>,
+    state: Arc<DesiredState>,
+    files: Arc<Files>,
+    translate: fn(&DesiredState, &Files) -> Result<Snapshot, InconsistentSnapshot>,
+}
+
+impl std::fmt::Debug for FleetVariants {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FleetVariants")
+            .field("units", &self.units)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FleetVariants {
+    /// The variants of `state` (in force, every switch complete) while `rolling` roll out;
+    /// `None` when nothing rolls. Each unit's waves come from the rollout of its first
+    /// service (a group's members share one).
+    pub fn new(
+        rolling: &[Rolling],
+        state: Arc<DesiredState>,
+        files: Arc<Files>,
+        translate: fn(&DesiredState, &Files) -> Result<Snapshot, InconsistentSnapshot>,
+    ) -> Option<Arc<FleetVariants>> {
+        let units: Vec<(Rolling, Waves)> = rolling
+            .iter()
+            .filter_map(|r| {
+                let first = state.service(r.services.first()?)?;
+                Some((r.clone(), Waves::new(first.rollout.as_ref()?)))
+            })
+            .collect();
+        if units.is_empty() {
+            return None;
+        }
+        Some(Arc::new(FleetVariants {
+            units,
+            state,
+            files,
+            translate,
+        }))
+    }
+}
+
+impl Variants for FleetVariants {
+    fn key(&self, node: &Node) -> Option<Vec<u8>> {
+        let key: Vec<u8> = self
+            .units
+            .iter()
+            .map(|(r, waves)| u8::from(waves.wave_of(node) > r.reached))
+            .collect();
+        key.contains(&1).then_some(key)
+    }
+
+    fn build(&self, key: &[u8]) -> Option<Snapshot> {
+        let mut state = (*self.state).clone();
+        for ((rolling, _), held) in self.units.iter().zip(key) {
+            if *held == 0 {
+                continue;
+            }
+            for s in &mut state.services {
+                if rolling.services.contains(&s.name) {
+                    s.active = rolling.from;
+                }
+            }
+        }
+        match (self.translate)(&state, &self.files) {
+            Ok(snapshot) => Some(snapshot),
+            Err(e) => {
+                error!(error = %e, "bug: a wave's variant of a valid state translated inconsistently; its proxies get the switch early");
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::envoy::config::core::v3::Locality;
+    use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
+
+    fn node(id: &str, cluster: &str, zone: &str) -> Node {
+        Node {
+            id: id.into(),
+            cluster: cluster.into(),
+            locality: Some(Locality {
+                region: "eu".into(),
+                zone: zone.into(),
+                sub_zone: String::new(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn rollout(yaml_waves: &str) -> Rollout {
+        let text = include_str!("../tests/fixtures/one_service.yaml").replace(
+            "    active: blue\n",
+            &format!("    active: blue\n    rollout:\n      waves: {yaml_waves}\n"),
+        );
+        let state = crate::state::parse_str(&text).unwrap();
+        state.services[0].rollout.clone().unwrap()
+    }
+
+    #[test]
+    fn a_proxy_is_in_the_first_wave_it_matches_and_else_in_the_last() {
+        let waves = Waves::new(&rollout(
+            "[{zone: a}, {cluster: edge, node: \"edge-1*\"}, {region: us}]",
+        ));
+        assert_eq!(waves.wave_of(&node("x", "core", "a")), 0);
+        assert_eq!(waves.wave_of(&node("edge-12", "edge", "b")), 1);
+        assert_eq!(
+            waves.wave_of(&node("edge-2", "edge", "b")),
+            2,
+            "no match: last"
+        );
+        assert_eq!(waves.wave_of(&Node::default()), 2, "no locality: last");
+    }
+
+    #[test]
+    fn metadata_selectors_compare_string_fields() {
+        let waves = Waves::new(&rollout("[{metadata: {ring: canary}}, {}]"));
+        let mut canary = node("x", "c", "a");
+        canary.metadata = Some(Struct {
+            fields: [(
+                "ring".to_owned(),
+                Value {
+                    kind: Some(Kind::StringValue("canary".into())),
+                },
+            )]
+            .into(),
+        });
+        assert_eq!(waves.wave_of(&canary), 0);
+        assert_eq!(waves.wave_of(&node("y", "c", "a")), 1);
+    }
+
+    #[test]
+    fn proxies_of_waves_not_reached_get_the_previous_color_and_share_one_variant() {
+        let text = include_str!("../tests/fixtures/one_service.yaml").replace(
+            "    active: blue\n",
+            "    active: green\n    rollout:\n      waves: [{zone: a}, {zone: b}, {}]\n",
+        );
+        let state = Arc::new(crate::state::parse_str(&text).unwrap());
+        let rolling = [Rolling {
+            services: vec!["summarizer".into()],
+            from: Color::Blue,
+            reached: 0,
+        }];
+        let variants = FleetVariants::new(
+            &rolling,
+            state.clone(),
+            Arc::new(Files::default()),
+            crate::translate::translate_with,
+        )
+        .unwrap();
+        assert_eq!(variants.key(&node("a1", "c", "a")), None);
+        let b = variants.key(&node("b1", "c", "b")).unwrap();
+        assert_eq!(variants.key(&node("z1", "c", "z")), Some(b.clone()));
+        let held = variants.build(&b).unwrap();
+        let base = crate::translate::translate(&state).unwrap();
+        assert_ne!(held.state_version, base.state_version);
+        let mut blue = (*state).clone();
+        blue.services[0].active = Color::Blue;
+        let blue = crate::translate::translate(&blue).unwrap();
+        assert_eq!(held.state_version, blue.state_version);
+    }
+}
