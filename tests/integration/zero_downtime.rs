@@ -3,7 +3,8 @@
 //! debounce). Not one request may fail, and after the last flip every request reaches the
 //! final color within 1 s. Every Envoy reports its load (LRS); one run also gates and bakes
 //! every switch, one has each color in two localities with failover on (outlier detection,
-//! health checks, retries). Every scenario runs against Envoys speaking each ADS variant
+//! health checks, retries), and one rolls every switch out in two waves (one per zone, each
+//! with its own Envoy) with the same localities. Every scenario runs against Envoys speaking each ADS variant
 //! (SotW and delta).
 
 use std::time::Duration;
@@ -21,6 +22,7 @@ crate::both_protocols!(
     hundred_flips_through_five_envoys_drop_nothing,
     hundred_gated_and_baked_flips_drop_nothing,
     hundred_flips_between_colors_in_two_localities_with_failover_on_drop_nothing,
+    hundred_flips_rolled_out_in_two_waves_of_envoys_in_two_zones_drop_nothing,
 );
 
 const FLIPS: usize = 100;
@@ -48,16 +50,18 @@ async fn flip_under_load(
     seed: u64,
     keys: &str,
 ) -> (Report, String) {
-    flip_edited_under_load(xds, protocol, envoys, seed, keys, |_, state| state).await
+    flip_edited_under_load(xds, protocol, envoys, seed, keys, &[], |_, state| state).await
 }
 
-/// [`flip_under_load`], each saved state passed through `edit` (given the scene) first.
+/// [`flip_under_load`], each saved state passed through `edit` (given the scene) first;
+/// Envoy `i` is in zone `zones[i % zones.len()]` of region `r` (none when `zones` is empty).
 async fn flip_edited_under_load(
     xds: Xds,
     protocol: Protocol,
     envoys: usize,
     seed: u64,
     keys: &str,
+    zones: &[&str],
     edit: impl Fn(&BlueGreen, String) -> String,
 ) -> (Report, String) {
     let scene = BlueGreen::start().await;
@@ -74,7 +78,15 @@ async fn flip_edited_under_load(
     // kernel spreads the load client's connections over them.
     let mut proxies = Vec::new();
     for i in 0..envoys {
-        proxies.push(scene.envoy_speaking(&format!("flip-{i}"), xds).await);
+        let mut envoy =
+            crate::common::envoy::Envoy::builder(&format!("flip-{i}"), cp.xds_addr()).xds(xds);
+        if !zones.is_empty() {
+            let zone = zones[i % zones.len()];
+            envoy = envoy.config_yaml(&format!("node: {{locality: {{region: r, zone: {zone}}}}}"));
+        }
+        let envoy = envoy.start().await;
+        envoy.wait_live(Duration::from_secs(20)).await;
+        proxies.push(envoy);
     }
     assert_eventually!(
         Duration::from_secs(5),
@@ -182,6 +194,44 @@ async fn hundred_flips_between_colors_in_two_localities_with_failover_on_drop_no
         1,
         0x5eed_0007,
         "    retries: 2\n",
+        &[],
+        edit,
+    )
+    .await;
+    assert_nothing_dropped(&report);
+}
+
+async fn hundred_flips_rolled_out_in_two_waves_of_envoys_in_two_zones_drop_nothing(xds: Xds) {
+    // Every switch reaches zone A's Envoy, then zone B's once A's holds it (no soak: the
+    // flips come every 10-200 ms); a flip back mid-rollout reverts zone A at once. Each
+    // color is in both zones with failover on, as in the scenario above.
+    let standby_blue = Backend::start("blue", "v1");
+    let standby_green = Backend::start("green", "v2");
+    let localities = |primary: SocketAddr, standby: SocketAddr| {
+        format!(
+            "      localities:\n        - {{region: r, zone: a, endpoints: [\"{primary}\"]}}\n        - {{region: r, zone: b, priority: 1, endpoints: [\"{standby}\"]}}\n      outlier_detection: {{}}\n"
+        )
+    };
+    let edit = |scene: &BlueGreen, state: String| {
+        state
+            .replace(
+                &format!("      endpoints: [\"{}\"]\n", scene.blue.addr()),
+                &localities(scene.blue.addr(), standby_blue.addr()),
+            )
+            .replace(
+                &format!("      endpoints: [\"{}\"]\n", scene.green.addr()),
+                &localities(scene.green.addr(), standby_green.addr()),
+            )
+    };
+    let keys =
+        "    retries: 2\n    rollout:\n      soak: 0s\n      waves: [{zone: a}, {zone: b}]\n";
+    let (report, _) = flip_edited_under_load(
+        xds,
+        Protocol::Http1,
+        2,
+        0x5eed_0008,
+        keys,
+        &["a", "b"],
         edit,
     )
     .await;
