@@ -1,11 +1,19 @@
-//! The admin HTTP server: `/healthz`, `/readyz`, `/status` and `/metrics`.
+//! The admin HTTP server: the live dashboard (`/`, following `/events`), `/healthz`,
+//! `/readyz`, `/status` and `/metrics`.
+//!
+//! `GET /` is a read-only page, self-contained (no external asset), showing each service's
+//! live and idle colors and weights, its rollout, each color's traffic from Envoy's load
+//! reports, every proxy with its sync status and locality, the switches in flight, and the
+//! switches and rollbacks seen since it was opened; it updates itself from `GET /events`
+//! (Server-Sent Events: each event as the audit log writes it). See [`dashboard`].
 //!
 //! Served by [`serve`], an accept loop of its own rather than `axum::serve`, for two
 //! bounds ([`AdminLimits`]): a connection must finish its request headers within
 //! `header_timeout` (idle keep-alive connections included) or is closed, and at most
 //! `max_connections` are open at once; one more is closed as soon as it is accepted.
 //! Closing rather than queueing keeps the cost of a slowloris client bounded and the
-//! failure visible: a probe refused at the cap fails at once instead of hanging.
+//! failure visible: a probe refused at the cap fails at once instead of hanging. An open
+//! dashboard holds one connection (its `/events` stream) for as long as it is open.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -23,6 +31,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::warn;
 
+use crate::events::EventBus;
 use crate::load::board::LoadBoard;
 use crate::metrics::Metrics;
 use crate::proxies::{ProxyRecord, ProxyRegistry};
@@ -30,6 +39,8 @@ use crate::state::{Color, DesiredState};
 use crate::status::{StateBoard, service_statuses};
 use crate::xds::ResourceType;
 use crate::xds::cache::SnapshotCache;
+
+pub mod dashboard;
 
 /// What the admin handlers read.
 #[derive(Clone, Debug)]
@@ -40,6 +51,8 @@ pub struct AdminState {
     pub metrics: Metrics,
     /// Envoy's load reports.
     pub load: LoadBoard,
+    /// What happens, for the dashboard's `/events`.
+    pub events: EventBus,
 }
 
 /// Bounds on what admin HTTP clients can hold (`serve --admin-max-connections`,
@@ -86,6 +99,10 @@ pub async fn serve(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
+    // Long-lived responses (`/events`) end when this turns true, so that the graceful
+    // shutdown below does not wait for a dashboard to be closed.
+    let (draining, drained) = tokio::sync::watch::channel(false);
+    let router = router.layer(axum::Extension(dashboard::Draining(drained)));
     // Said once per spell at the cap, not once per refused connection (a flood).
     let mut refusing = false;
     tokio::pin!(stop);
@@ -125,11 +142,14 @@ pub async fn serve(
         });
     }
     drop(listener);
+    let _ = draining.send(true);
     graceful.shutdown().await;
 }
 
 pub fn router(state: AdminState) -> Router {
     Router::new()
+        .route("/", get(dashboard::page))
+        .route("/events", get(dashboard::events))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/status", get(status))
@@ -205,6 +225,27 @@ struct ProxyStatus<'a> {
     record: &'a ProxyRecord,
     /// Nothing due and no rejection standing: what `/status` showed before `status`.
     synced: bool,
+    /// Where the proxy's node says it is, when it says.
+    locality: Option<ProxyLocality<'a>>,
+}
+
+/// A node's locality, as `/status` shows it.
+#[derive(Serialize)]
+struct ProxyLocality<'a> {
+    region: &'a str,
+    zone: &'a str,
+    sub_zone: &'a str,
+}
+
+impl<'a> ProxyLocality<'a> {
+    fn of(record: &'a ProxyRecord) -> Option<ProxyLocality<'a>> {
+        let l = record.node.as_ref()?.locality.as_ref()?;
+        Some(ProxyLocality {
+            region: &l.region,
+            zone: &l.zone,
+            sub_zone: &l.sub_zone,
+        })
+    }
 }
 
 async fn status(State(s): State<AdminState>) -> Json<Value> {
@@ -230,6 +271,7 @@ async fn status(State(s): State<AdminState>) -> Json<Value> {
         .map(|p| ProxyStatus {
             record: p,
             synced: p.status.is_settled(),
+            locality: ProxyLocality::of(p),
         })
         .collect();
     // Whether saves can be applied at all: a file that cannot be read keeps the state

@@ -92,7 +92,8 @@ enum Command {
         /// Port 0 picks a free port.
         #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_XDS_ADDR)]
         xds_addr: SocketAddr,
-        /// Address for the admin HTTP server (/healthz, /readyz, /status, /metrics).
+        /// Address for the admin HTTP server: / (a read-only live dashboard, updated from
+        /// /events), /healthz, /readyz, /status, /metrics.
         #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_ADMIN_ADDR)]
         admin_addr: SocketAddr,
         /// Where the platform does not report closes (not Linux), a save still being

@@ -421,6 +421,7 @@ impl Server {
             cache,
             metrics,
             load,
+            events,
         });
         let mut admin_stop = stop_rx.clone();
         let admin_task = tokio::spawn(admin::serve(

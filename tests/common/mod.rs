@@ -5,6 +5,8 @@
 //! benches include it with `#[path]`.
 //!
 //! - [`tools`]: finds or provisions the Envoy and grpcurl binaries.
+//! - [`chromium`]: a headless Chromium (installed from Debian's packages on first use),
+//!   driven over the DevTools protocol.
 //! - [`envoy`]: an Envoy process guard rendered from `envoy/bootstrap.yaml`.
 //! - [`backend`]: an HTTP/1.1 + h2c server answering with its color and version.
 //! - [`http`]: a one-request-per-connection HTTP/1.1 client.
@@ -13,6 +15,7 @@
 #![allow(dead_code, unused_imports, unused_macros)]
 
 pub mod backend;
+pub mod chromium;
 pub mod control_plane;
 pub mod envoy;
 pub mod http;

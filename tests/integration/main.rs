@@ -17,6 +17,7 @@ mod cli;
 mod cli_diff;
 mod cli_schema;
 mod cli_status;
+mod dashboard;
 mod delta_wire;
 mod e2e_switch;
 mod gate;
