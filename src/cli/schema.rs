@@ -205,6 +205,43 @@ pub fn schema() -> Value {
             "description": "How many times Envoy retries a request that failed (5xx, reset, refused, connect failure), each time on a backend not tried yet and, after two tries in one priority, on the next priority. The clusters get a retry budget (20 % of requests in flight, at least 10 retries at once per retry allowed) instead of Envoy's default of 3 concurrent retries. Default: no retries."
         }),
     );
+    service.insert(
+        "rollout".to_owned(),
+        json!({
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["waves"],
+            "description": "A switch reaches the proxies wave by wave: the first wave first, the next once every connected proxy of the waves so far acknowledged it and `soak` passed (with a `bake`, the bake watches until the last wave soaked). A tripped bake, or setting `active` back mid-rollout, goes back everywhere at once.",
+            "properties": {
+                "soak": {"type": "string", "description": "How long each wave runs before the next gets the switch. Default: 30s."},
+                "waves": {
+                    "type": "array",
+                    "minItems": 2,
+                    "maxItems": 10,
+                    "description": "Selectors over the proxy's node, in order: a proxy is in the first wave it matches, else in the last. `{}` matches every proxy.",
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": false,
+                        "properties": {
+                            "cluster": {"type": "string", "description": "The node's cluster, exactly."},
+                            "node": {"type": "string", "description": "A glob over the node id (`*`, `?`, `[a-z]`)."},
+                            "region": {"type": "string", "description": "The node's locality region, exactly."},
+                            "zone": {"type": "string", "description": "The node's locality zone, exactly."},
+                            "sub_zone": {"type": "string", "description": "The node's locality sub-zone, exactly."},
+                            "metadata": {"type": "object", "additionalProperties": {"type": ["string", "number"]}, "description": "String fields of the node's metadata, exactly."}
+                        }
+                    }
+                }
+            }
+        }),
+    );
+    service.insert(
+        "group".to_owned(),
+        json!({
+            "type": "string",
+            "description": "A release group: services of one group switch in the same step (one route update per proxy) or not at all, move through their waves together (they must declare the same `rollout`), and roll back together when one member's bake trips."
+        }),
+    );
     v
 }
 

@@ -104,6 +104,10 @@ fn good_files() -> Vec<String> {
             "      localities:\n        - {region: eu, zone: eu-a, endpoints: [\"127.0.0.1:8081\"]}\n        - {sub_zone: rack-2, priority: 1, endpoints: [\"127.0.0.1:8083\"]}\n      outlier_detection: {consecutive_5xx: 2, interval: 1s}\n      health_check: {path: /ready, interval: 500ms, healthy_threshold: 1}\n",
         )
         .replace("    active: blue\n", "    active: blue\n    retries: 2\n"),
+        GOOD.replace(
+            "    active: blue\n",
+            "    active: blue\n    group: chat\n    rollout:\n      soak: 5m\n      waves:\n        - {zone: eu-a, cluster: edge}\n        - {node: \"edge-*\", metadata: {ring: 2}}\n        - {}\n",
+        ),
     ]
 }
 
