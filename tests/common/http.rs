@@ -103,3 +103,34 @@ pub async fn color(listener: SocketAddr) -> Option<String> {
             .to_owned()
     })
 }
+
+/// Requests sent in the background by [`keep_sending`].
+pub struct Sending {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Sending {
+    /// Stops sending, once the request in flight is answered.
+    pub async fn stop(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.task.await.expect("the sender panicked");
+    }
+}
+
+/// Sends `GET path` with `host` through each of `listeners` in turn, each request on its
+/// own connection (so the kernel spreads them over Envoys sharing a port), until stopped.
+pub fn keep_sending(listeners: &[SocketAddr], path: &'static str, host: &'static str) -> Sending {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let listeners = listeners.to_vec();
+    let task = tokio::spawn(async move {
+        while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+            for l in &listeners {
+                let _ = get(*l, path, host).await;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    });
+    Sending { stop, task }
+}

@@ -5,9 +5,6 @@
 //!
 //! Every scenario runs against an Envoy speaking each ADS variant (SotW and delta).
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::common::control_plane::BlueGreen;
@@ -30,19 +27,6 @@ fn baked(scene: &BlueGreen, active: &str, extra: &str) -> String {
     )
 }
 
-/// Sends requests through `listener` until told to stop.
-fn keep_sending(listener: SocketAddr) -> (Arc<AtomicBool>, tokio::task::JoinHandle<()>) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    let task = tokio::spawn(async move {
-        while !flag.load(Ordering::SeqCst) {
-            let _ = http::get(listener, "/v1/summarize", "summarizer.example").await;
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    });
-    (stop, task)
-}
-
 async fn errors_on_the_new_color_roll_traffic_back_by_itself_and_it_stays_back(xds: Xds) {
     let scene = BlueGreen::start().await;
     let (cp, listener) = (&scene.cp, scene.listener);
@@ -51,7 +35,7 @@ async fn errors_on_the_new_color_roll_traffic_back_by_itself_and_it_stays_back(x
         Duration::from_secs(5),
         http::color(listener).await.as_deref() == Some("blue")
     );
-    let (stop, sender) = keep_sending(listener);
+    let sending = http::keep_sending(&[listener], "/v1/summarize", "summarizer.example");
     cp.save_by_rename(&baked(&scene, "green", ""));
     assert_eventually!(
         Duration::from_secs(5),
@@ -104,8 +88,7 @@ async fn errors_on_the_new_color_roll_traffic_back_by_itself_and_it_stays_back(x
         http::color(listener).await.as_deref() == Some("green")
     );
     assert_eq!(cp.status().await["rollout"][0]["phase"], "baking");
-    stop.store(true, Ordering::SeqCst);
-    sender.await.unwrap();
+    sending.stop().await;
 }
 
 async fn status_shows_each_colors_requests_in_flight_so_the_old_color_is_known_drained(xds: Xds) {
@@ -152,7 +135,7 @@ async fn with_kept_decisions_a_restart_keeps_a_rollback_and_resumes_a_bake(xds: 
         Duration::from_secs(5),
         http::color(listener).await.as_deref() == Some("blue")
     );
-    let (stop, sender) = keep_sending(listener);
+    let sending = http::keep_sending(&[listener], "/v1/summarize", "summarizer.example");
     scene.cp.save_by_rename(&baked(&scene, "green", ""));
     assert_eventually!(
         Duration::from_secs(5),
@@ -205,8 +188,7 @@ async fn with_kept_decisions_a_restart_keeps_a_rollback_and_resumes_a_bake(xds: 
         Duration::from_secs(5),
         http::color(listener).await.as_deref() == Some("green")
     );
-    stop.store(true, Ordering::SeqCst);
-    sender.await.unwrap();
+    sending.stop().await;
 }
 
 async fn a_probe_based_bake_rolls_back_a_quiet_service_and_the_audit_log_says_why(xds: Xds) {

@@ -4,8 +4,6 @@
 //! route update; when the gateway's new color then fails its bake, both roll back.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::common::backend::Backend;
@@ -70,21 +68,6 @@ services:
         ),
         service("gateway", "edge", gateway, ""),
     )
-}
-
-/// Sends requests through each listener until told to stop.
-fn keep_sending(listeners: [SocketAddr; 2]) -> (Arc<AtomicBool>, tokio::task::JoinHandle<()>) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    let task = tokio::spawn(async move {
-        while !flag.load(Ordering::SeqCst) {
-            for l in listeners {
-                let _ = http::get(l, "/v1/chat", "chat.example").await;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    });
-    (stop, task)
 }
 
 /// The rollout of `service` in `/status`.
@@ -155,14 +138,17 @@ async fn a_release_group_switches_in_one_route_update_only_once_every_member_may
     assert_eq!(rollout(&cp, "gateway").await["phase"], "baking");
 
     // The gateway's green fails under load: its bake trips, and the model rolls back too.
-    let (stop, sender) = keep_sending([model.listener, gateway.listener]);
+    let sending = http::keep_sending(
+        &[model.listener, gateway.listener],
+        "/v1/chat",
+        "chat.example",
+    );
     gateway.green.set_fail_share(0.5);
     assert_eventually!(
         Duration::from_secs(15),
         rollout(&cp, "summarizer").await["phase"] == "rolled_back"
     );
-    stop.store(true, Ordering::SeqCst);
-    sender.await.unwrap();
+    sending.stop().await;
     let gw = rollout(&cp, "gateway").await;
     assert_eq!(gw["phase"], "rolled_back", "{gw:#}");
     for m in [&model, &gateway] {

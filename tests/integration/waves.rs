@@ -4,9 +4,6 @@
 //! zone A, the bake rolls zone A back and zone B never sends it a request. Which Envoy sent
 //! what is read from each one's own cluster stats.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -50,19 +47,6 @@ async fn sent(envoy: &Envoy, color: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Sends requests through `listener`, each on its own connection, until told to stop.
-fn keep_sending(listener: SocketAddr) -> (Arc<AtomicBool>, tokio::task::JoinHandle<()>) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    let task = tokio::spawn(async move {
-        while !flag.load(Ordering::SeqCst) {
-            let _ = http::get(listener, "/v1/summarize", "summarizer.example").await;
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    });
-    (stop, task)
-}
-
 /// The rollout of `summarizer` in `/status`.
 fn rollout(status: &Value) -> &Value {
     &status["rollout"][0]
@@ -89,7 +73,7 @@ async fn a_switch_that_fails_in_the_first_wave_is_rolled_back_and_never_reaches_
     cp.save_by_rename(&rolled_out(&scene, "blue", "5s", bake));
     let a = envoy_in(&scene, "edge-a", "zone-a", xds).await;
     let b = envoy_in(&scene, "edge-b", "zone-b", xds).await;
-    let (stop, sender) = keep_sending(scene.listener);
+    let sending = http::keep_sending(&[scene.listener], "/v1/summarize", "summarizer.example");
     assert_eventually!(Duration::from_secs(10), {
         sent(&a, "blue").await > 0 && sent(&b, "blue").await > 0
     });
@@ -117,8 +101,7 @@ async fn a_switch_that_fails_in_the_first_wave_is_rolled_back_and_never_reaches_
         tokio::time::sleep(Duration::from_millis(300)).await;
         sent(&a, "green").await == before
     });
-    stop.store(true, Ordering::SeqCst);
-    sender.await.unwrap();
+    sending.stop().await;
     assert!(a_green > 0);
     assert_eq!(
         sent(&b, "green").await,
@@ -136,7 +119,7 @@ async fn a_good_switch_reaches_every_wave_in_order_each_after_the_last_acknowled
     cp.save_by_rename(&rolled_out(&scene, "blue", "2s", ""));
     let a = envoy_in(&scene, "edge-a", "zone-a", xds).await;
     let b = envoy_in(&scene, "edge-b", "zone-b", xds).await;
-    let (stop, sender) = keep_sending(scene.listener);
+    let sending = http::keep_sending(&[scene.listener], "/v1/summarize", "summarizer.example");
     assert_eventually!(Duration::from_secs(10), {
         sent(&a, "blue").await > 0 && sent(&b, "blue").await > 0
     });
@@ -172,8 +155,7 @@ async fn a_good_switch_reaches_every_wave_in_order_each_after_the_last_acknowled
         Duration::from_secs(3),
         rollout(&cp.status().await)["rollout"]["waves"][1]["synced"] == 1
     );
-    stop.store(true, Ordering::SeqCst);
-    sender.await.unwrap();
+    sending.stop().await;
     // Every proxy is on green now.
     for envoy in [&a, &b] {
         let before = sent(envoy, "blue").await;

@@ -165,29 +165,52 @@ async fn hundred_gated_and_baked_flips_drop_nothing(xds: Xds) {
     assert_nothing_dropped(&report);
 }
 
-async fn hundred_flips_between_colors_in_two_localities_with_failover_on_drop_nothing(xds: Xds) {
-    // Each color: its backend in zone A (priority 0) and a standby in zone B (priority 1),
-    // with outlier detection, active health checks and retries on.
-    let standby_blue = Backend::start("blue", "v1");
-    let standby_green = Backend::start("green", "v2");
-    let localities = |primary: SocketAddr, standby: SocketAddr| {
-        format!(
-            "      localities:\n        - {{region: r, zone: a, endpoints: [\"{primary}\"]}}\n        - {{region: r, zone: b, priority: 1, endpoints: [\"{standby}\"]}}\n      outlier_detection: {{}}\n      health_check: {{interval: 500ms}}\n"
-        )
-    };
-    let edit = |scene: &BlueGreen, state: String| {
+/// Each color in two localities: its backend in zone A (priority 0) and a standby in zone
+/// B (priority 1), with outlier detection and, when `health_check`, active health checks.
+struct TwoLocalities {
+    standby_blue: Backend,
+    standby_green: Backend,
+    health_check: bool,
+}
+
+impl TwoLocalities {
+    fn start(health_check: bool) -> TwoLocalities {
+        TwoLocalities {
+            standby_blue: Backend::start("blue", "v1"),
+            standby_green: Backend::start("green", "v2"),
+            health_check,
+        }
+    }
+
+    /// `state` with each color's endpoints put in the two localities.
+    fn edit(&self, scene: &BlueGreen, state: String) -> String {
+        let checks = if self.health_check {
+            "      health_check: {interval: 500ms}\n"
+        } else {
+            ""
+        };
+        let localities = |primary: SocketAddr, standby: SocketAddr| {
+            format!(
+                "      localities:\n        - {{region: r, zone: a, endpoints: [\"{primary}\"]}}\n        - {{region: r, zone: b, priority: 1, endpoints: [\"{standby}\"]}}\n      outlier_detection: {{}}\n{checks}"
+            )
+        };
         let edited = state
             .replace(
                 &format!("      endpoints: [\"{}\"]\n", scene.blue.addr()),
-                &localities(scene.blue.addr(), standby_blue.addr()),
+                &localities(scene.blue.addr(), self.standby_blue.addr()),
             )
             .replace(
                 &format!("      endpoints: [\"{}\"]\n", scene.green.addr()),
-                &localities(scene.green.addr(), standby_green.addr()),
+                &localities(scene.green.addr(), self.standby_green.addr()),
             );
         assert_eq!(edited.matches("localities:").count(), 2, "{edited}");
         edited
-    };
+    }
+}
+
+async fn hundred_flips_between_colors_in_two_localities_with_failover_on_drop_nothing(xds: Xds) {
+    // Outlier detection, active health checks and retries on.
+    let localities = TwoLocalities::start(true);
     let (report, _) = flip_edited_under_load(
         xds,
         Protocol::Http1,
@@ -195,7 +218,7 @@ async fn hundred_flips_between_colors_in_two_localities_with_failover_on_drop_no
         0x5eed_0007,
         "    retries: 2\n",
         &[],
-        edit,
+        |scene, state| localities.edit(scene, state),
     )
     .await;
     assert_nothing_dropped(&report);
@@ -205,24 +228,7 @@ async fn hundred_flips_rolled_out_in_two_waves_of_envoys_in_two_zones_drop_nothi
     // Every switch reaches zone A's Envoy, then zone B's once A's holds it (no soak: the
     // flips come every 10-200 ms); a flip back mid-rollout reverts zone A at once. Each
     // color is in both zones with failover on, as in the scenario above.
-    let standby_blue = Backend::start("blue", "v1");
-    let standby_green = Backend::start("green", "v2");
-    let localities = |primary: SocketAddr, standby: SocketAddr| {
-        format!(
-            "      localities:\n        - {{region: r, zone: a, endpoints: [\"{primary}\"]}}\n        - {{region: r, zone: b, priority: 1, endpoints: [\"{standby}\"]}}\n      outlier_detection: {{}}\n"
-        )
-    };
-    let edit = |scene: &BlueGreen, state: String| {
-        state
-            .replace(
-                &format!("      endpoints: [\"{}\"]\n", scene.blue.addr()),
-                &localities(scene.blue.addr(), standby_blue.addr()),
-            )
-            .replace(
-                &format!("      endpoints: [\"{}\"]\n", scene.green.addr()),
-                &localities(scene.green.addr(), standby_green.addr()),
-            )
-    };
+    let localities = TwoLocalities::start(false);
     let keys =
         "    retries: 2\n    rollout:\n      soak: 0s\n      waves: [{zone: a}, {zone: b}]\n";
     let (report, _) = flip_edited_under_load(
@@ -232,7 +238,7 @@ async fn hundred_flips_rolled_out_in_two_waves_of_envoys_in_two_zones_drop_nothi
         0x5eed_0008,
         keys,
         &["a", "b"],
-        edit,
+        |scene, state| localities.edit(scene, state),
     )
     .await;
     assert_nothing_dropped(&report);
