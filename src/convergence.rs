@@ -37,6 +37,9 @@ pub struct Convergence {
     registry: ProxyRegistry,
     metrics: Metrics,
     events: EventBus,
+    /// What each proxy is served: where proxies get variants of the published snapshot
+    /// (a rollout between waves, localities ranked per proxy), each is settled at its own.
+    cache: std::sync::OnceLock<crate::xds::cache::SnapshotCache>,
 }
 
 impl Convergence {
@@ -47,7 +50,19 @@ impl Convergence {
             registry,
             metrics,
             events,
+            cache: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Judges each proxy against what `cache` serves it (once; without it, every proxy
+    /// against the published snapshot).
+    pub fn watch_cache(&self, cache: crate::xds::cache::SnapshotCache) {
+        let _ = self.cache.set(cache);
+    }
+
+    /// The published snapshot, when some proxies get variants of it.
+    fn with_variants(&self) -> Option<std::sync::Arc<crate::xds::cache::Published>> {
+        Some(self.cache.get()?.current()).filter(|p| p.has_variants())
     }
 
     /// State `version`, read from the file at `seen_at`, is about to be published (called
@@ -65,6 +80,12 @@ impl Convergence {
     /// A proxy has just become synced at state `version`.
     pub fn proxy_synced(&self, version: &str) {
         let mut target = self.target.lock().expect("bug: convergence lock poisoned");
+        if target.is_some() && self.with_variants().is_some() {
+            // Proxies are synced at versions of their own: count none, look each time
+            // (wake-ups coalesce while a look runs).
+            self.notify.notify_one();
+            return;
+        }
         if let Some(t) = target.as_mut()
             && t.version == version
         {
@@ -99,7 +120,18 @@ impl Convergence {
     fn check(&self) {
         let mut target = self.target.lock().expect("bug: convergence lock poisoned");
         let Some(t) = target.as_ref() else { return };
-        let Some(proxies) = self.registry.all_settled_at(&t.version) else {
+        let settled = match self.with_variants() {
+            Some(published) => self.registry.all_settled(|p| match &p.node {
+                Some(node) => published
+                    .for_node(Some(node))
+                    .snapshot()
+                    .state_version
+                    .clone(),
+                None => t.version.clone(),
+            }),
+            None => self.registry.all_settled_at(&t.version),
+        };
+        let Some(proxies) = settled else {
             return;
         };
         let took = t.seen_at.elapsed();

@@ -1,5 +1,6 @@
 //! Which proxy is in which wave of a rollout, and the snapshot variants that hold a switch
-//! back from the waves it has not reached yet.
+//! back from the waves it has not reached yet, or rank a color's localities from where the
+//! proxy is.
 //!
 //! A rolling unit is one service with a `rollout:` whose switch is on its way through the
 //! waves, or a release group of them (they share the rollout, so they move together). Its
@@ -9,6 +10,11 @@
 //! byte per unit (reached or not), so the number of snapshots is bounded by the
 //! combinations of reached units the connected proxies fall into: one unit rolling, two
 //! snapshots, however many proxies and waves.
+//!
+//! A color whose localities give no priority is ranked per proxy: its zone first, then its
+//! region, then the rest. The proxy's region and zone then join its key, so there is one
+//! variant per zone the proxies are in (and none for a proxy without a locality: it gets
+//! every locality at one priority).
 
 use std::sync::Arc;
 
@@ -153,6 +159,8 @@ pub struct Rolling {
 /// The variants of a published state while some units roll out (see the module docs).
 pub struct FleetVariants {
     units: Vec<(Rolling, Waves)>,
+    /// Some color ranks its localities per proxy.
+    ranked: bool,
     state: Arc<DesiredState>,
     files: Arc<Files>,
     translate: fn(&DesiredState, &Files) -> Result<Snapshot, InconsistentSnapshot>,
@@ -167,8 +175,8 @@ impl std::fmt::Debug for FleetVariants {
 }
 
 impl FleetVariants {
-    /// The variants of `state` (in force, every switch complete) while `rolling` roll out;
-    /// `None` when nothing rolls. Each unit's waves come from the rollout of its first
+    /// The variants of `state` (in force, every switch complete) while `rolling` roll out,
+    /// and where colors rank their localities per proxy; `None` when neither. Each unit's waves come from the rollout of its first
     /// service (a group's members share one).
     pub fn new(
         rolling: &[Rolling],
@@ -183,11 +191,16 @@ impl FleetVariants {
                 Some((r.clone(), Waves::new(first.rollout.as_ref()?)))
             })
             .collect();
-        if units.is_empty() {
+        let ranked = state
+            .services
+            .iter()
+            .any(|s| s.blue.ranks_per_proxy() || s.green.ranks_per_proxy());
+        if units.is_empty() && !ranked {
             return None;
         }
         Some(Arc::new(FleetVariants {
             units,
+            ranked,
             state,
             files,
             translate,
@@ -196,18 +209,39 @@ impl FleetVariants {
 }
 
 impl Variants for FleetVariants {
+    /// One byte per rolling unit (1: not reached), then, when colors rank their
+    /// localities per proxy, the node's region, a 0 byte, and its zone.
     fn key(&self, node: &Node) -> Option<Vec<u8>> {
-        let key: Vec<u8> = self
+        let mut key: Vec<u8> = self
             .units
             .iter()
             .map(|(r, waves)| u8::from(waves.wave_of(node) > r.reached))
             .collect();
-        key.contains(&1).then_some(key)
+        let mut varies = key.contains(&1);
+        if self.ranked
+            && let Some(l) = &node.locality
+            && !(l.region.is_empty() && l.zone.is_empty())
+        {
+            key.extend_from_slice(l.region.as_bytes());
+            key.push(0);
+            key.extend_from_slice(l.zone.as_bytes());
+            varies = true;
+        }
+        varies.then_some(key)
     }
 
     fn build(&self, key: &[u8]) -> Option<Snapshot> {
         let mut state = (*self.state).clone();
-        for ((rolling, _), held) in self.units.iter().zip(key) {
+        let (held, locality) = key.split_at(self.units.len().min(key.len()));
+        if let Some(split) = locality.iter().position(|b| *b == 0) {
+            let region = String::from_utf8_lossy(&locality[..split]);
+            let zone = String::from_utf8_lossy(&locality[split + 1..]);
+            for s in &mut state.services {
+                s.blue.ranked_for(&region, &zone);
+                s.green.ranked_for(&region, &zone);
+            }
+        }
+        for ((rolling, _), held) in self.units.iter().zip(held) {
             if *held == 0 {
                 continue;
             }

@@ -28,7 +28,7 @@ use crate::state::files::Files;
 use crate::state::watch::WatchEvent;
 use crate::state::{Color, DesiredState, Service, StateError};
 use crate::status::StateBoard;
-use crate::xds::cache::{SnapshotCache, SnapshotWriter, snapshot_cache};
+use crate::xds::cache::{SnapshotCache, SnapshotWriter, snapshot_cache_with};
 use crate::xds::snapshot::{InconsistentSnapshot, Snapshot};
 
 /// Desired state and the content of the files it names -> snapshot (the real one is
@@ -109,7 +109,16 @@ impl Pipeline {
         let state = tracks.apply_guarded(&desired, &*observe);
         let snapshot = translate(&state, &files)?;
         let version = snapshot.state_version.clone();
-        let (cache, writer) = snapshot_cache(snapshot);
+        let variants = crate::fleet::FleetVariants::new(
+            &tracks.rolling(),
+            state.clone(),
+            files.clone(),
+            translate,
+        );
+        let (cache, writer) = snapshot_cache_with(
+            snapshot,
+            variants.map(|v| v as Arc<dyn crate::xds::cache::Variants>),
+        );
         reports
             .board
             .accepted(state.clone(), version.clone(), content_hash.clone());

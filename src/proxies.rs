@@ -293,11 +293,16 @@ impl ProxyRegistry {
     /// nothing, and will be sent the state in force when it asks)? Returns how many
     /// proxies that is (0 with none connected), or `None` when one is not.
     pub fn all_settled_at(&self, version: &str) -> Option<usize> {
+        self.all_settled(|_| version.to_owned())
+    }
+
+    /// [`Self::all_settled_at`], each proxy at the version `owed` says it is owed.
+    pub fn all_settled(&self, owed: impl Fn(&ProxyRecord) -> String) -> Option<usize> {
         let mut n = 0;
         for p in self.proxies.iter() {
             let settled = match p.status {
                 ProxyStatus::Connecting => true,
-                ProxyStatus::Synced => p.state_version == version,
+                ProxyStatus::Synced => p.state_version == owed(&p),
                 ProxyStatus::Stale | ProxyStatus::Rejected => false,
             };
             if !settled {

@@ -288,6 +288,7 @@ impl Server {
             controller.clone(),
         )?;
         controller.watch_fleet(reports.registry.clone(), cache.clone());
+        reports.convergence.watch_cache(cache.clone());
         let mut pipeline = pipeline;
         if let Some(path) = &config.decisions {
             pipeline.keep_decisions(path.clone());

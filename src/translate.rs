@@ -550,7 +550,9 @@ fn assignment(name: &str, spec: &ColorSpec) -> ClusterLoadAssignment {
                     sub_zone: g.sub_zone.clone(),
                 }),
                 lb_endpoints: lb_endpoints(&g.endpoints),
-                priority: g.priority,
+                // Without priorities in the file, and before a proxy's locality ranks
+                // them: one priority.
+                priority: g.priority.unwrap_or(0),
                 ..Default::default()
             })
             .collect()

@@ -222,6 +222,7 @@ pub fn schema() -> Value {
                     "items": {
                         "type": "object",
                         "additionalProperties": false,
+                        "description": "One wave: every key given must match the proxy's node.",
                         "properties": {
                             "cluster": {"type": "string", "description": "The node's cluster, exactly."},
                             "node": {"type": "string", "description": "A glob over the node id (`*`, `?`, `[a-z]`)."},

@@ -206,8 +206,56 @@ pub struct LocalityGroup {
     pub zone: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub sub_zone: String,
-    pub priority: u32,
+    /// As the file says; `None` when the color's localities give none: then each proxy
+    /// ranks them from where it is ([`LocalityGroup::priority_for`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u32>,
     pub endpoints: Vec<Endpoint>,
+}
+
+impl LocalityGroup {
+    /// How near this locality is to a proxy in `region` / `zone`: 0 in its zone, 1 in its
+    /// region, 2 elsewhere (what [`ColorSpec::ranked_for`] turns into priorities).
+    pub fn nearness(&self, region: &str, zone: &str) -> u32 {
+        let same_region = !region.is_empty() && self.region == region;
+        if same_region && !zone.is_empty() && self.zone == zone {
+            0
+        } else if same_region {
+            1
+        } else {
+            2
+        }
+    }
+}
+
+impl ColorSpec {
+    /// Are this color's priorities chosen per proxy (localities given without one)?
+    pub fn ranks_per_proxy(&self) -> bool {
+        self.localities
+            .first()
+            .is_some_and(|g| g.priority.is_none())
+    }
+
+    /// The color as a proxy in `region` / `zone` gets it: localities without a priority
+    /// ranked by nearness (its zone first, then its region, then the rest), priorities
+    /// from 0 with no gap. Unchanged when the file gives priorities.
+    pub fn ranked_for(&mut self, region: &str, zone: &str) {
+        if !self.ranks_per_proxy() {
+            return;
+        }
+        let mut ranks: Vec<u32> = self
+            .localities
+            .iter()
+            .map(|g| g.nearness(region, zone))
+            .collect();
+        ranks.sort_unstable();
+        ranks.dedup();
+        for g in &mut self.localities {
+            let near = g.nearness(region, zone);
+            let rank = ranks.iter().position(|r| *r == near).unwrap_or(0);
+            g.priority = Some(u32::try_from(rank).unwrap_or(0));
+        }
+    }
 }
 
 /// Envoy's outlier detection on a color: a backend that answers `consecutive_5xx` errors

@@ -93,6 +93,11 @@ impl Published {
         .clone()
     }
 
+    /// Do some proxies get a variant of this snapshot?
+    pub fn has_variants(&self) -> bool {
+        self.variants.is_some()
+    }
+
     /// How many variants of this snapshot were built (proxies were served).
     pub fn variants_built(&self) -> usize {
         self.built
@@ -163,7 +168,15 @@ pub struct SnapshotWriter {
 
 /// A new cache holding `initial`, as a (reader, writer) pair.
 pub fn snapshot_cache(initial: Snapshot) -> (SnapshotCache, SnapshotWriter) {
-    let (tx, rx) = watch::channel(Arc::new(Published::new(initial)));
+    snapshot_cache_with(initial, None)
+}
+
+/// [`snapshot_cache`], the proxies `variants` picks getting a variant of `initial`.
+pub fn snapshot_cache_with(
+    initial: Snapshot,
+    variants: Option<Arc<dyn Variants>>,
+) -> (SnapshotCache, SnapshotWriter) {
+    let (tx, rx) = watch::channel(Arc::new(Published::with_variants(initial, variants)));
     (SnapshotCache { rx }, SnapshotWriter { tx })
 }
 

@@ -71,6 +71,64 @@ async fn a_zone_whose_backends_fail_under_load_hands_its_traffic_to_the_next_pri
 }
 
 crate::both_protocols!(
+    each_envoy_prefers_its_own_zone_and_fails_over_to_the_other_without_a_failed_request,
+);
+
+/// Localities without priorities: each Envoy ranks them from its own node's locality, so
+/// the Envoy in zone A sends to zone A's backend and the one in zone B to zone B's; when
+/// zone A's backend fails, its Envoy moves to zone B with no failed request.
+async fn each_envoy_prefers_its_own_zone_and_fails_over_to_the_other_without_a_failed_request(
+    xds: Xds,
+) {
+    let a1 = Backend::start("blue", "v1");
+    let b1 = Backend::start("blue", "v1");
+    let blue = format!(
+        "      localities:
+        - {{region: eu, zone: eu-a, endpoints: [\"{}\"]}}
+        - {{region: eu, zone: eu-b, endpoints: [\"{}\"]}}
+      outlier_detection: {{consecutive_5xx: 2}}
+",
+        a1.addr(),
+        b1.addr()
+    );
+    let (_cp, envoys, listener, _green) =
+        serve_in(xds, &blue, "    retries: 2\n", "/", &["eu-a", "eu-b"]).await;
+    let (in_a, in_b) = (&envoys[0], &envoys[1]);
+    // 16 keep-alive connections, which the kernel spreads over the two Envoys sharing the
+    // port (both get none with odds of 1 in 32,768).
+    let load = Load::start(listener, "models.example", "/", Protocol::Http1, 16).await;
+    assert_eventually!(
+        Duration::from_secs(10),
+        {
+            sent_to(in_a, "models-blue", &a1).await > 20
+                && sent_to(in_b, "models-blue", &b1).await > 20
+        },
+        "{}\n{}",
+        in_a.admin_get("/clusters").await.1,
+        in_b.admin_get("/clusters").await.1
+    );
+    assert_eq!(
+        sent_to(in_a, "models-blue", &b1).await,
+        0,
+        "zone A's Envoy left its zone"
+    );
+    assert_eq!(
+        sent_to(in_b, "models-blue", &a1).await,
+        0,
+        "zone B's Envoy left its zone"
+    );
+
+    // Zone A's backend fails: zone A's Envoy moves to zone B.
+    a1.set_fail_share(1.0);
+    assert_eventually!(
+        Duration::from_secs(5),
+        sent_to(in_a, "models-blue", &b1).await > 20
+    );
+    let report = load.stop().await;
+    report.assert_nothing_dropped();
+}
+
+crate::both_protocols!(
     a_zone_failing_its_health_checks_hands_its_traffic_to_the_next_priority_before_a_request_fails,
 );
 
@@ -132,6 +190,19 @@ async fn serve(
     service_keys: &str,
     path: &str,
 ) -> (ControlPlane, Envoy, SocketAddr, Backend) {
+    let (cp, mut envoys, listener, green) = serve_in(xds, blue, service_keys, path, &[""]).await;
+    (cp, envoys.remove(0), listener, green)
+}
+
+/// [`serve`] to one Envoy per entry of `zones`, each in that zone of region `eu` (none for
+/// an empty name), all sharing the listener's port.
+async fn serve_in(
+    xds: Xds,
+    blue: &str,
+    service_keys: &str,
+    path: &str,
+    zones: &[&str],
+) -> (ControlPlane, Vec<Envoy>, SocketAddr, Backend) {
     let green = Backend::start("green", "v2");
     let port = free_port();
     let state = format!(
@@ -147,16 +218,36 @@ services:
         green.addr()
     );
     let cp = ControlPlane::start(&state).await;
-    let envoy = Envoy::builder("envoy-1", cp.xds_addr())
-        .xds(xds)
-        .start()
-        .await;
+    let mut envoys = Vec::new();
+    for (i, zone) in zones.iter().enumerate() {
+        let mut envoy = Envoy::builder(&format!("envoy-{}", i + 1), cp.xds_addr()).xds(xds);
+        if !zone.is_empty() {
+            envoy = envoy.config_yaml(&format!("node: {{locality: {{region: eu, zone: {zone}}}}}"));
+        }
+        envoys.push(envoy.start().await);
+    }
     let listener = SocketAddr::from(([127, 0, 0, 1], port));
     assert_eventually!(
         Duration::from_secs(10),
         http::get(listener, path, "models.example").await == Ok((200, "blue v1\n".to_owned()))
     );
-    (cp, envoy, listener, green)
+    // Every Envoy listens before the load connects (else one takes every connection).
+    for envoy in &envoys {
+        assert_eventually!(
+            Duration::from_secs(10),
+            envoy.stat("listener_manager.total_listeners_active").await > Some(0)
+        );
+    }
+    (cp, envoys, listener, green)
+}
+
+/// Requests `envoy` has sent to `backend` in cluster `cluster` (its `/clusters` counters).
+async fn sent_to(envoy: &Envoy, cluster: &str, backend: &Backend) -> u64 {
+    let (_, text) = envoy.admin_get("/clusters").await;
+    let prefix = format!("{cluster}::{}::rq_total::", backend.addr());
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix)?.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// The path the traffic asks for (Envoy's health checks ask for `/healthz`).

@@ -128,7 +128,7 @@ pub fn failover_keys(color: &str, endpoints: &Value) -> Vec<(&'static str, Value
                         "region": place("region"),
                         "zone": place("zone"),
                         "sub_zone": place("sub-zone"),
-                        "priority": count("0 (the default) takes the traffic first; priorities go from 0 up with no gap.", 0, 9, 0),
+                        "priority": count("0 takes the traffic first; priorities go from 0 up with no gap. Not given here but given elsewhere in the color: 0. Given nowhere in the color: each proxy ranks the localities from the locality in its node, its zone first, then its region, then the rest (a proxy without one sends to all alike).", 0, 9, 0),
                         "endpoints": endpoints.clone()
                     }
                 }

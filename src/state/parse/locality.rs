@@ -73,7 +73,8 @@ pub(super) fn localities(
             );
             ok = false;
         }
-        let priority = int_in(problems, "priority", l.priority, 0, 0..=MAX_PRIORITY);
+        let given = l.priority.is_some();
+        let priority = given.then(|| int_in(problems, "priority", l.priority, 0, 0..=MAX_PRIORITY));
         let Some(endpoints) = upstream::endpoints(problems, color, l.endpoints) else {
             ok = false;
             continue;
@@ -107,8 +108,14 @@ pub(super) fn localities(
         );
         ok = false;
     }
-    let highest = groups.iter().map(|g| g.priority).max().unwrap_or(0);
-    if let Some(missing) = (0..highest).find(|p| !groups.iter().any(|g| g.priority == *p)) {
+    // With a priority anywhere, one not given is 0; with none, each proxy ranks them.
+    if groups.iter().any(|g| g.priority.is_some()) {
+        for g in &mut groups {
+            g.priority.get_or_insert(0);
+        }
+    }
+    let highest = groups.iter().filter_map(|g| g.priority).max().unwrap_or(0);
+    if let Some(missing) = (0..highest).find(|p| !groups.iter().any(|g| g.priority == Some(*p))) {
         problems.at(
             raw.referenced,
             format!(
@@ -218,7 +225,12 @@ mod tests {
                 blue.localities[1].zone.as_str(),
                 blue.localities[1].priority
             ),
-            ("b", 1)
+            ("b", Some(1))
+        );
+        assert_eq!(
+            blue.localities[0].priority,
+            Some(0),
+            "0 when another gives one"
         );
         assert_eq!(blue.endpoints.len(), 2);
         let o = blue.outlier_detection.as_ref().unwrap();
@@ -228,6 +240,35 @@ mod tests {
             (h.path.as_str(), h.interval),
             ("/healthz", Duration::from_secs(2))
         );
+    }
+
+    #[test]
+    fn localities_without_any_priority_are_ranked_per_proxy_nearest_first() {
+        let s = parse_str(&with_blue(
+            "      localities:\n        - {region: eu, zone: eu-a, endpoints: [\"127.0.0.1:8081\"]}\n        - {region: eu, zone: eu-b, endpoints: [\"127.0.0.1:8083\"]}\n        - {region: us, zone: us-a, endpoints: [\"127.0.0.1:8084\"]}",
+        ))
+        .unwrap();
+        let blue = &s.services[0].blue;
+        assert!(blue.ranks_per_proxy());
+        let ranked = |region: &str, zone: &str| {
+            let mut c = blue.clone();
+            c.ranked_for(region, zone);
+            c.localities
+                .iter()
+                .map(|g| g.priority.unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            ranked("eu", "eu-b"),
+            [1, 0, 2],
+            "own zone, own region, the rest"
+        );
+        assert_eq!(
+            ranked("us", "us-b"),
+            [1, 1, 0],
+            "no gap: us-a's region first"
+        );
+        assert_eq!(ranked("ap", "ap-a"), [0, 0, 0], "all as far");
     }
 
     #[test]
