@@ -3,7 +3,7 @@
 //! and 64 for the retired `--admin-addr`; and against a fake switchyard.v1 server, for
 //! answers a real one gives rarely (no state yet) or never (a proxy without a status);
 //! and a switch rolling out wave by wave, each wave with its color.
-//! (The proxy table is unit-tested on switchyard.v1 messages in `src/cli/status.rs`.)
+//! (The tables are unit-tested on switchyard.v1 messages in `src/cli/status/render.rs`.)
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
