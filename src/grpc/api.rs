@@ -150,6 +150,30 @@ fn service_rollout(r: &crate::rollout::status::ServiceRollout) -> pb::ServiceRol
             })
             .collect(),
         attempt: r.attempt.clone().unwrap_or_default(),
+        group: r.group.clone().unwrap_or_default(),
+        rollout: r.rollout.as_ref().map(rollout_waves),
+    }
+}
+
+/// A service's waves, in the API's terms.
+fn rollout_waves(r: &crate::rollout::status::RolloutView) -> pb::RolloutWaves {
+    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    pb::RolloutWaves {
+        soak_seconds: r.soak.as_secs_f64(),
+        reached: count(r.reached),
+        rolling: r.rolling,
+        waves: r
+            .waves
+            .iter()
+            .map(|w| pb::Wave {
+                wave: count(w.wave),
+                selector: w.selector.clone(),
+                color: w.color.as_str().to_owned(),
+                proxies: count(w.proxies),
+                synced: count(w.synced),
+                connecting: count(w.connecting),
+            })
+            .collect(),
     }
 }
 

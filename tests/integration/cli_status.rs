@@ -1,8 +1,9 @@
 //! `switchyard status` against a real `switchyard serve` (it asks the switchyard.v1 API on
 //! the xDS port): the tables, `--json`, exit code 69 when there is no switchyard to ask,
 //! and 64 for the retired `--admin-addr`; and against a fake switchyard.v1 server, for
-//! answers a real one gives rarely (no state yet) or never (a proxy without a status).
-//! (The proxy table is unit-tested on switchyard.v1 messages in `src/cli/status.rs`.)
+//! answers a real one gives rarely (no state yet) or never (a proxy without a status);
+//! and a switch rolling out wave by wave, each wave with its color.
+//! (The tables are unit-tested on switchyard.v1 messages in `src/cli/status/render.rs`.)
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -206,6 +207,69 @@ fn status_json_prints_get_state_and_list_proxies_with_the_protos_field_names() {
     assert_eq!(json["state"]["listeners"][0]["port"], 10000);
     assert_eq!(json["state"]["resource_versions"][0]["type"], "clusters");
     assert_eq!(json["proxies"], serde_json::json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_a_switch_rolling_out_wave_by_wave() {
+    use crate::common::control_plane::{ControlPlane, one_service};
+    let backend: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let rolled = |active: &str| {
+        one_service(10000, backend, backend, active).replace(
+            &format!("    active: {active}\n"),
+            &format!(
+                "    active: {active}\n    group: chat\n    rollout:\n      soak: 1h\n      waves: [{{zone: eu-west1-a}}, {{}}]\n"
+            ),
+        )
+    };
+    let cp = ControlPlane::start(&rolled("blue")).await;
+    // With no proxy connected the first wave settles at once; the hour's soak holds the
+    // second on blue.
+    cp.save_by_rename(&rolled("green"));
+    crate::assert_eventually!(
+        Duration::from_secs(10),
+        cp.status().await["rollout"][0]["rollout"]["reached"] == 1
+    );
+    let xds = cp.xds_addr().to_string();
+    let (table, json) = tokio::task::spawn_blocking(move || {
+        let table = switchyard(&["status", "--xds-addr", &xds]);
+        let json = switchyard(&["status", "--xds-addr", &xds, "--json"]);
+        (table, json)
+    })
+    .await
+    .unwrap();
+
+    assert_eq!(table.status.code(), Some(0), "{table:?}");
+    let text = stdout(&table);
+    assert!(
+        text.contains(
+            "\
+rollout summarizer (group chat): rolling (on green)
+  wave 1/2  zone=eu-west1-a  green  0/0 synced
+  wave 2/2  every proxy      blue   0/0 synced
+  why: wave 1 of 2 has green; "
+        ),
+        "{text}"
+    );
+
+    assert_eq!(json.status.code(), Some(0), "{json:?}");
+    let json: serde_json::Value = serde_json::from_str(&stdout(&json)).expect("JSON");
+    let rollout = &json["state"]["rollout"][0];
+    assert_eq!(rollout["group"], "chat", "{rollout}");
+    assert_eq!(rollout["phase"], "rolling", "{rollout}");
+    assert_eq!(
+        rollout["rollout"],
+        serde_json::json!({
+            "soak_seconds": 3600.0,
+            "reached": 1,
+            "rolling": true,
+            "waves": [
+                {"wave": 1, "selector": "zone=eu-west1-a", "color": "green",
+                 "proxies": 0, "synced": 0, "connecting": 0},
+                {"wave": 2, "selector": "every proxy", "color": "blue",
+                 "proxies": 0, "synced": 0, "connecting": 0},
+            ],
+        })
+    );
 }
 
 #[test]

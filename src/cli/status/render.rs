@@ -208,7 +208,8 @@ fn render_services(out: &mut String, services: &[pb::Service]) -> Result<(), Mis
 }
 
 /// One line per service whose rollout is not steady or that uses the workflow: the phase,
-/// what the file asks against what is in force, why, each color's traffic (in flight: is
+/// what the file asks against what is in force, its release group, its waves (each one's
+/// color and how many of its proxies are synced), why, each color's traffic (in flight: is
 /// the old color drained?), and what tripped a rollback; then the databases' versions.
 fn render_rollout(
     out: &mut String,
@@ -225,12 +226,20 @@ fn render_rollout(
         } else {
             format!("on {}, file asks {}", r.in_force, r.wanted)
         };
-        let mut line = format!("rollout {}: {} ({wanted})", r.service, r.phase);
+        let group = if r.group.is_empty() {
+            String::new()
+        } else {
+            format!(" (group {})", r.group)
+        };
+        let mut line = format!("rollout {}{group}: {} ({wanted})", r.service, r.phase);
         if r.left_seconds > 0.0 {
             line.push_str(&format!(", {:.0}s left", r.left_seconds));
         }
         out.push_str(&line);
         out.push('\n');
+        if let Some(waves) = &r.rollout {
+            render_waves(out, waves);
+        }
         if !r.reason.is_empty() {
             out.push_str(&format!("  why: {}\n", r.reason));
         }
@@ -287,6 +296,30 @@ fn render_rollout(
         } else {
             out.push_str(&format!("database {}: schema {}\n", d.name, d.version));
         }
+    }
+}
+
+/// One line per wave, aligned: `  wave 1/3  zone=eu-west1-a  green  2/2 synced`.
+fn render_waves(out: &mut String, waves: &pb::RolloutWaves) {
+    let of = waves.waves.len();
+    let rows = waves
+        .waves
+        .iter()
+        .map(|w| {
+            let mut synced = format!("{}/{} synced", w.synced, w.proxies);
+            if w.connecting > 0 {
+                synced.push_str(&format!(", {} connecting", w.connecting));
+            }
+            vec![
+                format!("wave {}/{of}", w.wave),
+                w.selector.clone(),
+                w.color.clone(),
+                synced,
+            ]
+        })
+        .collect();
+    for line in columns(&[Align::Left; 4], rows).lines() {
+        let _ = writeln!(out, "  {line}");
     }
 }
 
@@ -419,25 +452,33 @@ enum Align {
     Right,
 }
 
-/// Columns padded to their widest cell, two spaces apart, no trailing spaces.
+/// Columns under a header, padded to their widest cell, two spaces apart, no trailing
+/// spaces.
 fn table(header: &[(&str, Align)], rows: Vec<Vec<String>>) -> String {
+    let header_row: Vec<String> = header.iter().map(|(h, _)| (*h).to_owned()).collect();
+    let aligns: Vec<Align> = header.iter().map(|(_, a)| *a).collect();
+    columns(&aligns, std::iter::once(header_row).chain(rows).collect())
+}
+
+/// Rows of cells as columns, each padded to its widest cell (aligned as `aligns` says),
+/// two spaces apart, no trailing spaces.
+fn columns(aligns: &[Align], rows: Vec<Vec<String>>) -> String {
     let width = |s: &str| s.chars().count();
-    let mut widths: Vec<usize> = header.iter().map(|(h, _)| width(h)).collect();
+    let mut widths = vec![0; aligns.len()];
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(width(cell));
         }
     }
-    let header_row: Vec<String> = header.iter().map(|(h, _)| (*h).to_owned()).collect();
     let mut out = String::new();
-    for row in std::iter::once(header_row).chain(rows) {
+    for row in rows {
         let mut line = String::new();
         for (i, cell) in row.iter().enumerate() {
             if i > 0 {
                 line.push_str("  ");
             }
             let pad = widths[i].saturating_sub(width(cell));
-            match header[i].1 {
+            match aligns[i] {
                 Align::Left => {
                     line.push_str(cell);
                     line.extend(std::iter::repeat_n(' ', pad));
@@ -891,5 +932,74 @@ last rejection: /etc/switchyard/state.yaml at 2026-11-26T10:21:26.373Z (the stat
             text.contains("rollout summarizer: rolled_back (on blue, file asks green)\n  why: rolled back from green by itself\n  tripped: 12 errors in 80 requests after 3.5s of a 60s bake; proxies: envoy-1 (12)\n  green: 0 in flight, 0 requests, 0 errors in the last minute (1 proxies reporting); drained\ndatabase records: schema 42\n"),
             "{text}"
         );
+    }
+
+    /// A service of group `chat` half way through three waves: the first has green, the
+    /// other two still blue.
+    fn rolling_by_waves() -> ServerStatus {
+        let wave = |wave, selector: &str, color: &str, proxies, synced, connecting| pb::Wave {
+            wave,
+            selector: selector.into(),
+            color: color.into(),
+            proxies,
+            synced,
+            connecting,
+        };
+        let mut status = sample();
+        state(&mut status).rollout = vec![pb::ServiceRollout {
+            service: "summarizer".into(),
+            wanted: "green".into(),
+            in_force: "green".into(),
+            phase: "rolling".into(),
+            reason: "wave 1 of 3 has green; the next gets it once every proxy so far holds it and it soaked 5m".into(),
+            group: "chat".into(),
+            rollout: Some(pb::RolloutWaves {
+                soak_seconds: 300.0,
+                reached: 1,
+                rolling: true,
+                waves: vec![
+                    wave(1, "zone=eu-west1-a", "green", 2, 2, 0),
+                    wave(2, "region=eu-west1", "blue", 3, 0, 1),
+                    wave(3, "every proxy", "blue", 12, 12, 0),
+                ],
+            }),
+            ..Default::default()
+        }];
+        status
+    }
+
+    #[test]
+    fn a_rollout_by_waves_shows_its_group_and_each_waves_color_and_sync() {
+        let text = render(&rolling_by_waves());
+        assert!(
+            text.contains(
+                "\
+rollout summarizer (group chat): rolling (on green)
+  wave 1/3  zone=eu-west1-a  green  2/2 synced
+  wave 2/3  region=eu-west1  blue   0/3 synced, 1 connecting
+  wave 3/3  every proxy      blue   12/12 synced
+  why: wave 1 of 3 has green; the next gets it once every proxy so far holds it and it soaked 5m
+"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn json_carries_the_group_and_the_waves() {
+        let json: serde_json::Value =
+            serde_json::from_str(&status_json(&rolling_by_waves())).unwrap();
+        let rollout = &json["state"]["rollout"][0];
+        assert_eq!(rollout["group"], "chat");
+        assert_eq!(rollout["rollout"]["soak_seconds"], 300.0);
+        assert_eq!(rollout["rollout"]["reached"], 1);
+        assert_eq!(rollout["rollout"]["rolling"], true);
+        let second = &rollout["rollout"]["waves"][1];
+        assert_eq!(second["wave"], 2);
+        assert_eq!(second["selector"], "region=eu-west1");
+        assert_eq!(second["color"], "blue");
+        assert_eq!(second["proxies"], 3);
+        assert_eq!(second["synced"], 0);
+        assert_eq!(second["connecting"], 1);
     }
 }
