@@ -220,4 +220,57 @@ mod tests {
         c.check();
         assert!(rx.try_recv().is_err(), "proxy 2 still runs v1");
     }
+
+    /// Proxy "b" gets a variant of the published snapshot (as in a rollout between waves).
+    #[derive(Debug)]
+    struct BGetsVariant;
+
+    impl crate::xds::cache::Variants for BGetsVariant {
+        fn key(&self, node: &envoy_types::pb::envoy::config::core::v3::Node) -> Option<Vec<u8>> {
+            (node.id == "b").then(|| vec![1])
+        }
+        fn build(&self, _: &[u8]) -> Option<crate::xds::snapshot::Snapshot> {
+            let mut s = crate::xds::snapshot::Snapshot::empty();
+            s.state_version = "v2-held".into();
+            Some(s)
+        }
+    }
+
+    #[tokio::test]
+    async fn with_variants_each_proxy_is_settled_at_the_version_it_is_served() {
+        use envoy_types::pb::envoy::config::core::v3::Node;
+        let registry = ProxyRegistry::default();
+        for (stream, id) in [(1, "a"), (2, "b")] {
+            registry.open(stream, Protocol::Sotw, "");
+            let node = Node {
+                id: id.into(),
+                ..Default::default()
+            };
+            registry.identify(stream, &std::sync::Arc::new(node));
+        }
+        let mut published = crate::xds::snapshot::Snapshot::empty();
+        published.state_version = "v2".into();
+        let (cache, _writer) = crate::xds::cache::snapshot_cache_with(
+            published,
+            Some(std::sync::Arc::new(BGetsVariant)),
+        );
+        let events = EventBus::default();
+        let mut rx = events.subscribe();
+        let c = Convergence::new(registry.clone(), Metrics::new(), events);
+        c.watch_cache(cache);
+        c.started("v2".into(), Instant::now());
+        synced_at(&registry, 1, "v2");
+        synced_at(&registry, 2, "v2");
+        c.check();
+        assert!(rx.try_recv().is_err(), "b is owed its variant, not v2");
+        synced_at(&registry, 2, "v2-held");
+        c.proxy_synced("v2-held");
+        assert!(notified(&c).await, "a sync at any version is looked at");
+        c.check();
+        let event = rx.try_recv().expect("switch complete");
+        assert!(
+            matches!(&*event, Event::SwitchComplete { proxies: 2, .. }),
+            "{event:?}"
+        );
+    }
 }

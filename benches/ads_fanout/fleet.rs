@@ -227,7 +227,8 @@ impl Fleet {
 /// subscribed follow the clusters and listeners added and removed. Runs until the server
 /// ends the stream or the task is aborted. At most `permits` streams are between
 /// connecting and their first response at once. With `lrs`, it also reports its load (see
-/// [`Lrs`]) once its clusters have arrived.
+/// [`Lrs`]) once its clusters have arrived. Its node is in `zone` (of region `bench`), if
+/// given.
 pub async fn envoy_like_stream(
     idx: usize,
     addr: SocketAddr,
@@ -235,12 +236,18 @@ pub async fn envoy_like_stream(
     fleet: Arc<Fleet>,
     lrs: Option<Arc<Lrs>>,
     protocol: Protocol,
+    zone: Option<String>,
 ) -> Result<(), String> {
     let permit = permits.acquire_owned().await.map_err(|e| e.to_string())?;
     let node = Node {
         id: format!("fanout-{idx}"),
         cluster: "fanout".to_owned(),
         user_agent_name: "envoy".to_owned(),
+        locality: zone.map(|zone| Locality {
+            region: "bench".to_owned(),
+            zone,
+            sub_zone: String::new(),
+        }),
         ..Default::default()
     };
     let first = protocol.first_request(&node);

@@ -80,6 +80,17 @@
 //!
 //! `--lrs` works with either protocol.
 //!
+//! `--waves K` (K >= 2) rolls every switch out in K waves: simulated proxy i is in zone
+//! `zone-{i mod K}`, and service 0 has a `rollout:` whose waves are zones 0 to K-2 and then
+//! every other proxy, soaking 0 s, so each wave gets the switch once every proxy of the
+//! waves before it acknowledged it. A switch's latency then runs to the last wave's last
+//! stream; compare with the same run without `--waves`:
+//!
+//! ```text
+//! cargo bench --bench ads_fanout -- --streams 10000 --switches 10
+//! cargo bench --bench ads_fanout -- --streams 10000 --switches 10 --waves 3
+//! ```
+//!
 //! `SWITCHYARD_BIN=/path/to/switchyard` measures another build (for A/B comparisons, run
 //! alternately); `--perf DIR` records the server with `perf record` (add
 //! `PERF_CALL_GRAPH=dwarf` for call graphs).
@@ -176,6 +187,9 @@ struct Args {
     /// With --lrs: requests each report counts on each busy cluster.
     #[arg(long, default_value_t = 10)]
     lrs_requests: u64,
+    /// Roll each switch out in this many waves of proxies, by zone (1: no rollout).
+    #[arg(long, default_value_t = 1)]
+    waves: usize,
     /// Every simulated proxy speaks incremental (delta) ADS, as Envoy with
     /// `api_type: DELTA_GRPC` does, instead of state of the world (SotW).
     #[arg(long)]
@@ -229,6 +243,12 @@ fn main() {
         args.client_threads,
         args.connect_concurrency
     );
+    if args.waves > 1 {
+        println!(
+            "each switch rolled out in {} waves of proxies by zone (soak 0 s)\n",
+            args.waves
+        );
+    }
     if args.lrs {
         println!(
             "LRS on: a report every {:?} per proxy, {} bytes of node each, {} requests per busy cluster\n",
@@ -245,8 +265,11 @@ fn main() {
 fn run(args: &Args, n: usize) -> Result<Row, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let state = dir.path().join("state.yaml");
-    std::fs::write(&state, state_yaml(args.services, args.listeners, false))
-        .map_err(|e| e.to_string())?;
+    std::fs::write(
+        &state,
+        state_yaml(args.services, args.listeners, false, args.waves),
+    )
+    .map_err(|e| e.to_string())?;
     let mut extra = Vec::new();
     if args.lrs {
         let interval = humantime::format_duration(args.lrs_interval).to_string();
@@ -307,8 +330,10 @@ fn measure(
                 let permits = permits.clone();
                 let lrs = lrs.clone();
                 let protocol = args.protocol();
+                let zone = (args.waves > 1).then(|| format!("zone-{}", idx % args.waves));
                 tokio::spawn(async move {
-                    let error = envoy_like_stream(idx, addr, permits, fleet.clone(), lrs, protocol)
+                    let error =
+                        envoy_like_stream(idx, addr, permits, fleet.clone(), lrs, protocol, zone)
                         .await
                         .err();
                     fleet.end(idx, error);
@@ -414,7 +439,7 @@ fn measure(
         let mut all = Vec::with_capacity(n * args.switches);
         for k in 1..=args.switches {
             let tmp = dir.join(".state.yaml.tmp");
-            std::fs::write(&tmp, state_yaml(args.services, args.listeners, k % 2 == 1))
+            std::fs::write(&tmp, state_yaml(args.services, args.listeners, k % 2 == 1, args.waves))
                 .map_err(|e| e.to_string())?;
             let t0 = fleet.begin_switch(k);
             std::fs::rename(&tmp, state).map_err(|e| e.to_string())?;
@@ -503,8 +528,8 @@ fn measure(
 }
 
 /// The state file: one listener, `services` services; the first one's active color is
-/// green when `flipped`.
-fn state_yaml(services: usize, listeners: usize, flipped: bool) -> String {
+/// green when `flipped`, and with `waves` > 1 it rolls out by zone in that many waves.
+fn state_yaml(services: usize, listeners: usize, flipped: bool, waves: usize) -> String {
     let listeners = listeners.max(1);
     let listener = |j: usize| match j {
         0 => "public".to_owned(),
@@ -542,6 +567,13 @@ fn state_yaml(services: usize, listeners: usize, flipped: bool) -> String {
             20003 + 4 * i,
         )
         .unwrap();
+        if i == 0 && waves > 1 {
+            s.push_str("    rollout:\n      soak: 0s\n      waves:\n");
+            for w in 0..waves - 1 {
+                writeln!(s, "        - {{zone: zone-{w}}}").unwrap();
+            }
+            s.push_str("        - {}\n");
+        }
     }
     s
 }

@@ -617,4 +617,93 @@ mod tests {
         let kept = tracks.apply_guarded(&state, &Refuses(Color::Blue));
         assert!(Arc::ptr_eq(&kept, &state));
     }
+
+    /// Observes nothing but whether the waves so far are synced.
+    #[derive(Debug)]
+    struct Synced(std::sync::atomic::AtomicBool);
+
+    impl Observe for Synced {
+        fn observe(&self, s: &Service, t: &Track, now: Instant) -> Observed {
+            Nothing.observe(s, t, now)
+        }
+
+        fn waves_synced(&self, _: &Service, _: &WaveProgress) -> bool {
+            self.0.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    fn rolled(active: &str) -> Arc<DesiredState> {
+        let text = BLUE.replace(
+            "active: blue",
+            &format!("active: {active}\n    rollout:\n      soak: 10s\n      waves: [{{zone: a}}, {{zone: b}}, {{}}]"),
+        );
+        Arc::new(parse_str(&text).unwrap())
+    }
+
+    #[test]
+    fn a_wave_follows_only_once_the_waves_so_far_are_synced_and_soaked() {
+        let synced = Synced(false.into());
+        let t0 = Instant::now();
+        let mut tracks = Tracks::start(&rolled("blue"), HashMap::new());
+        let green = rolled("green");
+        tracks.step(&green, &synced, t0);
+        let w = tracks.wave_progress("summarizer").unwrap();
+        assert_eq!((w.from, w.reached), (Color::Blue, 0));
+        assert!(tracks.busy());
+        // Soaked, but a proxy of wave 1 does not hold it yet.
+        let later = t0 + std::time::Duration::from_secs(11);
+        assert!(tracks.step(&green, &synced, later).is_empty());
+        synced.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Synced, but wave 2 has not soaked: nothing until 10 s after it got it.
+        let d = tracks.step(&green, &synced, later);
+        assert_eq!(d[0].transition.reason().unwrap(), "wave 2 of 3 has green");
+        assert!(
+            tracks
+                .step(&green, &synced, later + std::time::Duration::from_secs(9))
+                .is_empty()
+        );
+        let d = tracks.step(&green, &synced, later + std::time::Duration::from_secs(10));
+        assert_eq!(
+            d[0].transition.reason().unwrap(),
+            "wave 3 of 3 has green: the rollout reached every proxy"
+        );
+        assert_eq!(tracks.wave_progress("summarizer"), None);
+        assert!(tracks.rolling().is_empty());
+        assert!(!tracks.busy());
+    }
+
+    #[test]
+    fn setting_active_back_mid_rollout_goes_back_everywhere_at_once() {
+        let synced = Synced(true.into());
+        let t0 = Instant::now();
+        let mut tracks = Tracks::start(&rolled("blue"), HashMap::new());
+        tracks.step(&rolled("green"), &synced, t0);
+        assert_eq!(tracks.rolling().len(), 1);
+        let d = tracks.step(&rolled("blue"), &synced, t0);
+        assert_eq!(d[0].transition.name(), "switched");
+        assert!(tracks.rolling().is_empty(), "no wave keeps green");
+        assert_eq!(tracks.in_force(&rolled("blue").services[0]), Color::Blue);
+    }
+
+    #[test]
+    fn a_group_member_waiting_for_its_gate_holds_the_others() {
+        let two = |active: &str| {
+            let text = format!(
+                "{}    group: chat\n    gate: {{}}\n  - name: gateway\n    listener: public\n    domains: [gw]\n    group: chat\n    blue:\n      endpoints: [\"127.0.0.1:8083\"]\n    green:\n      endpoints: [\"127.0.0.1:8084\"]\n    active: {active}\n",
+                BLUE.replace("active: blue", &format!("active: {active}"))
+            );
+            Arc::new(parse_str(&text).unwrap())
+        };
+        let mut tracks = Tracks::start(&two("blue"), HashMap::new());
+        let green = two("green");
+        // The summarizer's gate has not passed (Nothing passes no gate): neither moves.
+        let d = tracks.step(&green, &Nothing, Instant::now());
+        assert!(d.iter().all(|d| d.transition.name() != "switched"), "{d:?}");
+        let in_force = tracks.apply(&green);
+        assert!(in_force.services.iter().all(|s| s.active == Color::Blue));
+        assert!(matches!(
+            tracks.get("gateway").unwrap().phase,
+            Phase::Gating { .. }
+        ));
+    }
 }
