@@ -447,19 +447,21 @@ impl Tracks {
             .map_or(service.active, |t| t.in_force)
     }
 
-    /// [`Tracks::apply`], and no shadow or preview traffic to an idle color the schema
-    /// guard refuses (after a contract migration the old color must not run at all).
+    /// [`Tracks::apply`], and no shadow, preview or share of a split to an idle color the
+    /// schema guard refuses (after a contract migration the old color must not run at all).
     pub fn apply_guarded(
         &self,
         state: &Arc<DesiredState>,
         observe: &dyn Observe,
     ) -> Arc<DesiredState> {
         let in_force = self.apply(state);
+        let reaches_idle =
+            |s: &Service| s.shadow.is_some() || s.preview.enabled || s.weight(s.active.other()) > 0;
         let refused: Vec<usize> = in_force
             .services
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.database.is_some() && (s.shadow.is_some() || s.preview.enabled))
+            .filter(|(_, s)| s.database.is_some() && reaches_idle(s))
             .filter(|(_, s)| observe.schema(s)[s.active.other() as usize].is_err())
             .map(|(i, _)| i)
             .collect();
@@ -471,19 +473,26 @@ impl Tracks {
             let s = &mut guarded.services[i];
             s.shadow = None;
             s.preview.enabled = false;
+            s.weights = None;
         }
         Arc::new(guarded)
     }
 
-    /// `state` with each service's `active` set to the color in force: what proxies get.
-    /// The same `Arc` when nothing differs.
+    /// `state` with each service's `active` set to the color in force: what proxies get. A
+    /// split (`weights`) stands while its active color is in force; when the rollout holds
+    /// or rolls back a switch, the color in force takes all the traffic. The same `Arc`
+    /// when nothing differs.
     pub fn apply(&self, state: &Arc<DesiredState>) -> Arc<DesiredState> {
         if state.services.iter().all(|s| self.in_force(s) == s.active) {
             return state.clone();
         }
         let mut in_force = (**state).clone();
         for s in &mut in_force.services {
-            s.active = self.in_force(s);
+            let color = self.in_force(s);
+            if color != s.active {
+                s.active = color;
+                s.weights = None;
+            }
         }
         Arc::new(in_force)
     }
@@ -595,6 +604,49 @@ mod tests {
                 }
             })
         }
+    }
+
+    #[test]
+    fn a_split_stands_while_its_active_color_is_in_force_and_else_gives_way() {
+        let blue = Arc::new(parse_str(BLUE).unwrap());
+        let mut tracks = Tracks::start(&blue, HashMap::new());
+        // 90/10 keeps blue active: steady, in force as written.
+        let canary = Arc::new(
+            parse_str(&BLUE.replace("active: blue", "weights: {blue: 90, green: 10}")).unwrap(),
+        );
+        assert!(tracks.step(&canary, &Nothing, Instant::now()).is_empty());
+        assert!(Arc::ptr_eq(&tracks.apply(&canary), &canary));
+        // 10/90 makes green active, behind a gate: blue keeps all the traffic meanwhile.
+        let gated = Arc::new(
+            parse_str(&BLUE.replace(
+                "active: blue",
+                "weights: {blue: 10, green: 90}\n    gate: {}",
+            ))
+            .unwrap(),
+        );
+        tracks.step(&gated, &Nothing, Instant::now());
+        let held = tracks.apply(&gated);
+        assert_eq!(held.services[0].active, Color::Blue);
+        assert_eq!(held.services[0].weights, None);
+        assert_eq!(held.services[0].weight(Color::Green), 0);
+    }
+
+    #[test]
+    fn no_share_of_a_split_reaches_an_idle_color_the_schema_guard_refuses() {
+        let text = format!(
+            "databases:\n  - name: db\n    file: /v\n{}",
+            BLUE.replace(
+                "active: blue",
+                "weights: {blue: 90, green: 10}\n    database: db"
+            )
+            .replace("8081\"]", "8081\"]\n      schemas: [1]")
+            .replace("8082\"]", "8082\"]\n      schemas: [1]")
+        );
+        let state = Arc::new(parse_str(&text).unwrap());
+        let tracks = Tracks::start(&state, HashMap::new());
+        let guarded = tracks.apply_guarded(&state, &Refuses(Color::Green));
+        assert_eq!(guarded.services[0].weight(Color::Blue), 100);
+        assert_eq!(guarded.services[0].weight(Color::Green), 0);
     }
 
     #[test]

@@ -104,6 +104,7 @@ fn good_files() -> Vec<String> {
             "      localities:\n        - {region: eu, zone: eu-a, endpoints: [\"127.0.0.1:8081\"]}\n        - {sub_zone: rack-2, priority: 1, endpoints: [\"127.0.0.1:8083\"]}\n      outlier_detection: {consecutive_5xx: 2, interval: 1s}\n      health_check: {path: /ready, interval: 500ms, healthy_threshold: 1}\n",
         )
         .replace("    active: blue\n", "    active: blue\n    retries: 2\n"),
+        GOOD.replace("active: blue", "weights: {blue: 90, green: 10}"),
     ]
 }
 
@@ -227,6 +228,24 @@ fn shape_errors() -> Vec<(&'static str, String, &'static str)> {
                 "    active: blue\n    bake:\n      max_error_ratio: 2",
             ),
             "/services/0/bake/max_error_ratio",
+        ),
+        (
+            "a weight above 100",
+            GOOD.replace("active: blue", "weights: {blue: 120, green: 0}"),
+            "/services/0/weights/blue",
+        ),
+        (
+            "active and weights",
+            GOOD.replace(
+                "    active: blue",
+                "    active: blue\n    weights: {blue: 90, green: 10}",
+            ),
+            "/services/0",
+        ),
+        (
+            "neither active nor weights",
+            GOOD.replace("    active: blue\n", ""),
+            "/services/0",
         ),
         (
             "gate interval not a duration",
