@@ -105,6 +105,10 @@ fn good_files() -> Vec<String> {
         )
         .replace("    active: blue\n", "    active: blue\n    retries: 2\n"),
         GOOD.replace("active: blue", "weights: {blue: 90, green: 10}"),
+        GOOD.replace(
+            "    active: blue\n",
+            "    active: blue\n    ramp:\n      steps: [10, 50, 100]\n      every: 1m\n      paused: true\n",
+        ),
     ]
 }
 
@@ -246,6 +250,14 @@ fn shape_errors() -> Vec<(&'static str, String, &'static str)> {
             "neither active nor weights",
             GOOD.replace("    active: blue\n", ""),
             "/services/0",
+        ),
+        (
+            "a ramp step of 0",
+            GOOD.replace(
+                "    active: blue",
+                "    active: blue\n    ramp: {steps: [0, 100]}",
+            ),
+            "/services/0/ramp/steps/0",
         ),
         (
             "gate interval not a duration",
