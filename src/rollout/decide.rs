@@ -524,7 +524,7 @@ fn bake_transition(before: &Track, after: &Track) -> Option<Transition> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::state::parse_str;
 
@@ -543,7 +543,8 @@ services:
     active: green
 ";
 
-    fn service(extra: &str) -> Service {
+    /// The service with `active: green` and `extra` keys.
+    pub(in crate::rollout) fn service(extra: &str) -> Service {
         let text = FILE.replace(
             "    active: green\n",
             &format!("    active: green\n{extra}"),
@@ -551,7 +552,7 @@ services:
         parse_str(&text).unwrap().services.remove(0)
     }
 
-    fn on_blue() -> Track {
+    pub(in crate::rollout) fn on_blue() -> Track {
         Track {
             in_force: Color::Blue,
             phase: Phase::Steady,
@@ -559,7 +560,7 @@ services:
         }
     }
 
-    fn ok() -> Observed {
+    pub(in crate::rollout) fn ok() -> Observed {
         Observed {
             schema: [Ok(()), Ok(())],
             gate_passed: false,
@@ -567,7 +568,7 @@ services:
         }
     }
 
-    fn trip() -> Trip {
+    pub(in crate::rollout) fn trip() -> Trip {
         Trip {
             errors: 30,
             requests: 100,

@@ -175,34 +175,11 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::rollout::decide::{Observed, Trip, decide};
-    use crate::state::{Weights, parse_str};
-
-    const FILE: &str = include_str!("../../tests/fixtures/one_service.yaml");
-
-    /// The service with `active: green` and `extra` keys.
-    fn service(extra: &str) -> Service {
-        let text = FILE.replace("    active: blue\n", &format!("    active: green\n{extra}"));
-        parse_str(&text).unwrap().services.remove(0)
-    }
+    use crate::rollout::decide::tests::{ok, on_blue, service, trip};
+    use crate::rollout::decide::{Observed, decide};
+    use crate::state::Weights;
 
     const RAMP: &str = "    ramp: {steps: [10, 50, 100], every: 30s}\n";
-
-    fn on_blue() -> Track {
-        Track {
-            in_force: Color::Blue,
-            phase: Phase::Steady,
-            ramp: None,
-        }
-    }
-
-    fn ok() -> Observed {
-        Observed {
-            schema: [Ok(()), Ok(())],
-            gate_passed: false,
-            bake_trip: None,
-        }
-    }
 
     /// The track after the switch to green at `t0`.
     fn switched(s: &Service, t0: Instant) -> Track {
@@ -224,13 +201,7 @@ mod tests {
         let t = switched(&s, Instant::now());
         assert_eq!(t.in_force, Color::Green);
         assert_eq!(t.ramp.as_ref().map(|r| (r.step, r.percent)), Some((1, 10)));
-        assert_eq!(
-            t.split(&s),
-            Weights {
-                blue: 90,
-                green: 10
-            }
-        );
+        assert_eq!(t.split(&s), Weights::of(Color::Green, 10));
         // Without a ramp, or with a single step of 100, it is all at once.
         assert_eq!(switched(&service(""), Instant::now()).ramp, None);
         let whole = service("    ramp: {steps: [100]}\n");
@@ -273,13 +244,7 @@ mod tests {
             what.unwrap().reason().unwrap(),
             "green at 50 % (step 2 of 3)"
         );
-        assert_eq!(
-            t.split(&s),
-            Weights {
-                blue: 50,
-                green: 50
-            }
-        );
+        assert_eq!(t.split(&s), Weights::of(Color::Green, 50));
         let (t, what) = step(&s, &t, t0 + secs(130), || true);
         assert_eq!((t.ramp.as_ref().unwrap().percent, what), (50, None));
         // The last step ends the ramp: the file's color has everything.
@@ -357,14 +322,7 @@ mod tests {
         let (t, what) = decide(&s, &t, &ok(), t0 + secs(45));
         assert_eq!((t.ramp.as_ref().unwrap().percent, what), (50, None));
         let tripped = Observed {
-            bake_trip: Some(Trip {
-                errors: 9,
-                requests: 20,
-                proxies: vec![],
-                failing_endpoints: vec![],
-                after: Duration::ZERO,
-                window: secs(10),
-            }),
+            bake_trip: Some(trip()),
             ..ok()
         };
         let (t, what) = decide(&s, &t, &tripped, t0 + secs(50));

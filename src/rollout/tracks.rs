@@ -671,13 +671,7 @@ mod tests {
             ["switched", "ramp_step"]
         );
         let first = tracks.apply(&green);
-        assert_eq!(
-            first.services[0].split(),
-            Weights {
-                blue: 90,
-                green: 10
-            }
-        );
+        assert_eq!(first.services[0].split(), Weights::of(Color::Green, 10));
         assert_eq!(first.services[0].active, Color::Blue, "90 % is the larger");
         // Soaked, but a proxy does not hold step 1: said once, and held.
         assert_eq!(
@@ -689,13 +683,7 @@ mod tests {
         acks.0.store(true, std::sync::atomic::Ordering::SeqCst);
         assert_eq!(names(tracks.step(&green, &acks, at(5100))), ["ramp_step"]);
         let second = tracks.apply(&green);
-        assert_eq!(
-            second.services[0].split(),
-            Weights {
-                blue: 50,
-                green: 50
-            }
-        );
+        assert_eq!(second.services[0].split(), Weights::of(Color::Green, 50));
         assert_ne!(second.version(), first.version());
         assert!(names(tracks.step(&green, &acks, at(6000))).is_empty());
         assert_eq!(names(tracks.step(&green, &acks, at(6100))), ["ramp_step"]);
@@ -751,18 +739,20 @@ mod tests {
         assert_eq!(held.services[0].weight(Color::Green), 0);
     }
 
-    #[test]
-    fn no_share_of_a_split_reaches_an_idle_color_the_schema_guard_refuses() {
+    /// The service guarded by a database, with `keys` instead of `active: blue`.
+    fn guarded(keys: &str) -> Arc<DesiredState> {
         let text = format!(
             "databases:\n  - name: db\n    file: /v\n{}",
-            BLUE.replace(
-                "active: blue",
-                "weights: {blue: 90, green: 10}\n    database: db"
-            )
-            .replace("8081\"]", "8081\"]\n      schemas: [1]")
-            .replace("8082\"]", "8082\"]\n      schemas: [1]")
+            BLUE.replace("active: blue", &format!("{keys}\n    database: db"))
+                .replace("8081\"]", "8081\"]\n      schemas: [1]")
+                .replace("8082\"]", "8082\"]\n      schemas: [1]")
         );
-        let state = Arc::new(parse_str(&text).unwrap());
+        Arc::new(parse_str(&text).unwrap())
+    }
+
+    #[test]
+    fn no_share_of_a_split_reaches_an_idle_color_the_schema_guard_refuses() {
+        let state = guarded("weights: {blue: 90, green: 10}");
         let tracks = Tracks::start(&state, HashMap::new());
         let guarded = tracks.apply_guarded(&state, &Refuses(Color::Green));
         assert_eq!(guarded.services[0].weight(Color::Blue), 100);
@@ -771,16 +761,7 @@ mod tests {
 
     #[test]
     fn no_shadow_or_preview_reaches_an_idle_color_the_schema_guard_refuses() {
-        let text = format!(
-            "databases:\n  - name: db\n    file: /v\n{}",
-            BLUE.replace(
-                "active: blue",
-                "active: blue\n    database: db\n    shadow:\n      percent: 10"
-            )
-            .replace("8081\"]", "8081\"]\n      schemas: [1]")
-            .replace("8082\"]", "8082\"]\n      schemas: [1]")
-        );
-        let state = Arc::new(parse_str(&text).unwrap());
+        let state = guarded("active: blue\n    shadow:\n      percent: 10");
         let tracks = Tracks::start(&state, HashMap::new());
         let guarded = tracks.apply_guarded(&state, &Refuses(Color::Green));
         assert_eq!(guarded.services[0].shadow, None);
