@@ -37,6 +37,7 @@ mod preview_and_shadow;
 mod probe;
 mod properties;
 mod proxy_rejection;
+mod ramp;
 mod replicas;
 mod sample_backend;
 mod schema_guard;
