@@ -89,6 +89,13 @@ impl Waves {
         }
     }
 
+    /// One wave of every proxy (a ramp's step waits for all of them).
+    pub fn everyone() -> Waves {
+        Waves {
+            matchers: vec![Matcher::new(&Selector::default())],
+        }
+    }
+
     /// The wave `node` is in (from 0): the first whose selector it matches, else the last.
     pub fn wave_of(&self, node: &Node) -> usize {
         self.matchers

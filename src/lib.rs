@@ -30,7 +30,7 @@
 //! - [`admin`]: the admin HTTP server (`/healthz`, `/readyz`, `/status`, `/metrics`).
 //! - [`grpc`]: CSDS, the `switchyard.v1` API and server reflection on the xDS port.
 //! - [`render`]: Envoy resources as proto3 JSON with Envoy's field names.
-//! - [`rollout`]: the workflow around a switch: gate, bake and rollback, schema guard;
+//! - [`rollout`]: the workflow around a switch: gate, ramp, bake and rollback, schema guard;
 //!   which color is in force for each service and why.
 //! - [`accept`]: the xDS port's accept loop: connection cap, no busy loop out of file
 //!   descriptors, socket options.

@@ -137,7 +137,7 @@ impl Metrics {
         let rollout_decisions = Family::<DecisionLabel, Counter>::default();
         registry.register(
             "rollout_decisions",
-            "Decisions the rollout made by itself, per service: switched, gate_waiting, gave_up, held, bake_passed, bake_failed, rolled_back, rollback_refused",
+            "Decisions the rollout made by itself, per service: switched, gate_waiting, gave_up, held, bake_passed, bake_failed, rolled_back, rollback_refused, wave_reached, ramp_step, ramp_paused, ramp_waiting, ramp_aborted",
             rollout_decisions.clone(),
         );
         let subscribed = Family::<TypeLabel, Gauge>::default();

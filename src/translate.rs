@@ -4,7 +4,8 @@
 //! Per listener: a Listener whose HTTP connection manager loads its routes over ADS (RDS)
 //! and a RouteConfiguration of the same name. Per service: a virtual host with its domains
 //! whose default route splits traffic between `<service>-blue` and `<service>-green` by
-//! weight. Per color: an EDS Cluster and its ClusterLoadAssignment; or, when the color's
+//! weight: 100/0 by `active`, or as `weights` says (a static split, or a ramp's step in
+//! the state in force). Per color: an EDS Cluster and its ClusterLoadAssignment; or, when the color's
 //! endpoints are DNS names, a `STRICT_DNS` (or `LOGICAL_DNS`) Cluster that carries them and
 //! that Envoy resolves itself (IPv4 preferred), with no ClusterLoadAssignment.
 //!
@@ -18,9 +19,10 @@
 //!   by Envoy's credential injector, run as an upstream filter of the cluster (so it
 //!   reaches that color's backends only), overwriting whatever the client sent;
 //! - `host_rewrite`: the `Host` / `:authority` set per weighted cluster;
-//! - `path_prefix`: per-color routes instead of one weighted route: the active color's
-//!   route matches 100 % of requests (a runtime fraction of its weight), the other's the
-//!   rest, each with its own prefix rewrite; one RouteConfiguration still switches both.
+//! - `path_prefix`: per-color routes instead of one weighted route: blue's route matches
+//!   a runtime fraction of the requests equal to its weight (100 % when active, 0 when
+//!   not, 90 % of a 90/10 split), green's the rest, each with its own prefix rewrite; one
+//!   RouteConfiguration still switches both.
 //!
 //! The workflow keys add, per service:
 //! - preview routes before the default one: the preview header (`x-switchyard-preview:
@@ -920,7 +922,8 @@ fn route_configuration(state: &DesiredState, listener: &str) -> Resource {
 
 /// A service whose colors rewrite paths differently cannot use one weighted route (a
 /// weighted cluster has no path rewrite of its own): blue's route takes a share of the
-/// requests equal to its weight (100 % or none), green's takes the rest, each rewriting for
+/// requests equal to its weight (100 %, none, or its share of a split), green's takes the
+/// rest, each rewriting for
 /// its color. Both are in the one RouteConfiguration, so a switch is still one update.
 /// (`shadow` is refused with path rewrites, by validation.)
 fn per_color_default_routes(service: &Service) -> [Route; 2] {
@@ -1536,5 +1539,35 @@ services:
         );
         let rc: RouteConfiguration = decode(&green, ResourceType::Route, "public");
         assert_eq!(fraction(&rc.virtual_hosts[0].routes[2]), Some(0));
+        // A split gives blue's route its share.
+        let split = snapshot(
+            &with_blue("      endpoints: [\"127.0.0.1:8081\"]\n      path_prefix: /v1/x")
+                .replace("active: blue", "weights: {blue: 90, green: 10}"),
+        );
+        let rc: RouteConfiguration = decode(&split, ResourceType::Route, "public");
+        assert_eq!(fraction(&rc.virtual_hosts[0].routes[2]), Some(90));
+    }
+
+    #[test]
+    fn weights_become_the_weighted_clusters_and_each_split_is_a_new_route_version() {
+        let split = |w: &str| snapshot(&STATE.replace("active: blue", w));
+        let ninety = split("weights: {blue: 90, green: 10}");
+        let rc: RouteConfiguration = decode(&ninety, ResourceType::Route, "public");
+        assert_eq!(
+            weights(&rc),
+            vec![
+                ("summarizer-blue".to_owned(), 90),
+                ("summarizer-green".to_owned(), 10)
+            ]
+        );
+        let half = split("weights: {blue: 50, green: 50}");
+        assert_eq!(changed_types(&ninety, &half), vec![ResourceType::Route]);
+        assert_ne!(ninety.state_version, half.state_version);
+        // A split that gives a color everything routes like `active`, at its own version.
+        let all = split("weights: {blue: 100, green: 0}");
+        let plain = snapshot(STATE);
+        let rc: RouteConfiguration = decode(&all, ResourceType::Route, "public");
+        let plain_rc: RouteConfiguration = decode(&plain, ResourceType::Route, "public");
+        assert_eq!(rc, plain_rc);
     }
 }

@@ -147,12 +147,13 @@ pub fn schema() -> Value {
             },
             "services": {
                 "type": "array",
-                "description": "The blue-green services. Each one is a virtual host on its listener whose default route sends 100% of the traffic to the active color: to the Envoy cluster `<name>-blue` or `<name>-green`.",
+                "description": "The blue-green services. Each one is a virtual host on its listener whose default route sends 100% of the traffic to the active color (to the Envoy cluster `<name>-blue` or `<name>-green`), or splits it as `weights` says.",
                 "maxItems": MAX_SERVICES,
                 "items": {
                     "type": "object",
-                    "description": "One service with two environments, blue and green, one of them active.",
-                    "required": ["name", "listener", "blue", "green", "active"],
+                    "description": "One service with two environments, blue and green, one of them active (or the traffic split between them with `weights`).",
+                    "required": ["name", "listener", "blue", "green"],
+                    "oneOf": [{"required": ["active"]}, {"required": ["weights"]}],
                     "additionalProperties": false,
                     "properties": {
                         "name": {
@@ -183,8 +184,28 @@ pub fn schema() -> Value {
                         "green": color("green"),
                         "active": {
                             "type": "string",
-                            "description": "The color that takes 100% of the traffic (the other gets 0%). Change it and save to switch; change it back to roll back.",
+                            "description": "The color that takes 100% of the traffic (the other gets 0%). Change it and save to switch (step by step with `ramp`); change it back to roll back. Give `active` or `weights`.",
                             "enum": ["blue", "green"]
+                        },
+                        "weights": {
+                            "type": "object",
+                            "description": "Instead of `active`: a static split of the traffic in percent, for example {blue: 90, green: 10}; both colors, adding up to 100. The color with the larger weight counts as active (blue on a tie): a gate, a bake and the schema guard act when it changes, as with `active`; a split that keeps the same color active is put in force as written, with no gate or bake. The idle color (the smaller) gets the preview listener and shadow traffic.",
+                            "required": ["blue", "green"],
+                            "additionalProperties": false,
+                            "properties": {
+                                "blue": {
+                                    "type": "integer",
+                                    "description": "Percent of the traffic to blue, 0-100.",
+                                    "minimum": 0,
+                                    "maximum": 100
+                                },
+                                "green": {
+                                    "type": "integer",
+                                    "description": "Percent of the traffic to green, 0-100.",
+                                    "minimum": 0,
+                                    "maximum": 100
+                                }
+                            }
                         }
                     }
                 }

@@ -291,6 +291,7 @@ impl Controller {
             if let Some(Track {
                 in_force,
                 phase: Phase::Baking { since, .. },
+                ..
             }) = tracks.get(&s.name)
             {
                 baking.insert((s.name.clone(), *in_force, *since));
@@ -360,6 +361,16 @@ fn wanted_probes(
 }
 
 impl Observe for Controller {
+    fn proxies_synced(&self) -> bool {
+        let Some((registry, cache)) = self.fleet.get() else {
+            return true;
+        };
+        let everyone = crate::fleet::Waves::everyone();
+        crate::fleet::census(registry, &cache.current(), &everyone)
+            .iter()
+            .all(crate::fleet::WaveCensus::settled)
+    }
+
     fn waves_synced(&self, s: &Service, progress: &super::tracks::WaveProgress) -> bool {
         self.census(s).is_none_or(|census| {
             census

@@ -7,24 +7,41 @@
 //! 1. While the color in force is the file's color: a bake in progress watches it; when the
 //!    bake trips, traffic goes back to the previous color, unless that color cannot run
 //!    against the current schema (then it stays, and says so).
-//! 2. When the file names another color: a rollback or a given-up gate for that same color
+//! 2. When the file names another color: a ramp on its way stops at once (the color it
+//!    came from takes everything back); a rollback or a given-up gate for that same color
 //!    and `attempt` stands until the operator changes `active` or `attempt`; a color that
 //!    cannot run against the current schema (or when the schema is unknown) is held; a
-//!    gate must pass before its deadline; then the switch happens, and a bake starts.
+//!    gate must pass before its deadline; then the switch happens (to the first step of
+//!    its ramp, with `ramp:`; [`super::ramp`] takes the next ones), and a bake starts.
 
 use std::time::Duration;
 
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::state::{Color, Service};
+use super::ramp::{self, RampStep, Wait};
+use crate::state::{Color, Service, Weights};
 
 /// Where one service stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Track {
-    /// The color proxies are given.
+    /// The color proxies are given (while a ramp is on its way, the color it goes to).
     pub in_force: Color,
     pub phase: Phase,
+    /// While a switch ramps up (`ramp:`): the step in force; its `from` has the rest.
+    pub ramp: Option<RampStep>,
+}
+
+impl Track {
+    /// How the traffic of `service` (the file's) is split with this track: as the file
+    /// says while its color is in force, a ramp's step, or all of it to the color in force.
+    pub fn split(&self, service: &Service) -> Weights {
+        match &self.ramp {
+            Some(r) => Weights::of(self.in_force, r.percent),
+            None if self.in_force == service.active => service.split(),
+            None => Weights::all(self.in_force),
+        }
+    }
 }
 
 /// What the rollout of one service is doing.
@@ -134,6 +151,33 @@ pub enum Transition {
         wave: usize,
         of: usize,
     },
+    /// A ramp put step `step` (from 1) of `of` in force: `color` has `percent` of the
+    /// traffic (100: the ramp is complete).
+    RampStep {
+        color: Color,
+        percent: u32,
+        step: usize,
+        of: usize,
+    },
+    /// A ramp holds its step: paused by the file, waiting for proxies to acknowledge it,
+    /// or after a bake that could not roll back.
+    RampWaiting {
+        color: Color,
+        percent: u32,
+        step: usize,
+        of: usize,
+        wait: Wait,
+    },
+    /// The file set `active` back to `to` mid-ramp: `to` has all the traffic again.
+    RampAborted {
+        from: Color,
+        to: Color,
+        percent: u32,
+    },
+    /// `ramp:` left the file mid-ramp: `color` has all the traffic at once.
+    RampDropped {
+        color: Color,
+    },
 }
 
 impl Transition {
@@ -149,6 +193,12 @@ impl Transition {
             Transition::BakePassed { .. } => "bake_passed",
             Transition::BakeFailed { .. } => "bake_failed",
             Transition::WaveReached { .. } => "wave_reached",
+            Transition::RampStep { .. } | Transition::RampDropped { .. } => "ramp_step",
+            Transition::RampWaiting {
+                wait: Wait::Paused, ..
+            } => "ramp_paused",
+            Transition::RampWaiting { .. } => "ramp_waiting",
+            Transition::RampAborted { .. } => "ramp_aborted",
         }
     }
 
@@ -181,6 +231,43 @@ impl Transition {
             Transition::WaveReached { color, wave, of } => {
                 Some(format!("wave {wave} of {of} has {color}"))
             }
+            Transition::RampStep {
+                color,
+                percent,
+                step,
+                of,
+            } => Some(if *percent == 100 {
+                format!("{color} at 100 % (step {step} of {of}): the ramp is complete")
+            } else {
+                format!("{color} at {percent} % (step {step} of {of})")
+            }),
+            Transition::RampWaiting {
+                color,
+                percent,
+                step,
+                of,
+                wait,
+            } => {
+                let at = format!("{color} at {percent} % (step {step} of {of})");
+                Some(match wait {
+                    Wait::Paused => format!("{at}: paused by the file (`ramp.paused`)"),
+                    Wait::Proxies => format!(
+                        "{at}: step {} waits for every proxy to acknowledge this one",
+                        step + 1
+                    ),
+                    Wait::Bake => format!(
+                        "{at}: held, {color} failed its bake and {} cannot take the traffic back",
+                        color.other()
+                    ),
+                    Wait::Soak => at,
+                })
+            }
+            Transition::RampAborted { from, to, percent } => Some(format!(
+                "`active` is {to} again: the ramp to {from} stopped at {percent} % and {to} takes all the traffic"
+            )),
+            Transition::RampDropped { color } => Some(format!(
+                "{color} at 100 %: `ramp:` was removed from the file"
+            )),
             _ => None,
         }
     }
@@ -200,6 +287,7 @@ pub fn start(service: &Service) -> Track {
     Track {
         in_force: service.active,
         phase: Phase::Steady,
+        ramp: None,
     }
 }
 
@@ -217,7 +305,24 @@ pub fn decide(
         let transition = bake_transition(track, &after);
         return (after, transition);
     }
-    // The file names the other color.
+    // The file names the other color: mid-ramp, the one the ramp came from takes it all
+    // back at once (it carried the rest all along: no gate), if it can run.
+    if let Some(r) = &track.ramp
+        && seen.schema_ok(wanted).is_ok()
+    {
+        return (
+            Track {
+                in_force: wanted,
+                phase: Phase::Steady,
+                ramp: None,
+            },
+            Some(Transition::RampAborted {
+                from: track.in_force,
+                to: wanted,
+                percent: r.percent,
+            }),
+        );
+    }
     match &track.phase {
         Phase::RolledBack {
             from, attempt: a, ..
@@ -237,6 +342,7 @@ pub fn decide(
             Track {
                 in_force: track.in_force,
                 phase: held,
+                ramp: None,
             },
             transition,
         );
@@ -251,6 +357,7 @@ pub fn decide(
                         to: wanted,
                         since: now,
                     },
+                    ramp: None,
                 };
                 if seen.gate_passed {
                     return switch(service, track.in_force, now);
@@ -267,6 +374,7 @@ pub fn decide(
                             to: wanted,
                             attempt: attempt.clone(),
                         },
+                        ramp: None,
                     },
                     Some(Transition::GaveUp { to: wanted }),
                 );
@@ -289,6 +397,7 @@ pub fn roll_back(service: &Service, track: &Track, reason: Trip) -> (Track, Tran
                 attempt: service.attempt.clone(),
                 reason: reason.clone(),
             },
+            ramp: None,
         },
         Transition::RolledBack {
             from: track.in_force,
@@ -298,7 +407,8 @@ pub fn roll_back(service: &Service, track: &Track, reason: Trip) -> (Track, Tran
     )
 }
 
-/// Traffic moves to the file's color; a bake starts when one is configured.
+/// Traffic moves to the file's color (to the first step of its ramp, when it ramps); a
+/// bake starts when one is configured.
 fn switch(service: &Service, from: Color, now: Instant) -> (Track, Option<Transition>) {
     let phase = match &service.bake {
         Some(bake) => Phase::Baking {
@@ -309,11 +419,16 @@ fn switch(service: &Service, from: Color, now: Instant) -> (Track, Option<Transi
         },
         None => Phase::Steady,
     };
+    let mut track = Track {
+        in_force: service.active,
+        phase,
+        ramp: ramp::first(service, from, now),
+    };
+    if track.ramp.is_some() {
+        ramp::extend_bake(&mut track, service, now);
+    }
     (
-        Track {
-            in_force: service.active,
-            phase,
-        },
+        track,
         Some(Transition::Switched {
             from,
             to: service.active,
@@ -321,8 +436,14 @@ fn switch(service: &Service, from: Color, now: Instant) -> (Track, Option<Transi
     )
 }
 
-/// The color in force is the file's: a bake in progress goes on, ends, or trips.
+/// The color in force is the file's: a bake in progress goes on, ends (not while a ramp
+/// is on its way: it watches every step), or trips (and a rollback ends the ramp).
 fn bake_step(service: &Service, track: &Track, seen: &Observed, now: Instant) -> Track {
+    let steady = || Track {
+        in_force: track.in_force,
+        phase: Phase::Steady,
+        ramp: track.ramp.clone(),
+    };
     let Phase::Baking {
         from,
         since,
@@ -330,16 +451,10 @@ fn bake_step(service: &Service, track: &Track, seen: &Observed, now: Instant) ->
         refused,
     } = &track.phase
     else {
-        return Track {
-            in_force: track.in_force,
-            phase: Phase::Steady,
-        };
+        return steady();
     };
-    if service.bake.is_none() || now >= *until {
-        return Track {
-            in_force: track.in_force,
-            phase: Phase::Steady,
-        };
+    if service.bake.is_none() || (now >= *until && track.ramp.is_none()) {
+        return steady();
     }
     let Some(trip) = &seen.bake_trip else {
         return track.clone();
@@ -355,6 +470,7 @@ fn bake_step(service: &Service, track: &Track, seen: &Observed, now: Instant) ->
                     ..trip.clone()
                 },
             },
+            ramp: None,
         },
         Err(why) => Track {
             in_force: track.in_force,
@@ -364,6 +480,7 @@ fn bake_step(service: &Service, track: &Track, seen: &Observed, now: Instant) ->
                 until: *until,
                 refused: Some(refused.clone().unwrap_or(why)),
             },
+            ramp: track.ramp.clone(),
         },
     }
 }
@@ -407,7 +524,7 @@ fn bake_transition(before: &Track, after: &Track) -> Option<Transition> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::state::parse_str;
 
@@ -426,7 +543,8 @@ services:
     active: green
 ";
 
-    fn service(extra: &str) -> Service {
+    /// The service with `active: green` and `extra` keys.
+    pub(in crate::rollout) fn service(extra: &str) -> Service {
         let text = FILE.replace(
             "    active: green\n",
             &format!("    active: green\n{extra}"),
@@ -434,14 +552,15 @@ services:
         parse_str(&text).unwrap().services.remove(0)
     }
 
-    fn on_blue() -> Track {
+    pub(in crate::rollout) fn on_blue() -> Track {
         Track {
             in_force: Color::Blue,
             phase: Phase::Steady,
+            ramp: None,
         }
     }
 
-    fn ok() -> Observed {
+    pub(in crate::rollout) fn ok() -> Observed {
         Observed {
             schema: [Ok(()), Ok(())],
             gate_passed: false,
@@ -449,7 +568,7 @@ services:
         }
     }
 
-    fn trip() -> Trip {
+    pub(in crate::rollout) fn trip() -> Trip {
         Trip {
             errors: 30,
             requests: 100,
@@ -574,6 +693,7 @@ services:
                 attempt: None,
                 reason: trip(),
             },
+            ramp: None,
         };
         let mut blue = s.clone();
         blue.active = Color::Blue;

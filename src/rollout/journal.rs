@@ -9,6 +9,8 @@
 //!   still the one being baked;
 //! - a switch that was waiting for its gate or held by the schema guard keeps the color in
 //!   force, and the gate and the schema are checked again from the start;
+//! - a ramp on its way resumes at its step while the file still asks for its color with a
+//!   `ramp:` (the step's `every` starts over: the proxies have to hold it again);
 //! - anything else is dropped.
 //!
 //! The file is JSON, written whole to a temporary file and renamed over the old one, so a
@@ -24,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::decide::{Phase, Track, Trip};
+use super::ramp::{RampStep, Wait};
 use super::tracks::Tracks;
 use crate::state::Color;
 
@@ -62,10 +65,44 @@ enum Kept {
         /// Milliseconds since the Unix epoch.
         since_ms: u64,
         until_ms: u64,
+        /// The ramp on its way, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ramp: Option<KeptRamp>,
     },
+    /// A ramp on its way, without a bake.
+    Ramping { in_force: Color, ramp: KeptRamp },
     /// A switch to `to` waiting for its gate or held by the schema guard: after a restart
     /// it is checked again from the start, never taken on trust.
     Waiting { in_force: Color, to: Color },
+}
+
+/// A ramp's step in force.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct KeptRamp {
+    from: Color,
+    step: usize,
+    percent: u32,
+}
+
+impl KeptRamp {
+    fn of(r: &RampStep) -> KeptRamp {
+        KeptRamp {
+            from: r.from,
+            step: r.step,
+            percent: r.percent,
+        }
+    }
+
+    /// The step, put in force again at `now`.
+    fn resume(self, now: Instant) -> RampStep {
+        RampStep {
+            from: self.from,
+            step: self.step,
+            percent: self.percent,
+            since: now,
+            waiting: Wait::Soak,
+        }
+    }
 }
 
 fn millis(t: SystemTime) -> u64 {
@@ -123,12 +160,19 @@ pub fn encode(tracks: &Tracks, now: Instant, wall: SystemTime) -> Vec<u8> {
                 from: *from,
                 since_ms: millis(wall_of(*since, now, wall)),
                 until_ms: millis(wall_of(*until, now, wall)),
+                ramp: t.ramp.as_ref().map(KeptRamp::of),
             },
             Phase::Gating { to, .. } | Phase::Held { to, .. } => Kept::Waiting {
                 in_force: t.in_force,
                 to: *to,
             },
-            Phase::Steady => continue,
+            Phase::Steady => match &t.ramp {
+                Some(r) => Kept::Ramping {
+                    in_force: t.in_force,
+                    ramp: KeptRamp::of(r),
+                },
+                None => continue,
+            },
         };
         services.insert(name.clone(), kept);
     }
@@ -173,6 +217,7 @@ pub fn decode(
                         window: Duration::from_millis(window_ms),
                     },
                 },
+                ramp: None,
             },
             Kept::GaveUp {
                 in_force,
@@ -181,12 +226,14 @@ pub fn decode(
             } => Track {
                 in_force,
                 phase: Phase::GaveUp { to, attempt },
+                ramp: None,
             },
             Kept::Baking {
                 in_force,
                 from,
                 since_ms,
                 until_ms,
+                ramp,
             } => Track {
                 in_force,
                 phase: Phase::Baking {
@@ -195,6 +242,12 @@ pub fn decode(
                     until: instant_of(until_ms, now, wall),
                     refused: None,
                 },
+                ramp: ramp.map(|r| r.resume(now)),
+            },
+            Kept::Ramping { in_force, ramp } => Track {
+                in_force,
+                phase: Phase::Steady,
+                ramp: Some(ramp.resume(now)),
             },
             Kept::Waiting { in_force, to } => Track {
                 in_force,
@@ -202,6 +255,7 @@ pub fn decode(
                     to,
                     reason: "checking the gate and the schema again after a restart".into(),
                 },
+                ramp: None,
             },
         };
         out.insert(name, track);
@@ -266,6 +320,7 @@ mod tests {
                     window: Duration::from_secs(60),
                 },
             },
+            ramp: None,
         }
     }
 
@@ -294,6 +349,7 @@ mod tests {
                 until: now + Duration::from_secs(40),
                 refused: None,
             },
+            ramp: None,
         };
         let green =
             parse_str(&FILE.replace("active: blue", "active: green\n    bake: {}")).unwrap();
@@ -323,6 +379,7 @@ mod tests {
                 to: Color::Green,
                 since: Instant::now(),
             },
+            ramp: None,
         };
         let tracks = Tracks::start(&green, HashMap::from([("summarizer".to_owned(), gating)]));
         let (now, wall) = (Instant::now(), SystemTime::now());
@@ -342,6 +399,42 @@ mod tests {
         // Restarted on that file: blue stays in force until the gate is checked again.
         let restarted = Tracks::start(&green, back);
         assert_eq!(restarted.in_force(&green.services[0]), Color::Blue);
+    }
+
+    #[test]
+    fn a_ramp_resumes_at_its_step_while_the_file_still_ramps_to_its_color() {
+        let green = parse_str(&FILE.replace(
+            "active: blue",
+            "active: green\n    ramp: {steps: [10, 50, 100]}",
+        ))
+        .unwrap();
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let ramping = Track {
+            in_force: Color::Green,
+            phase: Phase::Steady,
+            ramp: Some(RampStep {
+                from: Color::Blue,
+                step: 2,
+                percent: 50,
+                since: now - Duration::from_secs(20),
+                waiting: Wait::Proxies,
+            }),
+        };
+        let tracks = Tracks::start(&green, HashMap::from([("summarizer".to_owned(), ramping)]));
+        let later = now + Duration::from_secs(5);
+        let back = decode(&encode(&tracks, now, wall), later, wall).unwrap();
+        let ramp = back["summarizer"].ramp.clone().unwrap();
+        assert_eq!((ramp.step, ramp.percent, ramp.since), (2, 50, later));
+        let restarted = Tracks::start(&green, back.clone());
+        let kept = restarted.get("summarizer").unwrap();
+        assert_eq!(kept.split(&green.services[0]).green, 50);
+        assert!(restarted.busy(), "a ramp on its way has steps to take");
+        // A file without the ramp (or back on blue) drops it.
+        let plain = parse_str(&FILE.replace("active: blue", "active: green")).unwrap();
+        assert_eq!(
+            Tracks::start(&plain, back).get("summarizer").unwrap().ramp,
+            None
+        );
     }
 
     #[test]

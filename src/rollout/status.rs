@@ -4,10 +4,11 @@
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::decide::{Phase, Track, Trip};
+use super::decide::{Phase, Track, Transition, Trip};
+use super::ramp::Wait;
 use super::tracks::Tracks;
 pub use super::view::{ColorTraffic, DatabaseStatus, Details, EndpointProblem, GateView};
-use crate::state::{Color, DesiredState, Service};
+use crate::state::{Color, DesiredState, Service, Weights};
 
 /// One service's rollout.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -15,10 +16,12 @@ pub struct ServiceRollout {
     pub service: String,
     /// The color the file asks for.
     pub wanted: Color,
-    /// The color proxies are given.
+    /// The color proxies are given (while a ramp is on its way, the color it goes to).
     pub in_force: Color,
-    /// `steady`, `gating`, `gave_up`, `baking`, `rolled_back`, `held`, or `rolling` (on
-    /// its way through its waves, without a bake).
+    /// How the traffic is split in force (`{"blue": 90, "green": 10}`).
+    pub weights: Weights,
+    /// `steady`, `gating`, `gave_up`, `baking`, `rolled_back`, `held`, `rolling` (on its
+    /// way through its waves, without a bake) or `ramping` (step by step, without a bake).
     pub phase: &'static str,
     /// Why what is in force differs from the file, or why a rollback was refused.
     pub reason: Option<String>,
@@ -35,8 +38,25 @@ pub struct ServiceRollout {
     /// Its waves, with a `rollout:`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rollout: Option<RolloutView>,
+    /// The step in force, while a ramp is on its way.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ramp: Option<RampView>,
     #[serde(flatten)]
     pub details: Details,
+}
+
+/// A ramp on its way.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RampView {
+    /// From 1.
+    pub step: usize,
+    /// How many steps the file's ramp has.
+    pub of: usize,
+    /// The share of the color it goes to.
+    pub percent: u32,
+    pub paused: bool,
+    /// What the next step waits for: `soak`, `proxies`, `paused` or `bake`.
+    pub waiting_for: Wait,
 }
 
 /// A service's rollout wave by wave.
@@ -83,6 +103,9 @@ pub fn phase_name(phase: &Phase) -> &'static str {
 /// steady.
 fn listed(s: &Service, t: &Track) -> bool {
     s.gate.is_some()
+        || s.weights.is_some()
+        || s.ramp.is_some()
+        || t.ramp.is_some()
         || s.rollout.is_some()
         || s.group.is_some()
         || s.bake.is_some()
@@ -108,6 +131,13 @@ pub fn of(
             listed(s, t).then(|| {
                 let mut one = one(s, t, details(s, t), now);
                 one.rollout = rollout_view(s, t, tracks, one.details.census.take());
+                one.ramp = ramp_view(s, t);
+                if let Some(r) = &one.ramp {
+                    if one.phase == "steady" {
+                        one.phase = "ramping";
+                    }
+                    one.reason.get_or_insert_with(|| ramp_reason(s, t, r, now));
+                }
                 if let Some(r) = one.rollout.as_ref().filter(|r| r.rolling) {
                     let of = r.waves.len();
                     if one.phase == "steady" {
@@ -184,6 +214,7 @@ fn one(s: &Service, t: &Track, details: Details, now: Instant) -> ServiceRollout
         service: s.name.clone(),
         wanted: s.active,
         in_force: t.in_force,
+        weights: t.split(s),
         phase: phase_name(&t.phase),
         reason,
         for_seconds,
@@ -192,8 +223,45 @@ fn one(s: &Service, t: &Track, details: Details, now: Instant) -> ServiceRollout
         attempt: s.attempt.clone(),
         group: s.group.clone(),
         rollout: None,
+        ramp: None,
         details,
     }
+}
+
+/// The step in force, while a ramp is on its way.
+fn ramp_view(s: &Service, t: &Track) -> Option<RampView> {
+    let r = t.ramp.as_ref()?;
+    Some(RampView {
+        step: r.step,
+        of: s.ramp.as_ref().map_or(r.step, |ramp| ramp.steps.len()),
+        percent: r.percent,
+        paused: s.ramp.as_ref().is_some_and(|ramp| ramp.paused),
+        waiting_for: r.waiting,
+    })
+}
+
+/// Where a ramp stands and what it waits for, in words (as its events say it, with the
+/// time left of the soak).
+fn ramp_reason(s: &Service, t: &Track, r: &RampView, now: Instant) -> String {
+    let waiting = Transition::RampWaiting {
+        color: t.in_force,
+        percent: r.percent,
+        step: r.step,
+        of: r.of,
+        wait: r.waiting_for,
+    };
+    let said = waiting.reason().unwrap_or_default();
+    if r.waiting_for != Wait::Soak {
+        return said;
+    }
+    let every = s.ramp.as_ref().map_or_else(Default::default, |r| r.every);
+    let since = t.ramp.as_ref().map_or(now, |r| r.since);
+    let left = every.saturating_sub(now.saturating_duration_since(since));
+    format!(
+        "{said}: step {} in {}, once every proxy holds this one",
+        r.step + 1,
+        humantime::format_duration(std::time::Duration::from_secs(left.as_secs()))
+    )
 }
 
 /// Wave by wave: which color each has, and its proxies (`census`, when known).

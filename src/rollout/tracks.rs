@@ -3,6 +3,10 @@
 //! decide (a switch the file asks for that is not in force yet, a bake, a rollout between
 //! waves) are stepped.
 //!
+//! A ramp's next step ([`super::ramp`]) is decided here too, after the service's own
+//! decision, with one answer per step to whether every proxy holds what it is owed (so
+//! the members of a release group, which share their ramp, step together).
+//!
 //! Two things span more than one service's decision, and are worked out here:
 //! - **Waves** (`rollout:`): a switch reaches the first wave; the next gets it once every
 //!   proxy of the waves so far acknowledged it and it soaked for `soak` (with a bake that
@@ -20,7 +24,7 @@ use tokio::time::Instant;
 
 use super::decide::{self, Observed, Phase, Track, Transition};
 use crate::fleet::Rolling;
-use crate::state::{Color, DesiredState, Service};
+use crate::state::{Color, DesiredState, Service, Weights};
 
 /// What the controller observed, handed to [`Tracks::step`] one service at a time.
 pub trait Observe: std::fmt::Debug {
@@ -49,6 +53,12 @@ pub trait Observe: std::fmt::Debug {
     /// Whether every connected proxy of `service`'s waves up to `progress.reached` holds
     /// the configuration it is owed (still connecting counts: it will get it).
     fn waves_synced(&self, _service: &Service, _progress: &WaveProgress) -> bool {
+        true
+    }
+
+    /// Whether every connected proxy holds the configuration it is owed (still connecting
+    /// counts: it will get it): what a ramp's next step waits for.
+    fn proxies_synced(&self) -> bool {
         true
     }
 }
@@ -128,6 +138,7 @@ impl Tracks {
                             to: s.active,
                             reason: why.clone(),
                         },
+                        ramp: None,
                     }
                 }
                 _ => decide::start(s),
@@ -167,6 +178,7 @@ impl Tracks {
         match self.tracks.get(&s.name) {
             None => true,
             Some(_) if self.waves.contains_key(&s.name) => true,
+            Some(t) if t.ramp.is_some() => true,
             Some(t) => match &t.phase {
                 Phase::RolledBack { .. } | Phase::GaveUp { .. } => !still_applies(s, t),
                 Phase::Steady => t.in_force != s.active,
@@ -219,10 +231,31 @@ impl Tracks {
             }
         }
         self.hold_groups(state, &mut stepped, now);
+        // Asked once per step, and only when a ramp's soak is over.
+        let synced = std::cell::OnceCell::new();
         let mut decisions = Vec::new();
-        for (s, next, transition) in stepped {
+        for (s, mut next, transition) in stepped {
+            let mut ramped = None;
+            match (&transition, &next.ramp) {
+                (Some(Transition::Switched { .. }), Some(r)) => {
+                    ramped = Some(Transition::RampStep {
+                        color: next.in_force,
+                        percent: r.percent,
+                        step: r.step,
+                        of: s.ramp.as_ref().map_or(1, |r| r.steps.len()),
+                    });
+                }
+                (_, Some(_)) => {
+                    let (after, t) = super::ramp::step(s, &next, now, || {
+                        *synced.get_or_init(|| observe.proxies_synced())
+                    });
+                    next = after;
+                    ramped = t;
+                }
+                _ => {}
+            }
             self.tracks.insert(s.name.clone(), next);
-            if let Some(transition) = transition {
+            for transition in transition.into_iter().chain(ramped) {
                 decisions.push(Decision {
                     service: s.name.clone(),
                     transition,
@@ -282,6 +315,7 @@ impl Tracks {
                     to: s.active,
                     since,
                 },
+                ramp: None,
             };
             *transition = None;
         }
@@ -447,19 +481,21 @@ impl Tracks {
             .map_or(service.active, |t| t.in_force)
     }
 
-    /// [`Tracks::apply`], and no shadow or preview traffic to an idle color the schema
-    /// guard refuses (after a contract migration the old color must not run at all).
+    /// [`Tracks::apply`], and no shadow, preview or share of a split to an idle color the
+    /// schema guard refuses (after a contract migration the old color must not run at all).
     pub fn apply_guarded(
         &self,
         state: &Arc<DesiredState>,
         observe: &dyn Observe,
     ) -> Arc<DesiredState> {
         let in_force = self.apply(state);
+        let reaches_idle =
+            |s: &Service| s.shadow.is_some() || s.preview.enabled || s.weight(s.active.other()) > 0;
         let refused: Vec<usize> = in_force
             .services
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.database.is_some() && (s.shadow.is_some() || s.preview.enabled))
+            .filter(|(_, s)| s.database.is_some() && reaches_idle(s))
             .filter(|(_, s)| observe.schema(s)[s.active.other() as usize].is_err())
             .map(|(i, _)| i)
             .collect();
@@ -471,19 +507,39 @@ impl Tracks {
             let s = &mut guarded.services[i];
             s.shadow = None;
             s.preview.enabled = false;
+            s.weights = None;
         }
         Arc::new(guarded)
     }
 
-    /// `state` with each service's `active` set to the color in force: what proxies get.
-    /// The same `Arc` when nothing differs.
+    /// How `service`'s traffic is split in force ([`Track::split`]).
+    ///
+    /// [`Track::split`]: super::decide::Track::split
+    pub fn split(&self, service: &Service) -> Weights {
+        self.tracks
+            .get(&service.name)
+            .map_or(service.split(), |t| t.split(service))
+    }
+
+    /// `state` with each service's traffic split as in force: what proxies get. A split
+    /// (`weights`) stands while its active color is in force; a ramp on its way gives its
+    /// step; when the rollout holds or rolls back a switch, the color in force takes all
+    /// the traffic. The same `Arc` when nothing differs.
     pub fn apply(&self, state: &Arc<DesiredState>) -> Arc<DesiredState> {
-        if state.services.iter().all(|s| self.in_force(s) == s.active) {
+        let differs = |s: &Service| {
+            self.tracks
+                .get(&s.name)
+                .is_some_and(|t| t.ramp.is_some() || t.in_force != s.active)
+        };
+        if !state.services.iter().any(differs) {
             return state.clone();
         }
         let mut in_force = (**state).clone();
         for s in &mut in_force.services {
-            s.active = self.in_force(s);
+            let split = self.split(s);
+            if split != s.split() {
+                s.set_split(split);
+            }
         }
         Arc::new(in_force)
     }
@@ -508,14 +564,15 @@ fn extend_bake(track: &mut Track, s: &Service, now: Instant) {
 }
 
 /// A kept decision applies while the file still asks for the color it refused, with the
-/// same attempt; a kept bake while the file still asks for the color being baked.
+/// same attempt; a kept bake while the file still asks for the color being baked; a kept
+/// ramp while the file still ramps to its color.
 fn still_applies(s: &Service, t: &Track) -> bool {
     match &t.phase {
         Phase::RolledBack { from, attempt, .. } => *from == s.active && *attempt == s.attempt,
         Phase::GaveUp { to, attempt } => *to == s.active && *attempt == s.attempt,
         Phase::Baking { .. } => t.in_force == s.active && s.bake.is_some(),
         Phase::Held { to, .. } | Phase::Gating { to, .. } => *to == s.active && t.in_force != *to,
-        Phase::Steady => false,
+        Phase::Steady => t.ramp.is_some() && t.in_force == s.active && s.ramp.is_some(),
     }
 }
 
@@ -567,6 +624,7 @@ mod tests {
                     window: std::time::Duration::from_secs(60),
                 },
             },
+            ramp: None,
         };
         let restored = HashMap::from([("summarizer".to_owned(), rolled)]);
         let tracks = Tracks::start(&green, restored.clone());
@@ -575,6 +633,65 @@ mod tests {
             parse_str(&BLUE.replace("active: blue", "active: green\n    attempt: 2")).unwrap();
         let tracks = Tracks::start(&retried, restored);
         assert_eq!(tracks.in_force(&retried.services[0]), Color::Green);
+    }
+
+    /// Every proxy holds what it is owed when told so.
+    #[derive(Debug, Default)]
+    struct Acks(std::sync::atomic::AtomicBool);
+
+    impl Observe for Acks {
+        fn observe(&self, s: &Service, t: &Track, now: Instant) -> Observed {
+            Nothing.observe(s, t, now)
+        }
+
+        fn proxies_synced(&self) -> bool {
+            self.0.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    #[test]
+    fn a_ramp_puts_each_step_in_force_once_it_soaked_and_every_proxy_holds_the_last() {
+        let blue = Arc::new(parse_str(BLUE).unwrap());
+        let mut tracks = Tracks::start(&blue, HashMap::new());
+        let green = Arc::new(
+            parse_str(&BLUE.replace(
+                "active: blue",
+                "active: green\n    ramp: {steps: [10, 50, 100], every: 1s}",
+            ))
+            .unwrap(),
+        );
+        let acks = Acks::default();
+        let names = |d: Vec<Decision>| -> Vec<&'static str> {
+            d.iter().map(|d| d.transition.name()).collect()
+        };
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + std::time::Duration::from_millis(ms);
+        assert_eq!(
+            names(tracks.step(&green, &acks, t0)),
+            ["switched", "ramp_step"]
+        );
+        let first = tracks.apply(&green);
+        assert_eq!(first.services[0].split(), Weights::of(Color::Green, 10));
+        assert_eq!(first.services[0].active, Color::Blue, "90 % is the larger");
+        // Soaked, but a proxy does not hold step 1: said once, and held.
+        assert_eq!(
+            names(tracks.step(&green, &acks, at(1000))),
+            ["ramp_waiting"]
+        );
+        assert!(names(tracks.step(&green, &acks, at(5000))).is_empty());
+        assert_eq!(tracks.apply(&green).version(), first.version());
+        acks.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(names(tracks.step(&green, &acks, at(5100))), ["ramp_step"]);
+        let second = tracks.apply(&green);
+        assert_eq!(second.services[0].split(), Weights::of(Color::Green, 50));
+        assert_ne!(second.version(), first.version());
+        assert!(names(tracks.step(&green, &acks, at(6000))).is_empty());
+        assert_eq!(names(tracks.step(&green, &acks, at(6100))), ["ramp_step"]);
+        assert!(
+            Arc::ptr_eq(&tracks.apply(&green), &green),
+            "all green: the file"
+        );
+        assert!(!tracks.busy());
     }
 
     /// Refuses one color for every service.
@@ -598,17 +715,53 @@ mod tests {
     }
 
     #[test]
-    fn no_shadow_or_preview_reaches_an_idle_color_the_schema_guard_refuses() {
+    fn a_split_stands_while_its_active_color_is_in_force_and_else_gives_way() {
+        let blue = Arc::new(parse_str(BLUE).unwrap());
+        let mut tracks = Tracks::start(&blue, HashMap::new());
+        // 90/10 keeps blue active: steady, in force as written.
+        let canary = Arc::new(
+            parse_str(&BLUE.replace("active: blue", "weights: {blue: 90, green: 10}")).unwrap(),
+        );
+        assert!(tracks.step(&canary, &Nothing, Instant::now()).is_empty());
+        assert!(Arc::ptr_eq(&tracks.apply(&canary), &canary));
+        // 10/90 makes green active, behind a gate: blue keeps all the traffic meanwhile.
+        let gated = Arc::new(
+            parse_str(&BLUE.replace(
+                "active: blue",
+                "weights: {blue: 10, green: 90}\n    gate: {}",
+            ))
+            .unwrap(),
+        );
+        tracks.step(&gated, &Nothing, Instant::now());
+        let held = tracks.apply(&gated);
+        assert_eq!(held.services[0].active, Color::Blue);
+        assert_eq!(held.services[0].weights, None);
+        assert_eq!(held.services[0].weight(Color::Green), 0);
+    }
+
+    /// The service guarded by a database, with `keys` instead of `active: blue`.
+    fn guarded(keys: &str) -> Arc<DesiredState> {
         let text = format!(
             "databases:\n  - name: db\n    file: /v\n{}",
-            BLUE.replace(
-                "active: blue",
-                "active: blue\n    database: db\n    shadow:\n      percent: 10"
-            )
-            .replace("8081\"]", "8081\"]\n      schemas: [1]")
-            .replace("8082\"]", "8082\"]\n      schemas: [1]")
+            BLUE.replace("active: blue", &format!("{keys}\n    database: db"))
+                .replace("8081\"]", "8081\"]\n      schemas: [1]")
+                .replace("8082\"]", "8082\"]\n      schemas: [1]")
         );
-        let state = Arc::new(parse_str(&text).unwrap());
+        Arc::new(parse_str(&text).unwrap())
+    }
+
+    #[test]
+    fn no_share_of_a_split_reaches_an_idle_color_the_schema_guard_refuses() {
+        let state = guarded("weights: {blue: 90, green: 10}");
+        let tracks = Tracks::start(&state, HashMap::new());
+        let guarded = tracks.apply_guarded(&state, &Refuses(Color::Green));
+        assert_eq!(guarded.services[0].weight(Color::Blue), 100);
+        assert_eq!(guarded.services[0].weight(Color::Green), 0);
+    }
+
+    #[test]
+    fn no_shadow_or_preview_reaches_an_idle_color_the_schema_guard_refuses() {
+        let state = guarded("active: blue\n    shadow:\n      percent: 10");
         let tracks = Tracks::start(&state, HashMap::new());
         let guarded = tracks.apply_guarded(&state, &Refuses(Color::Green));
         assert_eq!(guarded.services[0].shadow, None);

@@ -107,6 +107,13 @@ pub fn service_details(before: &Service, after: &Service) -> Vec<String> {
             after.domains.join(", ")
         ));
     }
+    let (split_before, split_after) = (before.split(), after.split());
+    if before.active == after.active && split_before != split_after {
+        out.push(format!(
+            "{name}: weights {}/{} -> {}/{} (blue/green)",
+            split_before.blue, split_before.green, split_after.blue, split_after.green
+        ));
+    }
     for color in Color::ALL {
         let (ea, eb) = (
             &before.color(color).endpoints,
@@ -202,6 +209,18 @@ mod tests {
         let back = changes(Some(&b), &a);
         assert_eq!(back.services, [Change::Removed(&b.services[1])]);
         assert_eq!(back.switches().count(), 0);
+    }
+
+    #[test]
+    fn a_new_split_that_keeps_the_active_color_is_a_detail() {
+        let a = parse_str(STATE).unwrap();
+        let b =
+            parse_str(&STATE.replace("active: blue", "weights: {blue: 90, green: 10}")).unwrap();
+        assert_eq!(changes(Some(&a), &b).switches().count(), 0);
+        assert_eq!(
+            service_details(&a.services[0], &b.services[0]),
+            ["summarizer: weights 100/0 -> 90/10 (blue/green)"]
+        );
     }
 
     #[test]

@@ -25,11 +25,11 @@ pub use fleet::{Rollout, Selector};
 pub use model::{
     ClientCertificate, Color, ColorSpec, Credential, DesiredState, DnsDiscovery, Endpoint, FileRef,
     HealthCheck, Listener, LocalityGroup, OutlierDetection, Problem, SYSTEM_CA_BUNDLE, Service,
-    StateError, UpstreamTls,
+    StateError, UpstreamTls, Weights,
 };
 pub use parse::{parse_bytes, parse_str};
 pub use workflow::{
-    Bake, Database, Gate, Preview, Probe, Ratio, SchemaSource, Shadow, ShadowCondition,
+    Bake, Database, Gate, Preview, Probe, Ramp, Ratio, SchemaSource, Shadow, ShadowCondition,
 };
 
 /// Reads and validates the state file at `path`. Only a regular file within

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::fleet::Rollout;
-use super::workflow::{Bake, Database, Gate, Preview, Shadow};
+use super::workflow::{Bake, Database, Gate, Preview, Ramp, Shadow};
 use crate::hash::short_hash;
 
 /// A validated desired state. Everything in it has been checked: names are unique, every
@@ -43,8 +43,16 @@ pub struct Service {
     pub green: ColorSpec,
     /// The color the operator wants to take the traffic. What proxies get can differ
     /// while a gate holds the switch, after an automatic rollback, or when the color
-    /// cannot run against the database's schema (see `crate::rollout`).
+    /// cannot run against the database's schema (see `crate::rollout`). With `weights`,
+    /// the color with the larger weight (see [`Weights::active`]).
     pub active: Color,
+    /// A split of the traffic instead of all of it to `active` (`weights:`, or a step of
+    /// a ramp in the state in force). Left out of the hash when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weights: Option<Weights>,
+    /// A switch moves the traffic to `active` step by step (`ramp:`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ramp: Option<Ramp>,
     /// Changing it (any value) retries a switch that was rolled back automatically.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempt: Option<String>,
@@ -363,6 +371,54 @@ impl PartialEq for FileRef {
 
 impl Eq for FileRef {}
 
+/// How a service's traffic is split between its colors, in percent: the two add up to
+/// 100.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Weights {
+    pub blue: u32,
+    pub green: u32,
+}
+
+impl Weights {
+    /// `percent` to `color`, the rest to the other.
+    pub fn of(color: Color, percent: u32) -> Weights {
+        let rest = 100u32.saturating_sub(percent);
+        match color {
+            Color::Blue => Weights {
+                blue: percent,
+                green: rest,
+            },
+            Color::Green => Weights {
+                blue: rest,
+                green: percent,
+            },
+        }
+    }
+
+    /// All the traffic to `color`.
+    pub fn all(color: Color) -> Weights {
+        Weights::of(color, 100)
+    }
+
+    pub fn get(self, color: Color) -> u32 {
+        match color {
+            Color::Blue => self.blue,
+            Color::Green => self.green,
+        }
+    }
+
+    /// The color that counts as active where one color is needed (the idle color is the
+    /// preview listener's and shadow traffic's; a gate or bake acts when it changes): the
+    /// one with the larger weight, and blue on a tie (50/50).
+    pub fn active(self) -> Color {
+        if self.green > self.blue {
+            Color::Green
+        } else {
+            Color::Blue
+        }
+    }
+}
+
 /// Which environment takes the traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -410,9 +466,22 @@ impl Service {
         format!("{}-{}", self.name, color)
     }
 
-    /// Traffic weight of `color` in percent: 100 for the active color, 0 for the other.
+    /// Traffic weight of `color` in percent: as `weights` says, else 100 for the active
+    /// color and 0 for the other.
     pub fn weight(&self, color: Color) -> u32 {
-        if self.active == color { 100 } else { 0 }
+        self.split().get(color)
+    }
+
+    /// How the traffic is split between the colors.
+    pub fn split(&self) -> Weights {
+        self.weights.unwrap_or(Weights::all(self.active))
+    }
+
+    /// Splits the traffic as `weights` says (all of it to one color when `None`), with
+    /// `active` the color that then counts as active.
+    pub fn set_split(&mut self, weights: Weights) {
+        self.active = weights.active();
+        self.weights = (weights != Weights::all(self.active)).then_some(weights);
     }
 }
 

@@ -18,6 +18,7 @@ use super::yaml;
 mod fleet;
 mod locality;
 mod problems;
+mod split;
 mod upstream;
 mod workflow;
 
@@ -53,7 +54,9 @@ struct RawService {
     domains: Option<Spanned<Vec<Spanned<String>>>>,
     blue: Spanned<RawColor>,
     green: Spanned<RawColor>,
-    active: Spanned<String>,
+    active: Option<Spanned<String>>,
+    weights: Option<Spanned<split::RawWeights>>,
+    ramp: Option<Spanned<split::RawRamp>>,
     attempt: Option<Spanned<Scalar>>,
     preview: Option<Spanned<RawPreview>>,
     shadow: Option<Spanned<RawShadow>>,
@@ -251,18 +254,16 @@ fn validate(raw: RawState) -> Result<DesiredState, Vec<Problem>> {
         let bake = workflow::bake(&mut problems, s.bake);
         let rollout = fleet::rollout(&mut problems, s.rollout);
         let group = fleet::group(&mut problems, s.group);
-        let active = match s.active.value.as_str() {
-            "blue" => Some(Color::Blue),
-            "green" => Some(Color::Green),
-            other => {
-                problems.at(
-                    s.active.referenced,
-                    format!("active must be `blue` or `green`, not `{other}`"),
-                );
-                None
-            }
-        };
-        if let (Some(blue), Some(green), Some(active)) = (blue, green, active) {
+        let ramp_at = s.ramp.as_ref().map(|r| r.referenced);
+        let ramp = split::ramp(&mut problems, s.ramp);
+        split::check_ramp(
+            &mut problems,
+            ramp_at,
+            s.weights.is_some(),
+            rollout.is_some(),
+        );
+        let active = split::active_or_weights(&mut problems, service_at, s.active, s.weights);
+        if let (Some(blue), Some(green), Some((active, weights))) = (blue, green, active) {
             check_color_features(
                 &mut problems,
                 service_at,
@@ -277,6 +278,8 @@ fn validate(raw: RawState) -> Result<DesiredState, Vec<Problem>> {
                 blue,
                 green,
                 active,
+                weights,
+                ramp,
                 attempt,
                 preview,
                 shadow,

@@ -1,6 +1,7 @@
 //! The optional keys of the blue-green workflow: preview routing, shadow traffic, the
-//! gate before a switch, the bake after it, and the database schema guard. Each has a
-//! safe default: without them a switch is immediate and nothing is rolled back.
+//! gate before a switch, the ramp that moves the traffic step by step, the bake after
+//! it, and the database schema guard. Each has a safe default: without them a switch is
+//! immediate and nothing is rolled back.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -142,6 +143,34 @@ pub struct Bake {
 }
 
 pub const DEFAULT_MIN_REQUESTS: u64 = 20;
+
+/// A switch moves the traffic to the new color step by step: `steps` percent of it, each
+/// step once the last one has been in force for `every`, every connected proxy has
+/// acknowledged it, and the bake (if any) has not tripped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Ramp {
+    /// Strictly increasing, from 1 to 100; the last is 100.
+    pub steps: Vec<u32>,
+    #[serde(serialize_with = "humane")]
+    pub every: Duration,
+    /// Holds the step in force (the operator's pause).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
+}
+
+impl Ramp {
+    /// The first step above `percent` (from 1) and its percent: where a ramp at `percent`
+    /// goes next. `None` once at 100.
+    pub fn after(&self, percent: u32) -> Option<(usize, u32)> {
+        self.steps
+            .iter()
+            .position(|&p| p > percent)
+            .map(|i| (i + 1, self.steps[i]))
+    }
+}
+
+/// How long each step of a ramp lasts at least, unless the file says.
+pub const DEFAULT_RAMP_EVERY: Duration = Duration::from_secs(30);
 
 /// Where a database's current schema version is read from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -108,6 +108,11 @@ fn good_files() -> Vec<String> {
             "    active: blue\n",
             "    active: blue\n    group: chat\n    rollout:\n      soak: 5m\n      waves:\n        - {zone: eu-a, cluster: edge}\n        - {node: \"edge-*\", metadata: {ring: 2}}\n        - {}\n",
         ),
+        GOOD.replace("active: blue", "weights: {blue: 90, green: 10}"),
+        GOOD.replace(
+            "    active: blue\n",
+            "    active: blue\n    ramp:\n      steps: [10, 50, 100]\n      every: 1m\n      paused: true\n",
+        ),
     ]
 }
 
@@ -231,6 +236,32 @@ fn shape_errors() -> Vec<(&'static str, String, &'static str)> {
                 "    active: blue\n    bake:\n      max_error_ratio: 2",
             ),
             "/services/0/bake/max_error_ratio",
+        ),
+        (
+            "a weight above 100",
+            GOOD.replace("active: blue", "weights: {blue: 120, green: 0}"),
+            "/services/0/weights/blue",
+        ),
+        (
+            "active and weights",
+            GOOD.replace(
+                "    active: blue",
+                "    active: blue\n    weights: {blue: 90, green: 10}",
+            ),
+            "/services/0",
+        ),
+        (
+            "neither active nor weights",
+            GOOD.replace("    active: blue\n", ""),
+            "/services/0",
+        ),
+        (
+            "a ramp step of 0",
+            GOOD.replace(
+                "    active: blue",
+                "    active: blue\n    ramp: {steps: [0, 100]}",
+            ),
+            "/services/0/ramp/steps/0",
         ),
         (
             "gate interval not a duration",

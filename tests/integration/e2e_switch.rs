@@ -17,7 +17,7 @@ crate::both_protocols!(
 
 /// The weighted clusters of the default route of the first virtual host in an Envoy's
 /// config dump.
-fn weights(dump: &serde_json::Value) -> Vec<(String, u64)> {
+pub(crate) fn weights(dump: &serde_json::Value) -> Vec<(String, u64)> {
     let configs = dump["configs"].as_array().expect("configs");
     let routes = configs
         .iter()

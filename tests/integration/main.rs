@@ -38,6 +38,7 @@ mod preview_and_shadow;
 mod probe;
 mod properties;
 mod proxy_rejection;
+mod ramp;
 mod release_groups;
 mod replicas;
 mod sample_backend;

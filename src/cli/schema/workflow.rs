@@ -1,4 +1,4 @@
-//! The schema of the workflow keys (preview, shadow, gate, bake, attempt, database,
+//! The schema of the workflow keys (preview, shadow, gate, ramp, bake, attempt, database,
 //! `schemas` and the top-level `databases`), beside the core in `schema.rs`.
 
 use serde_json::{Map, Value, json};
@@ -145,6 +145,32 @@ pub fn service_properties() -> Map<String, Value> {
             "description": "Probe the new color's endpoints before traffic moves to it. While the gate fails the proxies keep the current color; the switch proceeds by itself once it passes. Without a gate a switch is immediate.",
             "additionalProperties": false,
             "properties": gate
+        },
+        "ramp": {
+            "type": "object",
+            "description": "With `active`: a switch moves the traffic to the new color step by step instead of all at once. Each step gives the new color that percent (the old one the rest); the next step comes once the current one has been in force for `every`, every connected proxy has acknowledged it, and the bake (if any) has not tripped. A tripped bake rolls back to all of the old color at any step; setting `active` back aborts at once. Not with `weights` or `rollout`; the members of a release group declare the same ramp and step together.",
+            "required": ["steps"],
+            "additionalProperties": false,
+            "properties": {
+                "steps": {
+                    "type": "array",
+                    "description": "The new color's share at each step, in percent: strictly increasing, 1-100, the last 100. For example [10, 50, 100].",
+                    "minItems": 1,
+                    "maxItems": 100,
+                    "items": {
+                        "type": "integer",
+                        "description": "A step's share of the traffic for the new color, 1-100.",
+                        "minimum": 1,
+                        "maximum": 100
+                    }
+                },
+                "every": duration("How long each step is in force at least before the next (it also waits for every proxy to acknowledge it).", "30s"),
+                "paused": {
+                    "type": "boolean",
+                    "description": "true holds the step in force (a switch saved paused goes to its first step and holds there); false goes on. Default false.",
+                    "default": false
+                }
+            }
         },
         "bake": {
             "type": "object",

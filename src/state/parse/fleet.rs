@@ -146,7 +146,8 @@ pub(super) fn group(problems: &mut Problems, raw: Option<Spanned<String>>) -> Op
 }
 
 /// The members of a release group move as one: they must declare the same rollout (or
-/// none), so that every proxy gets all of them in the same wave.
+/// none), so that every proxy gets all of them in the same wave, and the same ramp (or
+/// none), so that they step (and pause) together.
 pub(super) fn check_groups(problems: &mut Problems, services: &[Service], at: &[Location]) {
     let mut first: HashMap<&str, &Service> = HashMap::new();
     for (s, at) in services.iter().zip(at) {
@@ -160,6 +161,14 @@ pub(super) fn check_groups(problems: &mut Problems, services: &[Service], at: &[
                 format!(
                     "`{}` and `{}` are in release group `{group}` but declare different \
                      rollouts; the members of a group move together, wave by wave",
+                    leader.name, s.name
+                ),
+            ),
+            Some(leader) if leader.ramp != s.ramp => problems.at(
+                *at,
+                format!(
+                    "`{}` and `{}` are in release group `{group}` but declare different \
+                     ramps; the members of a group move together, step by step",
                     leader.name, s.name
                 ),
             ),
@@ -240,25 +249,50 @@ mod tests {
         assert!(p[0].contains("unknown field"), "{p:?}");
     }
 
-    #[test]
-    fn members_of_a_release_group_must_share_their_rollout() {
-        let two = format!(
-            "{GOOD}  - name: gateway\n    listener: public\n    domains: [gw]\n    blue:\n      endpoints: [\"127.0.0.1:8083\"]\n    green:\n      endpoints: [\"127.0.0.1:8084\"]\n    active: blue\n    group: chat\n"
+    /// Two services in release group `chat`: summarizer with `first` keys, gateway with
+    /// `second`.
+    fn grouped(first: &str, second: &str) -> String {
+        format!(
+            "{GOOD}  - name: gateway\n    listener: public\n    domains: [gw]\n    blue:\n      endpoints: [\"127.0.0.1:8083\"]\n    green:\n      endpoints: [\"127.0.0.1:8084\"]\n    active: blue\n    group: chat\n{second}"
         )
-        .replacen("    active: blue\n", "    active: blue\n    group: chat\n    rollout:\n      waves: [{zone: a}, {}]\n", 1);
-        let p: Vec<String> = parse_str(&two)
+        .replacen(
+            "    active: blue\n",
+            &format!("    active: blue\n    group: chat\n{first}"),
+            1,
+        )
+    }
+
+    fn messages(text: &str) -> Vec<String> {
+        parse_str(text)
             .unwrap_err()
             .into_iter()
             .map(|p| p.message)
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn members_of_a_release_group_must_share_their_rollout() {
+        let waves = "    rollout:\n      waves: [{zone: a}, {}]\n";
         assert_eq!(
-            p,
+            messages(&grouped(waves, "")),
             [
                 "`summarizer` and `gateway` are in release group `chat` but declare different rollouts; the members of a group move together, wave by wave"
             ]
         );
-        let same = format!("{two}    rollout:\n      waves: [{{zone: a}}, {{}}]\n");
-        let state = parse_str(&same).unwrap();
+        let state = parse_str(&grouped(waves, waves)).unwrap();
         assert_eq!(state.services[1].group.as_deref(), Some("chat"));
+    }
+
+    #[test]
+    fn members_of_a_release_group_must_share_their_ramp() {
+        let ramp = "    ramp: {steps: [10, 100]}\n";
+        let paused = "    ramp: {steps: [10, 100], paused: true}\n";
+        assert_eq!(
+            messages(&grouped(paused, ramp)),
+            [
+                "`summarizer` and `gateway` are in release group `chat` but declare different ramps; the members of a group move together, step by step"
+            ]
+        );
+        assert!(parse_str(&grouped(ramp, ramp)).is_ok());
     }
 }
