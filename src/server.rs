@@ -2,7 +2,6 @@
 //! streams -> proxy tracker, plus the admin HTTP server. [`Server::bind`] loads the state
 //! and binds both ports (port 0 works); [`Server::run`] serves until `shutdown` completes.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -256,7 +255,16 @@ impl Server {
                         "without --decisions, a restart forgets automatic rollbacks and bakes in progress"
                     );
                 }
-                HashMap::new()
+                if state
+                    .services
+                    .iter()
+                    .any(|s| s.rollout.is_some() || s.ramp.is_some())
+                {
+                    warn!(
+                        "without --decisions, a restart mid-rollout puts the switch in force on every wave and at every step at once"
+                    );
+                }
+                journal::Restored::default()
             }
             Some(path) => {
                 match journal::read(
@@ -267,7 +275,7 @@ impl Server {
                     Ok(kept) => kept.unwrap_or_default(),
                     Err(e) => {
                         error!(error = %e, "cannot read the kept decisions; starting every service on its file's color");
-                        HashMap::new()
+                        journal::Restored::default()
                     }
                 }
             }
@@ -275,7 +283,8 @@ impl Server {
         // The schema guard applies from the first response: a color that cannot run
         // against the database's current version is not put in force at start either.
         let versions = crate::rollout::source::read_all(&state).await;
-        let tracks = Tracks::start_guarded(&state, restored, &versions);
+        let mut tracks = Tracks::start_guarded(&state, restored.tracks, &versions);
+        tracks.restore_waves(&state, restored.waves, tokio::time::Instant::now());
         let controller = Controller::new(Some(Arc::new(load.clone())), config.load_report_interval);
         controller.seed(versions);
         let (pipeline, cache) = Pipeline::start(

@@ -11,6 +11,9 @@
 //!   force, and the gate and the schema are checked again from the start;
 //! - a ramp on its way resumes at its step while the file still asks for its color with a
 //!   `ramp:` (the step's `every` starts over: the proxies have to hold it again);
+//! - a switch on its way through its waves resumes at the last wave reached while the file
+//!   still asks for its color with a `rollout:` (that wave soaks again; the waves after it
+//!   keep the old color);
 //! - anything else is dropped.
 //!
 //! The file is JSON, written whole to a temporary file and renamed over the old one, so a
@@ -37,6 +40,24 @@ pub const MAX_JOURNAL_BYTES: u64 = 16 * 1024 * 1024;
 struct Journal {
     /// Kept decisions by service.
     services: BTreeMap<String, Kept>,
+    /// Switches on their way through their waves, by service.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    waves: BTreeMap<String, KeptWaves>,
+}
+
+/// A switch on its way through its waves: the waves after `reached` keep `from`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct KeptWaves {
+    from: Color,
+    reached: usize,
+}
+
+/// What a journal gives back: each service's track, and where switches stand in their
+/// waves (from, last wave reached).
+#[derive(Debug, Default, PartialEq)]
+pub struct Restored {
+    pub tracks: HashMap<String, Track>,
+    pub waves: HashMap<String, (Color, usize)>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -176,8 +197,23 @@ pub fn encode(tracks: &Tracks, now: Instant, wall: SystemTime) -> Vec<u8> {
         };
         services.insert(name.clone(), kept);
     }
-    let mut out =
-        serde_json::to_vec_pretty(&Journal { services }).expect("bug: a journal always serializes");
+    let waves = tracks
+        .rolling()
+        .into_iter()
+        .flat_map(|r| {
+            r.services.into_iter().map(move |name| {
+                (
+                    name,
+                    KeptWaves {
+                        from: r.from,
+                        reached: r.reached,
+                    },
+                )
+            })
+        })
+        .collect();
+    let mut out = serde_json::to_vec_pretty(&Journal { services, waves })
+        .expect("bug: a journal always serializes");
     out.push(b'\n');
     out
 }
@@ -264,11 +300,7 @@ pub fn decode(
 }
 
 /// Reads the journal at `path`: `Ok(None)` when there is none yet.
-pub fn read(
-    path: &Path,
-    now: Instant,
-    wall: SystemTime,
-) -> Result<Option<HashMap<String, Track>>, String> {
+pub fn read(path: &Path, now: Instant, wall: SystemTime) -> Result<Option<Restored>, String> {
     let shown = path.display();
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
@@ -282,9 +314,21 @@ pub fn read(
         return Err(format!("{shown} is larger than {MAX_JOURNAL_BYTES} bytes"));
     }
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
-    decode(&bytes, now, wall)
-        .map(Some)
-        .map_err(|e| format!("{shown} is not a switchyard decisions file: {e}"))
+    let not_ours = |e: String| format!("{shown} is not a switchyard decisions file: {e}");
+    let tracks = decode(&bytes, now, wall).map_err(not_ours)?;
+    let waves = decode_waves(&bytes).map_err(not_ours)?;
+    Ok(Some(Restored { tracks, waves }))
+}
+
+/// The switches a journal keeps on their way through their waves: (from, last wave
+/// reached), by service.
+pub fn decode_waves(bytes: &[u8]) -> Result<HashMap<String, (Color, usize)>, String> {
+    let journal: Journal = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    Ok(journal
+        .waves
+        .into_iter()
+        .map(|(name, w)| (name, (w.from, w.reached)))
+        .collect())
 }
 
 /// Writes `bytes` to `path` through a temporary file renamed over it.
@@ -438,6 +482,38 @@ mod tests {
     }
 
     #[test]
+    fn a_rollout_between_waves_survives_a_restart_and_holds_the_waves_not_reached() {
+        let rolled = |active: &str| {
+            parse_str(&FILE.replace(
+                "active: blue",
+                &format!(
+                    "active: {active}\n    rollout:\n      waves: [{{zone: a}}, {{zone: b}}, {{}}]"
+                ),
+            ))
+            .unwrap()
+        };
+        let mut tracks = Tracks::start(&rolled("blue"), HashMap::new());
+        let green = rolled("green");
+        tracks.step(&green, &super::super::tracks::Nothing, Instant::now());
+        assert_eq!(tracks.rolling().len(), 1);
+        let bytes = encode(&tracks, Instant::now(), SystemTime::now());
+        let waves = decode_waves(&bytes).unwrap();
+        assert_eq!(waves["summarizer"], (Color::Blue, 0));
+        // After the restart, the file's green is in force on wave 1 only.
+        let mut restarted = Tracks::start(
+            &green,
+            decode(&bytes, Instant::now(), SystemTime::now()).unwrap(),
+        );
+        restarted.restore_waves(&green, waves.clone(), Instant::now());
+        assert_eq!(restarted.rolling(), tracks.rolling());
+        assert!(restarted.busy());
+        // A file that went back to blue meanwhile drops them.
+        let mut back = Tracks::start(&rolled("blue"), HashMap::new());
+        back.restore_waves(&rolled("blue"), waves, Instant::now());
+        assert!(back.rolling().is_empty());
+    }
+
+    #[test]
     fn steady_services_are_not_kept() {
         let blue = parse_str(FILE).unwrap();
         let tracks = Tracks::start(&blue, HashMap::new());
@@ -458,6 +534,6 @@ mod tests {
         let err = read(&path, now, wall).unwrap_err();
         assert!(err.contains("is not a switchyard decisions file"), "{err}");
         write(&path, b"{\"services\":{}}\n").unwrap();
-        assert_eq!(read(&path, now, wall), Ok(Some(HashMap::new())));
+        assert_eq!(read(&path, now, wall), Ok(Some(Restored::default())));
     }
 }

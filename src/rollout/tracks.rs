@@ -469,6 +469,35 @@ impl Tracks {
         rolling
     }
 
+    /// Puts back the waves a journal kept (`from`, last wave reached, by service) where
+    /// the file still asks for the color in force and the service still rolls out: the
+    /// waves not reached keep `from` after a restart; each reached one soaks again.
+    pub fn restore_waves(
+        &mut self,
+        state: &DesiredState,
+        waves: HashMap<String, (Color, usize)>,
+        now: Instant,
+    ) {
+        for (name, (from, reached)) in waves {
+            let (Some(s), Some(t)) = (state.service(&name), self.tracks.get(&name)) else {
+                continue;
+            };
+            let Some(rollout) = &s.rollout else { continue };
+            if t.in_force != s.active || t.in_force == from || reached >= rollout.last() {
+                continue;
+            }
+            self.waves.insert(
+                name,
+                WaveProgress {
+                    from,
+                    reached,
+                    since: now,
+                },
+            );
+        }
+        self.pending = state.services.iter().filter(|s| self.needs_step(s)).count();
+    }
+
     /// Where `service`'s switch is in its waves, while it is on its way.
     pub fn wave_progress(&self, service: &str) -> Option<&WaveProgress> {
         self.waves.get(service)
