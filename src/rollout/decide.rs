@@ -19,7 +19,6 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::ramp::{self, RampStep, Wait};
 use crate::state::{Color, Service, Weights};
 
 /// Where one service stands.
@@ -128,6 +127,13 @@ pub enum Transition {
         to: Color,
         reason: Trip,
     },
+    /// Rolled back with `member` of the same release group, whose bake tripped.
+    RolledBackWith {
+        from: Color,
+        to: Color,
+        member: String,
+        reason: Trip,
+    },
     /// A bake tripped but the previous color cannot run against the schema.
     RollbackRefused {
         from: Color,
@@ -187,7 +193,7 @@ impl Transition {
             Transition::Switched { .. } => "switched",
             Transition::GateWaiting { .. } => "gate_waiting",
             Transition::GaveUp { .. } => "gave_up",
-            Transition::RolledBack { .. } => "rolled_back",
+            Transition::RolledBack { .. } | Transition::RolledBackWith { .. } => "rolled_back",
             Transition::RollbackRefused { .. } => "rollback_refused",
             Transition::Held { .. } => "held",
             Transition::BakePassed { .. } => "bake_passed",
@@ -218,6 +224,11 @@ impl Transition {
                 }
                 Some(why)
             }
+            Transition::RolledBackWith { member, .. } => Some(format!(
+                "rolled back with {member}, of the same release group, which failed its bake: {} errors in {} requests",
+                self.trip().map_or(0, |t| t.errors),
+                self.trip().map_or(0, |t| t.requests),
+            )),
             Transition::RollbackRefused { from, why } => {
                 Some(format!("cannot roll back to {from}: {why}"))
             }
@@ -275,7 +286,9 @@ impl Transition {
     /// What tripped a rollback.
     pub fn trip(&self) -> Option<&Trip> {
         match self {
-            Transition::RolledBack { reason, .. } => Some(reason),
+            Transition::RolledBack { reason, .. } | Transition::RolledBackWith { reason, .. } => {
+                Some(reason)
+            }
             _ => None,
         }
     }
@@ -385,9 +398,14 @@ pub fn decide(
     switch(service, track.in_force, now)
 }
 
-/// Traffic goes back to the other color because `reason` tripped elsewhere (another
-/// member of the release group rolled back); stands like any rollback.
-pub fn roll_back(service: &Service, track: &Track, reason: Trip) -> (Track, Transition) {
+/// Traffic goes back to the other color because `reason` tripped the bake of `member`, of
+/// the same release group; stands like any rollback.
+pub fn roll_back_with(
+    service: &Service,
+    track: &Track,
+    member: &str,
+    reason: Trip,
+) -> (Track, Transition) {
     let to = track.in_force.other();
     (
         Track {
@@ -399,9 +417,10 @@ pub fn roll_back(service: &Service, track: &Track, reason: Trip) -> (Track, Tran
             },
             ramp: None,
         },
-        Transition::RolledBack {
+        Transition::RolledBackWith {
             from: track.in_force,
             to,
+            member: member.to_owned(),
             reason,
         },
     )
@@ -422,10 +441,10 @@ fn switch(service: &Service, from: Color, now: Instant) -> (Track, Option<Transi
     let mut track = Track {
         in_force: service.active,
         phase,
-        ramp: ramp::first(service, from, now),
+        ramp: first_ramp_step(service, from, now),
     };
     if track.ramp.is_some() {
-        ramp::extend_bake(&mut track, service, now);
+        extend_bake_for_ramp(&mut track, service, now);
     }
     (
         track,
@@ -520,6 +539,70 @@ fn bake_transition(before: &Track, after: &Track) -> Option<Transition> {
             }),
             _ => None,
         }
+    }
+}
+
+/// The step of a ramp in force.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RampStep {
+    /// The color switched from: it keeps the rest of the traffic.
+    pub from: Color,
+    /// Which step it is (from 1), as put in force.
+    pub step: usize,
+    /// The new color's share in percent (below 100: the last step ends the ramp).
+    pub percent: u32,
+    /// When the step was put in force.
+    pub since: Instant,
+    /// What the next step waits for, as last decided.
+    pub waiting: Wait,
+}
+
+/// What a ramp's next step waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Wait {
+    /// The current step has not been in force for `every` yet.
+    Soak,
+    /// Some connected proxy does not hold the current step yet.
+    Proxies,
+    /// The file says `paused: true`.
+    Paused,
+    /// The bake tripped but the old color could not take the traffic back.
+    Bake,
+}
+
+impl Wait {
+    pub fn name(self) -> &'static str {
+        match self {
+            Wait::Soak => "soak",
+            Wait::Proxies => "proxies",
+            Wait::Paused => "paused",
+            Wait::Bake => "bake",
+        }
+    }
+}
+
+/// The first step of a switch from `from` to the service's `active`, when it ramps (and
+/// its first step is not already 100).
+pub(super) fn first_ramp_step(service: &Service, from: Color, now: Instant) -> Option<RampStep> {
+    let (step, percent) = service.ramp.as_ref()?.after(0)?;
+    (percent < 100).then_some(RampStep {
+        from,
+        step,
+        percent,
+        since: now,
+        waiting: Wait::Soak,
+    })
+}
+
+/// The bake goes on for at least `every` after a step.
+pub(super) fn extend_bake_for_ramp(track: &mut Track, service: &Service, now: Instant) {
+    let every = service
+        .ramp
+        .as_ref()
+        .map_or_else(Default::default, |r| r.every);
+    if let Phase::Baking { until, .. } = &mut track.phase {
+        *until = (*until).max(now + every);
     }
 }
 

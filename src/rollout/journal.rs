@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::decide::{Phase, Track, Trip};
-use super::ramp::{RampStep, Wait};
+use super::decide::{RampStep, Wait};
 use super::tracks::Tracks;
 use crate::state::Color;
 

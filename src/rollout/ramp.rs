@@ -22,75 +22,11 @@
 //!   it was carrying the rest all along). Removing `ramp:` mid-way finishes the switch at
 //!   once. Editing `steps` goes on from the percent in force to the first step above it.
 
-use serde::Serialize;
 use tokio::time::Instant;
 
 use super::decide::{Phase, Track, Transition};
-use crate::state::{Color, Service};
-
-/// The step of a ramp in force.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RampStep {
-    /// The color switched from: it keeps the rest of the traffic.
-    pub from: Color,
-    /// Which step it is (from 1), as put in force.
-    pub step: usize,
-    /// The new color's share in percent (below 100: the last step ends the ramp).
-    pub percent: u32,
-    /// When the step was put in force.
-    pub since: Instant,
-    /// What the next step waits for, as last decided.
-    pub waiting: Wait,
-}
-
-/// What a ramp's next step waits for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Wait {
-    /// The current step has not been in force for `every` yet.
-    Soak,
-    /// Some connected proxy does not hold the current step yet.
-    Proxies,
-    /// The file says `paused: true`.
-    Paused,
-    /// The bake tripped but the old color could not take the traffic back.
-    Bake,
-}
-
-impl Wait {
-    pub fn name(self) -> &'static str {
-        match self {
-            Wait::Soak => "soak",
-            Wait::Proxies => "proxies",
-            Wait::Paused => "paused",
-            Wait::Bake => "bake",
-        }
-    }
-}
-
-/// The first step of a switch from `from` to the service's `active`, when it ramps (and
-/// its first step is not already 100).
-pub fn first(service: &Service, from: Color, now: Instant) -> Option<RampStep> {
-    let (step, percent) = service.ramp.as_ref()?.after(0)?;
-    (percent < 100).then_some(RampStep {
-        from,
-        step,
-        percent,
-        since: now,
-        waiting: Wait::Soak,
-    })
-}
-
-/// The bake goes on for at least `every` after a step.
-pub fn extend_bake(track: &mut Track, service: &Service, now: Instant) {
-    let every = service
-        .ramp
-        .as_ref()
-        .map_or_else(Default::default, |r| r.every);
-    if let Phase::Baking { until, .. } = &mut track.phase {
-        *until = (*until).max(now + every);
-    }
-}
+pub use super::decide::{RampStep, Wait};
+use crate::state::Service;
 
 /// One step of a ramp on its way, for a track whose color in force is the file's (a
 /// rollback or an abort is [`super::decide::decide`]'s): the next step, or what it waits
@@ -113,7 +49,7 @@ pub fn step(
     let mut next = track.clone();
     let Some(ramp) = &service.ramp else {
         next.ramp = None;
-        extend_bake(&mut next, service, now);
+        super::decide::extend_bake_for_ramp(&mut next, service, now);
         return (next, Some(Transition::RampDropped { color }));
     };
     let of = ramp.steps.len();
@@ -158,7 +94,7 @@ pub fn step(
         since: now,
         waiting: Wait::Soak,
     });
-    extend_bake(&mut next, service, now);
+    super::decide::extend_bake_for_ramp(&mut next, service, now);
     (
         next,
         Some(Transition::RampStep {
@@ -177,6 +113,7 @@ mod tests {
     use super::*;
     use crate::rollout::decide::tests::{ok, on_blue, service, trip};
     use crate::rollout::decide::{Observed, decide};
+    use crate::state::Color;
     use crate::state::Weights;
 
     const RAMP: &str = "    ramp: {steps: [10, 50, 100], every: 30s}\n";

@@ -4,8 +4,8 @@
 use serde::Serialize;
 use tokio::time::Instant;
 
+use super::decide::Wait;
 use super::decide::{Phase, Track, Transition, Trip};
-use super::ramp::Wait;
 use super::tracks::Tracks;
 pub use super::view::{ColorTraffic, DatabaseStatus, Details, EndpointProblem, GateView};
 use crate::state::{Color, DesiredState, Service, Weights};

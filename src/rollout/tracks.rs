@@ -374,16 +374,18 @@ impl Tracks {
                 let Some(s) = state.service(member) else {
                     continue;
                 };
-                let rolled = decisions.iter().chain(&more).any(|d: &Decision| {
-                    d.service == *member && matches!(d.transition, Transition::RolledBack { .. })
-                });
+                let rolled = decisions
+                    .iter()
+                    .chain(&more)
+                    .any(|d: &Decision| d.service == *member && d.transition.trip().is_some());
                 let Some(track) = self.tracks.get(member) else {
                     continue;
                 };
                 if rolled || track.in_force != s.active {
                     continue;
                 }
-                let (next, transition) = decide::roll_back(s, track, reason.clone());
+                let (next, transition) =
+                    decide::roll_back_with(s, track, &d.service, reason.clone());
                 self.tracks.insert(member.clone(), next);
                 self.waves.remove(member);
                 more.push(Decision {
