@@ -67,12 +67,21 @@ impl Convergence {
 
     /// State `version`, read from the file at `seen_at`, is about to be published (called
     /// before the publish, so that no proxy can sync at it uncounted).
+    ///
+    /// The same version again (a rollout's next wave) keeps the first `seen_at`: the
+    /// switch converges when its last wave does.
     pub fn started(&self, version: String, seen_at: Instant) {
-        *self.target.lock().expect("bug: convergence lock poisoned") = Some(Target {
+        let mut target = self.target.lock().expect("bug: convergence lock poisoned");
+        let seen_at = match target.as_ref() {
+            Some(t) if t.version == version => t.seen_at,
+            _ => seen_at,
+        };
+        *target = Some(Target {
             version,
             seen_at,
             synced: 0,
         });
+        drop(target);
         // With no proxy connected (or all already at this version) it is complete now.
         self.notify.notify_one();
     }
@@ -121,6 +130,8 @@ impl Convergence {
         let mut target = self.target.lock().expect("bug: convergence lock poisoned");
         let Some(t) = target.as_ref() else { return };
         let settled = match self.with_variants() {
+            // A rollout between waves has not converged until its last wave.
+            Some(published) if published.on_the_way() => None,
             Some(published) => self.registry.all_settled(|p| match &p.node {
                 Some(node) => published
                     .for_node(Some(node))
@@ -271,6 +282,62 @@ mod tests {
         assert!(
             matches!(&*event, Event::SwitchComplete { proxies: 2, .. }),
             "{event:?}"
+        );
+    }
+
+    /// Like [`BGetsVariant`], but on the way: a rollout between waves.
+    #[derive(Debug)]
+    struct Rolling;
+
+    impl crate::xds::cache::Variants for Rolling {
+        fn key(&self, node: &envoy_types::pb::envoy::config::core::v3::Node) -> Option<Vec<u8>> {
+            BGetsVariant.key(node)
+        }
+        fn build(&self, key: &[u8]) -> Option<crate::xds::snapshot::Snapshot> {
+            BGetsVariant.build(key)
+        }
+        fn on_the_way(&self) -> bool {
+            true
+        }
+    }
+
+    #[tokio::test]
+    async fn a_rollout_between_waves_converges_when_its_last_wave_does_timed_from_the_save() {
+        use envoy_types::pb::envoy::config::core::v3::Node;
+        let registry = ProxyRegistry::default();
+        registry.open(1, Protocol::Sotw, "");
+        registry.identify(
+            1,
+            &std::sync::Arc::new(Node {
+                id: "b".into(),
+                ..Default::default()
+            }),
+        );
+        let published = || {
+            let mut s = crate::xds::snapshot::Snapshot::empty();
+            s.state_version = "v2".into();
+            s
+        };
+        let (cache, writer) =
+            crate::xds::cache::snapshot_cache_with(published(), Some(std::sync::Arc::new(Rolling)));
+        let events = EventBus::default();
+        let mut rx = events.subscribe();
+        let c = Convergence::new(registry.clone(), Metrics::new(), events);
+        c.watch_cache(cache);
+        let saved = Instant::now() - Duration::from_secs(5);
+        c.started("v2".into(), saved);
+        synced_at(&registry, 1, "v2-held");
+        c.check();
+        assert!(rx.try_recv().is_err(), "wave 2 does not have it yet");
+        // The last wave: the same version, every proxy gets it.
+        c.started("v2".into(), Instant::now());
+        writer.publish(published());
+        synced_at(&registry, 1, "v2");
+        c.check();
+        let event = rx.try_recv().expect("switch complete");
+        assert!(
+            matches!(&*event, Event::SwitchComplete { took_ms, .. } if *took_ms >= 5000.0),
+            "timed from the save: {event:?}"
         );
     }
 }

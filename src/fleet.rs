@@ -237,6 +237,10 @@ impl Variants for FleetVariants {
         varies.then_some(key)
     }
 
+    fn on_the_way(&self) -> bool {
+        !self.units.is_empty()
+    }
+
     fn build(&self, key: &[u8]) -> Option<Snapshot> {
         let mut state = (*self.state).clone();
         let (held, locality) = key.split_at(self.units.len().min(key.len()));

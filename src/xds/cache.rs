@@ -50,6 +50,12 @@ pub trait Variants: Send + Sync + std::fmt::Debug {
     /// The variant of `key`; `None` when it cannot be built (a bug, logged by the
     /// implementation): then the proxy gets the published snapshot.
     fn build(&self, key: &[u8]) -> Option<Snapshot>;
+    /// Are the variants a step on the way to the published snapshot (a rollout between
+    /// waves), rather than for good (localities ranked per proxy)? While they are, the
+    /// fleet has not converged, whatever each proxy holds.
+    fn on_the_way(&self) -> bool {
+        false
+    }
 }
 
 impl Published {
@@ -96,6 +102,11 @@ impl Published {
     /// Do some proxies get a variant of this snapshot?
     pub fn has_variants(&self) -> bool {
         self.variants.is_some()
+    }
+
+    /// Are some proxies still on their way to this snapshot ([`Variants::on_the_way`])?
+    pub fn on_the_way(&self) -> bool {
+        self.variants.as_ref().is_some_and(|v| v.on_the_way())
     }
 
     /// How many variants of this snapshot were built (proxies were served).
