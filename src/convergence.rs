@@ -72,14 +72,15 @@ impl Convergence {
     /// switch converges when its last wave does.
     pub fn started(&self, version: String, seen_at: Instant) {
         let mut target = self.target.lock().expect("bug: convergence lock poisoned");
-        let seen_at = match target.as_ref() {
-            Some(t) if t.version == version => t.seen_at,
-            _ => seen_at,
+        // The proxies of the waves so far were counted already.
+        let (seen_at, synced) = match target.as_ref() {
+            Some(t) if t.version == version => (t.seen_at, t.synced),
+            _ => (seen_at, 0),
         };
         *target = Some(Target {
             version,
             seen_at,
-            synced: 0,
+            synced,
         });
         drop(target);
         // With no proxy connected (or all already at this version) it is complete now.
@@ -89,19 +90,23 @@ impl Convergence {
     /// A proxy has just become synced at state `version`.
     pub fn proxy_synced(&self, version: &str) {
         let mut target = self.target.lock().expect("bug: convergence lock poisoned");
-        if target.is_some() && self.with_variants().is_some() {
-            // Proxies are synced at versions of their own: count none, look each time
-            // (wake-ups coalesce while a look runs).
-            self.notify.notify_one();
-            return;
-        }
-        if let Some(t) = target.as_mut()
-            && t.version == version
-        {
+        let Some(t) = target.as_mut() else { return };
+        if t.version == version {
             t.synced += 1;
+        }
+        match self.with_variants() {
+            // Mid-rollout nothing has converged; the last wave's publish looks again.
+            Some(published) if published.on_the_way() => {}
+            // Proxies are synced at versions of their own: look each time (wake-ups
+            // coalesce while a look runs).
+            Some(_) => self.notify.notify_one(),
             // Proxies still connecting hold nothing: they do not hold a rollout up.
-            if t.synced + self.registry.connecting() >= self.registry.len() {
-                self.notify.notify_one();
+            None => {
+                if t.version == version
+                    && t.synced + self.registry.connecting() >= self.registry.len()
+                {
+                    self.notify.notify_one();
+                }
             }
         }
     }
@@ -305,14 +310,14 @@ mod tests {
     async fn a_rollout_between_waves_converges_when_its_last_wave_does_timed_from_the_save() {
         use envoy_types::pb::envoy::config::core::v3::Node;
         let registry = ProxyRegistry::default();
-        registry.open(1, Protocol::Sotw, "");
-        registry.identify(
-            1,
-            &std::sync::Arc::new(Node {
-                id: "b".into(),
+        for (stream, id) in [(1, "a"), (2, "b")] {
+            registry.open(stream, Protocol::Sotw, "");
+            let node = Node {
+                id: id.into(),
                 ..Default::default()
-            }),
-        );
+            };
+            registry.identify(stream, &std::sync::Arc::new(node));
+        }
         let published = || {
             let mut s = crate::xds::snapshot::Snapshot::empty();
             s.state_version = "v2".into();
@@ -326,13 +331,26 @@ mod tests {
         c.watch_cache(cache);
         let saved = Instant::now() - Duration::from_secs(5);
         c.started("v2".into(), saved);
-        synced_at(&registry, 1, "v2-held");
+        assert!(notified(&c).await, "a rollout starts with a look");
+        // Wave 1 ("a") has it, wave 2 ("b") holds the old state.
+        synced_at(&registry, 1, "v2");
+        c.proxy_synced("v2");
+        synced_at(&registry, 2, "v2-held");
+        c.proxy_synced("v2-held");
         c.check();
         assert!(rx.try_recv().is_err(), "wave 2 does not have it yet");
         // The last wave: the same version, every proxy gets it.
         c.started("v2".into(), Instant::now());
         writer.publish(published());
-        synced_at(&registry, 1, "v2");
+        assert!(notified(&c).await);
+        c.check();
+        assert!(rx.try_recv().is_err(), "b does not hold it yet");
+        synced_at(&registry, 2, "v2");
+        c.proxy_synced("v2");
+        assert!(
+            notified(&c).await,
+            "counted with wave 1's proxy, every one holds it"
+        );
         c.check();
         let event = rx.try_recv().expect("switch complete");
         assert!(
