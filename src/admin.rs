@@ -306,6 +306,8 @@ async fn status(State(s): State<AdminState>) -> Json<Value> {
         "databases": s.board.databases(),
         "proxies": proxies,
         "load": load,
+        // The last events an operator reads (oldest first): the dashboard's history.
+        "history": s.events.recent().iter().map(|e| serde_json::to_value(&**e).unwrap_or_default()).collect::<Vec<_>>(),
     }))
 }
 

@@ -175,6 +175,20 @@ pub trait EventSink: Send + Sync + std::fmt::Debug {
 pub struct EventBus {
     tx: broadcast::Sender<Arc<Event>>,
     sinks: Arc<[Arc<dyn EventSink>]>,
+    /// The last [`HISTORY`] events of the history an operator reads (states accepted and
+    /// rejected, switches, rollout decisions, rejections by proxies), oldest first.
+    recent: Arc<std::sync::Mutex<std::collections::VecDeque<Arc<Event>>>>,
+}
+
+/// How many events [`EventBus::recent`] keeps.
+pub const HISTORY: usize = 100;
+
+impl Event {
+    /// Is this one of the events of the history an operator reads (not a proxy's
+    /// acknowledgement or sync, which there is one of per proxy)?
+    pub fn is_history(&self) -> bool {
+        !matches!(self, Event::ProxyAcked { .. } | Event::ProxySynced { .. })
+    }
 }
 
 impl Default for EventBus {
@@ -196,6 +210,7 @@ impl EventBus {
         EventBus {
             tx,
             sinks: sinks.into(),
+            recent: Default::default(),
         }
     }
 
@@ -203,8 +218,27 @@ impl EventBus {
         for sink in self.sinks.iter() {
             sink.accept(&event);
         }
+        let event = Arc::new(event);
+        if event.is_history() {
+            let mut recent = self.recent.lock().expect("bug: history lock poisoned");
+            if recent.len() == HISTORY {
+                recent.pop_front();
+            }
+            recent.push_back(event.clone());
+        }
         // No subscribers is fine.
-        let _ = self.tx.send(Arc::new(event));
+        let _ = self.tx.send(event);
+    }
+
+    /// The last [`HISTORY`] events of the history (see [`Event::is_history`]), oldest
+    /// first: what the dashboard shows when it opens.
+    pub fn recent(&self) -> Vec<Arc<Event>> {
+        self.recent
+            .lock()
+            .expect("bug: history lock poisoned")
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// Is a `WatchEvents` call listening right now? Per-type acknowledgements are only

@@ -255,6 +255,13 @@ async fn a_rollout_by_waves_shows_wave_by_wave() {
             .contains("wave 1 of 2 reached, soak 1h"),
         "{services}"
     );
+    // A page opened now shows what happened before it: `/status` keeps the history.
+    browser.goto(&format!("http://{}/", cp.admin_addr())).await;
+    assert!(
+        history_or_wait(&browser, "summarizer: switched").await,
+        "{}",
+        browser.eval(VIEW).await["history"]
+    );
 }
 
 /// Whether the page's history shows `text` within 5 s.
