@@ -111,6 +111,12 @@ impl Convergence {
         }
     }
 
+    /// The snapshot of the rollout [`Self::started`] is published: every proxy may hold
+    /// what it is owed already (a wave with no proxy, a proxy that held it).
+    pub fn published(&self) {
+        self.notify.notify_one();
+    }
+
     /// A proxy disconnected: the others may now all be synced.
     pub fn proxy_left(&self) {
         if self
@@ -134,6 +140,12 @@ impl Convergence {
     fn check(&self) {
         let mut target = self.target.lock().expect("bug: convergence lock poisoned");
         let Some(t) = target.as_ref() else { return };
+        // Started just before its snapshot is published: until it is, nothing to judge.
+        if let Some(cache) = self.cache.get()
+            && cache.current().snapshot().state_version != t.version
+        {
+            return;
+        }
         let settled = match self.with_variants() {
             // A rollout between waves has not converged until its last wave.
             Some(published) if published.on_the_way() => None,

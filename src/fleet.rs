@@ -33,7 +33,8 @@ use crate::xds::sync::ProxyStatus;
 #[derive(Debug, Clone)]
 pub struct Matcher {
     selector: Selector,
-    node: Option<GlobMatcher>,
+    /// The node-id glob, if any (`Some(None)`: one that does not compile, matching nothing).
+    node: Option<Option<GlobMatcher>>,
 }
 
 impl Matcher {
@@ -41,11 +42,10 @@ impl Matcher {
         Matcher {
             selector: selector.clone(),
             // Validation compiled it already; a glob that does not compile matches nothing.
-            node: selector.node.as_deref().map(|g| {
-                Glob::new(g)
-                    .unwrap_or_else(|_| Glob::new("[]").expect("bug: the empty class glob"))
-                    .compile_matcher()
-            }),
+            node: selector
+                .node
+                .as_deref()
+                .map(|g| Glob::new(g).map(|g| g.compile_matcher()).ok()),
         }
     }
 
@@ -57,7 +57,10 @@ impl Matcher {
             want.as_deref().is_none_or(|w| have == Some(w))
         };
         field(&s.cluster, Some(node.cluster.as_str()))
-            && self.node.as_ref().is_none_or(|g| g.is_match(&node.id))
+            && self
+                .node
+                .as_ref()
+                .is_none_or(|g| g.as_ref().is_some_and(|g| g.is_match(&node.id)))
             && field(&s.region, locality.map(|l| l.region.as_str()))
             && field(&s.zone, locality.map(|l| l.zone.as_str()))
             && field(&s.sub_zone, locality.map(|l| l.sub_zone.as_str()))
@@ -166,8 +169,11 @@ pub struct Rolling {
 /// The variants of a published state while some units roll out (see the module docs).
 pub struct FleetVariants {
     units: Vec<(Rolling, Waves)>,
-    /// Some color ranks its localities per proxy.
-    ranked: bool,
+    /// The (region, zone) of each locality of the colors that rank theirs per proxy: a
+    /// node's region and zone count only as far as they are among these (a proxy
+    /// elsewhere ranks them like one with no locality), so there are at most as many
+    /// variants as the file names places, whatever the nodes say.
+    places: Vec<(String, String)>,
     state: Arc<DesiredState>,
     files: Arc<Files>,
     translate: fn(&DesiredState, &Files) -> Result<Snapshot, InconsistentSnapshot>,
@@ -198,16 +204,22 @@ impl FleetVariants {
                 Some((r.clone(), Waves::new(first.rollout.as_ref()?)))
             })
             .collect();
-        let ranked = state
+        let mut places: Vec<(String, String)> = state
             .services
             .iter()
-            .any(|s| s.blue.ranks_per_proxy() || s.green.ranks_per_proxy());
-        if units.is_empty() && !ranked {
+            .flat_map(|s| [&s.blue, &s.green])
+            .filter(|c| c.ranks_per_proxy())
+            .flat_map(|c| &c.localities)
+            .map(|l| (l.region.clone(), l.zone.clone()))
+            .collect();
+        places.sort();
+        places.dedup();
+        if units.is_empty() && places.is_empty() {
             return None;
         }
         Some(Arc::new(FleetVariants {
             units,
-            ranked,
+            places,
             state,
             files,
             translate,
@@ -217,7 +229,8 @@ impl FleetVariants {
 
 impl Variants for FleetVariants {
     /// One byte per rolling unit (1: not reached), then, when colors rank their
-    /// localities per proxy, the node's region, a 0 byte, and its zone.
+    /// localities per proxy and the node is in a region the file names: the region's
+    /// length (4 bytes), the region, and the zone if the file names it in that region.
     fn key(&self, node: &Node) -> Option<Vec<u8>> {
         let mut key: Vec<u8> = self
             .units
@@ -225,13 +238,20 @@ impl Variants for FleetVariants {
             .map(|(r, waves)| u8::from(waves.wave_of(node) > r.reached))
             .collect();
         let mut varies = key.contains(&1);
-        if self.ranked
-            && let Some(l) = &node.locality
-            && !(l.region.is_empty() && l.zone.is_empty())
+        if let Some(l) = &node.locality
+            && !l.region.is_empty()
+            && self.places.iter().any(|(region, _)| *region == l.region)
         {
+            let known_zone = self
+                .places
+                .iter()
+                .any(|(region, zone)| *region == l.region && *zone == l.zone);
+            let len = u32::try_from(l.region.len()).unwrap_or(u32::MAX);
+            key.extend_from_slice(&len.to_le_bytes());
             key.extend_from_slice(l.region.as_bytes());
-            key.push(0);
-            key.extend_from_slice(l.zone.as_bytes());
+            if known_zone {
+                key.extend_from_slice(l.zone.as_bytes());
+            }
             varies = true;
         }
         varies.then_some(key)
@@ -244,9 +264,13 @@ impl Variants for FleetVariants {
     fn build(&self, key: &[u8]) -> Option<Snapshot> {
         let mut state = (*self.state).clone();
         let (held, locality) = key.split_at(self.units.len().min(key.len()));
-        if let Some(split) = locality.iter().position(|b| *b == 0) {
-            let region = String::from_utf8_lossy(&locality[..split]);
-            let zone = String::from_utf8_lossy(&locality[split + 1..]);
+        if let Some((len, rest)) = locality.split_first_chunk::<4>() {
+            let len = usize::try_from(u32::from_le_bytes(*len)).unwrap_or(usize::MAX);
+            let (region, zone) = rest.split_at(len.min(rest.len()));
+            let (region, zone) = (
+                String::from_utf8_lossy(region),
+                String::from_utf8_lossy(zone),
+            );
             for s in &mut state.services {
                 s.blue.ranked_for(&region, &zone);
                 s.green.ranked_for(&region, &zone);
@@ -361,5 +385,36 @@ mod tests {
         blue.services[0].active = Color::Blue;
         let blue = crate::translate::translate(&blue).unwrap();
         assert_eq!(held.state_version, blue.state_version);
+    }
+
+    #[test]
+    fn localities_ranked_per_proxy_vary_only_by_the_places_the_file_names() {
+        let text = include_str!("../tests/fixtures/one_service.yaml").replace(
+            "      endpoints: [\"127.0.0.1:8081\"]\n",
+            "      localities:\n        - {region: eu, zone: a, endpoints: [\"127.0.0.1:8081\"]}\n        - {region: eu, zone: b, endpoints: [\"127.0.0.1:8083\"]}\n",
+        );
+        let state = Arc::new(crate::state::parse_str(&text).unwrap());
+        let variants = FleetVariants::new(
+            &[],
+            state,
+            Arc::new(Files::default()),
+            crate::translate::translate_with,
+        )
+        .expect("ranked localities make variants");
+        let in_zone = |region: &str, zone: &str| {
+            let mut n = node("x", "c", zone);
+            n.locality.as_mut().unwrap().region = region.into();
+            variants.key(&n)
+        };
+        assert_ne!(in_zone("eu", "a"), in_zone("eu", "b"));
+        assert_eq!(in_zone("us", "a"), None, "a region the file does not name");
+        assert_eq!(
+            in_zone("eu", "c"),
+            in_zone("eu", &"z".repeat(10_000)),
+            "zones the file does not name share one variant"
+        );
+        let a = variants.build(&in_zone("eu", "a").unwrap()).unwrap();
+        let b = variants.build(&in_zone("eu", "b").unwrap()).unwrap();
+        assert_ne!(a.state_version, b.state_version);
     }
 }

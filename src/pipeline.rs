@@ -109,8 +109,9 @@ impl Pipeline {
         let state = tracks.apply_guarded(&desired, &*observe);
         let snapshot = translate(&state, &files)?;
         let version = snapshot.state_version.clone();
+        let pipeline_rolling = tracks.rolling();
         let variants = crate::fleet::FleetVariants::new(
-            &tracks.rolling(),
+            &pipeline_rolling,
             state.clone(),
             files.clone(),
             translate,
@@ -136,7 +137,7 @@ impl Pipeline {
             reports,
             translate,
             current: (state, version),
-            rolling: Vec::new(),
+            rolling: pipeline_rolling,
             desired: (desired, content_hash),
             files,
             tracks,

@@ -207,6 +207,33 @@ impl Tracks {
         }
         self.waves
             .retain(|name, _| state.service(name).is_some_and(|s| s.rollout.is_some()));
+        // The file went back to the color the waves not reached still have: back on every
+        // wave at once, with no gate (every proxy ran it a moment ago). Told first, after
+        // what follows has looked at the step's own decisions (this is no new rollout).
+        let mut reverted = Vec::new();
+        let back: Vec<(String, Color)> = self
+            .waves
+            .iter()
+            .filter_map(|(name, w)| {
+                let s = state.service(name)?;
+                (s.active == w.from).then(|| (name.clone(), w.from))
+            })
+            .collect();
+        for (name, to) in back {
+            self.waves.remove(&name);
+            if let Some(t) = self.tracks.get_mut(&name) {
+                let from = t.in_force;
+                *t = Track {
+                    in_force: to,
+                    phase: Phase::Steady,
+                    ramp: None,
+                };
+                reverted.push(Decision {
+                    service: name,
+                    transition: Transition::Switched { from, to },
+                });
+            }
+        }
         // While waves roll out, the bake goes on (it judges every wave).
         for name in self.waves.keys() {
             if let (Some(s), Some(t)) = (state.service(name), self.tracks.get_mut(name)) {
@@ -231,9 +258,9 @@ impl Tracks {
             }
         }
         self.hold_groups(state, &mut stepped, now);
+        let mut decisions = Vec::new();
         // Asked once per step, and only when a ramp's soak is over.
         let synced = std::cell::OnceCell::new();
-        let mut decisions = Vec::new();
         for (s, mut next, transition) in stepped {
             let mut ramped = None;
             match (&transition, &next.ramp) {
@@ -266,7 +293,8 @@ impl Tracks {
         self.roll_back_groups(state, &mut decisions);
         self.advance_waves(state, observe, &mut decisions, now);
         self.pending = state.services.iter().filter(|s| self.needs_step(s)).count();
-        decisions
+        reverted.extend(decisions);
+        reverted
     }
 
     /// A release group switches in one step or not at all: while a member that asks for
@@ -283,7 +311,14 @@ impl Tracks {
                 .get(&s.name)
                 .is_some_and(|t| t.in_force != s.active && still_asks(s, t))
         };
-        let mut blocked: Vec<&str> = Vec::new();
+        // A group on its way through its waves takes no new switch until it is through:
+        // its members move as one.
+        let mut blocked: Vec<&str> = state
+            .services
+            .iter()
+            .filter(|s| self.waves.contains_key(&s.name))
+            .filter_map(|s| s.group.as_deref())
+            .collect();
         for s in &state.services {
             let Some(group) = &s.group else { continue };
             if !switching(s) {
@@ -406,9 +441,13 @@ impl Tracks {
         decisions: &mut Vec<Decision>,
         now: Instant,
     ) {
-        let ready = |s: &Service, w: &WaveProgress| {
-            let soak = s.rollout.as_ref().map_or(Duration::ZERO, |r| r.soak);
-            now.saturating_duration_since(w.since) >= soak && observe.waves_synced(s, w)
+        // Each rolling service judged once (a census walks every proxy).
+        let mut judged: HashMap<String, bool> = HashMap::new();
+        let mut ready = |s: &Service, w: &WaveProgress| -> bool {
+            *judged.entry(s.name.clone()).or_insert_with(|| {
+                let soak = s.rollout.as_ref().map_or(Duration::ZERO, |r| r.soak);
+                now.saturating_duration_since(w.since) >= soak && observe.waves_synced(s, w)
+            })
         };
         let mut go: Vec<String> = Vec::new();
         for s in &state.services {
@@ -867,6 +906,39 @@ mod tests {
         assert_eq!(d[0].transition.name(), "switched");
         assert!(tracks.rolling().is_empty(), "no wave keeps green");
         assert_eq!(tracks.in_force(&rolled("blue").services[0]), Color::Blue);
+    }
+
+    /// Every gate passes, every proxy holds what it is owed.
+    #[derive(Debug)]
+    struct GatesPass;
+
+    impl Observe for GatesPass {
+        fn observe(&self, s: &Service, t: &Track, now: Instant) -> Observed {
+            Observed {
+                gate_passed: true,
+                ..Nothing.observe(s, t, now)
+            }
+        }
+    }
+
+    #[test]
+    fn setting_active_back_mid_rollout_skips_the_gate_of_the_color_the_proxies_still_run() {
+        let gated = |active: &str| {
+            let text = BLUE.replace(
+                "active: blue",
+                &format!("active: {active}\n    gate: {{}}\n    rollout:\n      soak: 1h\n      waves: [{{zone: a}}, {{}}]"),
+            );
+            Arc::new(parse_str(&text).unwrap())
+        };
+        let mut tracks = Tracks::start(&gated("blue"), HashMap::new());
+        tracks.step(&gated("green"), &GatesPass, Instant::now());
+        assert_eq!(tracks.rolling().len(), 1);
+        // Back to blue: no gate to wait for, no wave left on green.
+        let d = tracks.step(&gated("blue"), &Nothing, Instant::now());
+        assert_eq!(d[0].transition.name(), "switched", "{d:?}");
+        assert!(tracks.rolling().is_empty());
+        assert_eq!(tracks.in_force(&gated("blue").services[0]), Color::Blue);
+        assert!(!tracks.busy());
     }
 
     #[test]

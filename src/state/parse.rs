@@ -262,6 +262,13 @@ fn validate(raw: RawState) -> Result<DesiredState, Vec<Problem>> {
             s.weights.is_some(),
             rollout.is_some(),
         );
+        if let (Some(w), Some(_)) = (&s.weights, &rollout) {
+            problems.at(
+                w.referenced,
+                "`weights:` and `rollout:` cannot be combined: a rollout moves each wave of \
+                 proxies from one color to the other; give `active`",
+            );
+        }
         let active = split::active_or_weights(&mut problems, service_at, s.active, s.weights);
         if let (Some(blue), Some(green), Some((active, weights))) = (blue, green, active) {
             check_color_features(

@@ -39,8 +39,9 @@ pub struct Published {
     built: Mutex<HashMap<Vec<u8>, Arc<Built>>>,
 }
 
-/// A variant, once built.
-type Built = OnceLock<Arc<Published>>;
+/// A variant, once built (`None`: it could not be, and the proxies of its key get the
+/// published snapshot; not the snapshot itself, which would keep itself alive).
+type Built = OnceLock<Option<Arc<Published>>>;
 
 /// What makes some proxies get a variant of the published snapshot (a rollout between
 /// waves): which variant a node gets, and how one is built.
@@ -89,14 +90,14 @@ impl Published {
             .entry(key.clone())
             .or_default()
             .clone();
-        cell.get_or_init(|| match variants.build(&key) {
-            Some(mut snapshot) => {
+        cell.get_or_init(|| {
+            variants.build(&key).map(|mut snapshot| {
                 snapshot.share_unchanged(&self.snapshot);
                 Arc::new(Published::new(snapshot))
-            }
-            None => self.clone(),
+            })
         })
         .clone()
+        .unwrap_or_else(|| self.clone())
     }
 
     /// Do some proxies get a variant of this snapshot?

@@ -271,6 +271,25 @@ mod tests {
     }
 
     #[test]
+    fn weights_with_a_rollout_are_refused() {
+        let text = GOOD.replace(
+            "    active: blue\n",
+            "    weights: {blue: 90, green: 10}\n    rollout:\n      waves: [{zone: a}, {}]\n",
+        );
+        let p: Vec<String> = parse_str(&text)
+            .unwrap_err()
+            .into_iter()
+            .map(|p| format!("{}:{}: {}", p.line, p.column, p.message))
+            .collect();
+        assert_eq!(
+            p,
+            [
+                "13:14: `weights:` and `rollout:` cannot be combined: a rollout moves each wave of proxies from one color to the other; give `active`"
+            ]
+        );
+    }
+
+    #[test]
     fn members_of_a_release_group_must_share_their_rollout() {
         let waves = "    rollout:\n      waves: [{zone: a}, {}]\n";
         assert_eq!(
