@@ -264,8 +264,8 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn with_variants_each_proxy_is_settled_at_the_version_it_is_served() {
+    /// Two connected proxies, nodes "a" (stream 1) and "b" (stream 2).
+    fn proxies_a_and_b() -> ProxyRegistry {
         use envoy_types::pb::envoy::config::core::v3::Node;
         let registry = ProxyRegistry::default();
         for (stream, id) in [(1, "a"), (2, "b")] {
@@ -276,6 +276,12 @@ mod tests {
             };
             registry.identify(stream, &std::sync::Arc::new(node));
         }
+        registry
+    }
+
+    #[tokio::test]
+    async fn with_variants_each_proxy_is_settled_at_the_version_it_is_served() {
+        let registry = proxies_a_and_b();
         let mut published = crate::xds::snapshot::Snapshot::empty();
         published.state_version = "v2".into();
         let (cache, _writer) = crate::xds::cache::snapshot_cache_with(
@@ -320,16 +326,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_rollout_between_waves_converges_when_its_last_wave_does_timed_from_the_save() {
-        use envoy_types::pb::envoy::config::core::v3::Node;
-        let registry = ProxyRegistry::default();
-        for (stream, id) in [(1, "a"), (2, "b")] {
-            registry.open(stream, Protocol::Sotw, "");
-            let node = Node {
-                id: id.into(),
-                ..Default::default()
-            };
-            registry.identify(stream, &std::sync::Arc::new(node));
-        }
+        let registry = proxies_a_and_b();
         let published = || {
             let mut s = crate::xds::snapshot::Snapshot::empty();
             s.state_version = "v2".into();
