@@ -1,7 +1,8 @@
-//! A release group through a real Envoy: a model (`summarizer`, on one listener) and the
-//! gateway that formats its prompts (`gateway`, on another) are in group `chat`. A gate
-//! failing on the model holds the gateway's switch too; once it passes, both switch in one
-//! route update; when the gateway's new color then fails its bake, both roll back.
+//! A release group through two real Envoys (two zones, two node clusters): a model
+//! (`summarizer`, on one listener) and the gateway that formats its prompts (`gateway`, on
+//! another) are in group `chat`. A gate failing on the model holds the gateway's switch
+//! too; once it passes, both switch in one route update per proxy; when the gateway's new
+//! color then fails its bake, both roll back.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -87,11 +88,19 @@ async fn a_release_group_switches_in_one_route_update_only_once_every_member_may
 ) {
     let (model, gateway) = (Member::start(), Member::start());
     let cp = ControlPlane::start(&state(&model, &gateway, "blue")).await;
-    let envoy = Envoy::builder("chat-edge", cp.xds_addr())
-        .xds(xds)
-        .start()
-        .await;
-    envoy.wait_live(Duration::from_secs(20)).await;
+    // Two proxies, in two zones and two node clusters, sharing both listeners.
+    let mut envoys = Vec::new();
+    for (id, cluster, zone) in [("chat-a", "edge", "eu-a"), ("chat-b", "core", "eu-b")] {
+        let envoy = Envoy::builder(id, cp.xds_addr())
+            .xds(xds)
+            .config_yaml(&format!(
+                "node: {{cluster: {cluster}, locality: {{region: eu, zone: {zone}}}}}"
+            ))
+            .start()
+            .await;
+        envoy.wait_live(Duration::from_secs(20)).await;
+        envoys.push(envoy);
+    }
     for m in [&model, &gateway] {
         assert_eventually!(
             Duration::from_secs(10),
@@ -123,15 +132,15 @@ async fn a_release_group_switches_in_one_route_update_only_once_every_member_may
     }
     assert_eventually!(
         Duration::from_secs(3),
-        envoy_synced(&cp).await,
+        all_synced(&cp).await,
         "{:#}",
         cp.status().await["proxies"]
     );
     let after = metric(&cp.metrics().await, routes).unwrap();
     assert_eq!(
         after - before,
-        1.0,
-        "the group's switch reached the proxy in {} route responses",
+        2.0,
+        "the group's switch reached the two proxies in {} route responses, not one each",
         after - before
     );
     assert_eq!(rollout(&cp, "summarizer").await["phase"], "baking");
@@ -166,7 +175,9 @@ async fn a_release_group_switches_in_one_route_update_only_once_every_member_may
     );
 }
 
-/// Is the one proxy synced?
-async fn envoy_synced(cp: &ControlPlane) -> bool {
-    cp.status().await["proxies"][0]["status"] == "synced"
+/// Are both proxies synced?
+async fn all_synced(cp: &ControlPlane) -> bool {
+    let status = cp.status().await;
+    let proxies = status["proxies"].as_array().cloned().unwrap_or_default();
+    proxies.len() == 2 && proxies.iter().all(|p| p["status"] == "synced")
 }
