@@ -27,11 +27,14 @@
 //!   adds them up per cluster and proxy (what `/status` shows of each color's traffic).
 //! - [`status`]: the state in force, the last rejection, the last internal error.
 //! - [`metrics`]: Prometheus metrics.
-//! - [`admin`]: the admin HTTP server (`/healthz`, `/readyz`, `/status`, `/metrics`).
+//! - [`admin`]: the admin HTTP server (`/healthz`, `/readyz`, `/status`, `/metrics`, and
+//!   the live dashboard: `/` and its event stream `/events`).
 //! - [`grpc`]: CSDS, the `switchyard.v1` API and server reflection on the xDS port.
 //! - [`render`]: Envoy resources as proto3 JSON with Envoy's field names.
-//! - [`rollout`]: the workflow around a switch: gate, ramp, bake and rollback, schema guard;
-//!   which color is in force for each service and why.
+//! - [`rollout`]: the workflow around a switch: gate, ramp, waves, release groups, bake
+//!   and rollback, schema guard; which color is in force for each service and why.
+//! - [`fleet`]: which proxy is in which wave, and the snapshot variants some proxies get
+//!   (the waves a switch has not reached, localities ranked from the proxy's own).
 //! - [`accept`]: the xDS port's accept loop: connection cap, no busy loop out of file
 //!   descriptors, socket options.
 //! - [`tls`]: TLS and mutual TLS on the xDS port, certificates reloaded when they change.

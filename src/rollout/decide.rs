@@ -444,7 +444,7 @@ fn switch(service: &Service, from: Color, now: Instant) -> (Track, Option<Transi
         ramp: first_ramp_step(service, from, now),
     };
     if track.ramp.is_some() {
-        extend_bake_for_ramp(&mut track, service, now);
+        extend_bake(&mut track, service, now);
     }
     (
         track,
@@ -595,14 +595,17 @@ pub(super) fn first_ramp_step(service: &Service, from: Color, now: Instant) -> O
     })
 }
 
-/// The bake goes on for at least `every` after a step.
-pub(super) fn extend_bake_for_ramp(track: &mut Track, service: &Service, now: Instant) {
-    let every = service
-        .ramp
+/// While a switch is on its way (through its waves, or a ramp's steps), its bake goes on
+/// for at least the wave's `soak`, or the step's `every`, after each.
+pub(super) fn extend_bake(track: &mut Track, service: &Service, now: Instant) {
+    let at_least = service
+        .rollout
         .as_ref()
-        .map_or_else(Default::default, |r| r.every);
+        .map(|r| r.soak)
+        .or(service.ramp.as_ref().map(|r| r.every))
+        .unwrap_or_default();
     if let Phase::Baking { until, .. } = &mut track.phase {
-        *until = (*until).max(now + every);
+        *until = (*until).max(now + at_least);
     }
 }
 

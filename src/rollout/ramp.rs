@@ -49,7 +49,7 @@ pub fn step(
     let mut next = track.clone();
     let Some(ramp) = &service.ramp else {
         next.ramp = None;
-        super::decide::extend_bake_for_ramp(&mut next, service, now);
+        super::decide::extend_bake(&mut next, service, now);
         return (next, Some(Transition::RampDropped { color }));
     };
     let of = ramp.steps.len();
@@ -94,7 +94,7 @@ pub fn step(
         since: now,
         waiting: Wait::Soak,
     });
-    super::decide::extend_bake_for_ramp(&mut next, service, now);
+    super::decide::extend_bake(&mut next, service, now);
     (
         next,
         Some(Transition::RampStep {

@@ -237,7 +237,7 @@ impl Tracks {
         // While waves roll out, the bake goes on (it judges every wave).
         for name in self.waves.keys() {
             if let (Some(s), Some(t)) = (state.service(name), self.tracks.get_mut(name)) {
-                extend_bake(t, s, now);
+                decide::extend_bake(t, s, now);
             }
         }
         // Each service's own decision first, then what spans services.
@@ -482,7 +482,7 @@ impl Tracks {
                 self.waves.remove(&name);
             }
             if let Some(track) = self.tracks.get_mut(&name) {
-                extend_bake(track, s, now);
+                decide::extend_bake(track, s, now);
             }
             decisions.push(Decision {
                 service: name,
@@ -621,15 +621,6 @@ fn still_asks(s: &Service, t: &Track) -> bool {
     match &t.phase {
         Phase::RolledBack { .. } | Phase::GaveUp { .. } => !still_applies(s, t),
         _ => true,
-    }
-}
-
-/// While waves roll out the bake goes on: reaching a wave keeps it watching for at least
-/// that wave's soak.
-fn extend_bake(track: &mut Track, s: &Service, now: Instant) {
-    let soak = s.rollout.as_ref().map_or(Duration::ZERO, |r| r.soak);
-    if let Phase::Baking { until, .. } = &mut track.phase {
-        *until = (*until).max(now + soak);
     }
 }
 

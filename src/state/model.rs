@@ -215,7 +215,7 @@ pub struct LocalityGroup {
     #[serde(skip_serializing_if = "String::is_empty")]
     pub sub_zone: String,
     /// As the file says; `None` when the color's localities give none: then each proxy
-    /// ranks them from where it is ([`LocalityGroup::priority_for`]).
+    /// ranks them from where it is ([`ColorSpec::ranked_for`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub priority: Option<u32>,
     pub endpoints: Vec<Endpoint>,

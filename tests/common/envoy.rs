@@ -88,6 +88,10 @@ pub struct EnvoyBuilder {
     log_level: String,
     config_yaml: Option<String>,
     extra_args: Vec<String>,
+    /// The node's cluster, instead of the bootstrap's.
+    node_cluster: Option<String>,
+    /// The node's locality: region and zone.
+    locality: Option<(String, String)>,
     /// Mutual TLS to switchyard: `envoy/bootstrap-mtls.yaml` with these files.
     tls: Option<EnvoyTls>,
 }
@@ -148,6 +152,19 @@ impl EnvoyBuilder {
     /// rules apply: scalars are replaced, repeated fields are appended.
     pub fn config_yaml(mut self, yaml: &str) -> Self {
         self.config_yaml = Some(yaml.to_owned());
+        self
+    }
+
+    /// The node's cluster (what rollout waves and `--allow-cluster` select on).
+    pub fn node_cluster(mut self, cluster: &str) -> Self {
+        self.node_cluster = Some(cluster.to_owned());
+        self
+    }
+
+    /// The node's locality (what rollout waves select on, and localities are ranked
+    /// from).
+    pub fn locality(mut self, region: &str, zone: &str) -> Self {
+        self.locality = Some((region.to_owned(), zone.to_owned()));
         self
     }
 
@@ -245,6 +262,8 @@ impl Envoy {
             log_level: "info".to_owned(),
             config_yaml: None,
             extra_args: Vec::new(),
+            node_cluster: None,
+            locality: None,
             tls: None,
         }
     }
@@ -455,6 +474,9 @@ fn render_bootstrap(options: &EnvoyBuilder) -> Value {
         ),
     };
     set("/node/id", options.node_id.clone().into());
+    if let Some(cluster) = &options.node_cluster {
+        set("/node/cluster", cluster.clone().into());
+    }
     set("/admin/address/socket_address/address", "127.0.0.1".into());
     set("/admin/address/socket_address/port_value", 0.into());
     set(
@@ -510,6 +532,9 @@ fn render_bootstrap(options: &EnvoyBuilder) -> Value {
         context["tls_certificates"][0]["certificate_chain"]["filename"] = file(&tls.identity.cert);
         context["tls_certificates"][0]["private_key"]["filename"] = file(&tls.identity.key);
         context["validation_context"]["trusted_ca"]["filename"] = file(&tls.ca);
+    }
+    if let Some((region, zone)) = &options.locality {
+        bootstrap["node"]["locality"] = serde_json::json!({"region": region, "zone": zone});
     }
     bootstrap
 }

@@ -47,9 +47,8 @@ const VIEW: &str = r#"(() => {
 /// An Envoy named `node_id` in node cluster `cluster` and zone `zone` of `eu-west1`.
 async fn envoy_in(cp: &ControlPlane, node_id: &str, cluster: &str, zone: &str) -> Envoy {
     let envoy = Envoy::builder(node_id, cp.xds_addr())
-        .config_yaml(&format!(
-            "node: {{cluster: {cluster}, locality: {{region: eu-west1, zone: {zone}}}}}"
-        ))
+        .node_cluster(cluster)
+        .locality("eu-west1", zone)
         .start()
         .await;
     envoy.wait_live(Duration::from_secs(20)).await;

@@ -222,7 +222,7 @@ services:
     for (i, zone) in zones.iter().enumerate() {
         let mut envoy = Envoy::builder(&format!("envoy-{}", i + 1), cp.xds_addr()).xds(xds);
         if !zone.is_empty() {
-            envoy = envoy.config_yaml(&format!("node: {{locality: {{region: eu, zone: {zone}}}}}"));
+            envoy = envoy.locality("eu", zone);
         }
         envoys.push(envoy.start().await);
     }

@@ -93,9 +93,8 @@ async fn a_release_group_switches_in_one_route_update_only_once_every_member_may
     for (id, cluster, zone) in [("chat-a", "edge", "eu-a"), ("chat-b", "core", "eu-b")] {
         let envoy = Envoy::builder(id, cp.xds_addr())
             .xds(xds)
-            .config_yaml(&format!(
-                "node: {{cluster: {cluster}, locality: {{region: eu, zone: {zone}}}}}"
-            ))
+            .node_cluster(cluster)
+            .locality("eu", zone)
             .start()
             .await;
         envoy.wait_live(Duration::from_secs(20)).await;

@@ -51,9 +51,8 @@ async fn envoy_in(scene: &BlueGreen, id: &str, zone: &str, xds: Xds) -> Envoy {
 async fn envoy_of(scene: &BlueGreen, id: &str, cluster: &str, zone: &str, xds: Xds) -> Envoy {
     let envoy = Envoy::builder(id, scene.cp.xds_addr())
         .xds(xds)
-        .config_yaml(&format!(
-            "node: {{cluster: {cluster}, locality: {{region: eu, zone: {zone}}}}}"
-        ))
+        .node_cluster(cluster)
+        .locality("eu", zone)
         .start()
         .await;
     envoy.wait_live(Duration::from_secs(20)).await;

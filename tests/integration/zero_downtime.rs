@@ -82,7 +82,7 @@ async fn flip_edited_under_load(
             crate::common::envoy::Envoy::builder(&format!("flip-{i}"), cp.xds_addr()).xds(xds);
         if !zones.is_empty() {
             let zone = zones[i % zones.len()];
-            envoy = envoy.config_yaml(&format!("node: {{locality: {{region: r, zone: {zone}}}}}"));
+            envoy = envoy.locality("r", zone);
         }
         let envoy = envoy.start().await;
         envoy.wait_live(Duration::from_secs(20)).await;
